@@ -1,0 +1,778 @@
+//! The YAML configuration: serde types, defaults, and validation.
+//!
+//! Owns: what a config file may say and what it means. Every error names the path of the key it
+//! came from (`routes[1].value.reader.subject: ...`), so a user can fix it without reading code.
+//! Must not: connect to anything. Translation into rdkafka `ClientConfig`s lives here too, so a
+//! collision between our settings and a user's raw librdkafka option is caught in one place.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use thiserror::Error;
+
+/// A config problem, with the path of the key that caused it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// Dotted path of the key, e.g. `routes[0].value.reader.subject`; `.` for the document root.
+    pub path: String,
+    pub message: String,
+}
+
+/// All problems found in one config file (validation reports every one, not just the first).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The cluster schemabridge consumes from.
+    pub source: KafkaCluster,
+    /// The cluster it produces to; the source cluster when absent (sidecar mode).
+    #[serde(default)]
+    pub target: Option<KafkaCluster>,
+    /// Consumer group id. Run more replicas with the same id to scale out.
+    pub group_id: String,
+    pub registry: RegistryConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaCluster {
+    #[serde(alias = "bootstrap.servers")]
+    pub bootstrap_servers: String,
+    /// Raw librdkafka properties passed through verbatim (security, compression, tuning).
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Base URL of a Confluent-compatible schema registry. Exactly one of `url`/`urls`/`static_dir`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Several registry URLs, tried in order.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Offline source: a directory holding `schemas.yaml` and the schema files it lists.
+    #[serde(default)]
+    pub static_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub auth: Option<RegistryAuth>,
+    #[serde(default = "defaults::registry_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How many parsed schemas to keep in memory.
+    #[serde(default = "defaults::cache_size")]
+    pub cache_size: usize,
+    /// First retry delay after a transient registry error; doubles up to `max_backoff_ms`.
+    #[serde(default = "defaults::initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    #[serde(default = "defaults::max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+/// Registry credentials: `basic` or `bearer`, each read from an environment variable or a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAuth {
+    #[serde(default)]
+    pub basic: Option<BasicAuth>,
+    #[serde(default)]
+    pub bearer: Option<BearerAuth>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password (trailing newline trimmed).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerAuth {
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Reads a secret from exactly one of an environment variable or a file; `key` names the config
+/// key for the error.
+pub fn read_secret(
+    key: &str,
+    env: Option<&str>,
+    file: Option<&Path>,
+) -> Result<String, ConfigError> {
+    let fail = |message: String| ConfigError {
+        path: key.to_string(),
+        message,
+    };
+    match (env, file) {
+        (Some(name), None) => {
+            std::env::var(name).map_err(|_| fail(format!("environment variable {name} is not set")))
+        }
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display()))),
+        _ => Err(fail("set exactly one of the `_env` or `_file` keys".into())),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// How often stored offsets are committed.
+    #[serde(default = "defaults::commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// Messages produced but not yet acknowledged before consumption waits.
+    #[serde(default = "defaults::max_in_flight")]
+    pub max_in_flight: usize,
+    /// How long shutdown waits for outstanding deliveries.
+    #[serde(default = "defaults::shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            commit_interval_ms: defaults::commit_interval_ms(),
+            max_in_flight: defaults::max_in_flight(),
+            shutdown_timeout_ms: defaults::shutdown_timeout_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    pub source: SourceTopics,
+    /// Topic the resolved messages are produced to.
+    pub target: String,
+    #[serde(default)]
+    pub partitioning: Partitioning,
+    #[serde(default = "PartConfig::passthrough")]
+    pub key: PartConfig,
+    pub value: PartConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTopics {
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// A regular expression matched against whole topic names.
+    #[serde(default)]
+    pub topic_regex: Option<String>,
+}
+
+/// Which target partition a message goes to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partitioning {
+    /// Same partition number when source and target have the same partition count, else by key.
+    #[default]
+    Auto,
+    /// Always the source partition number (the target must have at least as many partitions).
+    Same,
+    /// By key hash (murmur2, as the Java client), whatever the partition counts.
+    Key,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartConfig {
+    pub format: Format,
+    /// The schema the downstream consumer reads. Required unless `format: passthrough`.
+    #[serde(default)]
+    pub reader: Option<ReaderConfig>,
+    #[serde(default)]
+    pub on_error: ErrorPolicy,
+    /// Dead-letter topic; required when `on_error: dlq`.
+    #[serde(default)]
+    pub dlq: Option<String>,
+    /// What to do when the reader would not see a field that held data.
+    #[serde(default)]
+    pub on_lossy: LossyPolicy,
+}
+
+impl PartConfig {
+    fn passthrough() -> Self {
+        PartConfig {
+            format: Format::Passthrough,
+            reader: None,
+            on_error: ErrorPolicy::Dlq,
+            dlq: None,
+            on_lossy: LossyPolicy::Allow,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Avro,
+    /// Bytes are forwarded unchanged.
+    Passthrough,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorPolicy {
+    /// Send the original message, with headers naming the error, to the DLQ topic.
+    #[default]
+    Dlq,
+    /// Drop it (counted) and go on.
+    Skip,
+    /// Stop the gateway without committing past it.
+    Halt,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossyPolicy {
+    #[default]
+    Allow,
+    Dlq,
+    Halt,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReaderConfig {
+    /// Registry subject of the reader schema.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// `latest` (default) or a version number.
+    #[serde(default)]
+    pub version: SubjectVersion,
+    /// The reader schema from a file instead of the registry; needs `id`.
+    #[serde(default)]
+    pub schema_file: Option<PathBuf>,
+    /// Registry id to frame messages with when the schema comes from `schema_file`.
+    #[serde(default)]
+    pub id: Option<u32>,
+}
+
+/// A subject version: a number or `latest`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SubjectVersion {
+    #[default]
+    Latest,
+    Number(u32),
+}
+
+impl fmt::Display for SubjectVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubjectVersion::Latest => f.write_str("latest"),
+            SubjectVersion::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SubjectVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SubjectVersion;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a positive version number or \"latest\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SubjectVersion, E> {
+                match u32::try_from(v) {
+                    Ok(n) if n > 0 => Ok(SubjectVersion::Number(n)),
+                    _ => Err(E::invalid_value(de::Unexpected::Unsigned(v), &self)),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SubjectVersion, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SubjectVersion, E> {
+                if v == "latest" {
+                    Ok(SubjectVersion::Latest)
+                } else if let Ok(n) = v.parse::<u64>() {
+                    self.visit_u64(n)
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+mod defaults {
+    pub const fn registry_timeout_ms() -> u64 {
+        10_000
+    }
+    pub const fn cache_size() -> usize {
+        1_000
+    }
+    pub const fn initial_backoff_ms() -> u64 {
+        100
+    }
+    pub const fn max_backoff_ms() -> u64 {
+        30_000
+    }
+    pub const fn commit_interval_ms() -> u64 {
+        5_000
+    }
+    pub const fn max_in_flight() -> usize {
+        10_000
+    }
+    pub const fn shutdown_timeout_ms() -> u64 {
+        30_000
+    }
+}
+
+/// librdkafka properties schemabridge sets itself because correctness depends on them; a user
+/// setting one of them in a `librdkafka` map is an error, not a silent override.
+const OWNED_CONSUMER_KEYS: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.offset.store",
+];
+const OWNED_PRODUCER_KEYS: &[&str] = &["bootstrap.servers", "enable.idempotence", "acks"];
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                path: ".".into(),
+                message: format!("cannot read config file {}: {e}", path.display()),
+            }])
+        })?;
+        let mut config = Config::parse(&text)?;
+        config.resolve_relative_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.inner().to_string();
+            // serde_yaml appends " at line L column C"; keep it, it helps.
+            ConfigErrors(vec![ConfigError { path, message }])
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Files named in the config are relative to the config file's directory.
+    fn resolve_relative_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(dir) = self.registry.static_dir.as_mut() {
+            fix(dir);
+        }
+        for route in &mut self.routes {
+            for part in [&mut route.key, &mut route.value] {
+                if let Some(file) = part.reader.as_mut().and_then(|r| r.schema_file.as_mut()) {
+                    fix(file);
+                }
+            }
+        }
+    }
+
+    /// Semantic checks serde cannot express. Reports every problem found.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errs = Vec::new();
+        let mut err = |path: String, message: &str| {
+            errs.push(ConfigError {
+                path,
+                message: message.to_string(),
+            })
+        };
+        if self.source.bootstrap_servers.trim().is_empty() {
+            err("source.bootstrap_servers".into(), "must not be empty");
+        }
+        check_owned_keys("source.librdkafka", &self.source.librdkafka, &mut err);
+        if let Some(t) = &self.target {
+            if t.bootstrap_servers.trim().is_empty() {
+                err("target.bootstrap_servers".into(), "must not be empty");
+            }
+            check_owned_keys("target.librdkafka", &t.librdkafka, &mut err);
+        }
+        if self.group_id.trim().is_empty() {
+            err("group_id".into(), "must not be empty");
+        }
+        let r = &self.registry;
+        let sources = usize::from(r.url.is_some())
+            + usize::from(!r.urls.is_empty())
+            + usize::from(r.static_dir.is_some());
+        if sources != 1 {
+            err(
+                "registry".into(),
+                "set exactly one of `url`, `urls` or `static_dir`",
+            );
+        }
+        for (i, url) in r.url.iter().chain(&r.urls).enumerate() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                let key = if r.url.is_some() {
+                    "registry.url".to_string()
+                } else {
+                    format!("registry.urls[{i}]")
+                };
+                err(key, "must start with http:// or https://");
+            }
+        }
+        if let Some(auth) = &r.auth {
+            let exactly_one = |env: bool, file: bool| env != file;
+            match (&auth.basic, &auth.bearer) {
+                (Some(b), None) => {
+                    if !exactly_one(b.password_env.is_some(), b.password_file.is_some()) {
+                        err(
+                            "registry.auth.basic".into(),
+                            "set exactly one of `password_env` or `password_file`",
+                        );
+                    }
+                }
+                (None, Some(b)) => {
+                    if !exactly_one(b.token_env.is_some(), b.token_file.is_some()) {
+                        err(
+                            "registry.auth.bearer".into(),
+                            "set exactly one of `token_env` or `token_file`",
+                        );
+                    }
+                }
+                _ => err(
+                    "registry.auth".into(),
+                    "set exactly one of `basic` or `bearer`",
+                ),
+            }
+        }
+        if r.cache_size == 0 {
+            err("registry.cache_size".into(), "must be at least 1");
+        }
+        if r.initial_backoff_ms == 0 || r.initial_backoff_ms > r.max_backoff_ms {
+            err(
+                "registry.initial_backoff_ms".into(),
+                "must be at least 1 and not above registry.max_backoff_ms",
+            );
+        }
+        if self.pipeline.max_in_flight == 0 {
+            err("pipeline.max_in_flight".into(), "must be at least 1");
+        }
+        if self.routes.is_empty() {
+            err("routes".into(), "at least one route is required");
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let at = |k: &str| format!("routes[{i}].{k}");
+            if route.name.trim().is_empty() {
+                err(at("name"), "must not be empty");
+            } else if !names.insert(route.name.as_str()) {
+                err(at("name"), &format!("duplicate route name `{}`", route.name));
+            }
+            let src = &route.source;
+            if src.topics.is_empty() == src.topic_regex.is_none() {
+                err(at("source"), "set exactly one of `topics` or `topic_regex`");
+            }
+            if let Some(re) = &src.topic_regex
+                && let Err(e) = regex::Regex::new(re)
+            {
+                err(at("source.topic_regex"), &format!("invalid regex: {e}"));
+            }
+            if route.target.trim().is_empty() {
+                err(at("target"), "must not be empty");
+            }
+            if src.topics.iter().any(|t| t == &route.target) && self.target.is_none() {
+                err(
+                    at("target"),
+                    "is also a source topic on the same cluster: messages would loop",
+                );
+            }
+            for (part_name, part) in [("key", &route.key), ("value", &route.value)] {
+                let at = |k: &str| format!("routes[{i}].{part_name}.{k}");
+                match (part.format, &part.reader) {
+                    (Format::Passthrough, Some(_)) => {
+                        err(at("reader"), "not used with `format: passthrough`; remove it")
+                    }
+                    (Format::Passthrough, None) => {}
+                    (_, None) => err(at("reader"), "required for this format"),
+                    (_, Some(reader)) => match (&reader.subject, &reader.schema_file) {
+                        (Some(_), Some(_)) => err(
+                            at("reader"),
+                            "set either `subject` (+ `version`) or `schema_file` (+ `id`), not both",
+                        ),
+                        (None, None) => err(
+                            at("reader.subject"),
+                            "required (or `schema_file` with `id`)",
+                        ),
+                        (Some(s), None) => {
+                            if s.trim().is_empty() {
+                                err(at("reader.subject"), "must not be empty");
+                            }
+                            if reader.id.is_some() {
+                                err(at("reader.id"), "only used with `schema_file`");
+                            }
+                        }
+                        (None, Some(_)) => {
+                            if reader.id.is_none() {
+                                err(
+                                    at("reader.id"),
+                                    "required with `schema_file`: the registry id to frame messages with",
+                                );
+                            }
+                        }
+                    },
+                }
+                let needs_dlq =
+                    part.on_error == ErrorPolicy::Dlq || part.on_lossy == LossyPolicy::Dlq;
+                if part.format != Format::Passthrough && needs_dlq && part.dlq.is_none() {
+                    err(
+                        at("dlq"),
+                        "required when `on_error` or `on_lossy` is `dlq` (the default for on_error)",
+                    );
+                }
+                if let Some(dlq) = &part.dlq
+                    && (dlq == &route.target || src.topics.contains(dlq))
+                {
+                    err(at("dlq"), "must differ from the route's source and target topics");
+                }
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+
+    /// The cluster messages are produced to.
+    pub fn target_cluster(&self) -> &KafkaCluster {
+        self.target.as_ref().unwrap_or(&self.source)
+    }
+
+    /// rdkafka consumer settings: manual offset store, periodic commit of stored offsets.
+    pub fn consumer_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        for (k, v) in &self.source.librdkafka {
+            c.set(k, v);
+        }
+        c.set("bootstrap.servers", &self.source.bootstrap_servers)
+            .set("group.id", &self.group_id)
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false");
+        if !self.source.librdkafka.contains_key("enable.auto.commit") {
+            c.set("enable.auto.commit", "true");
+        }
+        if !self.source.librdkafka.contains_key("auto.commit.interval.ms") {
+            c.set(
+                "auto.commit.interval.ms",
+                self.pipeline.commit_interval_ms.to_string(),
+            );
+        }
+        if !self.source.librdkafka.contains_key("auto.offset.reset") {
+            c.set("auto.offset.reset", "earliest");
+        }
+        c
+    }
+
+    /// rdkafka producer settings: idempotent (per-partition order survives retries), acks=all,
+    /// Java-compatible key partitioner.
+    pub fn producer_config(&self) -> ClientConfig {
+        let cluster = self.target_cluster();
+        let mut c = ClientConfig::new();
+        for (k, v) in &cluster.librdkafka {
+            c.set(k, v);
+        }
+        c.set("bootstrap.servers", &cluster.bootstrap_servers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        if !cluster.librdkafka.contains_key("partitioner") {
+            c.set("partitioner", "murmur2_random");
+        }
+        if !cluster.librdkafka.contains_key("linger.ms") {
+            c.set("linger.ms", "5");
+        }
+        c
+    }
+}
+
+fn check_owned_keys(
+    at: &str,
+    map: &BTreeMap<String, String>,
+    err: &mut impl FnMut(String, &str),
+) {
+    for key in map.keys() {
+        let owned = if at.starts_with("source") {
+            OWNED_CONSUMER_KEYS.contains(&key.as_str())
+        } else {
+            OWNED_PRODUCER_KEYS.contains(&key.as_str())
+        };
+        if owned {
+            err(
+                format!("{at}.{key}"),
+                "is set by schemabridge (its delivery guarantees depend on it); remove it",
+            );
+        }
+    }
+    // The same cluster settings are used for the producer in sidecar mode.
+    if at.starts_with("source") {
+        for key in map.keys() {
+            if OWNED_PRODUCER_KEYS.contains(&key.as_str())
+                && !OWNED_CONSUMER_KEYS.contains(&key.as_str())
+            {
+                err(
+                    format!("{at}.{key}"),
+                    "is set by schemabridge (its delivery guarantees depend on it); remove it",
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+source:
+  bootstrap_servers: localhost:9092
+group_id: bridge
+registry:
+  url: http://localhost:8081
+routes:
+  - name: orders
+    source: { topics: [orders] }
+    target: orders-v1
+    value:
+      format: avro
+      reader: { subject: orders-value, version: 1 }
+      dlq: orders-dlq
+"#;
+
+    fn errors(text: &str) -> Vec<String> {
+        match Config::parse(text) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.routes[0].value.format, Format::Avro);
+        assert_eq!(c.routes[0].key.format, Format::Passthrough);
+        assert_eq!(c.routes[0].value.on_error, ErrorPolicy::Dlq);
+        assert_eq!(
+            c.routes[0].value.reader.as_ref().unwrap().version,
+            SubjectVersion::Number(1)
+        );
+        assert_eq!(c.registry.timeout_ms, 10_000);
+        assert_eq!(c.target_cluster().bootstrap_servers, "localhost:9092");
+        let cc = c.consumer_config();
+        assert_eq!(cc.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.producer_config().get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn typo_key_names_its_path() {
+        let text = GOOD.replace("reader: { subject:", "reader: { subjet:");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].starts_with("routes[0].value.reader: unknown field `subjet`"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn missing_required_key_names_it() {
+        let text = GOOD.replace("group_id: bridge\n", "");
+        let errs = errors(&text);
+        assert!(errs[0].contains("missing field `group_id`"), "{errs:?}");
+        let text = GOOD.replace("    target: orders-v1\n", "");
+        let errs = errors(&text);
+        assert!(
+            errs[0].starts_with("routes[0]: missing field `target`"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_keys() {
+        let text = GOOD.replace("version: 1", "version: newest");
+        assert!(errors(&text)[0].starts_with("routes[0].value.reader.version: invalid value"));
+        let text = GOOD.replace("format: avro", "format: thrift");
+        assert!(errors(&text)[0].starts_with("routes[0].value.format: unknown variant `thrift`"));
+        let text = GOOD.replace("      dlq: orders-dlq\n", "");
+        assert_eq!(
+            errors(&text),
+            vec![
+                "routes[0].value.dlq: required when `on_error` or `on_lossy` is `dlq` (the default for on_error)"
+            ]
+        );
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported() {
+        let text = GOOD
+            .replace("url: http://localhost:8081", "url: localhost:8081")
+            .replace("target: orders-v1", "target: orders")
+            .replace(
+                "source:\n  bootstrap_servers: localhost:9092",
+                "source:\n  bootstrap_servers: localhost:9092\n  librdkafka: { enable.auto.offset.store: 'true' }",
+            );
+        let errs = errors(&text);
+        assert_eq!(
+            errs,
+            vec![
+                "source.librdkafka.enable.auto.offset.store: is set by schemabridge (its delivery guarantees depend on it); remove it",
+                "registry.url: must start with http:// or https://",
+                "routes[0].target: is also a source topic on the same cluster: messages would loop",
+            ]
+        );
+    }
+
+    #[test]
+    fn schema_file_reader_needs_an_id() {
+        let text = GOOD.replace(
+            "reader: { subject: orders-value, version: 1 }",
+            "reader: { schema_file: v1.avsc }",
+        );
+        assert_eq!(
+            errors(&text),
+            vec![
+                "routes[0].value.reader.id: required with `schema_file`: the registry id to frame messages with"
+            ]
+        );
+    }
+}

@@ -1,0 +1,427 @@
+//! `schemabridge demo`: the whole job on an in-process Kafka mock cluster, nothing to install.
+//!
+//! Starts librdkafka's mock cluster, produces OrderPlaced messages written by upgraded (v2) and
+//! not-yet-upgraded (v1) producers plus one unframed message, runs the real gateway with an
+//! embedded static schema source, reads the target topic as a v1 consumer would, and prints
+//! what arrived. Owns: the demo data and its report; everything else is the production path.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use apache_avro::Schema;
+use apache_avro::types::Value;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, Message};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::pipeline::{Gateway, RunSummary, dlq_headers};
+use crate::registry::{SchemaSource, StaticDir, StaticEntry};
+use crate::wire;
+
+pub const ORDER_V1: &str = include_str!("../proto/orders/order_v1.avsc");
+pub const ORDER_V2: &str = include_str!("../proto/orders/order_v2.avsc");
+/// Registry ids the demo's embedded schema source gives the two versions.
+pub const V1_ID: u32 = 1;
+pub const V2_ID: u32 = 2;
+
+const SOURCE: &str = "orders";
+const TARGET: &str = "orders-v1";
+const DLQ: &str = "orders-dlq";
+const PARTITIONS: i32 = 3;
+
+/// The demo's options.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Messages to produce (every tenth is written by a v1 producer).
+    pub messages: usize,
+    /// How many before/after pairs to print.
+    pub samples: usize,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            messages: 1000,
+            samples: 2,
+        }
+    }
+}
+
+/// The static schema source the demo uses: subject `orders-value`, v1 = id 1, v2 = id 2.
+pub fn schema_source() -> Result<SchemaSource, String> {
+    let entry = |id, version, file: &str| StaticEntry {
+        id,
+        subject: "orders-value".into(),
+        version,
+        file: file.into(),
+        schema_type: None,
+        references: Vec::new(),
+    };
+    Ok(SchemaSource::Static(StaticDir::from_entries(vec![
+        (entry(V1_ID, 1, "order_v1.avsc"), ORDER_V1.to_string()),
+        (entry(V2_ID, 2, "order_v2.avsc"), ORDER_V2.to_string()),
+    ])?))
+}
+
+/// The gateway config the demo runs with, against `bootstrap`.
+pub fn config(bootstrap: &str) -> Result<Config, String> {
+    let text = format!(
+        r#"
+source:
+  bootstrap_servers: "{bootstrap}"
+group_id: schemabridge-demo
+registry:
+  static_dir: embedded   # replaced by the embedded source
+pipeline:
+  commit_interval_ms: 500
+routes:
+  - name: orders
+    source: {{ topics: [{SOURCE}] }}
+    target: {TARGET}
+    value:
+      format: avro
+      reader: {{ subject: orders-value, version: 1 }}
+      on_error: dlq
+      dlq: {DLQ}
+"#
+    );
+    Config::parse(&text).map_err(|e| e.to_string())
+}
+
+/// Runs the demo and returns its printed report.
+pub async fn run(opts: DemoOptions) -> Result<String, String> {
+    let started = Instant::now();
+    let cluster = MockCluster::new(1).map_err(|e| format!("cannot start the mock cluster: {e}"))?;
+    let bootstrap = cluster.bootstrap_servers();
+    for (topic, partitions) in [(SOURCE, PARTITIONS), (TARGET, PARTITIONS), (DLQ, 1)] {
+        cluster
+            .create_topic(topic, partitions, 1)
+            .map_err(|e| format!("cannot create topic {topic}: {e}"))?;
+    }
+    let v1 = Schema::parse_str(ORDER_V1).map_err(|e| e.to_string())?;
+    let v2 = Schema::parse_str(ORDER_V2).map_err(|e| e.to_string())?;
+
+    // What the producers write: mostly v2, every tenth from a v1 producer, one unframed.
+    let mut rng = SplitMix(42);
+    let mut inputs: HashMap<String, (u32, Value)> = HashMap::new();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut sends = Vec::with_capacity(opts.messages + 1);
+    for i in 0..opts.messages {
+        let (id, schema, value) = if i % 10 == 9 {
+            (V1_ID, &v1, order_v1(i, &mut rng))
+        } else {
+            (V2_ID, &v2, order_v2(i, &mut rng))
+        };
+        let order_id = format!("ord-{i:06}");
+        let mut bytes = Vec::with_capacity(256);
+        wire::write_header(id, &mut bytes);
+        bytes.extend(encode(schema, value.clone())?);
+        inputs.insert(order_id.clone(), (id, value));
+        let record = FutureRecord::to(SOURCE).key(&order_id).payload(&bytes);
+        sends.push(producer.send_result(record).map_err(|(e, _)| e.to_string())?);
+    }
+    let junk = FutureRecord::to(SOURCE)
+        .key("not-avro")
+        .payload("{\"order_id\": \"written as JSON by mistake\"}");
+    sends.push(producer.send_result(junk).map_err(|(e, _)| e.to_string())?);
+    for s in sends {
+        s.await
+            .map_err(|_| "producer dropped".to_string())?
+            .map_err(|(e, _)| e.to_string())?;
+    }
+    let produced = opts.messages + 1;
+
+    // The gateway, exactly as `schemabridge run` runs it.
+    let cfg = config(&bootstrap)?;
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::with_schema_source(cfg, schema_source()?);
+    let task = tokio::spawn(gateway.run(shutdown.clone()));
+
+    // A v1 consumer reads the target topic; the DLQ is read too so every input is accounted for.
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "demo-v1-consumer")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(|e| e.to_string())?;
+    reader.subscribe(&[TARGET, DLQ]).map_err(|e| e.to_string())?;
+    let mut outputs: Vec<(String, u32, Value)> = Vec::new();
+    let mut dead: Vec<(String, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while outputs.len() + dead.len() < produced {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = match tokio::time::timeout(left, reader.recv()).await {
+            Err(_) => break,
+            Ok(m) => m.map_err(|e| e.to_string())?,
+        };
+        let key = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
+        let payload = msg.payload().unwrap_or_default();
+        if msg.topic() == DLQ {
+            let why = header(&msg, dlq_headers::ERROR).unwrap_or_default();
+            dead.push((key, why));
+            continue;
+        }
+        let framed = wire::parse(payload).map_err(|e| format!("target message {key}: {e}"))?;
+        let value = decode(&v1, framed.payload)
+            .map_err(|e| format!("target message {key} does not decode as v1: {e}"))?;
+        outputs.push((key, framed.schema_id, value));
+    }
+    shutdown.cancel();
+    let summary: RunSummary = task
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    producer.flush(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+
+    if outputs.len() + dead.len() != produced {
+        return Err(format!(
+            "only {} of {produced} messages arrived within 60 s",
+            outputs.len() + dead.len()
+        ));
+    }
+    report(&opts, &inputs, &outputs, &dead, &summary, started.elapsed())
+}
+
+// apache-avro 0.22 deprecates these for a builder API; the value path is only used for demo data.
+#[allow(deprecated)]
+fn encode(schema: &Schema, value: Value) -> Result<Vec<u8>, String> {
+    apache_avro::to_avro_datum(schema, value).map_err(|e| e.to_string())
+}
+
+#[allow(deprecated)]
+fn decode(schema: &Schema, mut bytes: &[u8]) -> Result<Value, String> {
+    apache_avro::from_avro_datum(schema, &mut bytes, None).map_err(|e| e.to_string())
+}
+
+fn header(msg: &impl Message, name: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn report(
+    opts: &DemoOptions,
+    inputs: &HashMap<String, (u32, Value)>,
+    outputs: &[(String, u32, Value)],
+    dead: &[(String, String)],
+    summary: &RunSummary,
+    elapsed: Duration,
+) -> Result<String, String> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "schemabridge demo: topic `{SOURCE}` (v2 and v1 producers) → `{TARGET}` (v1 consumers), \
+         on an in-process Kafka mock cluster\n"
+    );
+    let mut by_writer: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut reader_ids: BTreeMap<u32, usize> = BTreeMap::new();
+    for (key, reader_id, _) in outputs {
+        let (writer_id, _) = inputs
+            .get(key)
+            .ok_or_else(|| format!("target has a message with unknown key {key}"))?;
+        *by_writer.entry(*writer_id).or_default() += 1;
+        *reader_ids.entry(*reader_id).or_default() += 1;
+    }
+    let _ = writeln!(w, "  produced     {:>6}  messages", inputs.len() + 1);
+    for (id, n) in &by_writer {
+        let _ = writeln!(
+            w,
+            "  delivered    {n:>6}  written with schema id {id} (v{}) → read as id {V1_ID} (v1)",
+            if *id == V2_ID { 2 } else { 1 }
+        );
+    }
+    for (key, why) in dead {
+        let _ = writeln!(w, "  dead-letter  {:>6}  key {key}: {why}", 1);
+    }
+    let _ = writeln!(
+        w,
+        "  gateway      consumed {} · forwarded {} · dead-lettered {} · skipped {} · {:.1} s",
+        summary.consumed,
+        summary.forwarded,
+        summary.dead_lettered,
+        summary.skipped,
+        elapsed.as_secs_f64()
+    );
+    if reader_ids.keys().any(|id| *id != V1_ID) {
+        return Err(format!(
+            "target messages framed with ids {:?}, expected only {V1_ID}",
+            reader_ids.keys()
+        ));
+    }
+
+    let _ = writeln!(w, "\nBefore (as the v2 producer wrote it) and after (as the v1 consumer reads it):");
+    let samples = outputs
+        .iter()
+        .filter(|(k, _, _)| inputs.get(k).is_some_and(|(id, _)| *id == V2_ID))
+        .take(opts.samples);
+    for (key, _, after) in samples {
+        let before = inputs.get(key).map(|(_, v)| v.clone()).unwrap_or(Value::Null);
+        let _ = writeln!(w, "\n  {key}\n    v2: {}\n    v1: {}", json(before), json(after.clone()));
+    }
+    let _ = writeln!(
+        w,
+        "\nThe v1 consumer sees `amount_cents` (the v2 `total_cents`, via its alias), `quantity` as a long,\n\
+         REFUNDED as its default PENDING, and `source` filled with its default; v2-only fields are not\n\
+         in its schema (set `on_lossy: dlq` on a route to refuse messages whose dropped fields held data)."
+    );
+    Ok(out)
+}
+
+fn json(v: Value) -> String {
+    serde_json::Value::try_from(v)
+        .map(|j| j.to_string())
+        .unwrap_or_else(|e| format!("<{e}>"))
+}
+
+/// Deterministic pseudo-random numbers (SplitMix64): the demo prints the same thing every run.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const CITIES: &[&str] = &["Berlin", "Lisbon", "Osaka", "Austin", "Lagos"];
+const COUNTRIES: &[&str] = &["DE", "PT", "JP", "US", "NG"];
+const WORDS: &[&str] = &["alpha", "bravo", "charlie", "delta", "echo"];
+
+fn s(v: &str) -> Value {
+    Value::String(v.to_string())
+}
+
+fn record(fields: Vec<(&str, Value)>) -> Value {
+    Value::Record(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+/// Common parts of both versions: items, address, tags, attributes.
+fn common(rng: &mut SplitMix, gift_wrap: bool) -> (Vec<Value>, i64, i64, Vec<(&'static str, Value)>, Value, Value) {
+    let mut total = 0i64;
+    let mut qty_sum = 0i64;
+    let items: Vec<Value> = (0..1 + rng.below(3))
+        .map(|_| {
+            let qty = 1 + rng.below(5) as i32;
+            let unit = 99 + rng.below(9900) as i64;
+            total += i64::from(qty) * unit;
+            qty_sum += i64::from(qty);
+            let mut f = vec![
+                ("sku", Value::String(format!("SKU-{:05}", rng.below(100_000)))),
+                ("qty", Value::Int(qty)),
+                ("unit_cents", Value::Long(unit)),
+            ];
+            if gift_wrap {
+                f.push(("gift_wrap", Value::Boolean(rng.below(10) == 0)));
+            }
+            record(f)
+        })
+        .collect();
+    let address = vec![
+        ("line1", Value::String(format!("{} {} Street", 1 + rng.below(998), rng.pick(WORDS)))),
+        ("city", s(rng.pick(CITIES))),
+        ("postcode", Value::String(format!("{}", 10_000 + rng.below(89_999)))),
+        ("country", s(rng.pick(COUNTRIES))),
+    ];
+    let tags = Value::Array((0..rng.below(3)).map(|_| s(rng.pick(WORDS))).collect());
+    let attributes = Value::Map(
+        (0..rng.below(3))
+            .map(|j| (format!("k{j}"), s(rng.pick(WORDS))))
+            .collect(),
+    );
+    (items, total, qty_sum, address, tags, attributes)
+}
+
+fn discount(rng: &mut SplitMix) -> Value {
+    if rng.below(10) < 7 {
+        Value::Union(0, Box::new(Value::Null))
+    } else {
+        Value::Union(1, Box::new(Value::Double((rng.below(3000) as f64) / 10_000.0)))
+    }
+}
+
+/// An OrderPlaced as a v2 producer writes it.
+pub fn order_v2(i: usize, rng: &mut SplitMix) -> Value {
+    const STATUS: &[&str] = &["PENDING", "PAID", "SHIPPED", "CANCELLED", "REFUNDED"];
+    let status = rng.below(5) as u32;
+    let (items, total, qty, mut address, tags, attributes) = common(rng, true);
+    let geo = if rng.below(2) == 0 {
+        Value::Union(0, Box::new(Value::Null))
+    } else {
+        Value::Union(
+            1,
+            Box::new(record(vec![
+                ("lat", Value::Double(rng.below(180_000) as f64 / 1000.0 - 90.0)),
+                ("lon", Value::Double(rng.below(360_000) as f64 / 1000.0 - 180.0)),
+            ])),
+        )
+    };
+    address.push(("geo", geo));
+    let email = if rng.below(5) == 0 {
+        Value::Union(0, Box::new(Value::Null))
+    } else {
+        Value::Union(1, Box::new(Value::String(format!("user{}@example.com", rng.below(1_000_000)))))
+    };
+    let hash: Vec<u8> = (0..32).map(|_| rng.below(256) as u8).collect();
+    record(vec![
+        ("order_id", Value::String(format!("ord-{i:06}"))),
+        ("customer_id", Value::Long(1 + rng.below(1_000_000_000) as i64)),
+        ("placed_at", Value::TimestampMillis(1_700_000_000_000 + i as i64 * 1000)),
+        ("status", Value::Enum(status, STATUS[status as usize].to_string())),
+        ("total_cents", Value::Long(total)),
+        ("currency", s(rng.pick(&["USD", "EUR", "GBP"]))),
+        ("quantity", Value::Int(qty as i32)),
+        ("discount", discount(rng)),
+        ("email", email),
+        ("shipping", record(address)),
+        ("items", Value::Array(items)),
+        ("tags", tags),
+        ("attributes", attributes),
+        ("loyalty_tier", Value::Union(0, Box::new(Value::Null))),
+        ("fraud_score", Value::Float(rng.below(1000) as f32 / 1000.0)),
+        ("payload_hash", Value::Fixed(32, hash)),
+        ("notes", Value::Bytes(Vec::new())),
+        ("channel", s(rng.pick(&["web", "ios", "android"]))),
+    ])
+}
+
+/// An OrderPlaced as a not-yet-upgraded v1 producer writes it.
+pub fn order_v1(i: usize, rng: &mut SplitMix) -> Value {
+    const STATUS: &[&str] = &["PENDING", "PAID", "SHIPPED", "CANCELLED"];
+    let status = rng.below(4) as u32;
+    let (items, total, qty, address, tags, attributes) = common(rng, false);
+    record(vec![
+        ("order_id", Value::String(format!("ord-{i:06}"))),
+        ("customer_id", Value::Long(1 + rng.below(1_000_000_000) as i64)),
+        ("placed_at", Value::TimestampMillis(1_700_000_000_000 + i as i64 * 1000)),
+        ("status", Value::Enum(status, STATUS[status as usize].to_string())),
+        ("amount_cents", Value::Long(total)),
+        ("currency", s(rng.pick(&["USD", "EUR", "GBP"]))),
+        ("quantity", Value::Long(qty)),
+        ("discount", discount(rng)),
+        ("shipping", record(address)),
+        ("items", Value::Array(items)),
+        ("tags", tags),
+        ("attributes", attributes),
+        ("source", s("legacy-checkout")),
+    ])
+}

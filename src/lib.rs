@@ -1,0 +1,20 @@
+//! schemabridge: a Kafka schema gateway.
+//!
+//! Producers and consumers of a topic upgrade their schemas at different times. schemabridge
+//! consumes a topic, reads each message's Confluent framing, fetches the writer schema from a
+//! schema registry, resolves the message to the reader schema its consumer expects, frames it
+//! with the reader schema's id and republishes it: in partition order, at least once, and
+//! without silently losing data.
+//!
+//! Where to start reading: [`pipeline::Gateway`] runs the job; [`config::Config`] is what a
+//! user writes; [`avro`] is the resolution engine; [`wire`] the framing.
+pub mod avro;
+pub mod config;
+#[cfg(feature = "wip-pipeline")]
+pub mod demo;
+#[cfg(feature = "wip-pipeline")]
+pub mod pipeline;
+pub mod protobuf;
+pub mod registry;
+pub mod telemetry;
+pub mod wire;

@@ -1,0 +1,247 @@
+//! Routes at run time: which route a source topic belongs to, its reader schemas, its target
+//! partition rule and its metric handles (registered once, not per message).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metrics::Counter;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, Producer};
+use regex::Regex;
+
+use super::GatewayError;
+use super::resolve::{ReaderSchema, ResolveError, Resolver};
+use crate::config::{Config, PartConfig, Partitioning};
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Key,
+    Value,
+}
+
+impl Part {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Part::Key => "key",
+            Part::Value => "value",
+        }
+    }
+}
+
+pub struct PartRuntime {
+    pub config: PartConfig,
+    /// `None` for passthrough.
+    pub reader: Option<ReaderSchema>,
+    route: String,
+    part: Part,
+    lossy: Mutex<HashMap<Arc<str>, Counter>>,
+}
+
+impl PartRuntime {
+    /// Counter of messages in which `field` was dropped while holding data.
+    pub fn lossy_counter(&self, field: &Arc<str>) -> Counter {
+        let mut map = self.lossy.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(field.clone())
+            .or_insert_with(|| {
+                metrics::counter!(
+                    "schemabridge_dropped_fields_total",
+                    "route" => self.route.clone(),
+                    "part" => self.part.as_str(),
+                    "field" => field.to_string()
+                )
+            })
+            .clone()
+    }
+}
+
+pub struct RouteMetrics {
+    pub forwarded: Counter,
+    pub dead_lettered: Counter,
+    pub skipped: Counter,
+}
+
+pub struct Route {
+    pub name: String,
+    pub target: String,
+    partitioning: Partitioning,
+    key: PartRuntime,
+    value: PartRuntime,
+    pub metrics: RouteMetrics,
+    target_partitions: i32,
+    /// Source topic → whether its partition numbers carry over to the target.
+    same_partition: HashMap<String, bool>,
+}
+
+impl Route {
+    pub fn part(&self, part: Part) -> &PartRuntime {
+        match part {
+            Part::Key => &self.key,
+            Part::Value => &self.value,
+        }
+    }
+
+    /// The target partition: the source partition number, or `None` (by key).
+    pub fn target_partition(&self, source_topic: &str, partition: i32) -> Option<i32> {
+        let same = self.same_partition.get(source_topic).copied();
+        same.unwrap_or(false).then_some(partition)
+    }
+}
+
+struct Matcher {
+    topics: Vec<String>,
+    regex: Option<Regex>,
+}
+
+pub struct RouteTable {
+    routes: Vec<Route>,
+    matchers: Vec<Matcher>,
+    by_topic: HashMap<String, Option<usize>>,
+}
+
+impl RouteTable {
+    /// Resolves every route's reader schemas. `None` if shutdown came first.
+    pub async fn build(cfg: &Config, resolver: &Resolver) -> Result<Option<Self>, GatewayError> {
+        let mut routes = Vec::new();
+        let mut matchers = Vec::new();
+        for (i, rc) in cfg.routes.iter().enumerate() {
+            let mut parts = Vec::new();
+            for (part, pc) in [(Part::Key, &rc.key), (Part::Value, &rc.value)] {
+                let at = format!("routes[{i}].{}.reader", part.as_str());
+                let reader = match resolver.reader(&at, pc).await {
+                    Ok(r) => r,
+                    Err(ResolveError::Cancelled) => return Ok(None),
+                    Err(ResolveError::Failed(f)) => return Err(GatewayError::Startup(f.message)),
+                };
+                if let Some(r) = &reader {
+                    tracing::info!(route = %rc.name, part = part.as_str(), reader_id = r.id, origin = %r.origin, "reader schema");
+                }
+                parts.push(PartRuntime {
+                    config: pc.clone(),
+                    reader,
+                    route: rc.name.clone(),
+                    part,
+                    lossy: Mutex::new(HashMap::new()),
+                });
+            }
+            let value = parts.pop().ok_or_else(|| GatewayError::Startup("route parts".into()))?;
+            let key = parts.pop().ok_or_else(|| GatewayError::Startup("route parts".into()))?;
+            let counter = |outcome: &'static str| {
+                metrics::counter!("schemabridge_messages_total", "route" => rc.name.clone(), "outcome" => outcome)
+            };
+            routes.push(Route {
+                name: rc.name.clone(),
+                target: rc.target.clone(),
+                partitioning: rc.partitioning,
+                key,
+                value,
+                metrics: RouteMetrics {
+                    forwarded: counter("forwarded"),
+                    dead_lettered: counter("dead_lettered"),
+                    skipped: counter("skipped"),
+                },
+                target_partitions: 0,
+                same_partition: HashMap::new(),
+            });
+            let regex = match &rc.source.topic_regex {
+                Some(re) => Some(Regex::new(&format!("^(?:{re})$")).map_err(|e| {
+                    GatewayError::Startup(format!("routes[{i}].source.topic_regex: {e}"))
+                })?),
+                None => None,
+            };
+            matchers.push(Matcher {
+                topics: rc.source.topics.clone(),
+                regex,
+            });
+        }
+        Ok(Some(RouteTable {
+            routes,
+            matchers,
+            by_topic: HashMap::new(),
+        }))
+    }
+
+    /// Topic names and `^regex` patterns for `subscribe`.
+    pub fn subscription(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for m in &self.matchers {
+            out.extend(m.topics.iter().cloned());
+            if let Some(re) = &m.regex {
+                // librdkafka treats a leading ^ as a regex subscription.
+                out.push(re.as_str().to_string());
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Fails start-up when a target topic does not exist, and records partition counts.
+    pub async fn check_targets(&mut self, producer: &FutureProducer) -> Result<(), GatewayError> {
+        for route in &mut self.routes {
+            let topic = route.target.clone();
+            let p = producer.clone();
+            let count = tokio::task::spawn_blocking(move || partition_count(p.client(), &topic))
+                .await
+                .map_err(|e| GatewayError::Startup(e.to_string()))?;
+            route.target_partitions = count.map_err(|e| {
+                GatewayError::Startup(format!("route {}: target topic {}: {e}", route.name, route.target))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The route for a consumed topic; on first sight also settles its partition rule.
+    pub async fn route_for(&mut self, topic: &str, consumer: &StreamConsumer) -> Option<&Route> {
+        let idx = match self.by_topic.get(topic) {
+            Some(idx) => *idx,
+            None => {
+                let idx = self.matchers.iter().position(|m| {
+                    m.topics.iter().any(|t| t == topic)
+                        || m.regex.as_ref().is_some_and(|r| r.is_match(topic))
+                });
+                self.by_topic.insert(topic.to_string(), idx);
+                if let Some(i) = idx {
+                    let source_count = partition_count(consumer.client(), topic);
+                    let route = &mut self.routes[i];
+                    let same = match (route.partitioning, source_count) {
+                        (Partitioning::Key, _) => false,
+                        (Partitioning::Same, _) => true,
+                        (Partitioning::Auto, Ok(n)) => n == route.target_partitions,
+                        (Partitioning::Auto, Err(e)) => {
+                            tracing::warn!(topic, error = %e, "cannot read source partition count; partitioning by key");
+                            false
+                        }
+                    };
+                    tracing::info!(route = %route.name, source = topic, target = %route.target, same_partition = same, "route");
+                    route.same_partition.insert(topic.to_string(), same);
+                }
+                idx
+            }
+        };
+        idx.and_then(|i| self.routes.get(i))
+    }
+}
+
+fn partition_count<C: rdkafka::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+) -> Result<i32, String> {
+    let md = client
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(|e| format!("cannot read metadata: {e}"))?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| "not in the cluster's metadata".to_string())?;
+    if let Some(err) = t.error() {
+        return Err(format!(
+            "{} (schemabridge does not create topics)",
+            rdkafka::error::RDKafkaErrorCode::from(err)
+        ));
+    }
+    Ok(t.partitions().len() as i32)
+}

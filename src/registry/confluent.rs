@@ -1,0 +1,147 @@
+//! The Confluent Schema Registry REST client, through `schema_registry_converter`.
+//!
+//! Owns: turning our registry config into `SrSettings`, and the library's errors into
+//! transient/permanent ones. The library marks only 502/503 retriable; for a gateway that must
+//! never drop a message over an outage, everything except "this id/subject does not exist"
+//! (404) or "this request is invalid" (422) is transient.
+
+use std::time::Duration;
+
+use schema_registry_converter::async_impl::schema_registry::{
+    SrSettings, get_schema_by_id, get_schema_by_subject_and_version,
+};
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::{self as src, SchemaType};
+
+use super::{RegisteredSchema, RegistryError, SchemaKind, SchemaReference};
+use crate::config::{ConfigError, RegistryConfig, SubjectVersion, read_secret};
+use crate::wire::SchemaId;
+
+pub struct ConfluentRegistry {
+    settings: SrSettings,
+}
+
+impl ConfluentRegistry {
+    pub fn new(cfg: &RegistryConfig) -> Result<Self, ConfigError> {
+        let mut urls = cfg.url.iter().chain(&cfg.urls);
+        let first = urls.next().ok_or_else(|| ConfigError {
+            path: "registry.url".into(),
+            message: "required".into(),
+        })?;
+        let mut builder = SrSettings::new_builder(first.trim_end_matches('/').to_string());
+        for url in urls {
+            builder.add_url(url.trim_end_matches('/').to_string());
+        }
+        builder.set_timeout(Duration::from_millis(cfg.timeout_ms));
+        if let Some(auth) = &cfg.auth {
+            if let Some(basic) = &auth.basic {
+                let password = read_secret(
+                    "registry.auth.basic",
+                    basic.password_env.as_deref(),
+                    basic.password_file.as_deref(),
+                )?;
+                builder.set_basic_authorization(&basic.username, Some(&password));
+            } else if let Some(bearer) = &auth.bearer {
+                let token = read_secret(
+                    "registry.auth.bearer",
+                    bearer.token_env.as_deref(),
+                    bearer.token_file.as_deref(),
+                )?;
+                builder.set_token_authorization(&token);
+            }
+        }
+        let settings = builder.build().map_err(|e| ConfigError {
+            path: "registry".into(),
+            message: format!("cannot build the registry HTTP client: {}", e.error),
+        })?;
+        Ok(ConfluentRegistry { settings })
+    }
+
+    pub async fn by_id(&self, id: SchemaId) -> Result<RegisteredSchema, RegistryError> {
+        let what = format!("schema id {id}");
+        let s = get_schema_by_id(id, &self.settings)
+            .await
+            .map_err(|e| classify(&what, e))?;
+        convert(&what, s)
+    }
+
+    pub async fn by_subject(
+        &self,
+        subject: &str,
+        version: SubjectVersion,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        let what = format!("subject {subject} version {version}");
+        let v = match version {
+            SubjectVersion::Latest => None,
+            SubjectVersion::Number(n) => Some(n),
+        };
+        let s = get_schema_by_subject_and_version(&self.settings, subject, v)
+            .await
+            .map_err(|e| classify(&what, e))?;
+        convert(&what, s)
+    }
+}
+
+fn classify(what: &str, e: SRCError) -> RegistryError {
+    let status = http_status(&e.error);
+    let detail = match &e.cause {
+        Some(cause) => format!("{}: {cause}", e.error),
+        None => e.error.clone(),
+    };
+    match status {
+        Some(404) => RegistryError::NotFound(format!("{what} not found in the registry ({detail})")),
+        Some(422) => RegistryError::Invalid(format!("{what}: registry rejected the request ({detail})")),
+        _ => RegistryError::Transient(format!("{what}: {detail}")),
+    }
+}
+
+/// The library reports HTTP failures as "... failed with status 404 Not Found".
+fn http_status(error: &str) -> Option<u16> {
+    let rest = error.split("status ").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn convert(what: &str, s: src::RegisteredSchema) -> Result<RegisteredSchema, RegistryError> {
+    let kind = match &s.schema_type {
+        SchemaType::Avro => SchemaKind::Avro,
+        SchemaType::Protobuf => SchemaKind::Protobuf,
+        other => {
+            return Err(RegistryError::Invalid(format!(
+                "{what} is of type {other:?}, which schemabridge does not support"
+            )));
+        }
+    };
+    Ok(RegisteredSchema {
+        id: s.id,
+        kind,
+        text: s.schema,
+        references: s
+            .references
+            .into_iter()
+            .map(|r| SchemaReference {
+                name: r.name,
+                subject: r.subject,
+                version: r.version,
+            })
+            .collect(),
+        subject: s.subject,
+        version: s.version,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_is_read_from_the_library_error() {
+        assert_eq!(
+            http_status("HTTP request to schema registry failed with status 404 Not Found"),
+            Some(404)
+        );
+        assert_eq!(http_status("error sending request"), None);
+    }
+}

@@ -1,0 +1,178 @@
+//! Where schemas come from: a Confluent-compatible registry over HTTP, or a static directory.
+//!
+//! Owns: fetching schema text by id and by subject/version, and classifying failures as
+//! transient (retry; never drop a message over it) or permanent (the id or subject does not
+//! exist). Must not: parse schemas (see `schemas`), or know about Kafka.
+
+mod confluent;
+mod static_dir;
+
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+pub use confluent::ConfluentRegistry;
+pub use static_dir::{StaticDir, StaticEntry};
+
+use crate::config::{RegistryConfig, SubjectVersion};
+use crate::wire::SchemaId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SchemaKind {
+    Avro,
+    Protobuf,
+}
+
+impl SchemaKind {
+    /// The registry's `schemaType` value (absent means AVRO).
+    pub fn from_registry(s: Option<&str>) -> Result<Self, String> {
+        match s {
+            None | Some("AVRO") => Ok(SchemaKind::Avro),
+            Some("PROTOBUF") => Ok(SchemaKind::Protobuf),
+            Some(other) => Err(format!("schema type {other} is not supported")),
+        }
+    }
+}
+
+/// A schema another schema imports (Protobuf import name / Avro named type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaReference {
+    pub name: String,
+    pub subject: String,
+    pub version: u32,
+}
+
+/// A schema as the registry stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredSchema {
+    pub id: SchemaId,
+    pub kind: SchemaKind,
+    pub text: String,
+    pub references: Vec<SchemaReference>,
+    pub subject: Option<String>,
+    pub version: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RegistryError {
+    /// The registry could not answer now (down, 5xx, timeout, auth refused): retry, never drop.
+    #[error("schema registry unavailable: {0}")]
+    Transient(String),
+    /// The registry answered that the schema id or subject/version does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The registry answered with something unusable (unsupported type, bad schema file).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RegistryError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RegistryError::Transient(_))
+    }
+}
+
+/// One of the schema sources a config can name.
+pub enum SchemaSource {
+    Confluent(ConfluentRegistry),
+    Static(StaticDir),
+}
+
+impl SchemaSource {
+    pub fn from_config(cfg: &RegistryConfig) -> Result<Self, crate::config::ConfigError> {
+        match &cfg.static_dir {
+            Some(dir) => Ok(SchemaSource::Static(StaticDir::load(dir).map_err(|e| {
+                crate::config::ConfigError {
+                    path: "registry.static_dir".into(),
+                    message: e,
+                }
+            })?)),
+            None => Ok(SchemaSource::Confluent(ConfluentRegistry::new(cfg)?)),
+        }
+    }
+
+    /// The schema with this id (a writer schema).
+    pub async fn by_id(&self, id: SchemaId) -> Result<RegisteredSchema, RegistryError> {
+        match self {
+            SchemaSource::Confluent(c) => c.by_id(id).await,
+            SchemaSource::Static(s) => s.by_id(id),
+        }
+    }
+
+    /// The schema registered under `subject` at `version` (a reader schema or a reference).
+    pub async fn by_subject(
+        &self,
+        subject: &str,
+        version: SubjectVersion,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        match self {
+            SchemaSource::Confluent(c) => c.by_subject(subject, version).await,
+            SchemaSource::Static(s) => s.by_subject(subject, version),
+        }
+    }
+}
+
+/// Exponential backoff for transient registry failures.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    pub fn from_config(cfg: &RegistryConfig) -> Self {
+        Backoff {
+            initial: Duration::from_millis(cfg.initial_backoff_ms),
+            max: Duration::from_millis(cfg.max_backoff_ms),
+        }
+    }
+}
+
+/// Why a retried lookup gave up.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LookupError {
+    #[error(transparent)]
+    Registry(RegistryError),
+    /// Shutdown was requested while the registry was unavailable.
+    #[error("shutdown requested while waiting for the schema registry")]
+    Cancelled,
+}
+
+/// Runs `call` until it succeeds or fails permanently, sleeping with exponential backoff after
+/// each transient failure. Only `shutdown` stops the retries: a registry outage pauses the
+/// pipeline, it never makes it drop or skip a message.
+pub async fn retry_transient<T, F, Fut>(
+    what: &str,
+    backoff: Backoff,
+    shutdown: &CancellationToken,
+    mut call: F,
+) -> Result<T, LookupError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RegistryError>>,
+{
+    let mut delay = backoff.initial;
+    let mut attempt: u32 = 0;
+    loop {
+        match call().await {
+            Ok(v) => {
+                if attempt > 0 {
+                    tracing::info!(what, attempts = attempt + 1, "schema registry recovered");
+                }
+                return Ok(v);
+            }
+            Err(e) if e.is_transient() => {
+                attempt += 1;
+                metrics::counter!("schemabridge_registry_retries_total").increment(1);
+                tracing::warn!(what, attempt, error = %e, retry_in = ?delay, "schema registry lookup failed; pausing and retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(LookupError::Cancelled),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(backoff.max);
+            }
+            Err(e) => return Err(LookupError::Registry(e)),
+        }
+    }
+}

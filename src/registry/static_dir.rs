@@ -1,0 +1,132 @@
+//! A static schema source: schemas on disk (or embedded) with the ids they have in a registry.
+//!
+//! For `schemabridge demo`, offline use and air-gapped bridges. A directory holds `schemas.yaml`:
+//!
+//! ```yaml
+//! schemas:
+//!   - { id: 1, subject: orders-value, version: 1, file: order_v1.avsc }
+//!   - { id: 2, subject: orders-value, version: 2, file: order_v2.avsc }
+//!   - { id: 7, subject: money, version: 1, file: money.proto, type: protobuf }
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{RegisteredSchema, RegistryError, SchemaKind, SchemaReference};
+use crate::config::SubjectVersion;
+use crate::wire::SchemaId;
+
+pub struct StaticDir {
+    schemas: Vec<RegisteredSchema>,
+}
+
+/// One schema of a static source, as listed in `schemas.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticEntry {
+    pub id: SchemaId,
+    pub subject: String,
+    pub version: u32,
+    pub file: String,
+    #[serde(default, rename = "type")]
+    pub schema_type: Option<String>,
+    #[serde(default)]
+    pub references: Vec<StaticReference>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticReference {
+    pub name: String,
+    pub subject: String,
+    pub version: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    schemas: Vec<StaticEntry>,
+}
+
+impl StaticDir {
+    /// Loads `dir/schemas.yaml` and every file it lists.
+    pub fn load(dir: &Path) -> Result<Self, String> {
+        let manifest_path = dir.join("schemas.yaml");
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| format!("cannot read {}: {e}", manifest_path.display()))?;
+        let manifest: Manifest = serde_path_to_error::deserialize(
+            serde_yaml::Deserializer::from_str(&text),
+        )
+        .map_err(|e| format!("{}: {}: {}", manifest_path.display(), e.path(), e.inner()))?;
+        let mut entries = Vec::new();
+        for entry in manifest.schemas {
+            let path = dir.join(&entry.file);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            entries.push((entry, text));
+        }
+        Self::from_entries(entries)
+    }
+
+    /// Builds a source from entries and their schema text (the demo embeds its schemas).
+    pub fn from_entries(entries: Vec<(StaticEntry, String)>) -> Result<Self, String> {
+        let mut schemas: Vec<RegisteredSchema> = Vec::new();
+        for (e, text) in entries {
+            let kind = SchemaKind::from_registry(e.schema_type.as_deref().map(|t| match t {
+                "avro" => "AVRO",
+                "protobuf" => "PROTOBUF",
+                other => other,
+            }))
+            .map_err(|m| format!("schema id {}: {m}", e.id))?;
+            if schemas.iter().any(|s| s.id == e.id) {
+                return Err(format!("schema id {} is listed twice", e.id));
+            }
+            schemas.push(RegisteredSchema {
+                id: e.id,
+                kind,
+                text,
+                references: e
+                    .references
+                    .into_iter()
+                    .map(|r| SchemaReference {
+                        name: r.name,
+                        subject: r.subject,
+                        version: r.version,
+                    })
+                    .collect(),
+                subject: Some(e.subject),
+                version: Some(e.version),
+            });
+        }
+        Ok(StaticDir { schemas })
+    }
+
+    pub fn by_id(&self, id: SchemaId) -> Result<RegisteredSchema, RegistryError> {
+        self.schemas
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .ok_or_else(|| RegistryError::NotFound(format!("schema id {id} not found in the static schema directory")))
+    }
+
+    pub fn by_subject(
+        &self,
+        subject: &str,
+        version: SubjectVersion,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        let mut candidates = self
+            .schemas
+            .iter()
+            .filter(|s| s.subject.as_deref() == Some(subject));
+        let found = match version {
+            SubjectVersion::Number(n) => candidates.find(|s| s.version == Some(n)),
+            SubjectVersion::Latest => candidates.max_by_key(|s| s.version),
+        };
+        found.cloned().ok_or_else(|| {
+            RegistryError::NotFound(format!(
+                "subject {subject} version {version} not found in the static schema directory"
+            ))
+        })
+    }
+}

@@ -1,0 +1,274 @@
+//! Kafka for tests: librdkafka's mock cluster, plus produce/consume helpers and a gateway runner.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use schemabridge::config::Config;
+use schemabridge::pipeline::{Gateway, GatewayError, RunSummary};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A mock cluster with topics created up front.
+pub struct Cluster {
+    pub mock: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    pub bootstrap: String,
+}
+
+impl Cluster {
+    pub fn start(topics: &[(&str, i32)]) -> Cluster {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        for (topic, partitions) in topics {
+            mock.create_topic(topic, *partitions, 1)
+                .expect("create topic");
+        }
+        let bootstrap = mock.bootstrap_servers();
+        Cluster { mock, bootstrap }
+    }
+
+    pub fn producer(&self) -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("enable.idempotence", "true")
+            .create()
+            .expect("producer")
+    }
+
+    /// Produces each input and waits for its ack; returns (partition, offset) per input.
+    pub async fn produce(&self, topic: &str, inputs: &[Input]) -> Vec<(i32, i64)> {
+        let producer = self.producer();
+        let mut futures = Vec::new();
+        for input in inputs {
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(topic).partition(input.partition);
+            if let Some(k) = &input.key {
+                record = record.key(k);
+            }
+            if let Some(v) = &input.value {
+                record = record.payload(v);
+            }
+            if !input.headers.is_empty() {
+                let mut h = OwnedHeaders::new();
+                for (k, v) in &input.headers {
+                    h = h.insert(Header {
+                        key: k,
+                        value: Some(v),
+                    });
+                }
+                record = record.headers(h);
+            }
+            if let Some(ts) = input.timestamp {
+                record = record.timestamp(ts);
+            }
+            futures.push(
+                producer
+                    .send_result(record)
+                    .map_err(|(e, _)| e)
+                    .expect("enqueue"),
+            );
+        }
+        let mut out = Vec::new();
+        for f in futures {
+            let d = f.await.expect("delivery future").expect("delivered");
+            out.push((d.partition, d.offset));
+        }
+        out
+    }
+
+    /// Consumes `topics` from the beginning with a fresh group until `expected` messages arrived
+    /// (then waits `settle` more to catch extras) or `timeout` passes.
+    pub async fn consume(
+        &self,
+        topics: &[&str],
+        expected: usize,
+        timeout: Duration,
+        settle: Duration,
+    ) -> Vec<Received> {
+        let group = format!("test-reader-{}", unique());
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", &group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(topics).expect("subscribe");
+        let mut out = Vec::new();
+        let deadline = Instant::now() + timeout;
+        let mut settle_until: Option<Instant> = None;
+        loop {
+            let until = settle_until.unwrap_or(deadline).min(deadline);
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(left, consumer.recv()).await {
+                Err(_) => break,
+                Ok(Err(e)) => panic!("consume error: {e}"),
+                Ok(Ok(m)) => {
+                    out.push(Received {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                        headers: m
+                            .headers()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        timestamp: m.timestamp().to_millis(),
+                    });
+                    if out.len() >= expected && settle_until.is_none() {
+                        settle_until = Some(Instant::now() + settle);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The group's committed offset per partition of `topic` (`None`: nothing committed).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", group)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let got = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        (0..partitions)
+            .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// One message to produce.
+#[derive(Clone, Debug, Default)]
+pub struct Input {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub timestamp: Option<i64>,
+}
+
+/// One consumed message, owned.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub timestamp: Option<i64>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    pub fn headers_map(&self) -> HashMap<String, Vec<u8>> {
+        self.headers.iter().cloned().collect()
+    }
+}
+
+/// A running gateway.
+pub struct Running {
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<Result<RunSummary, GatewayError>>,
+}
+
+impl Running {
+    pub fn start(config: Config) -> Running {
+        let shutdown = CancellationToken::new();
+        let gateway = Gateway::new(config).expect("gateway");
+        let task = tokio::spawn(gateway.run(shutdown.clone()));
+        Running { shutdown, task }
+    }
+
+    /// Asks it to stop and returns how the run ended.
+    pub async fn stop(self) -> Result<RunSummary, GatewayError> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("gateway stops within 60 s")
+            .expect("gateway task")
+    }
+}
+
+pub fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A gateway config with one route `source` → `target`; `extra_value` is appended to the route's
+/// `value:` block (indented 6 spaces), e.g. "on_error: halt".
+pub struct RouteSpec<'a> {
+    pub source: &'a str,
+    pub target: &'a str,
+    pub dlq: &'a str,
+    pub reader_subject: &'a str,
+    pub reader_version: &'a str,
+    pub extra_value: &'a str,
+}
+
+pub fn config(bootstrap: &str, registry_url: &str, group: &str, route: &RouteSpec<'_>) -> Config {
+    let extra = route
+        .extra_value
+        .lines()
+        .map(|l| format!("      {l}\n"))
+        .collect::<String>();
+    let text = format!(
+        r#"
+source:
+  bootstrap_servers: "{bootstrap}"
+group_id: {group}
+registry:
+  url: {registry_url}
+  initial_backoff_ms: 10
+  max_backoff_ms: 100
+pipeline:
+  commit_interval_ms: 200
+routes:
+  - name: test
+    source: {{ topics: [{source}] }}
+    target: {target}
+    value:
+      format: avro
+      reader: {{ subject: {subject}, version: {version} }}
+      dlq: {dlq}
+{extra}"#,
+        source = route.source,
+        target = route.target,
+        dlq = route.dlq,
+        subject = route.reader_subject,
+        version = route.reader_version,
+    );
+    Config::parse(&text).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
+}
