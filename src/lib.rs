@@ -10,9 +10,7 @@
 //! user writes; [`avro`] is the resolution engine; [`wire`] the framing.
 pub mod avro;
 pub mod config;
-#[cfg(feature = "wip-pipeline")]
 pub mod demo;
-#[cfg(feature = "wip-pipeline")]
 pub mod pipeline;
 pub mod protobuf;
 pub mod registry;

@@ -1,11 +1,6 @@
 //! The `schemabridge` command line. Parses arguments, loads config and calls into the library;
 //! nothing else lives here.
 
-#![cfg_attr(not(feature = "wip-pipeline"), allow(unused))]
-#[cfg(not(feature = "wip-pipeline"))]
-fn main() {}
-#[cfg(feature = "wip-pipeline")]
-mod cli {
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -59,7 +54,7 @@ enum Command {
     },
 }
 
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = match cli.log_format {
         LogArg::Text => LogFormat::Text,
@@ -156,8 +151,3 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-}
-#[cfg(feature = "wip-pipeline")]
-fn main() -> std::process::ExitCode {
-    cli::main()
-}

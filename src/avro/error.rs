@@ -112,6 +112,8 @@ pub enum TranscodeError {
         writer_type: String,
         reason: String,
     },
+    #[error("{at}: boolean byte {value:#04x} is neither 0 nor 1")]
+    InvalidBoolean { at: Location, value: u8 },
     #[error("{at}: bytes are not valid UTF-8, so they cannot be read as a string")]
     InvalidUtf8 { at: Location },
     #[error("{at}: a block's byte size disagrees with the items it holds")]
@@ -133,6 +135,7 @@ impl TranscodeError {
             | Self::UnknownEnumSymbol { at, .. }
             | Self::BadUnionIndex { at, .. }
             | Self::UnresolvableBranch { at, .. }
+            | Self::InvalidBoolean { at, .. }
             | Self::InvalidUtf8 { at }
             | Self::InconsistentBlock { at } => at,
         }
@@ -151,14 +154,15 @@ impl TranscodeError {
             | Self::UnknownEnumSymbol { at, .. }
             | Self::BadUnionIndex { at, .. }
             | Self::UnresolvableBranch { at, .. }
+            | Self::InvalidBoolean { at, .. }
             | Self::InvalidUtf8 { at }
             | Self::InconsistentBlock { at } => at,
         }
     }
 
-    /// Prepends one path segment while the error propagates up the plan. `dotted` says whether a
-    /// `.` separates it from what follows (field names) or not (`[]`, `{}` suffixes are glued
-    /// onto the segment before them by the caller). Only runs on the error path.
+    /// Prepends one path segment while the error propagates up the plan: a `.` separates it from
+    /// a following field name, nothing from a following `[]` (array item) or `{}` (map value).
+    /// Only runs on the error path, so the allocation does not matter.
     pub(crate) fn prepend(&mut self, segment: &str) {
         let path = &mut self.location_mut().path;
         if path.is_empty() || path.starts_with('[') || path.starts_with('{') {

@@ -1,23 +1,186 @@
-//! Avro writer → reader resolution (placeholder; being written).
-//! LEAD'S NOTE: the items below are a compile-only stub of the agreed API so the pipeline
-//! builds; the helper writing this module replaces this file entirely.
+//! Avro schema resolution, compiled: writer bytes in, reader bytes out.
+//!
+//! Owns: resolving a datum written with a *writer* schema into the encoding of a *reader* schema
+//! (Avro 1.11 specification, "Schema Resolution"), and reporting which writer data the reader
+//! drops. Must not touch: framing (schema ids live in `wire`), schema fetching (`registry`),
+//! policy (what to do with a lossy or failing datum is the pipeline's call). No I/O, never
+//! awaits, never panics on input bytes.
+//!
+//! Start at [`compile`]: it walks writer × reader once and produces a [`Plan`], an arena of nodes
+//! addressed by index (so recursive types are index cycles, not `Rc` cycles). [`Plan::transcode`]
+//! then walks the writer bytes once per datum and appends the reader encoding to `out`: copying
+//! spans through, skipping dropped fields, promoting numbers, remapping enum indexes and union
+//! branches, and emitting reader defaults that were pre-encoded at compile time. There is no
+//! intermediate value tree.
+//!
+//! Layout: `schema.rs` flattens an apache-avro `Schema` into a type arena; `compile.rs` holds the
+//! resolution rules and the plan nodes; `default.rs` pre-encodes JSON defaults and zero values;
+//! `exec.rs` is the executor; `codec.rs` the bounds-checked varint/length primitives;
+//! `error.rs` the two error types.
+//!
+//! Choices worth knowing:
+//! - Named types match on the unqualified name, the full name, or a reader alias.
+//! - A writer non-union read as a reader union takes the first reader branch of the same type,
+//!   else the first reachable by promotion (Java's order; fastavro takes the first match).
+//! - A writer union branch the reader cannot take is an error only when a datum uses it.
+//! - Passed-through strings are not re-validated as UTF-8 (a copy stays a copy); bytes promoted
+//!   to string are.
+//! - Lossiness compares a dropped field's bytes with the pre-encoded writer default (or zero
+//!   value). A non-minimal varint or an oddly blocked empty array counts as lossy: a false
+//!   positive, never a false negative.
+
+mod codec;
+mod compile;
+mod default;
+mod error;
+mod exec;
+mod schema;
+#[cfg(test)]
+mod tests;
+
 pub use apache_avro::Schema;
+pub use error::{Location, PlanError, TranscodeError};
+
+use compile::{Compiler, Node, NodeId};
+use schema::Types;
+
+/// Nesting limit of one datum (records, arrays, maps, unions), against hostile recursive input.
+pub const MAX_DEPTH: u32 = 256;
+/// Total array items whose writer encoding is zero bytes (null, fixed(0), records of those)
+/// allowed in one datum. Other items are bounded by the input length itself.
+pub const MAX_ZERO_SIZE_ITEMS: u64 = 1 << 20;
+/// Plan size limit (a schema that reuses one type in many places is compiled once per use).
+pub const MAX_PLAN_NODES: usize = 100_000;
+
+/// A compiled writer → reader resolution. Immutable, `Send + Sync`: share it across threads.
 #[derive(Debug)]
-pub struct Plan;
-#[derive(Debug, thiserror::Error)]
-#[error("stub")]
-pub struct PlanError;
-#[derive(Debug, thiserror::Error)]
-#[error("stub")]
-pub struct TranscodeError;
-pub struct Lossiness;
-impl Lossiness {
-    pub fn is_lossy(&self) -> bool { false }
-    pub fn fields(&self) -> impl Iterator<Item = usize> + '_ { std::iter::empty() }
+pub struct Plan {
+    pub(crate) writer: Types,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) root: NodeId,
+    /// Pre-encoded reader defaults and lossiness baselines, addressed by `compile::Consts`.
+    pub(crate) consts: Vec<u8>,
+    dropped: Vec<String>,
+    identity: bool,
+    /// Prefix of error paths: the reader root's name (empty for an unnamed root).
+    root_label: String,
 }
-pub fn compile(_w: &Schema, _r: &Schema) -> Result<Plan, PlanError> { Err(PlanError) }
+
+/// Compiles the resolution of `writer` data into `reader` data.
+///
+/// Fails with a [`PlanError`] naming the field path when some datum could never be resolved:
+/// incompatible types, a reader field without default that the writer lacks, a bad default.
+/// Problems that depend on the data (an enum symbol or union branch the reader lacks) are left
+/// to [`Plan::transcode`], as the specification says.
+pub fn compile(writer: &Schema, reader: &Schema) -> Result<Plan, PlanError> {
+    let root_label = reader
+        .name()
+        .map(|n| n.name().to_string())
+        .unwrap_or_default();
+    let w = Types::build(writer, &root_label)?;
+    let r = Types::build(reader, &root_label)?;
+    let compiled = Compiler::new(&w, &r, &root_label).run()?;
+    Ok(Plan {
+        identity: writer.canonical_form() == reader.canonical_form(),
+        writer: w,
+        nodes: compiled.nodes,
+        root: compiled.root,
+        consts: compiled.consts,
+        dropped: compiled.dropped,
+        root_label,
+    })
+}
+
 impl Plan {
-    pub fn is_identity(&self) -> bool { false }
-    pub fn transcode(&self, _i: &[u8], _o: &mut Vec<u8>) -> Result<Lossiness, TranscodeError> { Err(TranscodeError) }
-    pub fn dropped_fields(&self) -> &[String] { &[] }
+    /// Writer and reader have the same parsing canonical form: bytes are unchanged, only the id
+    /// is rewritten. (`transcode` still works on such a plan: it validates and copies.)
+    pub fn is_identity(&self) -> bool {
+        self.identity
+    }
+
+    /// Transcodes one datum: reads writer-encoded `input`, APPENDS the reader encoding to `out`.
+    ///
+    /// Errors if `input` has trailing bytes after the datum, is truncated, or holds a value the
+    /// reader cannot take. On error `out` is left as it was.
+    pub fn transcode(&self, input: &[u8], out: &mut Vec<u8>) -> Result<Lossiness, TranscodeError> {
+        let mark = out.len();
+        out.reserve(input.len());
+        exec::transcode(self, input, out).map_err(|e| {
+            out.truncate(mark);
+            let mut e = *e;
+            if !self.root_label.is_empty() {
+                e.prepend(&self.root_label);
+            }
+            e
+        })
+    }
+
+    /// Dotted paths of writer fields the reader never sees (e.g. `email`, `shipping.geo`,
+    /// `items[].gift_wrap`; map values are `attrs{}`; union branches add no segment).
+    ///
+    /// Each distinct place in the schema gets its own entry; inside a recursive type the path is
+    /// the first one the compiler reached it by.
+    pub fn dropped_fields(&self) -> &[String] {
+        &self.dropped
+    }
+}
+
+/// Which dropped fields held something other than their default in one datum (indexes into
+/// [`Plan::dropped_fields`]). Does not allocate unless a field with index >= 64 is lossy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lossiness {
+    low: u64,
+    high: Vec<u64>,
+    enum_default: bool,
+}
+
+impl Lossiness {
+    /// Some dropped field held a non-default value.
+    pub fn is_lossy(&self) -> bool {
+        self.low != 0 || self.high.iter().any(|w| *w != 0)
+    }
+
+    /// Indexes into [`Plan::dropped_fields`] of the dropped fields that held non-default values,
+    /// ascending.
+    pub fn fields(&self) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(self.low)
+            .chain(self.high.iter().copied())
+            .enumerate()
+            .flat_map(|(word, bits)| SetBits(bits).map(move |b| word * 64 + b))
+    }
+
+    /// A writer enum symbol that the reader lacks was replaced by the reader enum's default.
+    /// Not part of [`Lossiness::is_lossy`]: the reader schema asked for it, but the value changed.
+    pub fn enum_default_used(&self) -> bool {
+        self.enum_default
+    }
+
+    pub(crate) fn set(&mut self, i: usize) {
+        if i < 64 {
+            self.low |= 1 << i;
+        } else {
+            let word = i / 64 - 1;
+            if self.high.len() <= word {
+                self.high.resize(word + 1, 0);
+            }
+            if let Some(w) = self.high.get_mut(word) {
+                *w |= 1 << (i % 64);
+            }
+        }
+    }
+}
+
+/// Iterates the set bit positions of a word, lowest first.
+struct SetBits(u64);
+
+impl Iterator for SetBits {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let b = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(b)
+    }
 }

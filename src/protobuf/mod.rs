@@ -187,7 +187,9 @@ pub enum TranscodeError {
     Truncated { at: String, offset: usize },
     #[error("{at}: malformed varint (byte offset {offset})")]
     MalformedVarint { at: String, offset: usize },
-    #[error("{at}: invalid tag {tag:#x} (field number {number}, wire type {wire_type}) at byte offset {offset}")]
+    #[error(
+        "{at}: invalid tag {tag:#x} (field number {number}, wire type {wire_type}) at byte offset {offset}"
+    )]
     InvalidTag {
         at: String,
         offset: usize,
@@ -195,7 +197,9 @@ pub enum TranscodeError {
         number: u64,
         wire_type: u8,
     },
-    #[error("{field}: wire type {found} where the writer schema says {expected} (byte offset {offset})")]
+    #[error(
+        "{field}: wire type {found} where the writer schema says {expected} (byte offset {offset})"
+    )]
     WireTypeMismatch {
         field: String,
         expected: &'static str,
@@ -210,7 +214,9 @@ pub enum TranscodeError {
         limit: u32,
         offset: usize,
     },
-    #[error("{at}: end-group tag for field {number} does not close an open group (byte offset {offset})")]
+    #[error(
+        "{at}: end-group tag for field {number} does not close an open group (byte offset {offset})"
+    )]
     UnexpectedEndGroup {
         at: String,
         number: u32,
@@ -234,7 +240,7 @@ pub fn to_json(
         message: reader.full_name().to_owned(),
         reason,
     };
-    let msg =
-        DynamicMessage::decode(reader.clone(), reader_bytes).map_err(|e| json_err(e.to_string()))?;
+    let msg = DynamicMessage::decode(reader.clone(), reader_bytes)
+        .map_err(|e| json_err(e.to_string()))?;
     serde_json::to_value(&msg).map_err(|e| json_err(e.to_string()))
 }

@@ -13,7 +13,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use prost_reflect::{Cardinality, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, Syntax};
+use prost_reflect::{
+    Cardinality, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, Syntax,
+};
 
 use super::{Lossiness, PlanError, TranscodeError, UnknownFields};
 
@@ -360,7 +362,11 @@ impl Compiler {
             });
         }
         let max = fields.last().map_or(0, |f| f.number);
-        let dense_len = if max < DENSE_LIMIT { max as usize + 1 } else { 0 };
+        let dense_len = if max < DENSE_LIMIT {
+            max as usize + 1
+        } else {
+            0
+        };
         let mut dense = vec![0u16; dense_len];
         for (i, f) in fields.iter().enumerate() {
             if let Some(slot) = dense.get_mut(f.number as usize) {
@@ -516,7 +522,12 @@ impl Compiler {
         Ok(op)
     }
 
-    fn is_identical(&mut self, w: &MessageDescriptor, r: &MessageDescriptor, key: &PairKey) -> bool {
+    fn is_identical(
+        &mut self,
+        w: &MessageDescriptor,
+        r: &MessageDescriptor,
+        key: &PairKey,
+    ) -> bool {
         if let Some(&known) = self.identical.get(key) {
             return known;
         }

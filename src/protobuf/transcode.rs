@@ -130,12 +130,7 @@ impl<'p> Exec<'p> {
         (buf.as_ptr() as usize).wrapping_sub(self.base) + pos
     }
 
-    fn varint(
-        &self,
-        buf: &[u8],
-        pos: &mut usize,
-        at: &str,
-    ) -> Result<u64, TranscodeError> {
+    fn varint(&self, buf: &[u8], pos: &mut usize, at: &str) -> Result<u64, TranscodeError> {
         let start = *pos;
         read_varint(buf, pos).map_err(|e| match e {
             VarintError::Truncated => TranscodeError::Truncated {
@@ -392,7 +387,8 @@ impl<'p> Exec<'p> {
                 if wt == WT_SGROUP {
                     self.message(*node, buf, pos, Some(number), out, depth + 1)?;
                     let mut tag = [0u8; 10];
-                    let n = encode_varint((u64::from(number) << 3) | u64::from(WT_EGROUP), &mut tag);
+                    let n =
+                        encode_varint((u64::from(number) << 3) | u64::from(WT_EGROUP), &mut tag);
                     out.extend_from_slice(&tag[..n]);
                 } else {
                     let (s, e) = self.len_value(buf, pos, at)?;
