@@ -58,10 +58,10 @@ pub fn random_datums(schema: &Schema, count: usize, seed: u64) -> Result<Vec<Vec
 }
 
 fn full_name(name: &Name, enclosing: Option<&str>) -> String {
-    match (&name.namespace, enclosing) {
-        (Some(ns), _) => format!("{ns}.{}", name.name),
-        (None, Some(ns)) if !ns.is_empty() => format!("{ns}.{}", name.name),
-        _ => name.name.clone(),
+    match (name.namespace(), enclosing) {
+        (Some(ns), _) => format!("{ns}.{}", name.name()),
+        (None, Some(ns)) if !ns.is_empty() => format!("{ns}.{}", name.name()),
+        _ => name.name().to_string(),
     }
 }
 
@@ -73,20 +73,20 @@ fn collect_names<'s>(
     match schema {
         Schema::Record(r) => {
             let full = full_name(&r.name, ns);
-            let inner_ns = r.name.namespace.clone().or_else(|| ns.map(str::to_string));
+            let inner_ns = r.name.namespace().map(str::to_string).or_else(|| ns.map(str::to_string));
             names.insert(full.clone(), schema);
-            names.entry(r.name.name.clone()).or_insert(schema);
+            names.entry(r.name.name().to_string()).or_insert(schema);
             for f in &r.fields {
                 collect_names(&f.schema, inner_ns.as_deref(), names);
             }
         }
         Schema::Enum(e) => {
             names.insert(full_name(&e.name, ns), schema);
-            names.entry(e.name.name.clone()).or_insert(schema);
+            names.entry(e.name.name().to_string()).or_insert(schema);
         }
         Schema::Fixed(f) | Schema::Duration(f) => {
             names.insert(full_name(&f.name, ns), schema);
-            names.entry(f.name.name.clone()).or_insert(schema);
+            names.entry(f.name.name().to_string()).or_insert(schema);
         }
         Schema::Array(a) => collect_names(&a.items, ns, names),
         Schema::Map(m) => collect_names(&m.types, ns, names),
@@ -196,7 +196,7 @@ impl<'s> Gen<'s, '_> {
                 self.datum(&u.variants()[i], ns, depth + 1, out)?;
             }
             Schema::Record(r) => {
-                let inner_ns = r.name.namespace.clone().or_else(|| ns.map(str::to_string));
+                let inner_ns = r.name.namespace().map(str::to_string).or_else(|| ns.map(str::to_string));
                 for f in &r.fields {
                     self.datum(&f.schema, inner_ns.as_deref(), depth + 1, out)?;
                 }
@@ -211,9 +211,9 @@ impl<'s> Gen<'s, '_> {
                 let target = self
                     .names
                     .get(&full_name(name, ns))
-                    .or_else(|| self.names.get(&name.name))
+                    .or_else(|| self.names.get(name.name()))
                     .copied()
-                    .ok_or_else(|| format!("unknown named type {}", name.name))?;
+                    .ok_or_else(|| format!("unknown named type {}", name.name()))?;
                 self.datum(target, ns, depth, out)?;
             }
         }

@@ -253,6 +253,15 @@ fn report(
         summary.skipped,
         elapsed.as_secs_f64()
     );
+    if !summary.lossy_fields.is_empty() {
+        let _ = writeln!(
+            w,
+            "\n  v2 fields the v1 consumer does not see, and in how many messages they held data:"
+        );
+        for (field, n) in &summary.lossy_fields {
+            let _ = writeln!(w, "    {field:<28} {n:>6}");
+        }
+    }
     if reader_ids.keys().any(|id| *id != V1_ID) {
         return Err(format!(
             "target messages framed with ids {:?}, expected only {V1_ID}",

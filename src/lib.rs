@@ -8,7 +8,9 @@
 //!
 //! Where to start reading: [`pipeline::Gateway`] runs the job; [`config::Config`] is what a
 //! user writes; [`avro`] is the resolution engine; [`wire`] the framing.
+pub mod archive;
 pub mod avro;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod pipeline;

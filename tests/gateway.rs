@@ -557,3 +557,84 @@ async fn halt_policy_stops_without_committing_past_the_bad_message() {
     assert!(out.iter().all(|m| m.topic == "orders-v1"));
     assert_eq!(cluster.committed(&group, "orders", 1), vec![Some(6)]);
 }
+
+/// The unknown-field problem: under `on_lossy: dlq`, a message whose dropped field held data goes
+/// to the DLQ naming the field; one whose dropped fields held their defaults is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_lossy_dlq_refuses_messages_whose_dropped_fields_held_data() {
+    const WRITER: &str = r#"{"type":"record","name":"User","fields":[
+        {"name":"id","type":"long"},
+        {"name":"nickname","type":["null","string"],"default":null},
+        {"name":"prefs","type":{"type":"record","name":"Prefs","fields":[
+            {"name":"theme","type":"string","default":"light"}]}}]}"#;
+    const READER: &str = r#"{"type":"record","name":"User","fields":[
+        {"name":"id","type":"long"},
+        {"name":"prefs","type":{"type":"record","name":"Prefs","fields":[]}}]}"#;
+    let cluster = Cluster::start(&[("users", 1), ("users-v1", 1), ("users-dlq", 1)]);
+    let registry = RegistryDouble::start().await;
+    let reader_id = registry.register_avro("users-value", READER);
+    let writer_id = registry.register_avro("users-other", WRITER);
+    let writer = Schema::parse_str(WRITER).unwrap();
+    let user = |id: i64, nick: Option<&str>, theme: &str| {
+        let nick = match nick {
+            None => Value::Union(0, Box::new(Value::Null)),
+            Some(n) => Value::Union(1, Box::new(Value::String(n.into()))),
+        };
+        Value::Record(vec![
+            ("id".into(), Value::Long(id)),
+            ("nickname".into(), nick),
+            (
+                "prefs".into(),
+                Value::Record(vec![("theme".into(), Value::String(theme.into()))]),
+            ),
+        ])
+    };
+    let values = [
+        user(1, None, "light"),
+        user(2, Some("zed"), "light"),
+        user(3, None, "dark"),
+        user(4, None, "light"),
+    ];
+    let inputs: Vec<Input> = values
+        .iter()
+        .map(|v| Input {
+            key: Some(order_key(v)),
+            value: Some(framed(writer_id, &encode(&writer, v.clone()))),
+            ..Input::default()
+        })
+        .collect();
+    cluster.produce("users", &inputs).await;
+    let spec = RouteSpec {
+        source: "users",
+        target: "users-v1",
+        dlq: "users-dlq",
+        reader_subject: "users-value",
+        reader_version: "1",
+        extra_value: "on_lossy: dlq",
+    };
+    let gw = Running::start(config(&cluster.bootstrap, &registry.url, &format!("gw-{}", unique()), &spec));
+    let out = cluster.consume(&["users-v1", "users-dlq"], 4, WAIT, SETTLE).await;
+    let summary = gw.stop().await.expect("clean stop");
+    assert_eq!(out.len(), 4);
+    let topic_of = |k: &str| out.iter().find(|m| m.key.as_deref() == Some(k.as_bytes())).unwrap();
+    assert_eq!(topic_of("1").topic, "users-v1");
+    assert_eq!(topic_of("4").topic, "users-v1");
+    assert_eq!(wire::parse(topic_of("1").value.as_deref().unwrap()).unwrap().schema_id, reader_id);
+    for (key, field) in [("2", "nickname"), ("3", "prefs.theme")] {
+        let m = topic_of(key);
+        assert_eq!(m.topic, "users-dlq", "{key}");
+        assert_eq!(m.header(dlq_headers::KIND).as_deref(), Some("lossy"));
+        let error = m.header(dlq_headers::ERROR).unwrap();
+        assert!(error.contains(field), "{key}: {error}");
+        assert_eq!(m.value, inputs[key.parse::<usize>().unwrap() - 1].value);
+    }
+    assert_eq!(summary.lossy_fields.get("value.nickname"), Some(&1));
+    assert_eq!(summary.lossy_fields.get("value.prefs.theme"), Some(&1));
+}
+
+fn order_key(v: &Value) -> Vec<u8> {
+    match field(v, "id") {
+        Value::Long(id) => id.to_string().into_bytes(),
+        other => panic!("id {other:?}"),
+    }
+}

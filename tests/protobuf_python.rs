@@ -3,7 +3,9 @@
 //! Python writes messages from the v2 descriptor (and the v1 one, for the other direction);
 //! schemabridge transcodes them; Python parses the result with the reader descriptor and must
 //! get exactly what its own reader parse of the ORIGINAL bytes gives (under Preserve, unknown
-//! fields included; under Drop, with the original's unknown fields discarded). Descriptors reach
+//! fields included; under Drop, with the original's unknown fields discarded), and a reader that
+//! re-encodes must give the writer its message back exactly when no value was reported
+//! narrowed (an int64 too big for the reader's int32). Descriptors reach
 //! Python as FileDescriptorSets built here by protox from the registry-style texts, so no
 //! `protoc` is needed. Needs python3 (with venv) and PyPI access once, for `protobuf`.
 
@@ -13,13 +15,15 @@ mod pyvenv;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use schemabridge::protobuf::{UnknownFields, build_pool, compile, message_for_indexes};
+use schemabridge::protobuf::{LossKind, UnknownFields, build_pool, compile, message_for_indexes};
 use schemabridge::wire::MessageIndexes;
 
 const MESSAGES_PER_DIRECTION: usize = 400;
 
 fn proto_text(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("proto")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
@@ -102,12 +106,17 @@ fn cross_check(writer_file: &str, reader_file: &str, seed: u64) {
                 .transcode(original, &mut out)
                 .unwrap_or_else(|e| panic!("transcode {}: {e}", hex(original)));
             lossy += usize::from(loss.is_lossy());
+            let narrowed = loss.sites().any(|s| s.kind() == LossKind::Narrowed);
             items.push(serde_json::json!({
                 "mode": name, "original": hex(original), "transcoded": hex(&out),
+                "narrowed": narrowed,
             }));
         }
     }
-    assert!(lossy > 0, "the generated messages never exercised a dropped field");
+    assert!(
+        lossy > 0,
+        "the generated messages never exercised a dropped field"
+    );
 
     let cases = serde_json::json!({
         "writer": [writer_fds, writer.full_name()],

@@ -39,33 +39,42 @@ impl<'i> Cursor<'i> {
         self.end.saturating_sub(self.pos)
     }
 
-    /// Reads a zig-zag varint (Avro `long`).
+    /// Reads a zig-zag varint (Avro `long`). One-byte values (most lengths, counts, indexes and
+    /// small numbers) take the inlined fast path.
     #[inline]
     pub fn read_long(&mut self) -> R<i64> {
-        let start = self.pos;
+        let rest = self.buf.get(self.pos..self.end).unwrap_or(&[]);
+        match rest.first() {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(unzigzag(u64::from(b)))
+            }
+            _ => self.read_long_multi(rest),
+        }
+    }
+
+    #[inline(never)]
+    fn read_long_multi(&mut self, rest: &[u8]) -> R<i64> {
         let mut value: u64 = 0;
-        let mut shift = 0u32;
-        loop {
-            let Some(&byte) = self.buf.get(self.pos).filter(|_| self.pos < self.end) else {
-                return Err(Box::new(TranscodeError::Truncated {
-                    at: at(start),
-                    needed: 1,
-                }));
-            };
-            self.pos += 1;
-            // The 10th byte may only contribute the top bit of a 64-bit value.
-            if shift == 63 && byte > 1 {
-                return Err(Box::new(TranscodeError::MalformedVarint { at: at(start) }));
+        for (i, &byte) in rest.iter().take(10).enumerate() {
+            // The 10th byte may only contribute the top bit of a 64-bit value (and must end it).
+            if i == 9 && byte > 1 {
+                break;
             }
-            value |= u64::from(byte & 0x7f) << shift;
+            value |= u64::from(byte & 0x7f) << (7 * i);
             if byte & 0x80 == 0 {
-                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err(Box::new(TranscodeError::MalformedVarint { at: at(start) }));
+                self.pos += i + 1;
+                return Ok(unzigzag(value));
             }
         }
+        let at = at(self.pos);
+        Err(Box::new(
+            if rest.len() < 10 && rest.iter().all(|b| b & 0x80 != 0) {
+                TranscodeError::Truncated { at, needed: 1 }
+            } else {
+                TranscodeError::MalformedVarint { at }
+            },
+        ))
     }
 
     /// Reads an Avro `int`: a varint that must fit 32 bits.
@@ -138,6 +147,11 @@ impl<'i> Cursor<'i> {
     }
 }
 
+#[inline]
+fn unzigzag(n: u64) -> i64 {
+    ((n >> 1) as i64) ^ -((n & 1) as i64)
+}
+
 /// Appends a zig-zag varint.
 #[inline]
 pub(crate) fn write_long(out: &mut Vec<u8>, v: i64) {
@@ -162,7 +176,18 @@ mod tests {
 
     #[test]
     fn varint_round_trip_and_limits() {
-        for v in [0i64, 1, -1, 63, -64, 64, 300, i32::MAX as i64, i64::MAX, i64::MIN] {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            i32::MAX as i64,
+            i64::MAX,
+            i64::MIN,
+        ] {
             let mut out = Vec::new();
             write_long(&mut out, v);
             let mut c = Cursor::new(&out);

@@ -8,14 +8,17 @@
 //! Recursive types: a record pair that is still being compiled further up the stack is looked up
 //! in `in_progress` and its node id reused, so a linked list compiles to a node that points at
 //! itself. Other pairs are compiled afresh at each use so that every dropped field gets the exact
-//! path it was reached by (`shipping.geo` vs `billing.geo`); `MAX_PLAN_NODES` bounds the blow-up.
+//! path it was reached by (`shipping.geo` vs `billing.geo`). A schema that reuses types
+//! exponentially (a DAG) would blow that up: past `MAX_PLAN_NODES` the compiler starts over in
+//! `shared` mode, where each record pair is compiled once and its dropped fields keep the path
+//! of their first use.
 
 use std::collections::HashMap;
 
+use super::MAX_PLAN_NODES;
 use super::default::{encode_default, encode_zero};
 use super::error::PlanError;
 use super::schema::{FieldDef, Ty, TyId, Types};
-use super::MAX_PLAN_NODES;
 
 pub(crate) type NodeId = u32;
 
@@ -73,9 +76,15 @@ pub(crate) enum EnumTarget {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Branch {
-    To { index: u32, node: NodeId },
+    To {
+        index: u32,
+        node: NodeId,
+    },
     /// This writer branch cannot be read; an error only if a datum uses it.
-    Fail { writer_type: Box<str>, reason: Box<str> },
+    Fail {
+        writer_type: Box<str>,
+        reason: Box<str>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +165,8 @@ pub(crate) struct Compiler<'a> {
     consts: Vec<u8>,
     dropped: Vec<String>,
     in_progress: HashMap<(TyId, TyId), NodeId>,
+    /// Shared mode: finished record pairs, reused at every later use.
+    shared: Option<HashMap<(TyId, TyId), NodeId>>,
     /// Prefix of every path (the reader root's name); stripped from dropped-field paths.
     root_label: &'a str,
 }
@@ -178,12 +189,21 @@ impl<'a> Compiler<'a> {
             consts: Vec::new(),
             dropped: Vec::new(),
             in_progress: HashMap::new(),
+            shared: None,
             root_label,
         }
     }
 
     pub fn run(mut self) -> Result<Compiled, PlanError> {
-        let root = self.resolve(self.w.root, self.r.root, self.root_label)?;
+        let root = match self.resolve(self.w.root, self.r.root, self.root_label) {
+            Err(PlanError::TooLarge { .. }) => {
+                let mut again = Compiler::new(self.w, self.r, self.root_label);
+                again.shared = Some(HashMap::new());
+                self = again;
+                self.resolve(self.w.root, self.r.root, self.root_label)?
+            }
+            other => other?,
+        };
         self.collapse_copies();
         Ok(Compiled {
             nodes: self.nodes,
@@ -288,7 +308,16 @@ impl<'a> Compiler<'a> {
             (Long, Double) => Node::LongToDouble,
             (Float, Double) => Node::FloatToDouble,
             (Bytes, String) => Node::BytesToString,
-            (Fixed { named: wn, size: ws }, Fixed { named: rn, size: rs }) => {
+            (
+                Fixed {
+                    named: wn,
+                    size: ws,
+                },
+                Fixed {
+                    named: rn,
+                    size: rs,
+                },
+            ) => {
                 if !rn.accepts(wn) {
                     return Err(self.name_mismatch("fixed", w, r, path));
                 }
@@ -351,11 +380,23 @@ impl<'a> Compiler<'a> {
                 let (wv, rv) = (*wv, *rv);
                 Node::Map(self.resolve(wv, rv, &format!("{path}{{}}"))?)
             }
-            (Record { named: wn, fields: wf }, Record { named: rn, fields: rf }) => {
+            (
+                Record {
+                    named: wn,
+                    fields: wf,
+                },
+                Record {
+                    named: rn,
+                    fields: rf,
+                },
+            ) => {
                 if !rn.accepts(wn) {
                     return Err(self.name_mismatch("record", w, r, path));
                 }
                 if let Some(&id) = self.in_progress.get(&(w, r)) {
+                    return Ok(id);
+                }
+                if let Some(&id) = self.shared.as_ref().and_then(|m| m.get(&(w, r))) {
                     return Ok(id);
                 }
                 // Reserve the node first: fields that recurse into this pair point at it.
@@ -365,6 +406,9 @@ impl<'a> Compiler<'a> {
                 self.in_progress.remove(&(w, r));
                 let plan = res?;
                 self.set(id, Node::Record(Box::new(plan)));
+                if let Some(m) = self.shared.as_mut() {
+                    m.insert((w, r), id);
+                }
                 return Ok(id);
             }
             _ => return Err(self.mismatch(w, r, path)),
@@ -396,8 +440,9 @@ impl<'a> Compiler<'a> {
     fn best_branch(&self, w: TyId, reader_branches: &[TyId]) -> Option<usize> {
         use Ty::*;
         let wt = self.w.get(w);
-        let exact = reader_branches.iter().position(|&b| {
-            match (wt, self.r.get(b)) {
+        let exact = reader_branches
+            .iter()
+            .position(|&b| match (wt, self.r.get(b)) {
                 (Null, Null) | (Boolean, Boolean) | (Int, Int) | (Long, Long) => true,
                 (Float, Float) | (Double, Double) | (Bytes, Bytes) | (String, String) => true,
                 (Array(_), Array(_)) | (Map(_), Map(_)) => true,
@@ -405,8 +450,7 @@ impl<'a> Compiler<'a> {
                 | (Enum { named: wn, .. }, Enum { named: rn, .. })
                 | (Record { named: wn, .. }, Record { named: rn, .. }) => rn.accepts(wn),
                 _ => false,
-            }
-        });
+            });
         exact.or_else(|| {
             reader_branches.iter().position(|&b| {
                 matches!(
@@ -428,7 +472,8 @@ impl<'a> Compiler<'a> {
         path: &str,
     ) -> Result<RecordPlan, PlanError> {
         // Pass 1: exact names. Pass 2: reader aliases, among writer fields still free. Exact
-        // names win so that a reader with fields `a` (alias `b`) and `b` reads writer `b` as `b`.
+        // names win over aliases, as in Java and fastavro (apache-avro's parser already rejects
+        // an alias equal to another field's name; this keeps the rule independent of that).
         let mut source: Vec<Option<usize>> = vec![None; rf.len()];
         let mut taken = vec![false; wf.len()];
         for (ri, f) in rf.iter().enumerate() {
@@ -441,58 +486,63 @@ impl<'a> Compiler<'a> {
             if source[ri].is_some() {
                 continue;
             }
-            let found = f.aliases.iter().find_map(|a| {
-                wf.iter()
-                    .enumerate()
-                    .position(|(wi, x)| !taken[wi] && x.name == *a)
-            });
+            let found = f
+                .aliases
+                .iter()
+                .find_map(|a| (0..wf.len()).find(|&wi| !taken[wi] && wf[wi].name == *a));
             if let Some(wi) = found {
                 source[ri] = Some(wi);
                 taken[wi] = true;
             }
         }
 
-        // Resolve matched fields, encode defaults for the others.
+        // Reader fields the writer lacks: a default, or the plan fails here.
         enum Src {
             Writer(usize, NodeId),
             Default(Consts),
         }
-        let mut srcs = Vec::with_capacity(rf.len());
+        let mut defaults: Vec<Option<Consts>> = vec![None; rf.len()];
         for (ri, f) in rf.iter().enumerate() {
-            let fpath = join(path, &f.name);
-            match source[ri] {
-                Some(wi) => {
-                    let node = self.resolve(wf[wi].ty, f.ty, &fpath)?;
-                    srcs.push(Src::Writer(wi, node));
-                }
-                None => {
-                    let Some(default) = &f.default else {
-                        return Err(PlanError::MissingField {
-                            path: fpath,
-                            field: f.name.clone(),
-                            aliases: if f.aliases.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" nor any of its aliases {:?}", f.aliases)
-                            },
-                        });
-                    };
-                    let mut buf = Vec::new();
-                    encode_default(self.r, f.ty, default, &mut buf).map_err(|reason| {
-                        PlanError::InvalidDefault {
-                            path: fpath.clone(),
-                            reason,
-                        }
-                    })?;
-                    srcs.push(Src::Default(self.add_const(&buf)));
-                }
+            if source[ri].is_some() {
+                continue;
             }
+            let fpath = join(path, &f.name);
+            let Some(default) = &f.default else {
+                return Err(PlanError::MissingField {
+                    path: fpath,
+                    field: f.name.clone(),
+                    aliases: if f.aliases.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" nor any of its aliases {:?}", f.aliases)
+                    },
+                });
+            };
+            let mut buf = Vec::new();
+            encode_default(self.r, f.ty, default, &mut buf).map_err(|reason| {
+                PlanError::InvalidDefault {
+                    path: fpath.clone(),
+                    reason,
+                }
+            })?;
+            defaults[ri] = Some(self.add_const(&buf));
         }
 
-        // Writer fields nobody reads: dropped, with the bytes that mean "nothing was lost".
+        // Writer fields in writer order (so `dropped_fields` lists them depth-first in writer
+        // order): resolve the ones the reader reads, record the others as dropped, with the
+        // bytes that mean "nothing was lost".
+        let mut reader_of: Vec<Option<usize>> = vec![None; wf.len()];
+        for (ri, s) in source.iter().enumerate() {
+            if let Some(wi) = s {
+                reader_of[*wi] = Some(ri);
+            }
+        }
+        let mut nodes: Vec<Option<NodeId>> = vec![None; rf.len()];
         let mut dropped: Vec<Option<Dropped>> = vec![None; wf.len()];
         for (wi, f) in wf.iter().enumerate() {
-            if taken[wi] {
+            if let Some(ri) = reader_of[wi] {
+                let fpath = join(path, &rf[ri].name);
+                nodes[ri] = Some(self.resolve(f.ty, rf[ri].ty, &fpath)?);
                 continue;
             }
             let full = join(path, &f.name);
@@ -519,6 +569,13 @@ impl<'a> Compiler<'a> {
             });
             self.dropped.push(rel);
         }
+        let srcs: Vec<Src> = (0..rf.len())
+            .filter_map(|ri| match (source[ri], nodes[ri], defaults[ri]) {
+                (Some(wi), Some(node), _) => Some(Src::Writer(wi, node)),
+                (None, _, Some(c)) => Some(Src::Default(c)),
+                _ => None, // unreachable: every reader field has a node or a default by now
+            })
+            .collect();
 
         let order: Vec<usize> = srcs
             .iter()
@@ -552,10 +609,8 @@ impl<'a> Compiler<'a> {
             }
             Layout::InOrder(steps.into())
         } else {
-            let mut slot_of = vec![0u32; wf.len()];
             let mut writer = Vec::with_capacity(wf.len());
-            for (wi, (f, d)) in wf.iter().zip(dropped).enumerate() {
-                slot_of[wi] = wi as u32;
+            for (f, d) in wf.iter().zip(dropped) {
                 writer.push(WriterSlot {
                     ty: f.ty,
                     dropped: d,
@@ -568,7 +623,7 @@ impl<'a> Compiler<'a> {
                 .map(|(ri, s)| match s {
                     Src::Default(c) => Source::Default(c),
                     Src::Writer(wi, node) => Source::Writer {
-                        slot: slot_of[wi],
+                        slot: wi as u32,
                         node,
                         field: rf[ri].name.as_str().into(),
                     },

@@ -25,7 +25,13 @@ pub(crate) fn encode_default(
     encode(types, ty, value, out, 0)
 }
 
-fn encode(types: &Types, ty: TyId, value: &Json, out: &mut Vec<u8>, depth: u32) -> Result<(), String> {
+fn encode(
+    types: &Types,
+    ty: TyId,
+    value: &Json,
+    out: &mut Vec<u8>,
+    depth: u32,
+) -> Result<(), String> {
     if depth > MAX_DEPTH {
         return Err(format!("default nested deeper than {MAX_DEPTH} levels"));
     }

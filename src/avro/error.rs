@@ -19,7 +19,9 @@ pub enum PlanError {
         reader: String,
     },
     /// Two named types (record, enum, fixed) whose names do not match, even through aliases.
-    #[error("{path}: writer {kind} {writer} does not match reader {kind} {reader} (names differ and no reader alias matches)")]
+    #[error(
+        "{path}: writer {kind} {writer} does not match reader {kind} {reader} (names differ and no reader alias matches)"
+    )]
     NameMismatch {
         path: String,
         kind: &'static str,
@@ -35,7 +37,9 @@ pub enum PlanError {
         reader: usize,
     },
     /// A reader field without a default that the writer does not have (under its name or aliases).
-    #[error("{path}: reader field has no default and the writer has no field named {field:?}{aliases}")]
+    #[error(
+        "{path}: reader field has no default and the writer has no field named {field:?}{aliases}"
+    )]
     MissingField {
         path: String,
         field: String,

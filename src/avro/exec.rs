@@ -9,7 +9,9 @@
 use std::cell::RefCell;
 
 use super::codec::{Cursor, R, at, write_bytes, write_long};
-use super::compile::{Branch, Consts, Dropped, EnumTarget, Layout, Node, NodeId, RecordPlan, Source, Step};
+use super::compile::{
+    Branch, Consts, Dropped, EnumTarget, Layout, Node, NodeId, RecordPlan, Source, Step,
+};
 use super::error::TranscodeError;
 use super::schema::{Ty, TyId};
 use super::{Lossiness, MAX_DEPTH, MAX_ZERO_SIZE_ITEMS, Plan};
@@ -20,25 +22,12 @@ thread_local! {
     static SPANS: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Transcodes one datum. On error, `out` may hold a partial datum; the caller truncates it.
-pub(crate) fn transcode(plan: &Plan, input: &[u8], out: &mut Vec<u8>) -> R<Lossiness> {
-    SPANS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut spans) => {
-            spans.clear();
-            run_root(plan, input, out, &mut spans)
-        }
-        // Only reachable if a transcode re-entered itself on this thread, which the executor
-        // never does; stay correct anyway.
-        Err(_) => run_root(plan, input, out, &mut Vec::new()),
-    })
-}
-
 fn run_root(
     plan: &Plan,
     input: &[u8],
     out: &mut Vec<u8>,
     spans: &mut Vec<(usize, usize)>,
-) -> R<Lossiness> {
+) -> R<(usize, Lossiness)> {
     let mut ex = Exec {
         plan,
         cur: Cursor::new(input),
@@ -48,13 +37,35 @@ fn run_root(
         spans,
     };
     ex.run(plan.root, out)?;
-    if ex.cur.pos != input.len() {
+    Ok((ex.cur.pos, ex.lossy))
+}
+
+/// Transcodes the datum at the start of `input` (more may follow, as in a container block);
+/// returns the bytes it used.
+pub(crate) fn transcode_prefix(
+    plan: &Plan,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> R<(usize, Lossiness)> {
+    SPANS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut spans) => {
+            spans.clear();
+            run_root(plan, input, out, &mut spans)
+        }
+        Err(_) => run_root(plan, input, out, &mut Vec::new()),
+    })
+}
+
+/// Transcodes one datum that must fill `input` exactly.
+pub(crate) fn transcode(plan: &Plan, input: &[u8], out: &mut Vec<u8>) -> R<Lossiness> {
+    let (used, lossy) = transcode_prefix(plan, input, out)?;
+    if used != input.len() {
         return Err(Box::new(TranscodeError::TrailingBytes {
-            at: at(ex.cur.pos),
-            extra: input.len().saturating_sub(ex.cur.pos),
+            at: at(used),
+            extra: input.len().saturating_sub(used),
         }));
     }
-    Ok(ex.lossy)
+    Ok(lossy)
 }
 
 struct Exec<'p, 'i, 's> {
@@ -171,12 +182,14 @@ impl<'p> Exec<'p, '_, '_> {
             }
             Node::Array { item, zero_size } => {
                 self.enter()?;
-                self.blocks(*item, *zero_size, false, out).map_err(within("[]"))?;
+                self.blocks(*item, *zero_size, false, out)
+                    .map_err(within("[]"))?;
                 self.depth -= 1;
             }
             Node::Map(value) => {
                 self.enter()?;
-                self.blocks(*value, false, true, out).map_err(within("{}"))?;
+                self.blocks(*value, false, true, out)
+                    .map_err(within("{}"))?;
                 self.depth -= 1;
             }
             Node::Record(rec) => {
@@ -397,13 +410,19 @@ impl<'p> Exec<'p, '_, '_> {
             }
             Ty::Array(item) => {
                 self.enter()?;
-                let zero = plan.writer.zero_size.get(*item as usize).copied().unwrap_or(false);
+                let zero = plan
+                    .writer
+                    .zero_size
+                    .get(*item as usize)
+                    .copied()
+                    .unwrap_or(false);
                 self.skip_blocks(*item, zero, false).map_err(within("[]"))?;
                 self.depth -= 1;
             }
             Ty::Map(value) => {
                 self.enter()?;
-                self.skip_blocks(*value, false, true).map_err(within("{}"))?;
+                self.skip_blocks(*value, false, true)
+                    .map_err(within("{}"))?;
                 self.depth -= 1;
             }
             Ty::Union(branches) => {

@@ -78,10 +78,23 @@ pub fn compile(writer: &Schema, reader: &Schema) -> Result<Plan, PlanError> {
         .map(|n| n.name().to_string())
         .unwrap_or_default();
     let w = Types::build(writer, &root_label)?;
+    let identity = writer.canonical_form() == reader.canonical_form();
+    if identity {
+        // Same parsing canonical form: same encoding, nothing to resolve. One validating copy.
+        return Ok(Plan {
+            nodes: vec![Node::Copy(w.root)],
+            root: 0,
+            writer: w,
+            consts: Vec::new(),
+            dropped: Vec::new(),
+            identity,
+            root_label,
+        });
+    }
     let r = Types::build(reader, &root_label)?;
     let compiled = Compiler::new(&w, &r, &root_label).run()?;
     Ok(Plan {
-        identity: writer.canonical_form() == reader.canonical_form(),
+        identity,
         writer: w,
         nodes: compiled.nodes,
         root: compiled.root,
@@ -106,6 +119,24 @@ impl Plan {
         let mark = out.len();
         out.reserve(input.len());
         exec::transcode(self, input, out).map_err(|e| {
+            out.truncate(mark);
+            let mut e = *e;
+            if !self.root_label.is_empty() {
+                e.prepend(&self.root_label);
+            }
+            e
+        })
+    }
+
+    /// Like [`Plan::transcode`] for the datum at the start of `input`, which may hold more after
+    /// it (an object container block): returns how many input bytes the datum used.
+    pub fn transcode_prefix(
+        &self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, Lossiness), TranscodeError> {
+        let mark = out.len();
+        exec::transcode_prefix(self, input, out).map_err(|e| {
             out.truncate(mark);
             let mut e = *e;
             if !self.root_label.is_empty() {

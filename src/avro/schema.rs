@@ -186,7 +186,12 @@ impl Builder<'_, '_> {
         }
     }
 
-    fn add_fixed(&mut self, name: &Name, aliases: Option<&Vec<apache_avro::schema::Alias>>, size: usize) -> TyId {
+    fn add_fixed(
+        &mut self,
+        name: &Name,
+        aliases: Option<&Vec<apache_avro::schema::Alias>>,
+        size: usize,
+    ) -> TyId {
         let full = name.fullname(None);
         if let Some(&id) = self.by_name.get(&full) {
             return id;

@@ -75,6 +75,9 @@ pub struct RunSummary {
     pub skipped: u64,
     /// Messages per value writer schema id (`None`: passthrough, tombstone or unframed).
     pub by_writer: BTreeMap<Option<u32>, u64>,
+    /// Per dropped writer field (`value.email`), messages in which it held data the reader
+    /// does not see (whatever the route's `on_lossy`).
+    pub lossy_fields: BTreeMap<String, u64>,
 }
 
 pub struct Gateway {
@@ -236,7 +239,7 @@ impl Worker<'_> {
                 Part::Value => (msg.payload(), &mut self.value_buf),
             };
             buf.clear();
-            match resolve_part(self.resolver, route, part, input, buf).await {
+            match resolve_part(self.resolver, route, part, input, buf, &mut self.summary).await {
                 Ok(id) => {
                     if part == Part::Value {
                         writer_id = id;
@@ -337,6 +340,7 @@ async fn resolve_part(
     part: Part,
     input: Option<&[u8]>,
     buf: &mut Vec<u8>,
+    summary: &mut RunSummary,
 ) -> Result<Option<u32>, ResolveError> {
     let rt = route.part(part);
     let (Some(input), Some(reader)) = (input, &rt.reader) else {
@@ -346,6 +350,10 @@ async fn resolve_part(
     if !resolved.lossy_fields.is_empty() {
         for field in &resolved.lossy_fields {
             rt.lossy_counter(field).increment(1);
+            *summary
+                .lossy_fields
+                .entry(format!("{}.{field}", part.as_str()))
+                .or_default() += 1;
         }
         if rt.config.on_lossy != LossyPolicy::Allow {
             let names: Vec<&str> = resolved.lossy_fields.iter().map(|f| &**f).collect();

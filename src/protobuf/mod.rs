@@ -28,8 +28,8 @@
 //!   wrote. `sint32`/`sint64`, `fixed32`/`sfixed32` and `fixed64`/`sfixed64` likewise.
 //! - `string` ↔ `bytes` are compatible; when the reader field is a `string` (in a proto3 file,
 //!   or fed from a `bytes` field) the value must be valid UTF-8 or the message fails with
-//!   [`TranscodeError::InvalidUtf8`]. An embedded message is compatible with `bytes`; bytes read
-//!   as a message are validated as that reader message.
+//!   [`TranscodeError::InvalidUtf8`]. An embedded message is compatible with `bytes` both ways;
+//!   the value is copied as it is (bytes read as a message are not validated here).
 //! - Enums are open: values the reader enum does not declare are kept and reported as
 //!   [`LossKind::UnknownEnumValue`].
 //! - `repeated` ↔ singular: a singular writer field is read by a repeated reader as a one-element
@@ -44,7 +44,9 @@
 //!   field.
 //! - Writer and reader with the same structure (field numbers, types, cardinality, enum values,
 //!   recursively) are an identity: [`Plan::is_identity`] is true and the bytes are copied. The
-//!   same holds for any nested message pair inside a plan (copied without being walked).
+//!   same holds for any nested message pair inside a plan (copied without being walked), so
+//!   under `Drop` field numbers that neither schema declares are removed only from messages
+//!   that needed walking.
 //!
 //! Hostile input (truncated varints or lengths, bad tags, unbalanced groups, nesting deeper than
 //! [`MAX_DEPTH`]) is a [`TranscodeError`]; nothing here panics on input.

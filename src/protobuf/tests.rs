@@ -257,6 +257,16 @@ fn identity_copies_bytes() {
 }
 
 #[test]
+fn plans_are_shareable_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Plan>();
+    send_sync::<Lossiness<'static>>();
+    send_sync::<TranscodeError>();
+    send_sync::<PlanError>();
+    send_sync::<SchemaError>();
+}
+
+#[test]
 fn nothing_lossy_means_no_allocation() {
     let (w, r) = (v2(), v1());
     let plan = compile(&w, &r, UnknownFields::Drop).unwrap();

@@ -11,11 +11,13 @@ protoc is needed.
 
     protobuf_oracle.py check CASES_JSON
         CASES_JSON: {"writer": [FDS, MESSAGE], "reader": [FDS, MESSAGE],
-                     "items": [{"mode": "preserve"|"drop", "original": HEX, "transcoded": HEX}]}
+                     "items": [{"mode": "preserve"|"drop", "original": HEX, "transcoded": HEX,
+                                "narrowed": BOOL}]}
         For each item, the transcoded bytes parsed with the reader must equal Python's own
         reader parse of the ORIGINAL bytes: same MessageToDict, and
           preserve: the same serialization, unknown fields included, and a reader that
-                    re-encodes hands the writer back the original message;
+                    re-encodes hands the writer back the original message exactly when
+                    schemabridge did not report a narrowed value;
           drop:     the same serialization once the original's unknown fields are discarded,
                     and no unknown fields anywhere in the transcoded message.
         Prints {"checked": N, "failures": [...]} and exits 1 when any item fails.
@@ -72,6 +74,12 @@ def scalar(f, rng):
     raise ValueError(f"unexpected type {t} for {f.full_name}")
 
 
+def is_repeated(f):
+    # `label` is gone in protobuf 7; `is_repeated` is not in protobuf 4.
+    flag = getattr(f, "is_repeated", None)
+    return flag if flag is not None else f.label == FD.LABEL_REPEATED
+
+
 def fill(msg, rng, depth):
     desc = msg.DESCRIPTOR
     if desc.full_name == "google.protobuf.Timestamp":
@@ -97,7 +105,7 @@ def fill(msg, rng, depth):
                     fill(target[key], rng, depth + 1)
                 else:
                     target[key] = scalar(value_f, rng)
-        elif f.label == FD.LABEL_REPEATED:
+        elif is_repeated(f):
             target = getattr(msg, f.name)
             for _ in range(rng.randint(0, 3)):
                 if is_message:
@@ -145,9 +153,16 @@ def check(cases_path):
         if mode == "preserve":
             if expect.SerializeToString(deterministic=True) != got.SerializeToString(deterministic=True):
                 problems.append("serialization (with unknown fields) differs")
-            back = writer.FromString(got.SerializeToString())
-            if back != writer.FromString(original):
-                problems.append("a reader's re-encoding does not give the writer its message back")
+            # A reader that re-encodes must hand the writer its message back, unless a value
+            # did not fit the reader's type: that is what "narrowed" (reported by
+            # schemabridge) must mean, no more and no less.
+            round_trips = writer.FromString(got.SerializeToString()) == writer.FromString(original)
+            if round_trips == item["narrowed"]:
+                problems.append(
+                    "reported narrowed, but the reader's re-encoding round-trips"
+                    if round_trips
+                    else "a reader's re-encoding does not give the writer its message back"
+                )
         else:
             expect.DiscardUnknownFields()
             if expect.SerializeToString(deterministic=True) != got.SerializeToString(deterministic=True):

@@ -22,7 +22,10 @@ pub fn python_with(packages: &[(&str, &str)]) -> PathBuf {
 
     if !python.exists() {
         let system = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-        let status = Command::new(&system).args(["-m", "venv"]).arg(&venv).status();
+        let status = Command::new(&system)
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status();
         match status {
             Ok(s) if s.success() => {}
             Ok(s) => panic!(
