@@ -220,6 +220,30 @@ pub struct PartConfig {
     /// What to do when the reader would not see a field that held data.
     #[serde(default)]
     pub on_lossy: LossyPolicy,
+    /// Protobuf only: keep the bytes of fields the reader does not know (`preserve`, default),
+    /// so a reader that re-encodes does not lose them, or strip them (`drop`).
+    #[serde(default)]
+    pub unknown_fields: Option<UnknownFieldsPolicy>,
+    /// `framed` (default): Confluent-framed reader encoding. `json`: the reader-resolved value
+    /// as JSON (Avro JSON encoding / protobuf canonical JSON), for consumers without a registry.
+    #[serde(default)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownFieldsPolicy {
+    #[default]
+    Preserve,
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Output {
+    #[default]
+    Framed,
+    Json,
 }
 
 impl PartConfig {
@@ -230,6 +254,8 @@ impl PartConfig {
             on_error: ErrorPolicy::Dlq,
             dlq: None,
             on_lossy: LossyPolicy::Allow,
+            unknown_fields: None,
+            output: Output::Framed,
         }
     }
 }
@@ -238,6 +264,7 @@ impl PartConfig {
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     Avro,
+    Protobuf,
     /// Bytes are forwarded unchanged.
     Passthrough,
 }
@@ -278,6 +305,10 @@ pub struct ReaderConfig {
     /// Registry id to frame messages with when the schema comes from `schema_file`.
     #[serde(default)]
     pub id: Option<u32>,
+    /// Protobuf only: the fully-qualified reader message (`orders.v1.OrderPlaced`); the
+    /// schema's first message when absent.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// A subject version: a number or `latest`.
@@ -552,6 +583,17 @@ impl Config {
                             }
                         }
                     },
+                }
+                if part.format != Format::Protobuf {
+                    if part.unknown_fields.is_some() {
+                        err(at("unknown_fields"), "only used with `format: protobuf`");
+                    }
+                    if part.reader.as_ref().is_some_and(|r| r.message.is_some()) {
+                        err(at("reader.message"), "only used with `format: protobuf`");
+                    }
+                }
+                if part.format == Format::Passthrough && part.output != Output::Framed {
+                    err(at("output"), "`json` needs a schema: not used with `format: passthrough`");
                 }
                 let needs_dlq =
                     part.on_error == ErrorPolicy::Dlq || part.on_lossy == LossyPolicy::Dlq;

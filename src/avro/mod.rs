@@ -34,6 +34,7 @@ mod compile;
 mod default;
 mod error;
 mod exec;
+pub mod json;
 mod schema;
 #[cfg(test)]
 mod tests;

@@ -69,7 +69,7 @@ pub use schema::{build_pool, indexes_for_message, message_for_indexes};
 pub const MAX_DEPTH: u32 = 100;
 
 /// What to do with writer fields the reader does not declare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum UnknownFields {
     /// Copy their bytes through unchanged (the reader parses them as unknown fields and keeps
     /// them when it re-encodes).
