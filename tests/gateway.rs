@@ -638,3 +638,58 @@ fn order_key(v: &Value) -> Vec<u8> {
         other => panic!("id {other:?}"),
     }
 }
+
+/// `output: json`: the reader-resolved value in the Avro JSON encoding (unions as
+/// `{"type": value}`, enums as symbols), for consumers without registry support.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_output_renders_the_reader_value_in_avro_json() {
+    let cluster = Cluster::start(&[("orders", 1), ("orders-json", 1), ("orders-dlq", 1)]);
+    let (registry, _v1_id, v2_id) = registry_with_orders().await;
+    let v2 = Schema::parse_str(ORDER_V2).unwrap();
+    let mut rng = SplitMix(21);
+    let values: Vec<Value> = (0..5).map(|i| order_v2(i, &mut rng)).collect();
+    let inputs: Vec<Input> = values
+        .iter()
+        .map(|v| Input {
+            value: Some(framed(v2_id, &encode(&v2, v.clone()))),
+            ..Input::default()
+        })
+        .collect();
+    cluster.produce("orders", &inputs).await;
+    let gw = Running::start(config(
+        &cluster.bootstrap,
+        &registry.url,
+        &format!("gw-{}", unique()),
+        &route("orders", "orders-json", "orders-dlq", "output: json"),
+    ));
+    let out = cluster.consume(&["orders-json", "orders-dlq"], 5, WAIT, SETTLE).await;
+    gw.stop().await.expect("clean stop");
+    assert_eq!(out.len(), 5);
+    for (m, v) in out.iter().zip(&values) {
+        assert_eq!(m.topic, "orders-json");
+        let json: serde_json::Value = serde_json::from_slice(m.value.as_deref().unwrap()).unwrap();
+        let expected = expected_v1(v);
+        let Value::Record(fields) = &expected else { unreachable!() };
+        let names: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let expected_names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, expected_names, "reader fields, in reader order");
+        assert_eq!(json["order_id"], serde_json::json!(order_id(v)));
+        assert_eq!(json["source"], "unknown");
+        match field(&expected, "discount") {
+            Value::Union(0, _) => assert_eq!(json["discount"], serde_json::Value::Null),
+            Value::Union(1, d) => match &**d {
+                Value::Double(d) => assert_eq!(json["discount"], serde_json::json!({"double": d})),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        match field(&expected, "status") {
+            Value::Enum(_, s) => assert_eq!(json["status"], serde_json::json!(s)),
+            other => panic!("{other:?}"),
+        }
+        match field(&expected, "amount_cents") {
+            Value::Long(c) => assert_eq!(json["amount_cents"], serde_json::json!(c)),
+            other => panic!("{other:?}"),
+        }
+    }
+}
