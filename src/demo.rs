@@ -18,10 +18,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::pipeline::{Gateway, RunSummary, dlq_headers};
-use crate::registry::{SchemaSource, StaticDir, StaticEntry};
+use crate::registry::{SchemaSource, StaticDir, StaticEntry, StaticReference};
 use crate::wire;
 
 pub const ORDER_V1: &str = include_str!("../proto/orders/order_v1.avsc");
+pub const ORDER_V1_PROTO: &str = include_str!("../proto/orders/order_v1.proto");
+pub const ORDER_V2_PROTO: &str = include_str!("../proto/orders/order_v2.proto");
+pub const MONEY_PROTO: &str = include_str!("../proto/orders/money.proto");
+pub const COMMON_PROTO: &str = include_str!("../proto/orders/common.proto");
+/// Registry ids of the Protobuf schemas (OrderPlaced v1/v2 reference money and common).
+pub const PB_V1_ID: u32 = 13;
+pub const PB_V2_ID: u32 = 14;
 pub const ORDER_V2: &str = include_str!("../proto/orders/order_v2.avsc");
 /// Registry ids the demo's embedded schema source gives the two versions.
 pub const V1_ID: u32 = 1;
@@ -30,6 +37,8 @@ pub const V2_ID: u32 = 2;
 const SOURCE: &str = "orders";
 const TARGET: &str = "orders-v1";
 const DLQ: &str = "orders-dlq";
+const PB_SOURCE: &str = "orders-pb";
+const PB_TARGET: &str = "orders-pb-v1";
 const PARTITIONS: i32 = 3;
 
 /// The demo's options.
@@ -60,9 +69,35 @@ pub fn schema_source() -> Result<SchemaSource, String> {
         schema_type: None,
         references: Vec::new(),
     };
+    let reference = |name: &str, subject: &str| StaticReference {
+        name: name.into(),
+        subject: subject.into(),
+        version: 1,
+    };
+    let money = || reference("orders/money.proto", "orders-money");
+    let proto = |id, subject: &str, version, references| StaticEntry {
+        id,
+        subject: subject.into(),
+        version,
+        file: String::new(),
+        schema_type: Some("protobuf".into()),
+        references,
+    };
     Ok(SchemaSource::Static(StaticDir::from_entries(vec![
         (entry(V1_ID, 1, "order_v1.avsc"), ORDER_V1.to_string()),
         (entry(V2_ID, 2, "order_v2.avsc"), ORDER_V2.to_string()),
+        (proto(11, "orders-money", 1, vec![]), MONEY_PROTO.to_string()),
+        (proto(12, "orders-common", 1, vec![money()]), COMMON_PROTO.to_string()),
+        (proto(PB_V1_ID, "orders-pb-value", 1, vec![money()]), ORDER_V1_PROTO.to_string()),
+        (
+            proto(
+                PB_V2_ID,
+                "orders-pb-value",
+                2,
+                vec![reference("orders/common.proto", "orders-common"), money()],
+            ),
+            ORDER_V2_PROTO.to_string(),
+        ),
     ])?))
 }
 
@@ -86,6 +121,14 @@ routes:
       reader: {{ subject: orders-value, version: 1 }}
       on_error: dlq
       dlq: {DLQ}
+  - name: orders-protobuf
+    source: {{ topics: [{PB_SOURCE}] }}
+    target: {PB_TARGET}
+    value:
+      format: protobuf
+      reader: {{ subject: orders-pb-value, version: 1, message: orders.v1.OrderPlaced }}
+      unknown_fields: preserve
+      dlq: {DLQ}
 "#
     );
     Config::parse(&text).map_err(|e| e.to_string())
@@ -96,7 +139,13 @@ pub async fn run(opts: DemoOptions) -> Result<String, String> {
     let started = Instant::now();
     let cluster = MockCluster::new(1).map_err(|e| format!("cannot start the mock cluster: {e}"))?;
     let bootstrap = cluster.bootstrap_servers();
-    for (topic, partitions) in [(SOURCE, PARTITIONS), (TARGET, PARTITIONS), (DLQ, 1)] {
+    for (topic, partitions) in [
+        (SOURCE, PARTITIONS),
+        (TARGET, PARTITIONS),
+        (DLQ, 1),
+        (PB_SOURCE, PARTITIONS),
+        (PB_TARGET, PARTITIONS),
+    ] {
         cluster
             .create_topic(topic, partitions, 1)
             .map_err(|e| format!("cannot create topic {topic}: {e}"))?;
@@ -135,7 +184,28 @@ pub async fn run(opts: DemoOptions) -> Result<String, String> {
             .map_err(|_| "producer dropped".to_string())?
             .map_err(|(e, _)| e.to_string())?;
     }
-    let produced = opts.messages + 1;
+    // Protobuf producers on their own topic: v2 OrderPlaced, every one with v2-only fields set.
+    let (pb_v1, pb_v2) = (pb_descriptor("v1")?, pb_descriptor("v2")?);
+    let pb_count = opts.messages / 4;
+    let mut pb_inputs: HashMap<String, prost_reflect::DynamicMessage> = HashMap::new();
+    let mut sends = Vec::with_capacity(pb_count);
+    for i in 0..pb_count {
+        let key = format!("pb-ord-{i:06}");
+        let msg = pb_order_v2(&pb_v2, &key, &mut rng)?;
+        let mut bytes = Vec::with_capacity(256);
+        wire::write_header(PB_V2_ID, &mut bytes);
+        wire::write_message_indexes(&wire::MessageIndexes::first(), &mut bytes);
+        prost::Message::encode(&msg, &mut bytes).map_err(|e| e.to_string())?;
+        pb_inputs.insert(key.clone(), msg);
+        let record = FutureRecord::to(PB_SOURCE).key(&key).payload(&bytes);
+        sends.push(producer.send_result(record).map_err(|(e, _)| e.to_string())?);
+    }
+    for s in sends {
+        s.await
+            .map_err(|_| "producer dropped".to_string())?
+            .map_err(|(e, _)| e.to_string())?;
+    }
+    let produced = opts.messages + 1 + pb_count;
 
     // The gateway, exactly as `schemabridge run` runs it.
     let cfg = config(&bootstrap)?;
@@ -150,11 +220,12 @@ pub async fn run(opts: DemoOptions) -> Result<String, String> {
         .set("auto.offset.reset", "earliest")
         .create()
         .map_err(|e| e.to_string())?;
-    reader.subscribe(&[TARGET, DLQ]).map_err(|e| e.to_string())?;
+    reader.subscribe(&[TARGET, DLQ, PB_TARGET]).map_err(|e| e.to_string())?;
     let mut outputs: Vec<(String, u32, Value)> = Vec::new();
     let mut dead: Vec<(String, String)> = Vec::new();
+    let mut pb = PbReport::default();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while outputs.len() + dead.len() < produced {
+    while outputs.len() + dead.len() + pb.received < produced {
         let left = deadline.saturating_duration_since(Instant::now());
         let msg = match tokio::time::timeout(left, reader.recv()).await {
             Err(_) => break,
@@ -165,6 +236,10 @@ pub async fn run(opts: DemoOptions) -> Result<String, String> {
         if msg.topic() == DLQ {
             let why = header(&msg, dlq_headers::ERROR).unwrap_or_default();
             dead.push((key, why));
+            continue;
+        }
+        if msg.topic() == PB_TARGET {
+            pb.check(&key, payload, &pb_inputs, &pb_v1, &pb_v2)?;
             continue;
         }
         let framed = wire::parse(payload).map_err(|e| format!("target message {key}: {e}"))?;
@@ -179,13 +254,13 @@ pub async fn run(opts: DemoOptions) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     producer.flush(Duration::from_secs(5)).map_err(|e| e.to_string())?;
 
-    if outputs.len() + dead.len() != produced {
-        return Err(format!(
-            "only {} of {produced} messages arrived within 60 s",
-            outputs.len() + dead.len()
-        ));
+    let arrived = outputs.len() + dead.len() + pb.received;
+    if arrived != produced {
+        return Err(format!("only {arrived} of {produced} messages arrived within 60 s"));
     }
-    report(&opts, &inputs, &outputs, &dead, &summary, started.elapsed())
+    let mut text = report(&opts, &inputs, &outputs, &dead, &summary, started.elapsed())?;
+    text.push_str(&pb.report());
+    Ok(text)
 }
 
 // apache-avro 0.22 deprecates these for a builder API; the value path is only used for demo data.
@@ -433,4 +508,108 @@ pub fn order_v1(i: usize, rng: &mut SplitMix) -> Value {
         ("attributes", attributes),
         ("source", s("legacy-checkout")),
     ])
+}
+
+/// The Protobuf OrderPlaced descriptor of `v1` or `v2`, built as the gateway builds it.
+fn pb_descriptor(version: &str) -> Result<prost_reflect::MessageDescriptor, String> {
+    let (name, text) = match version {
+        "v1" => ("orders/order_v1.proto", ORDER_V1_PROTO),
+        _ => ("orders/order_v2.proto", ORDER_V2_PROTO),
+    };
+    let refs = [
+        ("orders/money.proto".to_string(), MONEY_PROTO.to_string()),
+        ("orders/common.proto".to_string(), COMMON_PROTO.to_string()),
+    ];
+    let pool = crate::protobuf::build_pool(name, text, &refs).map_err(|e| e.to_string())?;
+    crate::protobuf::message_for_indexes(&pool, name, &wire::MessageIndexes::first())
+        .map_err(|e| e.to_string())
+}
+
+/// A Protobuf OrderPlaced as a v2 producer writes it.
+fn pb_order_v2(
+    desc: &prost_reflect::MessageDescriptor,
+    order_id: &str,
+    rng: &mut SplitMix,
+) -> Result<prost_reflect::DynamicMessage, String> {
+    let qty = 1 + rng.below(5);
+    let unit = 99 + rng.below(9900);
+    let json = serde_json::json!({
+        "orderId": order_id,
+        "customerId": (1 + rng.below(1_000_000_000)).to_string(),
+        "placedAt": "2026-11-24T18:00:00Z",
+        "status": rng.pick(&["PENDING", "PAID", "SHIPPED", "REFUNDED"]),
+        "totalCents": (qty * unit).to_string(),
+        "currency": rng.pick(&["USD", "EUR", "GBP"]),
+        "quantity": qty,
+        "shipping": {"line1": "1 Main Street", "city": rng.pick(CITIES), "postcode": "10115",
+                     "country": rng.pick(COUNTRIES),
+                     "geo": {"lat": 52.52, "lon": 13.405}},
+        "items": [{"sku": format!("SKU-{:05}", rng.below(100_000)), "qty": qty,
+                   "unitCents": unit.to_string(), "giftWrap": rng.below(2) == 0}],
+        "email": format!("user{}@example.com", rng.below(1_000_000)),
+        "channel": "MOBILE",
+        "fraudScore": 0.25,
+    });
+    let text = json.to_string();
+    let mut de = serde_json::Deserializer::from_str(&text);
+    let msg = prost_reflect::DynamicMessage::deserialize(desc.clone(), &mut de)
+        .map_err(|e| e.to_string())?;
+    // As a consumer decodes it (a default-valued field parsed from JSON is not "set" on the wire).
+    let bytes = prost::Message::encode_to_vec(&msg);
+    prost_reflect::DynamicMessage::decode(desc.clone(), &bytes[..]).map_err(|e| e.to_string())
+}
+
+/// What the Protobuf route delivered, checked as a v1 consumer that re-encodes would see it.
+#[derive(Default)]
+struct PbReport {
+    received: usize,
+    /// v1 re-encodings that still carried every v2 field (the unknown-field problem avoided).
+    preserved: usize,
+    sample: Option<(String, String, String)>,
+}
+
+impl PbReport {
+    fn check(
+        &mut self,
+        key: &str,
+        payload: &[u8],
+        inputs: &HashMap<String, prost_reflect::DynamicMessage>,
+        v1: &prost_reflect::MessageDescriptor,
+        v2: &prost_reflect::MessageDescriptor,
+    ) -> Result<(), String> {
+        use prost::Message as _;
+        self.received += 1;
+        let framed = wire::parse(payload).map_err(|e| format!("{key}: {e}"))?;
+        if framed.schema_id != PB_V1_ID {
+            return Err(format!("{key}: framed with id {}, expected {PB_V1_ID}", framed.schema_id));
+        }
+        let (_, body) = wire::parse_message_indexes(framed.payload).map_err(|e| format!("{key}: {e}"))?;
+        let as_v1 = prost_reflect::DynamicMessage::decode(v1.clone(), body)
+            .map_err(|e| format!("{key} does not decode as v1: {e}"))?;
+        let re_encoded = as_v1.encode_to_vec();
+        let back = prost_reflect::DynamicMessage::decode(v2.clone(), &re_encoded[..])
+            .map_err(|e| e.to_string())?;
+        let original = inputs.get(key).ok_or_else(|| format!("unknown key {key}"))?;
+        if &back == original {
+            self.preserved += 1;
+        }
+        if self.sample.is_none() {
+            let json = |m: &prost_reflect::DynamicMessage| {
+                serde_json::to_string(m).unwrap_or_else(|e| format!("<{e}>"))
+            };
+            self.sample = Some((key.to_string(), json(original), json(&as_v1)));
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> String {
+        let mut s = format!(
+            "\nProtobuf route `{PB_SOURCE}` → `{PB_TARGET}` (OrderPlaced .proto v2 with references → v1, unknown_fields: preserve):\n\n  delivered    {:>6}  written with schema id {PB_V2_ID} (v2) → read as id {PB_V1_ID} (v1)\n  preserved    {:>6}  a v1 consumer that decodes and re-encodes still carries every v2 field\n",
+            self.received, self.preserved
+        );
+        if let Some((key, v2, v1)) = &self.sample {
+            s.push_str(&format!("\n  {key}\n    v2: {v2}\n    v1: {v1}\n"));
+        }
+        s
+    }
 }

@@ -87,8 +87,17 @@ fn demo_shows_v2_records_arriving_as_v1() {
         "{stdout}"
     );
     assert!(stdout.contains("dead-letter       1  key not-avro: magic byte is 0x7b"), "{stdout}");
+    // Plus 50 Protobuf messages on their own route.
     assert!(
-        stdout.contains("consumed 201 · forwarded 200 · dead-lettered 1 · skipped 0"),
+        stdout.contains("consumed 251 · forwarded 250 · dead-lettered 1 · skipped 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("delivered        50  written with schema id 14 (v2) → read as id 13 (v1)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("preserved        50  a v1 consumer that decodes and re-encodes"),
         "{stdout}"
     );
     // A sample pair shows the alias at work.

@@ -140,6 +140,102 @@ impl<'i> Cursor<'i> {
         self.take(n)
     }
 
+    /// The input left before `end`, at least 8 bytes of it as a word (little endian).
+    #[inline(always)]
+    fn word(&self) -> Option<u64> {
+        let rest = self.buf.get(self.pos..self.end)?;
+        rest.first_chunk::<8>().map(|w| u64::from_le_bytes(*w))
+    }
+
+    /// Skips a `long`. Varints of up to 8 bytes with 8 bytes of input left take a branch-free
+    /// path (the end is the first byte without its top bit); anything else the full reader.
+    #[inline(always)]
+    pub fn skip_long(&mut self) -> R<()> {
+        if let Some(w) = self.word() {
+            let stops = !w & 0x8080_8080_8080_8080;
+            if stops != 0 {
+                self.pos += (stops.trailing_zeros() as usize >> 3) + 1;
+                return Ok(());
+            }
+        }
+        self.read_long().map(drop)
+    }
+
+    /// Skips an `int`: a varint of up to 4 bytes always fits 32 bits; longer ones (and short
+    /// input) go through [`Cursor::read_int`], which checks the range.
+    #[inline(always)]
+    pub fn skip_int(&mut self) -> R<()> {
+        if let Some(w) = self.word() {
+            let stops = !w & 0x8080_8080;
+            if stops != 0 {
+                self.pos += (stops.trailing_zeros() as usize >> 3) + 1;
+                return Ok(());
+            }
+        }
+        self.read_int().map(drop)
+    }
+
+    /// Skips a length-prefixed value (bytes, string).
+    #[inline(always)]
+    pub fn skip_var(&mut self) -> R<()> {
+        if self.pos < self.end
+            && let Some(&b) = self.buf.get(self.pos)
+            && b & 0x81 == 0
+        {
+            // One-byte, non-negative length.
+            let end = self.pos + 1 + (b >> 1) as usize;
+            if end <= self.end {
+                self.pos = end;
+                return Ok(());
+            }
+        }
+        self.read_bytes().map(drop)
+    }
+
+    /// Skips exactly `n` bytes.
+    #[inline(always)]
+    pub fn skip_n(&mut self, n: usize) -> R<()> {
+        if n <= self.remaining() {
+            self.pos += n;
+            return Ok(());
+        }
+        self.take(n).map(drop)
+    }
+
+    /// Skips a boolean, which must be 0 or 1.
+    #[inline(always)]
+    pub fn skip_bool(&mut self) -> R<()> {
+        if self.pos < self.end
+            && let Some(&b) = self.buf.get(self.pos)
+            && b <= 1
+        {
+            self.pos += 1;
+            return Ok(());
+        }
+        self.bad_bool()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_bool(&mut self) -> R<()> {
+        let start = self.pos;
+        let [b] = self.take_array::<1>()?;
+        Err(Box::new(TranscodeError::InvalidBoolean {
+            at: at(start),
+            value: b,
+        }))
+    }
+
+    /// Reads an enum or union index below `count`; errors name the offending index.
+    #[inline(always)]
+    pub fn read_index(&mut self, count: u32) -> R<Result<u32, i64>> {
+        let i = self.read_long()?;
+        Ok(match u32::try_from(i) {
+            Ok(i) if i < count => Ok(i),
+            _ => Err(i),
+        })
+    }
+
     /// Bytes between `start` and the current position (both within the input by construction).
     #[inline]
     pub fn since(&self, start: usize) -> &'i [u8] {

@@ -1,23 +1,30 @@
-//! The executor: walks writer bytes once, following a compiled plan, and appends reader bytes.
+//! The executor: walks writer bytes once, running the plan's lowered op program, and appends
+//! reader bytes.
 //!
-//! Owns: the hot path. No intermediate value tree and no allocation per datum beyond `out`
-//! growing (the reordering span table is a thread-local `Vec` reused across calls; `Lossiness`
-//! allocates only when a dropped field with index >= 64 is lossy). Must not touch: schemas or
-//! resolution rules (decided in `compile.rs`); no I/O, never awaits, never panics on input:
-//! every length, count, index and nesting level from the input is checked before it is used.
+//! Owns: the hot path. One loop per program frame dispatches flat ops (see `lower.rs`); a new
+//! frame is entered only for array/map items, union branches, shared or recursive records and
+//! reordered fields, and every frame counts against [`MAX_DEPTH`], so hostile nesting is an
+//! error, not a stack overflow. No intermediate value tree and no allocation per datum beyond
+//! `out` growing (the reordering span table is a thread-local `Vec` reused across calls, taken
+//! only by plans with reordered records; `Lossiness` allocates only when a dropped field with
+//! index >= 64 is lossy). Must not touch: schemas or resolution rules (decided in `compile.rs`
+//! and `lower.rs`); no I/O, never awaits, never panics on input: every length, count, index and
+//! nesting level from the input is checked before it is used.
+//!
+//! Errors are built only on the failure path: an op that fails returns a boxed error, and each
+//! frame on the way up prepends the path of the op that was running (`Program::segs`).
 
 use std::cell::RefCell;
 
 use super::codec::{Cursor, R, at, write_bytes, write_long};
-use super::compile::{
-    Branch, Consts, Dropped, EnumTarget, Layout, Node, NodeId, RecordPlan, Source, Step,
-};
+use super::compile::{Consts, EnumTarget};
 use super::error::TranscodeError;
-use super::schema::{Ty, TyId};
+use super::lower::{BranchOp, NO_BASELINE, NO_INDEX, Op, Prim, ProgId, Program, ReSource, Target};
+use super::schema::Ty;
 use super::{Lossiness, MAX_DEPTH, MAX_ZERO_SIZE_ITEMS, Plan};
 
 thread_local! {
-    /// Byte spans of writer fields for `Layout::Reordered` records, stacked for nested ones.
+    /// Byte spans of writer fields for reordered records, stacked for nested ones.
     /// Kept per thread so `Plan::transcode` can take `&self` and still not allocate per datum.
     static SPANS: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
 }
@@ -30,13 +37,14 @@ fn run_root(
 ) -> R<(usize, Lossiness)> {
     let mut ex = Exec {
         plan,
+        prog: &plan.prog,
         cur: Cursor::new(input),
         depth: 0,
         zero_items: 0,
         lossy: Lossiness::default(),
         spans,
     };
-    ex.run(plan.root, out)?;
+    ex.exec(plan.prog.root, out)?;
     Ok((ex.cur.pos, ex.lossy))
 }
 
@@ -47,6 +55,9 @@ pub(crate) fn transcode_prefix(
     input: &[u8],
     out: &mut Vec<u8>,
 ) -> R<(usize, Lossiness)> {
+    if !plan.prog.needs_spans {
+        return run_root(plan, input, out, &mut Vec::new());
+    }
     SPANS.with(|cell| match cell.try_borrow_mut() {
         Ok(mut spans) => {
             spans.clear();
@@ -70,7 +81,9 @@ pub(crate) fn transcode(plan: &Plan, input: &[u8], out: &mut Vec<u8>) -> R<Lossi
 
 struct Exec<'p, 'i, 's> {
     plan: &'p Plan,
+    prog: &'p Program,
     cur: Cursor<'i>,
+    /// Program frames currently entered.
     depth: u32,
     /// Items of zero-byte writer types seen so far in this datum (see `check_count`).
     zero_items: u64,
@@ -78,163 +91,280 @@ struct Exec<'p, 'i, 's> {
     spans: &'s mut Vec<(usize, usize)>,
 }
 
-/// Adds a field name (or `[]` / `{}`) to an error on its way up.
-fn within(segment: &str) -> impl FnOnce(Box<TranscodeError>) -> Box<TranscodeError> + '_ {
-    move |mut e| {
-        e.prepend(segment);
-        e
-    }
+#[cold]
+#[inline(never)]
+fn prepend(mut e: Box<TranscodeError>, segment: &str) -> Box<TranscodeError> {
+    e.prepend(segment);
+    e
 }
 
 impl<'p> Exec<'p, '_, '_> {
     #[inline]
-    fn enter(&mut self) -> R<()> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(Box::new(TranscodeError::TooDeep {
-                at: at(self.cur.pos),
-                limit: MAX_DEPTH,
-            }));
+    fn consts(&self, c: Consts) -> &'p [u8] {
+        let plan: &'p Plan = self.plan;
+        plan.consts
+            .get(c.start as usize..(c.start as usize).saturating_add(c.len as usize))
+            .unwrap_or(&[])
+    }
+
+    /// Adds the path of the op at `pc` to an error leaving its frame.
+    #[cold]
+    #[inline(never)]
+    fn blame(&self, pc: usize, mut e: Box<TranscodeError>) -> Box<TranscodeError> {
+        let p = self.prog;
+        match p.ops.get(pc) {
+            Some(Op::Array { .. } | Op::SkipArray { .. }) => e.prepend("[]"),
+            Some(Op::Map(_) | Op::SkipMap(_)) => e.prepend("{}"),
+            _ => {}
         }
+        let seg = p
+            .segs
+            .get(pc)
+            .and_then(|&s| p.seg_names.get(s as usize))
+            .map_or("", |s| &**s);
+        if !seg.is_empty() {
+            e.prepend(seg);
+        }
+        e
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn too_deep(&self) -> Box<TranscodeError> {
+        Box::new(TranscodeError::TooDeep {
+            at: at(self.cur.pos),
+            limit: MAX_DEPTH,
+        })
+    }
+
+    /// Runs program `id` in a new frame: the one place that recurses.
+    fn exec(&mut self, id: ProgId, out: &mut Vec<u8>) -> R<()> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.too_deep());
+        }
+        let p: &'p Program = self.prog;
+        // Program ids and op operands come from the lowering, never from input; a miss would be
+        // a lowering bug and ends the frame rather than panicking.
+        let Some(&entry) = p.entries.get(id as usize) else {
+            return Ok(());
+        };
+        self.depth += 1;
+        let mut pc = entry as usize;
+        let mut mark = self.cur.pos;
+        macro_rules! tri {
+            ($e:expr) => {
+                if let Err(e) = $e {
+                    return Err(self.blame(pc, e));
+                }
+            };
+        }
+        while let Some(&op) = p.ops.get(pc) {
+            match op {
+                Op::Ret => break,
+                Op::Mark => mark = self.cur.pos,
+                Op::Flush => out.extend_from_slice(self.cur.since(mark)),
+                Op::FlushMark => {
+                    out.extend_from_slice(self.cur.since(mark));
+                    mark = self.cur.pos;
+                }
+                Op::SkipBool => tri!(self.cur.skip_bool()),
+                Op::SkipInt => tri!(self.cur.skip_int()),
+                Op::SkipLong => tri!(self.cur.skip_long()),
+                Op::SkipBytes(n) => tri!(self.cur.skip_n(n as usize)),
+                Op::SkipVar => tri!(self.cur.skip_var()),
+                Op::SkipEnum(n) => tri!(self.skip_enum(n)),
+                Op::SkipUnion { first, count } => tri!(self.skip_union(first, count, out)),
+                Op::SkipArray { item, zero } => tri!(self.skip_blocks(item, zero, false, out)),
+                Op::SkipMap(value) => tri!(self.skip_blocks(value, false, true, out)),
+                Op::SkipCall(prog) => tri!(self.exec(prog, out)),
+                Op::LossCheck {
+                    base_start,
+                    base_len,
+                    index,
+                } => {
+                    let lossless = base_len != NO_BASELINE
+                        && self.consts(Consts {
+                            start: base_start,
+                            len: base_len,
+                        }) == self.cur.since(mark);
+                    if !lossless {
+                        self.lossy.set(index as usize);
+                    }
+                }
+                Op::Default(c) => out.extend_from_slice(self.consts(c)),
+                Op::IntToFloat => match self.cur.read_int() {
+                    Ok(v) => out.extend_from_slice(&(v as f32).to_le_bytes()),
+                    Err(e) => return Err(self.blame(pc, e)),
+                },
+                Op::IntToDouble => match self.cur.read_int() {
+                    Ok(v) => out.extend_from_slice(&f64::from(v).to_le_bytes()),
+                    Err(e) => return Err(self.blame(pc, e)),
+                },
+                Op::LongToFloat => match self.cur.read_long() {
+                    Ok(v) => out.extend_from_slice(&(v as f32).to_le_bytes()),
+                    Err(e) => return Err(self.blame(pc, e)),
+                },
+                Op::LongToDouble => match self.cur.read_long() {
+                    Ok(v) => out.extend_from_slice(&(v as f64).to_le_bytes()),
+                    Err(e) => return Err(self.blame(pc, e)),
+                },
+                Op::FloatToDouble => match self.cur.take_array::<4>() {
+                    Ok(b) => out.extend_from_slice(&f64::from(f32::from_le_bytes(b)).to_le_bytes()),
+                    Err(e) => return Err(self.blame(pc, e)),
+                },
+                Op::BytesToString => tri!(self.bytes_to_string(out)),
+                Op::Enum {
+                    first,
+                    count,
+                    writer,
+                } => tri!(self.enum_(first, count, writer, out)),
+                Op::Array { item, zero } => tri!(self.blocks(item, zero, false, out)),
+                Op::Map(value) => tri!(self.blocks(value, false, true, out)),
+                Op::Union { first, count } => tri!(self.union(first, count, out)),
+                Op::WriteIndex(i) => write_long(out, i64::from(i)),
+                Op::Call(prog) => tri!(self.exec(prog, out)),
+                Op::Reordered(i) => tri!(self.reordered(i, out)),
+            }
+            pc += 1;
+        }
+        self.depth -= 1;
         Ok(())
     }
 
     #[inline]
-    fn consts(&self, c: Consts) -> &'p [u8] {
-        let plan: &'p Plan = self.plan;
-        plan.consts
-            .get(c.start as usize..(c.start + c.len) as usize)
-            .unwrap_or(&[])
+    fn skip_enum(&mut self, count: u32) -> R<()> {
+        let start = self.cur.pos;
+        match self.cur.read_index(count)? {
+            Ok(_) => Ok(()),
+            Err(index) => Err(Box::new(TranscodeError::BadEnumIndex {
+                at: at(start),
+                index,
+                count: count as usize,
+            })),
+        }
     }
 
-    fn run(&mut self, id: NodeId, out: &mut Vec<u8>) -> R<()> {
-        let plan: &'p Plan = self.plan;
-        // Node ids come from the compiler, never from input; a miss would be a compiler bug.
-        let Some(node) = plan.nodes.get(id as usize) else {
-            return Ok(());
+    #[inline]
+    fn skip_prim(&mut self, p: Prim) -> R<()> {
+        match p {
+            Prim::Null => Ok(()),
+            Prim::Bool => self.cur.skip_bool(),
+            Prim::Int => self.cur.skip_int(),
+            Prim::Long => self.cur.skip_long(),
+            Prim::Bytes(n) => self.cur.skip_n(n as usize),
+            Prim::Var => self.cur.skip_var(),
+            Prim::Enum(n) => self.skip_enum(n),
+        }
+    }
+
+    #[inline]
+    fn skip_target(&mut self, t: Target, out: &mut Vec<u8>) -> R<()> {
+        match t {
+            Target::Prim(p) => self.skip_prim(p),
+            Target::Call(prog) => self.exec(prog, out),
+        }
+    }
+
+    fn skip_union(&mut self, first: u32, count: u32, out: &mut Vec<u8>) -> R<()> {
+        let start = self.cur.pos;
+        let i = match self.cur.read_index(count)? {
+            Ok(i) => i,
+            Err(index) => {
+                return Err(Box::new(TranscodeError::BadUnionIndex {
+                    at: at(start),
+                    index,
+                    count: count as usize,
+                }));
+            }
         };
-        match node {
-            Node::Copy(ty) => {
-                let start = self.cur.pos;
-                self.skip(*ty)?;
-                out.extend_from_slice(self.cur.since(start));
+        let p: &'p Program = self.prog;
+        match p.targets.get(first as usize + i as usize) {
+            Some(&t) => self.skip_target(t, out),
+            None => Ok(()),
+        }
+    }
+
+    fn bytes_to_string(&mut self, out: &mut Vec<u8>) -> R<()> {
+        let start = self.cur.pos;
+        let b = self.cur.read_bytes()?;
+        if std::str::from_utf8(b).is_err() {
+            return Err(Box::new(TranscodeError::InvalidUtf8 { at: at(start) }));
+        }
+        write_bytes(out, b);
+        Ok(())
+    }
+
+    fn enum_(&mut self, first: u32, count: u32, writer: u32, out: &mut Vec<u8>) -> R<()> {
+        let start = self.cur.pos;
+        let i = match self.cur.read_index(count)? {
+            Ok(i) => i,
+            Err(index) => {
+                return Err(Box::new(TranscodeError::BadEnumIndex {
+                    at: at(start),
+                    index,
+                    count: count as usize,
+                }));
             }
-            Node::IntToFloat => {
-                let v = self.cur.read_int()?;
-                out.extend_from_slice(&(v as f32).to_le_bytes());
+        };
+        let p: &'p Program = self.prog;
+        match p.enum_targets.get(first as usize + i as usize) {
+            Some(EnumTarget::Symbol(j)) => write_long(out, i64::from(*j)),
+            Some(EnumTarget::Default(j)) => {
+                write_long(out, i64::from(*j));
+                self.lossy.enum_default = true;
             }
-            Node::IntToDouble => {
-                let v = self.cur.read_int()?;
-                out.extend_from_slice(&f64::from(v).to_le_bytes());
-            }
-            Node::LongToFloat => {
-                let v = self.cur.read_long()?;
-                out.extend_from_slice(&(v as f32).to_le_bytes());
-            }
-            Node::LongToDouble => {
-                let v = self.cur.read_long()?;
-                out.extend_from_slice(&(v as f64).to_le_bytes());
-            }
-            Node::FloatToDouble => {
-                let v = f32::from_le_bytes(self.cur.take_array::<4>()?);
-                out.extend_from_slice(&f64::from(v).to_le_bytes());
-            }
-            Node::BytesToString => {
-                let start = self.cur.pos;
-                let b = self.cur.read_bytes()?;
-                if std::str::from_utf8(b).is_err() {
-                    return Err(Box::new(TranscodeError::InvalidUtf8 { at: at(start) }));
-                }
-                write_bytes(out, b);
-            }
-            Node::Enum { writer, targets } => {
-                let start = self.cur.pos;
-                let i = self.cur.read_long()?;
-                let target = usize::try_from(i).ok().and_then(|i| targets.get(i));
-                match target {
-                    Some(EnumTarget::Symbol(j)) => write_long(out, i64::from(*j)),
-                    Some(EnumTarget::Default(j)) => {
-                        write_long(out, i64::from(*j));
-                        self.lossy.enum_default = true;
+            Some(EnumTarget::Missing) | None => {
+                let plan: &'p Plan = self.plan;
+                let symbol = match plan.writer.get(writer) {
+                    Ty::Enum { symbols, .. } => {
+                        symbols.get(i as usize).cloned().unwrap_or_default()
                     }
-                    Some(EnumTarget::Missing) => {
-                        let symbol = match plan.writer.get(*writer) {
-                            Ty::Enum { symbols, .. } => usize::try_from(i)
-                                .ok()
-                                .and_then(|i| symbols.get(i))
-                                .cloned()
-                                .unwrap_or_default(),
-                            _ => String::new(),
-                        };
-                        return Err(Box::new(TranscodeError::UnknownEnumSymbol {
-                            at: at(start),
-                            symbol,
-                        }));
-                    }
-                    None => {
-                        return Err(Box::new(TranscodeError::BadEnumIndex {
-                            at: at(start),
-                            index: i,
-                            count: targets.len(),
-                        }));
-                    }
-                }
-            }
-            Node::Array { item, zero_size } => {
-                self.enter()?;
-                self.blocks(*item, *zero_size, false, out)
-                    .map_err(within("[]"))?;
-                self.depth -= 1;
-            }
-            Node::Map(value) => {
-                self.enter()?;
-                self.blocks(*value, false, true, out)
-                    .map_err(within("{}"))?;
-                self.depth -= 1;
-            }
-            Node::Record(rec) => {
-                self.enter()?;
-                self.record(rec, out)?;
-                self.depth -= 1;
-            }
-            Node::UnionToUnion(branches) | Node::UnionToOne(branches) => {
-                self.enter()?;
-                let start = self.cur.pos;
-                let i = self.cur.read_long()?;
-                match usize::try_from(i).ok().and_then(|i| branches.get(i)) {
-                    Some(Branch::To { index, node: inner }) => {
-                        if matches!(node, Node::UnionToUnion(_)) {
-                            write_long(out, i64::from(*index));
-                        }
-                        self.run(*inner, out)?;
-                    }
-                    Some(Branch::Fail {
-                        writer_type,
-                        reason,
-                    }) => {
-                        return Err(Box::new(TranscodeError::UnresolvableBranch {
-                            at: at(start),
-                            index: i as usize,
-                            writer_type: writer_type.to_string(),
-                            reason: reason.to_string(),
-                        }));
-                    }
-                    None => {
-                        return Err(Box::new(TranscodeError::BadUnionIndex {
-                            at: at(start),
-                            index: i,
-                            count: branches.len(),
-                        }));
-                    }
-                }
-                self.depth -= 1;
-            }
-            Node::OneToUnion { index, node } => {
-                write_long(out, i64::from(*index));
-                self.run(*node, out)?;
+                    _ => String::new(),
+                };
+                return Err(Box::new(TranscodeError::UnknownEnumSymbol {
+                    at: at(start),
+                    symbol,
+                }));
             }
         }
         Ok(())
+    }
+
+    fn union(&mut self, first: u32, count: u32, out: &mut Vec<u8>) -> R<()> {
+        let start = self.cur.pos;
+        let i = match self.cur.read_index(count)? {
+            Ok(i) => i,
+            Err(index) => {
+                return Err(Box::new(TranscodeError::BadUnionIndex {
+                    at: at(start),
+                    index,
+                    count: count as usize,
+                }));
+            }
+        };
+        let p: &'p Program = self.prog;
+        match p.branches.get(first as usize + i as usize) {
+            Some(&BranchOp::To { index, prog }) => {
+                if index != NO_INDEX {
+                    write_long(out, i64::from(index));
+                }
+                self.exec(prog, out)
+            }
+            Some(&BranchOp::Fail(f)) => {
+                let (writer_type, reason) = p
+                    .fails
+                    .get(f as usize)
+                    .map(|(w, r)| (w.to_string(), r.to_string()))
+                    .unwrap_or_default();
+                Err(Box::new(TranscodeError::UnresolvableBranch {
+                    at: at(start),
+                    index: i as usize,
+                    writer_type,
+                    reason,
+                }))
+            }
+            None => Ok(()),
+        }
     }
 
     /// Reads one block header: the item count (negative counts are followed by a byte size),
@@ -277,7 +407,7 @@ impl<'p> Exec<'p, '_, '_> {
 
     /// Resolves array or map blocks. Output is re-blocked with the input's counts but without
     /// byte sizes (item sizes can change), which is valid Avro.
-    fn blocks(&mut self, item: NodeId, zero_size: bool, map: bool, out: &mut Vec<u8>) -> R<()> {
+    fn blocks(&mut self, item: ProgId, zero_size: bool, map: bool, out: &mut Vec<u8>) -> R<()> {
         loop {
             let start = self.cur.pos;
             let (count, _size) = self.block_header()?;
@@ -292,167 +422,13 @@ impl<'p> Exec<'p, '_, '_> {
                     let key = self.cur.read_bytes()?;
                     write_bytes(out, key);
                 }
-                self.run(item, out)?;
+                self.exec(item, out)?;
             }
         }
     }
 
-    fn record(&mut self, rec: &'p RecordPlan, out: &mut Vec<u8>) -> R<()> {
-        match &rec.layout {
-            Layout::InOrder(steps) => {
-                for step in steps.iter() {
-                    match step {
-                        Step::Read { node, field } => {
-                            self.run(*node, out).map_err(within(field))?;
-                        }
-                        Step::Skip(d) => self.drop_field(d)?,
-                        Step::Default(c) => out.extend_from_slice(self.consts(*c)),
-                    }
-                }
-            }
-            Layout::Reordered { writer, reader } => {
-                let base = self.spans.len();
-                for slot in writer.iter() {
-                    let start = self.cur.pos;
-                    match &slot.dropped {
-                        Some(d) => self.drop_field(d)?,
-                        None => self.skip(slot.ty).map_err(within(&slot.field))?,
-                    }
-                    self.spans.push((start, self.cur.pos));
-                }
-                let (resume, end) = (self.cur.pos, self.cur.end);
-                for src in reader.iter() {
-                    match src {
-                        Source::Default(c) => out.extend_from_slice(self.consts(*c)),
-                        Source::Writer { slot, node, field } => {
-                            let Some(&(s, e)) = self.spans.get(base + *slot as usize) else {
-                                continue;
-                            };
-                            self.cur.pos = s;
-                            self.cur.end = e;
-                            self.run(*node, out).map_err(within(field))?;
-                            if self.cur.pos != e {
-                                // Skipping used a block byte size that the items disagree with.
-                                let mut err =
-                                    Box::new(TranscodeError::InconsistentBlock { at: at(s) });
-                                err.prepend(field);
-                                return Err(err);
-                            }
-                        }
-                    }
-                }
-                self.cur.pos = resume;
-                self.cur.end = end;
-                self.spans.truncate(base);
-            }
-        }
-        Ok(())
-    }
-
-    /// Skips a dropped writer field and notes whether it held something other than its baseline.
-    #[inline]
-    fn drop_field(&mut self, d: &Dropped) -> R<()> {
-        let start = self.cur.pos;
-        self.skip(d.ty).map_err(within(&d.field))?;
-        let lossless = d
-            .baseline
-            .is_some_and(|c| self.consts(c) == self.cur.since(start));
-        if !lossless {
-            self.lossy.set(d.index as usize);
-        }
-        Ok(())
-    }
-
-    /// Skips one value of writer type `ty`, validating what a copy would pass on (int range,
-    /// enum and union indexes, booleans, lengths), so that `Node::Copy` emits valid Avro.
-    fn skip(&mut self, ty: TyId) -> R<()> {
-        let plan: &'p Plan = self.plan;
-        match plan.writer.get(ty) {
-            Ty::Null => {}
-            Ty::Boolean => {
-                let start = self.cur.pos;
-                let [b] = self.cur.take_array::<1>()?;
-                if b > 1 {
-                    return Err(Box::new(TranscodeError::InvalidBoolean {
-                        at: at(start),
-                        value: b,
-                    }));
-                }
-            }
-            Ty::Int => {
-                self.cur.read_int()?;
-            }
-            Ty::Long => {
-                self.cur.read_long()?;
-            }
-            Ty::Float => {
-                self.cur.take(4)?;
-            }
-            Ty::Double => {
-                self.cur.take(8)?;
-            }
-            Ty::Bytes | Ty::String => {
-                self.cur.read_bytes()?;
-            }
-            Ty::Fixed { size, .. } => {
-                self.cur.take(*size)?;
-            }
-            Ty::Enum { symbols, .. } => {
-                let start = self.cur.pos;
-                let i = self.cur.read_long()?;
-                if usize::try_from(i).map_or(true, |i| i >= symbols.len()) {
-                    return Err(Box::new(TranscodeError::BadEnumIndex {
-                        at: at(start),
-                        index: i,
-                        count: symbols.len(),
-                    }));
-                }
-            }
-            Ty::Array(item) => {
-                self.enter()?;
-                let zero = plan
-                    .writer
-                    .zero_size
-                    .get(*item as usize)
-                    .copied()
-                    .unwrap_or(false);
-                self.skip_blocks(*item, zero, false).map_err(within("[]"))?;
-                self.depth -= 1;
-            }
-            Ty::Map(value) => {
-                self.enter()?;
-                self.skip_blocks(*value, false, true)
-                    .map_err(within("{}"))?;
-                self.depth -= 1;
-            }
-            Ty::Union(branches) => {
-                self.enter()?;
-                let start = self.cur.pos;
-                let i = self.cur.read_long()?;
-                match usize::try_from(i).ok().and_then(|i| branches.get(i)) {
-                    Some(b) => self.skip(*b)?,
-                    None => {
-                        return Err(Box::new(TranscodeError::BadUnionIndex {
-                            at: at(start),
-                            index: i,
-                            count: branches.len(),
-                        }));
-                    }
-                }
-                self.depth -= 1;
-            }
-            Ty::Record { fields, .. } => {
-                self.enter()?;
-                for f in fields {
-                    self.skip(f.ty).map_err(within(&f.name))?;
-                }
-                self.depth -= 1;
-            }
-        }
-        Ok(())
-    }
-
-    fn skip_blocks(&mut self, item: TyId, zero_size: bool, map: bool) -> R<()> {
+    /// Skips array or map blocks, jumping over blocks whose byte size the writer gave.
+    fn skip_blocks(&mut self, item: Target, zero_size: bool, map: bool, out: &mut Vec<u8>) -> R<()> {
         loop {
             let start = self.cur.pos;
             let (count, size) = self.block_header()?;
@@ -462,16 +438,65 @@ impl<'p> Exec<'p, '_, '_> {
             if let Some(size) = size {
                 // The writer told us how long the block is: jump over it (what the byte size
                 // is for). `read_len` already checked it against the bytes left.
-                self.cur.take(size)?;
+                self.cur.skip_n(size)?;
                 continue;
             }
             self.check_count(count, zero_size, start)?;
-            for _ in 0..count {
-                if map {
-                    self.cur.read_bytes()?;
+            match item {
+                Target::Prim(p) if !map => {
+                    for _ in 0..count {
+                        self.skip_prim(p)?;
+                    }
                 }
-                self.skip(item)?;
+                _ => {
+                    for _ in 0..count {
+                        if map {
+                            self.cur.skip_var()?;
+                        }
+                        self.skip_target(item, out)?;
+                    }
+                }
             }
         }
+    }
+
+    /// A record whose reader order differs from the writer's: skip every writer field, noting
+    /// its span, then replay the spans in reader order.
+    fn reordered(&mut self, i: u32, out: &mut Vec<u8>) -> R<()> {
+        let p: &'p Program = self.prog;
+        let Some(rec) = p.reorders.get(i as usize) else {
+            return Ok(());
+        };
+        let base = self.spans.len();
+        for &slot in rec.slots.iter() {
+            let start = self.cur.pos;
+            self.exec(slot, out)?;
+            self.spans.push((start, self.cur.pos));
+        }
+        let (resume, end) = (self.cur.pos, self.cur.end);
+        for src in rec.sources.iter() {
+            match src {
+                ReSource::Default(c) => out.extend_from_slice(self.consts(*c)),
+                ReSource::Writer { slot, prog, field } => {
+                    let Some(&(s, e)) = self.spans.get(base + *slot as usize) else {
+                        continue;
+                    };
+                    self.cur.pos = s;
+                    self.cur.end = e;
+                    if let Err(err) = self.exec(*prog, out) {
+                        return Err(prepend(err, field));
+                    }
+                    if self.cur.pos != e {
+                        // Skipping used a block byte size that the items disagree with.
+                        let err = Box::new(TranscodeError::InconsistentBlock { at: at(s) });
+                        return Err(prepend(err, field));
+                    }
+                }
+            }
+        }
+        self.cur.pos = resume;
+        self.cur.end = end;
+        self.spans.truncate(base);
+        Ok(())
     }
 }

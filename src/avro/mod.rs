@@ -34,6 +34,7 @@ mod compile;
 mod default;
 mod error;
 mod exec;
+mod lower;
 pub mod json;
 mod schema;
 #[cfg(test)]
@@ -61,6 +62,8 @@ pub struct Plan {
     pub(crate) root: NodeId,
     /// Pre-encoded reader defaults and lossiness baselines, addressed by `compile::Consts`.
     pub(crate) consts: Vec<u8>,
+    /// `nodes` lowered to the flat op program the executor runs.
+    pub(crate) prog: lower::Program,
     dropped: Vec<String>,
     identity: bool,
     /// Prefix of error paths: the reader root's name (empty for an unnamed root).
@@ -82,8 +85,10 @@ pub fn compile(writer: &Schema, reader: &Schema) -> Result<Plan, PlanError> {
     let identity = writer.canonical_form() == reader.canonical_form();
     if identity {
         // Same parsing canonical form: same encoding, nothing to resolve. One validating copy.
+        let nodes = vec![Node::Copy(w.root)];
         return Ok(Plan {
-            nodes: vec![Node::Copy(w.root)],
+            prog: lower_with_path(&nodes, 0, &w, &root_label)?,
+            nodes,
             root: 0,
             writer: w,
             consts: Vec::new(),
@@ -94,7 +99,9 @@ pub fn compile(writer: &Schema, reader: &Schema) -> Result<Plan, PlanError> {
     }
     let r = Types::build(reader, &root_label)?;
     let compiled = Compiler::new(&w, &r, &root_label).run()?;
+    let prog = lower_with_path(&compiled.nodes, compiled.root, &w, &root_label)?;
     Ok(Plan {
+        prog,
         identity,
         writer: w,
         nodes: compiled.nodes,
@@ -102,6 +109,21 @@ pub fn compile(writer: &Schema, reader: &Schema) -> Result<Plan, PlanError> {
         consts: compiled.consts,
         dropped: compiled.dropped,
         root_label,
+    })
+}
+
+fn lower_with_path(
+    nodes: &[Node],
+    root: NodeId,
+    w: &Types,
+    root_label: &str,
+) -> Result<lower::Program, PlanError> {
+    lower::lower(nodes, root, w).map_err(|e| match e {
+        PlanError::InvalidSchema { reason, .. } => PlanError::InvalidSchema {
+            path: root_label.to_string(),
+            reason,
+        },
+        other => other,
     })
 }
 

@@ -13,7 +13,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 pub use confluent::ConfluentRegistry;
-pub use static_dir::{StaticDir, StaticEntry};
+pub use static_dir::{StaticDir, StaticEntry, StaticReference};
 
 use crate::config::{RegistryConfig, SubjectVersion};
 use crate::wire::SchemaId;
