@@ -1,10 +1,14 @@
 //! Criterion bench: the reference pair (OrderPlaced v2 → v1) through the compiled plan and
 //! through apache-avro's value path, on the same generated records.
 //! Run: `cargo bench --bench transcode`.
+//!
+//! Profiling: with `SCHEMABRIDGE_PROFILE_PASSES=N` set, the binary skips criterion and runs the
+//! compiled plan N times over the records, nothing else, so an instruction counter sees only the
+//! executor: `SCHEMABRIDGE_PROFILE_PASSES=10 valgrind --tool=callgrind target/release/deps/transcode-*`.
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use schemabridge::avro::{self, Schema};
 use schemabridge::bench::{apply_reader_aliases, random_datums};
 use schemabridge::demo::{ORDER_V1, ORDER_V2};
@@ -44,5 +48,32 @@ fn reference_pair(c: &mut Criterion) {
     eprintln!("{} records, {bytes} bytes", datums.len());
 }
 
+/// The executor alone, `passes` times over the generated records (see the module docs).
+fn profile(passes: usize) {
+    let writer = Schema::parse_str(ORDER_V2).expect("v2");
+    let reader = Schema::parse_str(ORDER_V1).expect("v1");
+    let datums = random_datums(&writer, 1_000, 42).expect("records");
+    let plan = avro::compile(&writer, &reader).expect("plan");
+    let mut out = Vec::with_capacity(1024);
+    let mut bytes = 0;
+    for _ in 0..passes {
+        for d in &datums {
+            out.clear();
+            black_box(plan.transcode(black_box(d), &mut out).expect("transcode"));
+            bytes += out.len();
+        }
+    }
+    eprintln!("{} records, {bytes} bytes out", passes * datums.len());
+}
+
 criterion_group!(benches, reference_pair);
-criterion_main!(benches);
+
+fn main() {
+    match std::env::var("SCHEMABRIDGE_PROFILE_PASSES") {
+        Ok(n) => profile(n.parse().expect("SCHEMABRIDGE_PROFILE_PASSES is a number")),
+        Err(_) => {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        }
+    }
+}

@@ -388,11 +388,7 @@ mod defaults {
 
 /// librdkafka properties schemabridge sets itself because correctness depends on them; a user
 /// setting one of them in a `librdkafka` map is an error, not a silent override.
-const OWNED_CONSUMER_KEYS: &[&str] = &[
-    "bootstrap.servers",
-    "group.id",
-    "enable.auto.offset.store",
-];
+const OWNED_CONSUMER_KEYS: &[&str] = &["bootstrap.servers", "group.id", "enable.auto.offset.store"];
 const OWNED_PRODUCER_KEYS: &[&str] = &["bootstrap.servers", "enable.idempotence", "acks"];
 
 impl Config {
@@ -529,7 +525,10 @@ impl Config {
             if route.name.trim().is_empty() {
                 err(at("name"), "must not be empty");
             } else if !names.insert(route.name.as_str()) {
-                err(at("name"), &format!("duplicate route name `{}`", route.name));
+                err(
+                    at("name"),
+                    &format!("duplicate route name `{}`", route.name),
+                );
             }
             let src = &route.source;
             if src.topics.is_empty() == src.topic_regex.is_none() {
@@ -552,9 +551,10 @@ impl Config {
             for (part_name, part) in [("key", &route.key), ("value", &route.value)] {
                 let at = |k: &str| format!("routes[{i}].{part_name}.{k}");
                 match (part.format, &part.reader) {
-                    (Format::Passthrough, Some(_)) => {
-                        err(at("reader"), "not used with `format: passthrough`; remove it")
-                    }
+                    (Format::Passthrough, Some(_)) => err(
+                        at("reader"),
+                        "not used with `format: passthrough`; remove it",
+                    ),
                     (Format::Passthrough, None) => {}
                     (_, None) => err(at("reader"), "required for this format"),
                     (_, Some(reader)) => match (&reader.subject, &reader.schema_file) {
@@ -593,7 +593,10 @@ impl Config {
                     }
                 }
                 if part.format == Format::Passthrough && part.output != Output::Framed {
-                    err(at("output"), "`json` needs a schema: not used with `format: passthrough`");
+                    err(
+                        at("output"),
+                        "`json` needs a schema: not used with `format: passthrough`",
+                    );
                 }
                 let needs_dlq =
                     part.on_error == ErrorPolicy::Dlq || part.on_lossy == LossyPolicy::Dlq;
@@ -606,7 +609,10 @@ impl Config {
                 if let Some(dlq) = &part.dlq
                     && (dlq == &route.target || src.topics.contains(dlq))
                 {
-                    err(at("dlq"), "must differ from the route's source and target topics");
+                    err(
+                        at("dlq"),
+                        "must differ from the route's source and target topics",
+                    );
                 }
             }
         }
@@ -635,7 +641,11 @@ impl Config {
         if !self.source.librdkafka.contains_key("enable.auto.commit") {
             c.set("enable.auto.commit", "true");
         }
-        if !self.source.librdkafka.contains_key("auto.commit.interval.ms") {
+        if !self
+            .source
+            .librdkafka
+            .contains_key("auto.commit.interval.ms")
+        {
             c.set(
                 "auto.commit.interval.ms",
                 self.pipeline.commit_interval_ms.to_string(),
@@ -661,6 +671,10 @@ impl Config {
         if !cluster.librdkafka.contains_key("partitioner") {
             c.set("partitioner", "murmur2_random");
         }
+        // schemabridge does not create topics (a typo'd target must not become a new topic).
+        if !cluster.librdkafka.contains_key("allow.auto.create.topics") {
+            c.set("allow.auto.create.topics", "false");
+        }
         if !cluster.librdkafka.contains_key("linger.ms") {
             c.set("linger.ms", "5");
         }
@@ -668,11 +682,7 @@ impl Config {
     }
 }
 
-fn check_owned_keys(
-    at: &str,
-    map: &BTreeMap<String, String>,
-    err: &mut impl FnMut(String, &str),
-) {
+fn check_owned_keys(at: &str, map: &BTreeMap<String, String>, err: &mut impl FnMut(String, &str)) {
     for key in map.keys() {
         let owned = if at.starts_with("source") {
             OWNED_CONSUMER_KEYS.contains(&key.as_str())

@@ -86,9 +86,18 @@ pub fn schema_source() -> Result<SchemaSource, String> {
     Ok(SchemaSource::Static(StaticDir::from_entries(vec![
         (entry(V1_ID, 1, "order_v1.avsc"), ORDER_V1.to_string()),
         (entry(V2_ID, 2, "order_v2.avsc"), ORDER_V2.to_string()),
-        (proto(11, "orders-money", 1, vec![]), MONEY_PROTO.to_string()),
-        (proto(12, "orders-common", 1, vec![money()]), COMMON_PROTO.to_string()),
-        (proto(PB_V1_ID, "orders-pb-value", 1, vec![money()]), ORDER_V1_PROTO.to_string()),
+        (
+            proto(11, "orders-money", 1, vec![]),
+            MONEY_PROTO.to_string(),
+        ),
+        (
+            proto(12, "orders-common", 1, vec![money()]),
+            COMMON_PROTO.to_string(),
+        ),
+        (
+            proto(PB_V1_ID, "orders-pb-value", 1, vec![money()]),
+            ORDER_V1_PROTO.to_string(),
+        ),
         (
             proto(
                 PB_V2_ID,
@@ -173,7 +182,11 @@ pub async fn run(opts: DemoOptions) -> Result<String, String> {
         bytes.extend(encode(schema, value.clone())?);
         inputs.insert(order_id.clone(), (id, value));
         let record = FutureRecord::to(SOURCE).key(&order_id).payload(&bytes);
-        sends.push(producer.send_result(record).map_err(|(e, _)| e.to_string())?);
+        sends.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e.to_string())?,
+        );
     }
     let junk = FutureRecord::to(SOURCE)
         .key("not-avro")
@@ -198,7 +211,11 @@ pub async fn run(opts: DemoOptions) -> Result<String, String> {
         prost::Message::encode(&msg, &mut bytes).map_err(|e| e.to_string())?;
         pb_inputs.insert(key.clone(), msg);
         let record = FutureRecord::to(PB_SOURCE).key(&key).payload(&bytes);
-        sends.push(producer.send_result(record).map_err(|(e, _)| e.to_string())?);
+        sends.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e.to_string())?,
+        );
     }
     for s in sends {
         s.await
@@ -220,7 +237,9 @@ pub async fn run(opts: DemoOptions) -> Result<String, String> {
         .set("auto.offset.reset", "earliest")
         .create()
         .map_err(|e| e.to_string())?;
-    reader.subscribe(&[TARGET, DLQ, PB_TARGET]).map_err(|e| e.to_string())?;
+    reader
+        .subscribe(&[TARGET, DLQ, PB_TARGET])
+        .map_err(|e| e.to_string())?;
     let mut outputs: Vec<(String, u32, Value)> = Vec::new();
     let mut dead: Vec<(String, String)> = Vec::new();
     let mut pb = PbReport::default();
@@ -252,11 +271,15 @@ pub async fn run(opts: DemoOptions) -> Result<String, String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    producer.flush(Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    producer
+        .flush(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
 
     let arrived = outputs.len() + dead.len() + pb.received;
     if arrived != produced {
-        return Err(format!("only {arrived} of {produced} messages arrived within 60 s"));
+        return Err(format!(
+            "only {arrived} of {produced} messages arrived within 60 s"
+        ));
     }
     let mut text = report(&opts, &inputs, &outputs, &dead, &summary, started.elapsed())?;
     text.push_str(&pb.report());
@@ -344,14 +367,25 @@ fn report(
         ));
     }
 
-    let _ = writeln!(w, "\nBefore (as the v2 producer wrote it) and after (as the v1 consumer reads it):");
+    let _ = writeln!(
+        w,
+        "\nBefore (as the v2 producer wrote it) and after (as the v1 consumer reads it):"
+    );
     let samples = outputs
         .iter()
         .filter(|(k, _, _)| inputs.get(k).is_some_and(|(id, _)| *id == V2_ID))
         .take(opts.samples);
     for (key, _, after) in samples {
-        let before = inputs.get(key).map(|(_, v)| v.clone()).unwrap_or(Value::Null);
-        let _ = writeln!(w, "\n  {key}\n    v2: {}\n    v1: {}", json(before), json(after.clone()));
+        let before = inputs
+            .get(key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or(Value::Null);
+        let _ = writeln!(
+            w,
+            "\n  {key}\n    v2: {}\n    v1: {}",
+            json(before),
+            json(after.clone())
+        );
     }
     let _ = writeln!(
         w,
@@ -396,11 +430,26 @@ fn s(v: &str) -> Value {
 }
 
 fn record(fields: Vec<(&str, Value)>) -> Value {
-    Value::Record(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Value::Record(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+/// Parts both versions share.
+struct Common {
+    items: Vec<Value>,
+    total: i64,
+    qty: i64,
+    address: Vec<(&'static str, Value)>,
+    tags: Value,
+    attributes: Value,
 }
 
 /// Common parts of both versions: items, address, tags, attributes.
-fn common(rng: &mut SplitMix, gift_wrap: bool) -> (Vec<Value>, i64, i64, Vec<(&'static str, Value)>, Value, Value) {
+fn common(rng: &mut SplitMix, gift_wrap: bool) -> Common {
     let mut total = 0i64;
     let mut qty_sum = 0i64;
     let items: Vec<Value> = (0..1 + rng.below(3))
@@ -410,7 +459,10 @@ fn common(rng: &mut SplitMix, gift_wrap: bool) -> (Vec<Value>, i64, i64, Vec<(&'
             total += i64::from(qty) * unit;
             qty_sum += i64::from(qty);
             let mut f = vec![
-                ("sku", Value::String(format!("SKU-{:05}", rng.below(100_000)))),
+                (
+                    "sku",
+                    Value::String(format!("SKU-{:05}", rng.below(100_000))),
+                ),
                 ("qty", Value::Int(qty)),
                 ("unit_cents", Value::Long(unit)),
             ];
@@ -421,9 +473,15 @@ fn common(rng: &mut SplitMix, gift_wrap: bool) -> (Vec<Value>, i64, i64, Vec<(&'
         })
         .collect();
     let address = vec![
-        ("line1", Value::String(format!("{} {} Street", 1 + rng.below(998), rng.pick(WORDS)))),
+        (
+            "line1",
+            Value::String(format!("{} {} Street", 1 + rng.below(998), rng.pick(WORDS))),
+        ),
         ("city", s(rng.pick(CITIES))),
-        ("postcode", Value::String(format!("{}", 10_000 + rng.below(89_999)))),
+        (
+            "postcode",
+            Value::String(format!("{}", 10_000 + rng.below(89_999))),
+        ),
         ("country", s(rng.pick(COUNTRIES))),
     ];
     let tags = Value::Array((0..rng.below(3)).map(|_| s(rng.pick(WORDS))).collect());
@@ -432,14 +490,24 @@ fn common(rng: &mut SplitMix, gift_wrap: bool) -> (Vec<Value>, i64, i64, Vec<(&'
             .map(|j| (format!("k{j}"), s(rng.pick(WORDS))))
             .collect(),
     );
-    (items, total, qty_sum, address, tags, attributes)
+    Common {
+        items,
+        total,
+        qty: qty_sum,
+        address,
+        tags,
+        attributes,
+    }
 }
 
 fn discount(rng: &mut SplitMix) -> Value {
     if rng.below(10) < 7 {
         Value::Union(0, Box::new(Value::Null))
     } else {
-        Value::Union(1, Box::new(Value::Double((rng.below(3000) as f64) / 10_000.0)))
+        Value::Union(
+            1,
+            Box::new(Value::Double((rng.below(3000) as f64) / 10_000.0)),
+        )
     }
 }
 
@@ -447,15 +515,28 @@ fn discount(rng: &mut SplitMix) -> Value {
 pub fn order_v2(i: usize, rng: &mut SplitMix) -> Value {
     const STATUS: &[&str] = &["PENDING", "PAID", "SHIPPED", "CANCELLED", "REFUNDED"];
     let status = rng.below(5) as u32;
-    let (items, total, qty, mut address, tags, attributes) = common(rng, true);
+    let Common {
+        items,
+        total,
+        qty,
+        mut address,
+        tags,
+        attributes,
+    } = common(rng, true);
     let geo = if rng.below(2) == 0 {
         Value::Union(0, Box::new(Value::Null))
     } else {
         Value::Union(
             1,
             Box::new(record(vec![
-                ("lat", Value::Double(rng.below(180_000) as f64 / 1000.0 - 90.0)),
-                ("lon", Value::Double(rng.below(360_000) as f64 / 1000.0 - 180.0)),
+                (
+                    "lat",
+                    Value::Double(rng.below(180_000) as f64 / 1000.0 - 90.0),
+                ),
+                (
+                    "lon",
+                    Value::Double(rng.below(360_000) as f64 / 1000.0 - 180.0),
+                ),
             ])),
         )
     };
@@ -463,14 +544,29 @@ pub fn order_v2(i: usize, rng: &mut SplitMix) -> Value {
     let email = if rng.below(5) == 0 {
         Value::Union(0, Box::new(Value::Null))
     } else {
-        Value::Union(1, Box::new(Value::String(format!("user{}@example.com", rng.below(1_000_000)))))
+        Value::Union(
+            1,
+            Box::new(Value::String(format!(
+                "user{}@example.com",
+                rng.below(1_000_000)
+            ))),
+        )
     };
     let hash: Vec<u8> = (0..32).map(|_| rng.below(256) as u8).collect();
     record(vec![
         ("order_id", Value::String(format!("ord-{i:06}"))),
-        ("customer_id", Value::Long(1 + rng.below(1_000_000_000) as i64)),
-        ("placed_at", Value::TimestampMillis(1_700_000_000_000 + i as i64 * 1000)),
-        ("status", Value::Enum(status, STATUS[status as usize].to_string())),
+        (
+            "customer_id",
+            Value::Long(1 + rng.below(1_000_000_000) as i64),
+        ),
+        (
+            "placed_at",
+            Value::TimestampMillis(1_700_000_000_000 + i as i64 * 1000),
+        ),
+        (
+            "status",
+            Value::Enum(status, STATUS[status as usize].to_string()),
+        ),
         ("total_cents", Value::Long(total)),
         ("currency", s(rng.pick(&["USD", "EUR", "GBP"]))),
         ("quantity", Value::Int(qty as i32)),
@@ -492,12 +588,28 @@ pub fn order_v2(i: usize, rng: &mut SplitMix) -> Value {
 pub fn order_v1(i: usize, rng: &mut SplitMix) -> Value {
     const STATUS: &[&str] = &["PENDING", "PAID", "SHIPPED", "CANCELLED"];
     let status = rng.below(4) as u32;
-    let (items, total, qty, address, tags, attributes) = common(rng, false);
+    let Common {
+        items,
+        total,
+        qty,
+        address,
+        tags,
+        attributes,
+    } = common(rng, false);
     record(vec![
         ("order_id", Value::String(format!("ord-{i:06}"))),
-        ("customer_id", Value::Long(1 + rng.below(1_000_000_000) as i64)),
-        ("placed_at", Value::TimestampMillis(1_700_000_000_000 + i as i64 * 1000)),
-        ("status", Value::Enum(status, STATUS[status as usize].to_string())),
+        (
+            "customer_id",
+            Value::Long(1 + rng.below(1_000_000_000) as i64),
+        ),
+        (
+            "placed_at",
+            Value::TimestampMillis(1_700_000_000_000 + i as i64 * 1000),
+        ),
+        (
+            "status",
+            Value::Enum(status, STATUS[status as usize].to_string()),
+        ),
         ("amount_cents", Value::Long(total)),
         ("currency", s(rng.pick(&["USD", "EUR", "GBP"]))),
         ("quantity", Value::Long(qty)),
@@ -581,15 +693,21 @@ impl PbReport {
         self.received += 1;
         let framed = wire::parse(payload).map_err(|e| format!("{key}: {e}"))?;
         if framed.schema_id != PB_V1_ID {
-            return Err(format!("{key}: framed with id {}, expected {PB_V1_ID}", framed.schema_id));
+            return Err(format!(
+                "{key}: framed with id {}, expected {PB_V1_ID}",
+                framed.schema_id
+            ));
         }
-        let (_, body) = wire::parse_message_indexes(framed.payload).map_err(|e| format!("{key}: {e}"))?;
+        let (_, body) =
+            wire::parse_message_indexes(framed.payload).map_err(|e| format!("{key}: {e}"))?;
         let as_v1 = prost_reflect::DynamicMessage::decode(v1.clone(), body)
             .map_err(|e| format!("{key} does not decode as v1: {e}"))?;
         let re_encoded = as_v1.encode_to_vec();
         let back = prost_reflect::DynamicMessage::decode(v2.clone(), &re_encoded[..])
             .map_err(|e| e.to_string())?;
-        let original = inputs.get(key).ok_or_else(|| format!("unknown key {key}"))?;
+        let original = inputs
+            .get(key)
+            .ok_or_else(|| format!("unknown key {key}"))?;
         if &back == original {
             self.preserved += 1;
         }

@@ -202,8 +202,9 @@ fn bench_transcode(
             );
             datums
         }
-        None => schemabridge::bench::random_datums(&writer, records, 42)
-            .map_err(anyhow::Error::msg)?,
+        None => {
+            schemabridge::bench::random_datums(&writer, records, 42).map_err(anyhow::Error::msg)?
+        }
     };
     anyhow::ensure!(!datums.is_empty(), "no records to time");
     let result = schemabridge::bench::transcode(
@@ -235,9 +236,8 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 }
 
 async fn run(path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&path).map_err(|e| {
-        anyhow::anyhow!("{}: invalid configuration\n{e}", path.display())
-    })?;
+    let config = Config::load(&path)
+        .map_err(|e| anyhow::anyhow!("{}: invalid configuration\n{e}", path.display()))?;
     let gateway = Gateway::new(config)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -269,4 +269,3 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     shutdown.cancel();
 }
-

@@ -24,7 +24,9 @@ pub enum FramingError {
     BadMagic { found: u8 },
     #[error("protobuf message-index list is truncated or its varint is malformed")]
     BadIndexVarint,
-    #[error("protobuf message-index list has {count} entries (negative or over {MAX_MESSAGE_INDEXES})")]
+    #[error(
+        "protobuf message-index list has {count} entries (negative or over {MAX_MESSAGE_INDEXES})"
+    )]
     BadIndexCount { count: i64 },
     #[error("protobuf message index {index} is negative")]
     NegativeIndex { index: i64 },

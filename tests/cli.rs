@@ -34,9 +34,10 @@ fn the_shipped_example_config_is_valid() {
 #[test]
 fn a_typo_in_a_key_exits_non_zero_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(example_config())
-        .unwrap()
-        .replace("reader: { subject: orders-value", "reader: { subjct: orders-value");
+    let text = std::fs::read_to_string(example_config()).unwrap().replace(
+        "reader: { subject: orders-value",
+        "reader: { subjct: orders-value",
+    );
     let path = write_config(dir.path(), &text);
     let (out, _, stderr) = run(bin().arg("validate-config").arg(&path));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -86,7 +87,10 @@ fn demo_shows_v2_records_arriving_as_v1() {
         stdout.contains("delivered        20  written with schema id 1 (v1) → read as id 1 (v1)"),
         "{stdout}"
     );
-    assert!(stdout.contains("dead-letter       1  key not-avro: magic byte is 0x7b"), "{stdout}");
+    assert!(
+        stdout.contains("dead-letter       1  key not-avro: magic byte is 0x7b"),
+        "{stdout}"
+    );
     // Plus 50 Protobuf messages on their own route.
     assert!(
         stdout.contains("consumed 251 · forwarded 250 · dead-lettered 1 · skipped 0"),

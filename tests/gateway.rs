@@ -67,7 +67,9 @@ fn expected_v1(v2: &Value) -> Value {
         other => panic!("quantity {other:?}"),
     };
     let items = match field(v2, "items") {
-        Value::Array(items) => Value::Array(items.iter().map(|i| without(i, &["gift_wrap"])).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|i| without(i, &["gift_wrap"])).collect())
+        }
         other => panic!("items {other:?}"),
     };
     let f = |n: &str| field(v2, n).clone();
@@ -170,11 +172,20 @@ async fn v2_messages_arrive_as_v1_with_key_headers_timestamp_and_partition_kept(
         &group,
         &route("orders", "orders-v1", "orders-dlq", ""),
     ));
-    let out = cluster.consume(&["orders-v1", "orders-dlq"], inputs.len(), WAIT, SETTLE).await;
+    let out = cluster
+        .consume(&["orders-v1", "orders-dlq"], inputs.len(), WAIT, SETTLE)
+        .await;
     let summary = gw.stop().await.expect("clean stop");
 
-    assert_eq!(out.len(), inputs.len(), "every input arrives exactly once in a clean run");
-    assert!(out.iter().all(|m| m.topic == "orders-v1"), "nothing dead-lettered");
+    assert_eq!(
+        out.len(),
+        inputs.len(),
+        "every input arrives exactly once in a clean run"
+    );
+    assert!(
+        out.iter().all(|m| m.topic == "orders-v1"),
+        "nothing dead-lettered"
+    );
     assert_eq!(summary.forwarded, inputs.len() as u64);
     assert_eq!(summary.by_writer.get(&Some(v2_id)), Some(&150));
     let by_key: HashMap<Vec<u8>, &Received> =
@@ -249,8 +260,15 @@ async fn v1_messages_arrive_as_v2_with_defaults() {
         reader_version: "latest",
         extra_value: "",
     };
-    let gw = Running::start(config(&cluster.bootstrap, &registry.url, &format!("gw-{}", unique()), &spec));
-    let out = cluster.consume(&["customers-v2", "customers-dlq"], 20, WAIT, SETTLE).await;
+    let gw = Running::start(config(
+        &cluster.bootstrap,
+        &registry.url,
+        &format!("gw-{}", unique()),
+        &spec,
+    ));
+    let out = cluster
+        .consume(&["customers-v2", "customers-dlq"], 20, WAIT, SETTLE)
+        .await;
     gw.stop().await.expect("clean stop");
 
     assert_eq!(out.len(), 20);
@@ -258,7 +276,10 @@ async fn v1_messages_arrive_as_v2_with_defaults() {
         assert_eq!(m.topic, "customers-v2");
         let f = wire::parse(m.value.as_deref().unwrap()).unwrap();
         assert_eq!(f.schema_id, new_id);
-        let i: i64 = String::from_utf8(m.key.clone().unwrap()).unwrap().parse().unwrap();
+        let i: i64 = String::from_utf8(m.key.clone().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
         let expected = Value::Record(vec![
             ("id".into(), Value::Long(i)),
             ("name".into(), Value::String(format!("customer {i}"))),
@@ -268,10 +289,16 @@ async fn v1_messages_arrive_as_v2_with_defaults() {
                 "address".into(),
                 Value::Record(vec![
                     ("city".into(), Value::String("Nowhere".into())),
-                    ("zip".into(), Value::Union(0, Box::new(Value::String("00000".into())))),
+                    (
+                        "zip".into(),
+                        Value::Union(0, Box::new(Value::String("00000".into()))),
+                    ),
                 ]),
             ),
-            ("labels".into(), Value::Map([("vip".to_string(), Value::Int(1))].into())),
+            (
+                "labels".into(),
+                Value::Map([("vip".to_string(), Value::Int(1))].into()),
+            ),
             (
                 "aliases".into(),
                 Value::Array(vec![Value::String("a".into()), Value::String("b".into())]),
@@ -315,7 +342,9 @@ async fn interleaved_versions_keep_per_partition_order() {
         &format!("gw-{}", unique()),
         &route("orders", "orders-v1", "orders-dlq", ""),
     ));
-    let out = cluster.consume(&["orders-v1", "orders-dlq"], 400, WAIT, SETTLE).await;
+    let out = cluster
+        .consume(&["orders-v1", "orders-dlq"], 400, WAIT, SETTLE)
+        .await;
     let summary = gw.stop().await.expect("clean stop");
     assert_eq!(out.len(), 400);
     assert_eq!(summary.by_writer.get(&Some(v1_id)), Some(&134));
@@ -340,7 +369,10 @@ async fn malformed_unknown_and_unresolvable_messages_land_in_the_dlq_with_origin
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("good-0", good(&mut rng, 0)),
-        ("bad-framing", b"{\"order_id\":\"json by mistake\"}".to_vec()),
+        (
+            "bad-framing",
+            b"{\"order_id\":\"json by mistake\"}".to_vec(),
+        ),
         ("short", vec![0, 0, 1]),
         ("unknown-id", framed(9999, b"\x02\x04")),
         ("unresolvable", framed(bad_id, b"\x00\x00\x00")),
@@ -364,9 +396,15 @@ async fn malformed_unknown_and_unresolvable_messages_land_in_the_dlq_with_origin
         &format!("gw-{}", unique()),
         &route("orders", "orders-v1", "orders-dlq", ""),
     ));
-    let out = cluster.consume(&["orders-v1", "orders-dlq"], inputs.len(), WAIT, SETTLE).await;
+    let out = cluster
+        .consume(&["orders-v1", "orders-dlq"], inputs.len(), WAIT, SETTLE)
+        .await;
     let summary = gw.stop().await.expect("clean stop");
-    assert_eq!(out.len(), inputs.len(), "every input accounted for: {out:#?}");
+    assert_eq!(
+        out.len(),
+        inputs.len(),
+        "every input accounted for: {out:#?}"
+    );
     assert_eq!(summary.dead_lettered, 5);
 
     let by_key: HashMap<String, &Received> = out
@@ -376,12 +414,20 @@ async fn malformed_unknown_and_unresolvable_messages_land_in_the_dlq_with_origin
     for key in ["good-0", "good-1"] {
         let m = by_key[key];
         assert_eq!(m.topic, "orders-v1");
-        assert_eq!(wire::parse(m.value.as_deref().unwrap()).unwrap().schema_id, v1_id);
+        assert_eq!(
+            wire::parse(m.value.as_deref().unwrap()).unwrap().schema_id,
+            v1_id
+        );
     }
     let expect_dlq = [
         ("bad-framing", "framing", None, "magic byte is 0x7b"),
         ("short", "framing", None, "shorter than the 5-byte"),
-        ("unknown-id", "unknown-schema", Some(9999), "schema id 9999 not found"),
+        (
+            "unknown-id",
+            "unknown-schema",
+            Some(9999),
+            "schema id 9999 not found",
+        ),
         ("unresolvable", "unresolvable", Some(bad_id), "customer_id"),
         ("truncated", "datum", Some(v2_id), ""),
     ];
@@ -394,7 +440,11 @@ async fn malformed_unknown_and_unresolvable_messages_land_in_the_dlq_with_origin
             .unwrap();
         assert_eq!(m.topic, "orders-dlq", "{key}");
         assert_eq!(m.value, input.value, "{key}: original bytes");
-        assert_eq!(m.header("origin").as_deref(), Some("test"), "{key}: original headers kept");
+        assert_eq!(
+            m.header("origin").as_deref(),
+            Some("test"),
+            "{key}: original headers kept"
+        );
         assert_eq!(m.header(dlq_headers::KIND).as_deref(), Some(kind), "{key}");
         assert_eq!(m.header(dlq_headers::ROUTE).as_deref(), Some("test"));
         assert_eq!(m.header(dlq_headers::PART).as_deref(), Some("value"));
@@ -405,7 +455,11 @@ async fn malformed_unknown_and_unresolvable_messages_land_in_the_dlq_with_origin
             Some(offsets[i].1.to_string()),
             "{key}"
         );
-        assert_eq!(m.header(dlq_headers::WRITER_ID), writer.map(|w: u32| w.to_string()), "{key}");
+        assert_eq!(
+            m.header(dlq_headers::WRITER_ID),
+            writer.map(|w: u32| w.to_string()),
+            "{key}"
+        );
         let error = m.header(dlq_headers::ERROR).unwrap();
         assert!(error.contains(needle), "{key}: {error}");
     }
@@ -435,7 +489,9 @@ async fn registry_failing_five_times_then_recovering_loses_and_dead_letters_noth
         })
         .collect();
     cluster.produce("orders", &first).await;
-    let out = cluster.consume(&["orders-v1", "orders-dlq"], 10, WAIT, Duration::ZERO).await;
+    let out = cluster
+        .consume(&["orders-v1", "orders-dlq"], 10, WAIT, Duration::ZERO)
+        .await;
     assert_eq!(out.len(), 10);
     assert_eq!(registry.failed_requests(), 5);
 
@@ -449,21 +505,29 @@ async fn registry_failing_five_times_then_recovering_loses_and_dead_letters_noth
         })
         .collect();
     cluster.produce("orders", &second).await;
-    let out = cluster.consume(&["orders-v1", "orders-dlq"], 60, WAIT, SETTLE).await;
+    let out = cluster
+        .consume(&["orders-v1", "orders-dlq"], 60, WAIT, SETTLE)
+        .await;
     let summary = gw.stop().await.expect("clean stop");
     assert_eq!(registry.failed_requests(), 10, "both outages were hit");
     assert_eq!(out.len(), 60, "nothing lost, nothing duplicated");
-    assert!(out.iter().all(|m| m.topic == "orders-v1"), "nothing dead-lettered");
+    assert!(
+        out.iter().all(|m| m.topic == "orders-v1"),
+        "nothing dead-lettered"
+    );
     assert_eq!(summary.dead_lettered, 0);
     assert_eq!(summary.skipped, 0);
-    let expected: BTreeMap<i32, Vec<String>> = first
-        .iter()
-        .chain(&second)
-        .enumerate()
-        .fold(BTreeMap::new(), |mut m, (i, input)| {
-            m.entry(input.partition).or_insert_with(Vec::new).push(format!("ord-{i:06}"));
-            m
-        });
+    let expected: BTreeMap<i32, Vec<String>> =
+        first
+            .iter()
+            .chain(&second)
+            .enumerate()
+            .fold(BTreeMap::new(), |mut m, (i, input)| {
+                m.entry(input.partition)
+                    .or_insert_with(Vec::new)
+                    .push(format!("ord-{i:06}"));
+                m
+            });
     assert_eq!(by_partition(&out, &v1), expected);
 }
 
@@ -498,19 +562,27 @@ async fn stopping_mid_stream_and_restarting_delivers_everything_in_order() {
 
     let gw = Running::start(cfg.clone());
     // Stop as soon as some output exists: mid-stream.
-    let partial = cluster.consume(&["orders-v1"], 1, WAIT, Duration::ZERO).await;
+    let partial = cluster
+        .consume(&["orders-v1"], 1, WAIT, Duration::ZERO)
+        .await;
     assert!(!partial.is_empty());
     let first = gw.stop().await.expect("clean stop");
     assert!(first.consumed > 0);
     let committed = cluster.committed(&group, "orders", 3);
 
     let gw = Running::start(cfg);
-    let out = cluster.consume(&["orders-v1", "orders-dlq"], 1500, WAIT, SETTLE).await;
+    let out = cluster
+        .consume(&["orders-v1", "orders-dlq"], 1500, WAIT, SETTLE)
+        .await;
     let second = gw.stop().await.expect("clean stop");
 
     // The second run starts where the first committed.
     let resumed: i64 = committed.iter().map(|c| c.unwrap_or(0)).sum();
-    assert_eq!(second.consumed as i64, 1500 - resumed, "resumed from the committed offsets");
+    assert_eq!(
+        second.consumed as i64,
+        1500 - resumed,
+        "resumed from the committed offsets"
+    );
     assert!(out.iter().all(|m| m.topic == "orders-v1"));
     // At least once, in order: per partition, the first occurrence of each id is the input
     // order, and every input is there.
@@ -544,16 +616,28 @@ async fn halt_policy_stops_without_committing_past_the_bad_message() {
         &group,
         &route("orders", "orders-v1", "orders-dlq", "on_error: halt"),
     ));
-    let result = tokio::time::timeout(WAIT, gw.task).await.expect("halts").unwrap();
+    let result = tokio::time::timeout(WAIT, gw.task)
+        .await
+        .expect("halts")
+        .unwrap();
     match result {
         Err(GatewayError::Halted { at, route, .. }) => {
             assert_eq!(route, "test");
-            assert_eq!((at.topic.as_str(), at.partition, at.offset), ("orders", 0, 6));
+            assert_eq!(
+                (at.topic.as_str(), at.partition, at.offset),
+                ("orders", 0, 6)
+            );
         }
         other => panic!("expected a halt, got {other:?}"),
     }
-    let out = cluster.consume(&["orders-v1", "orders-dlq"], 6, WAIT, SETTLE).await;
-    assert_eq!(out.len(), 6, "the six messages before it were delivered, nothing after");
+    let out = cluster
+        .consume(&["orders-v1", "orders-dlq"], 6, WAIT, SETTLE)
+        .await;
+    assert_eq!(
+        out.len(),
+        6,
+        "the six messages before it were delivered, nothing after"
+    );
     assert!(out.iter().all(|m| m.topic == "orders-v1"));
     assert_eq!(cluster.committed(&group, "orders", 1), vec![Some(6)]);
 }
@@ -612,14 +696,30 @@ async fn on_lossy_dlq_refuses_messages_whose_dropped_fields_held_data() {
         reader_version: "1",
         extra_value: "on_lossy: dlq",
     };
-    let gw = Running::start(config(&cluster.bootstrap, &registry.url, &format!("gw-{}", unique()), &spec));
-    let out = cluster.consume(&["users-v1", "users-dlq"], 4, WAIT, SETTLE).await;
+    let gw = Running::start(config(
+        &cluster.bootstrap,
+        &registry.url,
+        &format!("gw-{}", unique()),
+        &spec,
+    ));
+    let out = cluster
+        .consume(&["users-v1", "users-dlq"], 4, WAIT, SETTLE)
+        .await;
     let summary = gw.stop().await.expect("clean stop");
     assert_eq!(out.len(), 4);
-    let topic_of = |k: &str| out.iter().find(|m| m.key.as_deref() == Some(k.as_bytes())).unwrap();
+    let topic_of = |k: &str| {
+        out.iter()
+            .find(|m| m.key.as_deref() == Some(k.as_bytes()))
+            .unwrap()
+    };
     assert_eq!(topic_of("1").topic, "users-v1");
     assert_eq!(topic_of("4").topic, "users-v1");
-    assert_eq!(wire::parse(topic_of("1").value.as_deref().unwrap()).unwrap().schema_id, reader_id);
+    assert_eq!(
+        wire::parse(topic_of("1").value.as_deref().unwrap())
+            .unwrap()
+            .schema_id,
+        reader_id
+    );
     for (key, field) in [("2", "nickname"), ("3", "prefs.theme")] {
         let m = topic_of(key);
         assert_eq!(m.topic, "users-dlq", "{key}");
@@ -662,15 +762,24 @@ async fn json_output_renders_the_reader_value_in_avro_json() {
         &format!("gw-{}", unique()),
         &route("orders", "orders-json", "orders-dlq", "output: json"),
     ));
-    let out = cluster.consume(&["orders-json", "orders-dlq"], 5, WAIT, SETTLE).await;
+    let out = cluster
+        .consume(&["orders-json", "orders-dlq"], 5, WAIT, SETTLE)
+        .await;
     gw.stop().await.expect("clean stop");
     assert_eq!(out.len(), 5);
     for (m, v) in out.iter().zip(&values) {
         assert_eq!(m.topic, "orders-json");
         let json: serde_json::Value = serde_json::from_slice(m.value.as_deref().unwrap()).unwrap();
         let expected = expected_v1(v);
-        let Value::Record(fields) = &expected else { unreachable!() };
-        let names: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        let Value::Record(fields) = &expected else {
+            unreachable!()
+        };
+        let names: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         let expected_names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, expected_names, "reader fields, in reader order");
         assert_eq!(json["order_id"], serde_json::json!(order_id(v)));
@@ -692,4 +801,28 @@ async fn json_output_renders_the_reader_value_in_avro_json() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// schemabridge does not create topics: a missing dead-letter topic stops start-up, naming it,
+/// before anything is consumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_dlq_topic_fails_start_up_naming_it() {
+    let cluster = Cluster::start(&[("orders", 1), ("orders-v1", 1)]);
+    let (registry, _, _) = registry_with_orders().await;
+    let group = format!("gw-{}", unique());
+    let gw = Running::start(config(
+        &cluster.bootstrap,
+        &registry.url,
+        &group,
+        &route("orders", "orders-v1", "no-such-dlq", ""),
+    ));
+    let result = tokio::time::timeout(WAIT, gw.task)
+        .await
+        .expect("stops")
+        .unwrap();
+    let error = result.expect_err("start-up fails").to_string();
+    assert!(
+        error.contains("route test: dead-letter topic no-such-dlq"),
+        "{error}"
+    );
 }

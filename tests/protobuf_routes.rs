@@ -26,7 +26,12 @@ fn proto(name: &str) -> String {
 /// Registers money and common as their own subjects, and both OrderPlaced versions referencing
 /// them, as a Confluent producer's serializer would. Returns (v1 id, v2 id).
 fn register_orders(registry: &RegistryDouble) -> (u32, u32) {
-    let money = registry.register("orders-money", Some("PROTOBUF"), &proto("orders/money.proto"), vec![]);
+    let money = registry.register(
+        "orders-money",
+        Some("PROTOBUF"),
+        &proto("orders/money.proto"),
+        vec![],
+    );
     let money_ref = json!({"name": "orders/money.proto", "subject": "orders-money", "version": 1});
     registry.register(
         "orders-common",
@@ -34,7 +39,8 @@ fn register_orders(registry: &RegistryDouble) -> (u32, u32) {
         &proto("orders/common.proto"),
         vec![money_ref.clone()],
     );
-    let common_ref = json!({"name": "orders/common.proto", "subject": "orders-common", "version": 1});
+    let common_ref =
+        json!({"name": "orders/common.proto", "subject": "orders-common", "version": 1});
     let v1 = registry.register(
         "orders-proto-value",
         Some("PROTOBUF"),
@@ -54,8 +60,14 @@ fn register_orders(registry: &RegistryDouble) -> (u32, u32) {
 /// The OrderPlaced descriptor of `orders/<file>`, built like the pipeline builds it.
 fn descriptor(file: &str) -> MessageDescriptor {
     let refs = vec![
-        ("orders/money.proto".to_string(), proto("orders/money.proto")),
-        ("orders/common.proto".to_string(), proto("orders/common.proto")),
+        (
+            "orders/money.proto".to_string(),
+            proto("orders/money.proto"),
+        ),
+        (
+            "orders/common.proto".to_string(),
+            proto("orders/common.proto"),
+        ),
     ];
     let name = format!("orders/{file}");
     let pool = build_pool(&name, &proto(&name), &refs).unwrap();
@@ -137,7 +149,12 @@ async fn v2_to_v1_preserve_keeps_unknown_fields_for_a_re_encoding_reader_and_dro
     cluster.produce("orders-pb", &inputs).await;
 
     let reader = "format: protobuf\nreader: { subject: orders-proto-value, version: 1, message: orders.v1.OrderPlaced }\ndlq: pb-dlq";
-    let keep = Running::start(route_config(&cluster.bootstrap, &registry.url, "keep", reader));
+    let keep = Running::start(route_config(
+        &cluster.bootstrap,
+        &registry.url,
+        "keep",
+        reader,
+    ));
     let strip = Running::start(route_config(
         &cluster.bootstrap,
         &registry.url,
@@ -146,62 +163,119 @@ async fn v2_to_v1_preserve_keeps_unknown_fields_for_a_re_encoding_reader_and_dro
     ));
     let kept = cluster.consume(&["keep"], 20, WAIT, SETTLE).await;
     let stripped = cluster.consume(&["strip"], 20, WAIT, SETTLE).await;
-    let dlq = cluster.consume(&["pb-dlq"], 0, Duration::from_secs(1), Duration::ZERO).await;
+    let dlq = cluster
+        .consume(&["pb-dlq"], 0, Duration::from_secs(1), Duration::ZERO)
+        .await;
     keep.stop().await.expect("clean stop");
     let summary = strip.stop().await.expect("clean stop");
     assert_eq!((kept.len(), stripped.len(), dlq.len()), (20, 20, 0));
-    assert!(summary.lossy_fields.contains_key("value.email"), "{summary:?}");
+    assert!(
+        summary.lossy_fields.contains_key("value.email"),
+        "{summary:?}"
+    );
 
     for (m, original) in kept.iter().zip(&originals) {
         let (id, idx, payload) = unframe(m.value.as_deref().unwrap());
         assert_eq!((id, idx), (v1_id, MessageIndexes::first()));
         let as_v1 = DynamicMessage::decode(v1.clone(), payload).unwrap();
         assert_eq!(field(&as_v1, "order_id"), field(original, "order_id"));
-        assert_eq!(field(&as_v1, "quantity"), Value::I64(3), "int32 read as int64");
-        assert_eq!(field(&as_v1, "status"), Value::EnumNumber(5), "unknown enum value kept");
+        assert_eq!(
+            field(&as_v1, "quantity"),
+            Value::I64(3),
+            "int32 read as int64"
+        );
+        assert_eq!(
+            field(&as_v1, "status"),
+            Value::EnumNumber(5),
+            "unknown enum value kept"
+        );
         let shipping = field(&as_v1, "shipping");
         assert_eq!(
-            shipping.as_message().unwrap().get_field_by_name("city").unwrap().as_str(),
+            shipping
+                .as_message()
+                .unwrap()
+                .get_field_by_name("city")
+                .unwrap()
+                .as_str(),
             Some("Lisbon")
         );
         let discount = field(&as_v1, "discount_amount");
         assert_eq!(
-            discount.as_message().unwrap().get_field_by_name("cents").unwrap().as_i64(),
+            discount
+                .as_message()
+                .unwrap()
+                .get_field_by_name("cents")
+                .unwrap()
+                .as_i64(),
             Some(100)
         );
         // A v1 consumer that decodes and re-encodes hands the v2 fields on untouched.
         let re_encoded = as_v1.encode_to_vec();
-        assert_eq!(&DynamicMessage::decode(v2.clone(), &re_encoded[..]).unwrap(), original);
+        assert_eq!(
+            &DynamicMessage::decode(v2.clone(), &re_encoded[..]).unwrap(),
+            original
+        );
     }
     for m in &stripped {
         let (_, _, payload) = unframe(m.value.as_deref().unwrap());
         let as_v1 = DynamicMessage::decode(v1.clone(), payload).unwrap();
-        assert_eq!(as_v1.unknown_fields().count(), 0, "no unknown fields at the top");
+        assert_eq!(
+            as_v1.unknown_fields().count(),
+            0,
+            "no unknown fields at the top"
+        );
         let as_v2 = DynamicMessage::decode(v2.clone(), payload).unwrap();
         assert!(!as_v2.has_field_by_name("email"));
         assert_eq!(field(&as_v2, "channel"), Value::EnumNumber(0));
         let shipping = field(&as_v2, "shipping");
-        assert!(!shipping.as_message().unwrap().has_field_by_name("geo"), "dropped in nested messages too");
+        assert!(
+            !shipping.as_message().unwrap().has_field_by_name("geo"),
+            "dropped in nested messages too"
+        );
         let items = field(&as_v2, "items");
         let item = items.as_list().unwrap()[0].as_message().unwrap().clone();
-        assert_eq!(item.get_field_by_name("gift_wrap").unwrap().as_bool(), Some(false));
+        assert_eq!(
+            item.get_field_by_name("gift_wrap").unwrap().as_bool(),
+            Some(false)
+        );
         let components = item.get_field_by_name("components").unwrap();
-        let component = components.as_list().unwrap()[0].as_message().unwrap().clone();
-        assert_eq!(component.get_field_by_name("sku").unwrap().as_str(), Some("S1a"));
-        assert_eq!(component.get_field_by_name("gift_wrap").unwrap().as_bool(), Some(false));
+        let component = components.as_list().unwrap()[0]
+            .as_message()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            component.get_field_by_name("sku").unwrap().as_str(),
+            Some("S1a")
+        );
+        assert_eq!(
+            component.get_field_by_name("gift_wrap").unwrap().as_bool(),
+            Some(false)
+        );
         assert_eq!(field(&as_v2, "tags"), field(&originals[0], "tags"));
-        assert_eq!(field(&as_v2, "attributes"), field(&originals[0], "attributes"));
-        assert_eq!(field(&as_v2, "warehouse_ids"), field(&originals[0], "warehouse_ids"));
+        assert_eq!(
+            field(&as_v2, "attributes"),
+            field(&originals[0], "attributes")
+        );
+        assert_eq!(
+            field(&as_v2, "warehouse_ids"),
+            field(&originals[0], "warehouse_ids")
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_to_v2_and_json_output_and_incompatible_change_to_dlq() {
-    let cluster = Cluster::start(&[("orders-pb", 1), ("v2-out", 1), ("json-out", 1), ("pb-dlq", 1)]);
+    let cluster = Cluster::start(&[
+        ("orders-pb", 1),
+        ("v2-out", 1),
+        ("json-out", 1),
+        ("pb-dlq", 1),
+    ]);
     let registry = RegistryDouble::start().await;
     let (v1_id, v2_id) = register_orders(&registry);
     // A producer that changed field 7 from an integer to a string: not readable as v1's int64.
-    let broken_text = proto("orders/order_v1.proto").replace("int64 quantity = 7;", "string quantity = 7;");
+    let broken_text =
+        proto("orders/order_v1.proto").replace("int64 quantity = 7;", "string quantity = 7;");
     let broken_id = registry.register(
         "orders-broken",
         Some("PROTOBUF"),
@@ -217,12 +291,22 @@ async fn v1_to_v2_and_json_output_and_incompatible_change_to_dlq() {
     let broken_pool = build_pool(
         "orders/order_v1.proto",
         &broken_text,
-        &[("orders/money.proto".to_string(), proto("orders/money.proto"))],
+        &[(
+            "orders/money.proto".to_string(),
+            proto("orders/money.proto"),
+        )],
     )
     .unwrap();
-    let broken_desc =
-        message_for_indexes(&broken_pool, "orders/order_v1.proto", &MessageIndexes::first()).unwrap();
-    let broken = message(&broken_desc, json!({"orderId": "bad-1", "quantity": "lots"}));
+    let broken_desc = message_for_indexes(
+        &broken_pool,
+        "orders/order_v1.proto",
+        &MessageIndexes::first(),
+    )
+    .unwrap();
+    let broken = message(
+        &broken_desc,
+        json!({"orderId": "bad-1", "quantity": "lots"}),
+    );
     let inputs = vec![
         Input {
             key: Some(b"old".to_vec()),
@@ -248,7 +332,9 @@ async fn v1_to_v2_and_json_output_and_incompatible_change_to_dlq() {
         "json-out",
         "format: protobuf\nreader: { subject: orders-proto-value, version: 1 }\noutput: json\non_error: skip",
     ));
-    let out = cluster.consume(&["v2-out", "pb-dlq"], 2, WAIT, SETTLE).await;
+    let out = cluster
+        .consume(&["v2-out", "pb-dlq"], 2, WAIT, SETTLE)
+        .await;
     let json_out = cluster.consume(&["json-out"], 1, WAIT, SETTLE).await;
     up.stop().await.expect("clean stop");
     let js_summary = js.stop().await.expect("clean stop");
@@ -269,8 +355,14 @@ async fn v1_to_v2_and_json_output_and_incompatible_change_to_dlq() {
     let dead = out.iter().find(|m| m.topic == "pb-dlq").unwrap();
     assert_eq!(dead.key.as_deref(), Some(&b"broken"[..]));
     assert_eq!(dead.value, inputs[1].value, "original bytes");
-    assert_eq!(dead.header(dlq_headers::KIND).as_deref(), Some("unresolvable"));
-    assert_eq!(dead.header(dlq_headers::OFFSET), Some(offsets[1].1.to_string()));
+    assert_eq!(
+        dead.header(dlq_headers::KIND).as_deref(),
+        Some("unresolvable")
+    );
+    assert_eq!(
+        dead.header(dlq_headers::OFFSET),
+        Some(offsets[1].1.to_string())
+    );
     let error = dead.header(dlq_headers::ERROR).unwrap();
     assert!(error.contains("quantity (field 7)"), "{error}");
     assert!(error.contains("string"), "{error}");
@@ -278,7 +370,8 @@ async fn v1_to_v2_and_json_output_and_incompatible_change_to_dlq() {
     // JSON output: protobuf's canonical JSON of the v1 reading; the broken one skipped.
     assert_eq!(json_out.len(), 1);
     assert_eq!(js_summary.skipped, 1);
-    let v: serde_json::Value = serde_json::from_slice(json_out[0].value.as_deref().unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(json_out[0].value.as_deref().unwrap()).unwrap();
     assert_eq!(
         v,
         json!({"orderId": "old-1", "customerId": "7", "status": "PAID", "quantity": "2",

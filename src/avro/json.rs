@@ -30,7 +30,7 @@ pub fn to_json(schema: &Schema, bytes: &[u8]) -> Result<Value, String> {
 }
 
 fn full(name: &Name, ns: Option<&str>) -> String {
-    name.fullname(ns.map(Into::into))
+    name.fullname(ns)
 }
 
 fn collect<'s>(schema: &'s Schema, ns: Option<&str>, names: &mut HashMap<String, &'s Schema>) {
@@ -94,7 +94,9 @@ impl<'s> Walker<'s, '_> {
     }
 
     fn bytes_string(&mut self, n: usize) -> Result<Value, String> {
-        Ok(Value::String(self.take(n)?.iter().map(|&b| char::from(b)).collect()))
+        Ok(Value::String(
+            self.take(n)?.iter().map(|&b| char::from(b)).collect(),
+        ))
     }
 
     fn float(f: f64) -> Value {
@@ -156,7 +158,10 @@ impl<'s> Walker<'s, '_> {
             Schema::Enum(e) => {
                 let i = self.long()?;
                 let s = usize::try_from(i).ok().and_then(|i| e.symbols.get(i));
-                Value::String(s.ok_or_else(|| format!("enum index {i} out of range"))?.clone())
+                Value::String(
+                    s.ok_or_else(|| format!("enum index {i} out of range"))?
+                        .clone(),
+                )
             }
             Schema::Array(a) => {
                 let mut items = Vec::new();
@@ -293,7 +298,8 @@ mod tests {
             0x02, // d: Y
             0x02, 0x0e, // e: In{v: 7}
             0x02, 0x02, b'k', 0x06, 0x00, // f: {k: 3}
-            0x01, 0x10, 0, 0, 0, 0, 0, 0, 0xf8, 0x3f, 0x00, // g: [1.5] as a negative-count block
+            0x01, 0x10, 0, 0, 0, 0, 0, 0, 0xf8, 0x3f,
+            0x00, // g: [1.5] as a negative-count block
         ];
         let v = to_json(&schema, &bytes).unwrap();
         assert_eq!(

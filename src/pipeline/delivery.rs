@@ -159,7 +159,9 @@ impl AtLeastOnce {
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => tracing::info!("offsets committed"),
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(error = %e, "final offset commit failed; the last messages will be consumed again"),
+            Err(e) => {
+                tracing::warn!(error = %e, "final offset commit failed; the last messages will be consumed again")
+            }
         }
         acked
     }

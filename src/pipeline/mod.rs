@@ -49,7 +49,10 @@ pub enum GatewayError {
     #[error("{0}")]
     Config(#[from] ConfigError),
     #[error("cannot create the Kafka {what}: {source}")]
-    Client { what: &'static str, source: KafkaError },
+    Client {
+        what: &'static str,
+        source: Box<KafkaError>,
+    },
     #[error("start-up: {0}")]
     Startup(String),
     #[error(
@@ -63,7 +66,13 @@ pub enum GatewayError {
         reason: String,
     },
     #[error(transparent)]
-    Delivery(#[from] DeliveryError),
+    Delivery(Box<DeliveryError>),
+}
+
+impl From<DeliveryError> for GatewayError {
+    fn from(e: DeliveryError) -> Self {
+        GatewayError::Delivery(Box::new(e))
+    }
 }
 
 /// What one run did; the same figures go to the metrics facade as they happen.
@@ -111,19 +120,18 @@ impl Gateway {
     pub async fn run(self, shutdown: CancellationToken) -> Result<RunSummary, GatewayError> {
         let cfg = &self.config;
         let stop = shutdown.child_token();
-        let consumer: Arc<StreamConsumer> =
-            Arc::new(cfg.consumer_config().create().map_err(|source| {
-                GatewayError::Client {
-                    what: "consumer",
-                    source,
-                }
-            })?);
+        let consumer: Arc<StreamConsumer> = Arc::new(cfg.consumer_config().create().map_err(
+            |source| GatewayError::Client {
+                what: "consumer",
+                source: Box::new(source),
+            },
+        )?);
         let producer: FutureProducer =
             cfg.producer_config()
                 .create()
                 .map_err(|source| GatewayError::Client {
                     what: "producer",
-                    source,
+                    source: Box::new(source),
                 })?;
 
         let mut resolver = Resolver::new(
@@ -142,7 +150,7 @@ impl Gateway {
             .subscribe(&topics)
             .map_err(|source| GatewayError::Client {
                 what: "subscription",
-                source,
+                source: Box::new(source),
             })?;
         tracing::info!(topics = ?subscription, group = %cfg.group_id, "consuming");
 
@@ -189,7 +197,10 @@ impl Gateway {
         }
         let summary = std::mem::take(&mut worker.summary);
         drop(worker);
-        tracing::info!(?summary, "stopping: draining in-flight messages and committing");
+        tracing::info!(
+            ?summary,
+            "stopping: draining in-flight messages and committing"
+        );
         let finished = delivery
             .finish(Duration::from_millis(cfg.pipeline.shutdown_timeout_ms))
             .await;

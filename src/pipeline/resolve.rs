@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 
 use crate::avro;
-use crate::config::{Format, Output, PartConfig, ReaderConfig, SubjectVersion, UnknownFieldsPolicy};
+use crate::config::{
+    Format, Output, PartConfig, ReaderConfig, SubjectVersion, UnknownFieldsPolicy,
+};
 use crate::protobuf;
 use crate::registry::{
     Backoff, LookupError, RegisteredSchema, RegistryError, SchemaKind, SchemaReference,
@@ -27,7 +29,10 @@ pub enum ParsedSchema {
     Avro(avro::Schema),
     /// A descriptor pool built from the schema's .proto text and its references; `main` is the
     /// file name the schema's own text has in the pool.
-    Protobuf { pool: DescriptorPool, main: String },
+    Protobuf {
+        pool: DescriptorPool,
+        main: String,
+    },
 }
 
 /// The schema a route part's consumer reads, resolved at start-up, with the part's options.
@@ -101,7 +106,7 @@ type PlanResult = Result<Arc<CompiledPlan>, PartFailure>;
 #[derive(Debug)]
 pub enum CompiledPlan {
     Avro {
-        plan: avro::Plan,
+        plan: Box<avro::Plan>,
         dropped: Vec<Arc<str>>,
     },
     Protobuf {
@@ -190,9 +195,10 @@ impl Resolver {
                 ..
             } => {
                 let s = self
-                    .fetch(&format!("reader schema {subject} version {version}"), || {
-                        self.source.by_subject(subject, *version)
-                    })
+                    .fetch(
+                        &format!("reader schema {subject} version {version}"),
+                        || self.source.by_subject(subject, *version),
+                    )
                     .await
                     .map_err(|e| match e {
                         ResolveError::Failed(f) => fail(f.message),
@@ -200,7 +206,8 @@ impl Resolver {
                     })?;
                 let origin = format!(
                     "subject {subject} version {}",
-                    s.version.map_or_else(|| version.to_string(), |v| v.to_string())
+                    s.version
+                        .map_or_else(|| version.to_string(), |v| v.to_string())
                 );
                 (s, origin)
             }
@@ -219,9 +226,9 @@ impl Resolver {
         let message = match &schema {
             ParsedSchema::Protobuf { pool, main } => {
                 let msg = match &reader.message {
-                    Some(name) => pool.get_message_by_name(name).ok_or_else(|| {
-                        fail(format!("message {name} is not in {origin}"))
-                    })?,
+                    Some(name) => pool
+                        .get_message_by_name(name)
+                        .ok_or_else(|| fail(format!("message {name} is not in {origin}")))?,
                     None => protobuf::message_for_indexes(pool, main, &MessageIndexes::first())
                         .map_err(|e| fail(e.to_string()))?,
                 };
@@ -363,27 +370,32 @@ impl Resolver {
                         .iter()
                         .map(|f| Arc::<str>::from(f.as_str()))
                         .collect();
-                    Arc::new(CompiledPlan::Avro { plan, dropped })
+                    Arc::new(CompiledPlan::Avro {
+                        plan: Box::new(plan),
+                        dropped,
+                    })
                 })
                 .map_err(|e| unresolvable(e.to_string())),
-            (ParsedSchema::Protobuf { pool, main }, ParsedSchema::Protobuf { .. }, Some((r, _))) => {
-                protobuf::message_for_indexes(pool, main, &key.1)
-                    .map_err(|e| PartFailure {
-                        kind: FailureKind::Framing,
-                        message: format!("writer schema id {writer_id}: {e}"),
-                        writer_id: Some(writer_id),
-                    })
-                    .and_then(|w| {
-                        protobuf::compile(&w, r, reader.unknown_fields)
-                            .map(|plan| {
-                                Arc::new(CompiledPlan::Protobuf {
-                                    plan,
-                                    writer: w.full_name().to_string(),
-                                })
+            (
+                ParsedSchema::Protobuf { pool, main },
+                ParsedSchema::Protobuf { .. },
+                Some((r, _)),
+            ) => protobuf::message_for_indexes(pool, main, &key.1)
+                .map_err(|e| PartFailure {
+                    kind: FailureKind::Framing,
+                    message: format!("writer schema id {writer_id}: {e}"),
+                    writer_id: Some(writer_id),
+                })
+                .and_then(|w| {
+                    protobuf::compile(&w, r, reader.unknown_fields)
+                        .map(|plan| {
+                            Arc::new(CompiledPlan::Protobuf {
+                                plan,
+                                writer: w.full_name().to_string(),
                             })
-                            .map_err(|e| unresolvable(e.to_string()))
-                    })
-            }
+                        })
+                        .map_err(|e| unresolvable(e.to_string()))
+                }),
             (w, _, _) => Err(PartFailure {
                 kind: FailureKind::InvalidSchema,
                 message: format!(

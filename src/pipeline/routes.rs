@@ -126,11 +126,13 @@ impl RouteTable {
                     lossy: Mutex::new(HashMap::new()),
                 });
             }
-            let value = parts.pop().ok_or_else(|| GatewayError::Startup("route parts".into()))?;
-            let key = parts.pop().ok_or_else(|| GatewayError::Startup("route parts".into()))?;
-            let counter = |outcome: &'static str| {
-                metrics::counter!("schemabridge_messages_total", "route" => rc.name.clone(), "outcome" => outcome)
-            };
+            let value = parts
+                .pop()
+                .ok_or_else(|| GatewayError::Startup("route parts".into()))?;
+            let key = parts
+                .pop()
+                .ok_or_else(|| GatewayError::Startup("route parts".into()))?;
+            let counter = |outcome: &'static str| metrics::counter!("schemabridge_messages_total", "route" => rc.name.clone(), "outcome" => outcome);
             routes.push(Route {
                 name: rc.name.clone(),
                 target: rc.target.clone(),
@@ -178,17 +180,33 @@ impl RouteTable {
         out
     }
 
-    /// Fails start-up when a target topic does not exist, and records partition counts.
+    /// Fails start-up when a target or dead-letter topic does not exist (schemabridge does not
+    /// create topics), and records target partition counts.
     pub async fn check_targets(&mut self, producer: &FutureProducer) -> Result<(), GatewayError> {
         for route in &mut self.routes {
-            let topic = route.target.clone();
-            let p = producer.clone();
-            let count = tokio::task::spawn_blocking(move || partition_count(p.client(), &topic))
-                .await
-                .map_err(|e| GatewayError::Startup(e.to_string()))?;
-            route.target_partitions = count.map_err(|e| {
-                GatewayError::Startup(format!("route {}: target topic {}: {e}", route.name, route.target))
-            })?;
+            let dlqs = [&route.key, &route.value]
+                .into_iter()
+                .filter(|p| p.reader.is_some())
+                .filter_map(|p| p.config.dlq.clone());
+            let topics: Vec<(&str, String)> = std::iter::once(("target", route.target.clone()))
+                .chain(dlqs.map(|t| ("dead-letter", t)))
+                .collect();
+            for (i, (role, topic)) in topics.into_iter().enumerate() {
+                let p = producer.clone();
+                let t = topic.clone();
+                let count = tokio::task::spawn_blocking(move || partition_count(p.client(), &t))
+                    .await
+                    .map_err(|e| GatewayError::Startup(e.to_string()))?
+                    .map_err(|e| {
+                        GatewayError::Startup(format!(
+                            "route {}: {role} topic {topic}: {e}",
+                            route.name
+                        ))
+                    })?;
+                if i == 0 {
+                    route.target_partitions = count;
+                }
+            }
         }
         Ok(())
     }

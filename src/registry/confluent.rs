@@ -89,8 +89,12 @@ fn classify(what: &str, e: SRCError) -> RegistryError {
         None => e.error.clone(),
     };
     match status {
-        Some(404) => RegistryError::NotFound(format!("{what} not found in the registry ({detail})")),
-        Some(422) => RegistryError::Invalid(format!("{what}: registry rejected the request ({detail})")),
+        Some(404) => {
+            RegistryError::NotFound(format!("{what} not found in the registry ({detail})"))
+        }
+        Some(422) => {
+            RegistryError::Invalid(format!("{what}: registry rejected the request ({detail})"))
+        }
         _ => RegistryError::Transient(format!("{what}: {detail}")),
     }
 }

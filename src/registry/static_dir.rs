@@ -55,10 +55,9 @@ impl StaticDir {
         let manifest_path = dir.join("schemas.yaml");
         let text = std::fs::read_to_string(&manifest_path)
             .map_err(|e| format!("cannot read {}: {e}", manifest_path.display()))?;
-        let manifest: Manifest = serde_path_to_error::deserialize(
-            serde_yaml::Deserializer::from_str(&text),
-        )
-        .map_err(|e| format!("{}: {}: {}", manifest_path.display(), e.path(), e.inner()))?;
+        let manifest: Manifest =
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&text))
+                .map_err(|e| format!("{}: {}: {}", manifest_path.display(), e.path(), e.inner()))?;
         let mut entries = Vec::new();
         for entry in manifest.schemas {
             let path = dir.join(&entry.file);
@@ -107,7 +106,11 @@ impl StaticDir {
             .iter()
             .find(|s| s.id == id)
             .cloned()
-            .ok_or_else(|| RegistryError::NotFound(format!("schema id {id} not found in the static schema directory")))
+            .ok_or_else(|| {
+                RegistryError::NotFound(format!(
+                    "schema id {id} not found in the static schema directory"
+                ))
+            })
     }
 
     pub fn by_subject(

@@ -120,7 +120,9 @@ impl Cluster {
                             .headers()
                             .map(|h| {
                                 h.iter()
-                                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                                    .map(|h| {
+                                        (h.key.to_string(), h.value.unwrap_or_default().to_vec())
+                                    })
                                     .collect()
                             })
                             .unwrap_or_default(),

@@ -215,7 +215,11 @@ async fn by_id(State(inner): Shared, Path(id): Path<String>) -> Response {
         .and_then(|id| inner.schemas.iter().find(|s| s.id == id));
     match found {
         Some(s) => ok(schema_body(s, false)),
-        None => error(StatusCode::NOT_FOUND, 40403, &format!("Schema {id} not found")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            40403,
+            &format!("Schema {id} not found"),
+        ),
     }
 }
 
@@ -274,7 +278,10 @@ async fn by_subject(
     }
     let found = match version.as_str() {
         "latest" | "-1" => versions.values().next_back().copied(),
-        v => v.parse::<u32>().ok().and_then(|v| versions.get(&v).copied()),
+        v => v
+            .parse::<u32>()
+            .ok()
+            .and_then(|v| versions.get(&v).copied()),
     };
     match found {
         Some(s) => ok(schema_body(s, true)),
