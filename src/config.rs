@@ -409,9 +409,18 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         let de = serde_yaml::Deserializer::from_str(text);
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let message = e.inner().to_string();
-            // serde_yaml appends " at line L column C"; keep it, it helps.
+            // serde_yaml prefixes its message with the path of the mapping it was reading
+            // (`routes[0].value.reader: unknown field ...`) and appends " at line L column C";
+            // use its path where it gives one (it names the mapping holding an unknown key),
+            // else the path serde_path_to_error tracked.
+            let inner = e.inner().to_string();
+            let tracked = e.path().to_string();
+            let (path, message) = match inner.split_once(": ") {
+                Some((prefix, rest)) if !prefix.contains(' ') && tracked.starts_with(prefix) => {
+                    (prefix.to_string(), rest.to_string())
+                }
+                _ => (tracked, inner),
+            };
             ConfigErrors(vec![ConfigError { path, message }])
         })?;
         config.validate()?;
@@ -811,6 +820,28 @@ routes:
                 "registry.url: must start with http:// or https://",
                 "routes[0].target: is also a source topic on the same cluster: messages would loop",
             ]
+        );
+    }
+
+    #[test]
+    fn protobuf_only_keys_are_refused_elsewhere() {
+        let text = GOOD.replace(
+            "      dlq: orders-dlq\n",
+            "      dlq: orders-dlq\n      unknown_fields: drop\n",
+        );
+        assert_eq!(
+            errors(&text),
+            vec!["routes[0].value.unknown_fields: only used with `format: protobuf`"]
+        );
+        let text = text.replace("format: avro", "format: protobuf");
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(
+            c.routes[0].value.unknown_fields,
+            Some(UnknownFieldsPolicy::Drop)
+        );
+        assert_eq!(
+            c.producer_config().get("allow.auto.create.topics"),
+            Some("false")
         );
     }
 

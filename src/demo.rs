@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::pipeline::{Gateway, RunSummary, dlq_headers};
-use crate::registry::{SchemaSource, StaticDir, StaticEntry, StaticReference};
+use crate::registry::{SchemaReference, SchemaSource, StaticDir, StaticEntry};
 use crate::wire;
 
 pub const ORDER_V1: &str = include_str!("../proto/orders/order_v1.avsc");
@@ -69,7 +69,7 @@ pub fn schema_source() -> Result<SchemaSource, String> {
         schema_type: None,
         references: Vec::new(),
     };
-    let reference = |name: &str, subject: &str| StaticReference {
+    let reference = |name: &str, subject: &str| SchemaReference {
         name: name.into(),
         subject: subject.into(),
         version: 1,
@@ -553,20 +553,8 @@ pub fn order_v2(i: usize, rng: &mut SplitMix) -> Value {
         )
     };
     let hash: Vec<u8> = (0..32).map(|_| rng.below(256) as u8).collect();
-    record(vec![
-        ("order_id", Value::String(format!("ord-{i:06}"))),
-        (
-            "customer_id",
-            Value::Long(1 + rng.below(1_000_000_000) as i64),
-        ),
-        (
-            "placed_at",
-            Value::TimestampMillis(1_700_000_000_000 + i as i64 * 1000),
-        ),
-        (
-            "status",
-            Value::Enum(status, STATUS[status as usize].to_string()),
-        ),
+    let mut fields = head(i, rng, STATUS, status);
+    fields.extend([
         ("total_cents", Value::Long(total)),
         ("currency", s(rng.pick(&["USD", "EUR", "GBP"]))),
         ("quantity", Value::Int(qty as i32)),
@@ -581,7 +569,8 @@ pub fn order_v2(i: usize, rng: &mut SplitMix) -> Value {
         ("payload_hash", Value::Fixed(32, hash)),
         ("notes", Value::Bytes(Vec::new())),
         ("channel", s(rng.pick(&["web", "ios", "android"]))),
-    ])
+    ]);
+    record(fields)
 }
 
 /// An OrderPlaced as a not-yet-upgraded v1 producer writes it.
@@ -596,7 +585,29 @@ pub fn order_v1(i: usize, rng: &mut SplitMix) -> Value {
         tags,
         attributes,
     } = common(rng, false);
-    record(vec![
+    let mut fields = head(i, rng, STATUS, status);
+    fields.extend([
+        ("amount_cents", Value::Long(total)),
+        ("currency", s(rng.pick(&["USD", "EUR", "GBP"]))),
+        ("quantity", Value::Long(qty)),
+        ("discount", discount(rng)),
+        ("shipping", record(address)),
+        ("items", Value::Array(items)),
+        ("tags", tags),
+        ("attributes", attributes),
+        ("source", s("legacy-checkout")),
+    ]);
+    record(fields)
+}
+
+/// The fields both versions start with.
+fn head(
+    i: usize,
+    rng: &mut SplitMix,
+    statuses: &[&str],
+    status: u32,
+) -> Vec<(&'static str, Value)> {
+    vec![
         ("order_id", Value::String(format!("ord-{i:06}"))),
         (
             "customer_id",
@@ -608,18 +619,9 @@ pub fn order_v1(i: usize, rng: &mut SplitMix) -> Value {
         ),
         (
             "status",
-            Value::Enum(status, STATUS[status as usize].to_string()),
+            Value::Enum(status, statuses[status as usize].to_string()),
         ),
-        ("amount_cents", Value::Long(total)),
-        ("currency", s(rng.pick(&["USD", "EUR", "GBP"]))),
-        ("quantity", Value::Long(qty)),
-        ("discount", discount(rng)),
-        ("shipping", record(address)),
-        ("items", Value::Array(items)),
-        ("tags", tags),
-        ("attributes", attributes),
-        ("source", s("legacy-checkout")),
-    ])
+    ]
 }
 
 /// The Protobuf OrderPlaced descriptor of `v1` or `v2`, built as the gateway builds it.

@@ -13,7 +13,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 pub use confluent::ConfluentRegistry;
-pub use static_dir::{StaticDir, StaticEntry, StaticReference};
+pub use static_dir::{StaticDir, StaticEntry};
 
 use crate::config::{RegistryConfig, SubjectVersion};
 use crate::wire::SchemaId;
@@ -36,7 +36,8 @@ impl SchemaKind {
 }
 
 /// A schema another schema imports (Protobuf import name / Avro named type).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SchemaReference {
     pub name: String,
     pub subject: String,

@@ -32,15 +32,7 @@ pub struct StaticEntry {
     #[serde(default, rename = "type")]
     pub schema_type: Option<String>,
     #[serde(default)]
-    pub references: Vec<StaticReference>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StaticReference {
-    pub name: String,
-    pub subject: String,
-    pub version: u32,
+    pub references: Vec<SchemaReference>,
 }
 
 #[derive(Deserialize)]
@@ -85,15 +77,7 @@ impl StaticDir {
                 id: e.id,
                 kind,
                 text,
-                references: e
-                    .references
-                    .into_iter()
-                    .map(|r| SchemaReference {
-                        name: r.name,
-                        subject: r.subject,
-                        version: r.version,
-                    })
-                    .collect(),
+                references: e.references,
                 subject: Some(e.subject),
                 version: Some(e.version),
             });
@@ -131,5 +115,49 @@ impl StaticDir {
                 "subject {subject} version {version} not found in the static schema directory"
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_a_manifest_and_answers_by_id_and_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("schemas.yaml"),
+            "schemas:\n  - { id: 7, subject: s, version: 1, file: a.avsc }\n  - { id: 9, subject: s, version: 2, file: b.proto, type: protobuf,\n      references: [{ name: m.proto, subject: m, version: 1 }] }\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("a.avsc"), "\"string\"").unwrap();
+        std::fs::write(dir.path().join("b.proto"), "syntax = \"proto3\";").unwrap();
+        let src = StaticDir::load(dir.path()).unwrap();
+        let a = src.by_id(7).unwrap();
+        assert_eq!((a.kind, a.text.as_str()), (SchemaKind::Avro, "\"string\""));
+        let latest = src.by_subject("s", SubjectVersion::Latest).unwrap();
+        assert_eq!((latest.id, latest.kind), (9, SchemaKind::Protobuf));
+        assert_eq!(latest.references[0].subject, "m");
+        assert_eq!(
+            src.by_subject("s", SubjectVersion::Number(1)).unwrap().id,
+            7
+        );
+        assert!(matches!(src.by_id(8), Err(RegistryError::NotFound(_))));
+        assert!(matches!(
+            src.by_subject("s", SubjectVersion::Number(3)),
+            Err(RegistryError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_bad_manifest_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("schemas.yaml"),
+            "schemas:\n  - { id: 7, subject: s, versoin: 1, file: a.avsc }\n",
+        )
+        .unwrap();
+        let err = StaticDir::load(dir.path()).err().unwrap();
+        assert!(err.contains("schemas[0]: unknown field `versoin`"), "{err}");
     }
 }
