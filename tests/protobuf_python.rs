@@ -9,7 +9,7 @@
 //! Python as FileDescriptorSets built here by protox from the registry-style texts, so no
 //! `protoc` is needed. Needs python3 (with venv) and PyPI access once, for `protobuf`.
 
-#[path = "support/pyvenv_protobuf.rs"]
+#[path = "support/python.rs"]
 mod pyvenv;
 
 use std::path::{Path, PathBuf};
