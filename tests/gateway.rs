@@ -10,7 +10,7 @@ use std::time::Duration;
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
-use schemabridge::pipeline::{GatewayError, dlq_headers};
+use schemabridge::pipeline::{GatewayError, RunSummary, dlq_headers};
 use schemabridge::wire;
 use support::kafka::{Cluster, Input, Received, RouteSpec, Running, config, unique};
 use support::registry::RegistryDouble;
@@ -114,6 +114,28 @@ fn order_id(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => panic!("order_id {other:?}"),
     }
+}
+
+/// Runs a gateway for `spec` (fresh group) until `expected` messages reached its target and
+/// DLQ topics, then stops it; a clean stop is part of what every caller asserts.
+async fn run_route(
+    cluster: &Cluster,
+    registry: &RegistryDouble,
+    spec: &RouteSpec<'_>,
+    expected: usize,
+) -> (Vec<Received>, RunSummary) {
+    let cfg = config(
+        &cluster.bootstrap,
+        &registry.url,
+        &format!("gw-{}", unique()),
+        spec,
+    );
+    let gw = Running::start(cfg);
+    let out = cluster
+        .consume(&[spec.target, spec.dlq], expected, WAIT, SETTLE)
+        .await;
+    let summary = gw.stop().await.expect("clean stop");
+    (out, summary)
 }
 
 /// Per partition, the order ids in offset order.
@@ -260,16 +282,7 @@ async fn v1_messages_arrive_as_v2_with_defaults() {
         reader_version: "latest",
         extra_value: "",
     };
-    let gw = Running::start(config(
-        &cluster.bootstrap,
-        &registry.url,
-        &format!("gw-{}", unique()),
-        &spec,
-    ));
-    let out = cluster
-        .consume(&["customers-v2", "customers-dlq"], 20, WAIT, SETTLE)
-        .await;
-    gw.stop().await.expect("clean stop");
+    let (out, _) = run_route(&cluster, &registry, &spec, 20).await;
 
     assert_eq!(out.len(), 20);
     for m in &out {
@@ -336,16 +349,13 @@ async fn interleaved_versions_keep_per_partition_order() {
         });
     }
     cluster.produce("orders", &inputs).await;
-    let gw = Running::start(config(
-        &cluster.bootstrap,
-        &registry.url,
-        &format!("gw-{}", unique()),
+    let (out, summary) = run_route(
+        &cluster,
+        &registry,
         &route("orders", "orders-v1", "orders-dlq", ""),
-    ));
-    let out = cluster
-        .consume(&["orders-v1", "orders-dlq"], 400, WAIT, SETTLE)
-        .await;
-    let summary = gw.stop().await.expect("clean stop");
+        400,
+    )
+    .await;
     assert_eq!(out.len(), 400);
     assert_eq!(summary.by_writer.get(&Some(v1_id)), Some(&134));
     assert_eq!(summary.by_writer.get(&Some(v2_id)), Some(&266));
@@ -390,16 +400,13 @@ async fn malformed_unknown_and_unresolvable_messages_land_in_the_dlq_with_origin
         })
         .collect();
     let offsets = cluster.produce("orders", &inputs).await;
-    let gw = Running::start(config(
-        &cluster.bootstrap,
-        &registry.url,
-        &format!("gw-{}", unique()),
+    let (out, summary) = run_route(
+        &cluster,
+        &registry,
         &route("orders", "orders-v1", "orders-dlq", ""),
-    ));
-    let out = cluster
-        .consume(&["orders-v1", "orders-dlq"], inputs.len(), WAIT, SETTLE)
-        .await;
-    let summary = gw.stop().await.expect("clean stop");
+        inputs.len(),
+    )
+    .await;
     assert_eq!(
         out.len(),
         inputs.len(),
@@ -696,16 +703,7 @@ async fn on_lossy_dlq_refuses_messages_whose_dropped_fields_held_data() {
         reader_version: "1",
         extra_value: "on_lossy: dlq",
     };
-    let gw = Running::start(config(
-        &cluster.bootstrap,
-        &registry.url,
-        &format!("gw-{}", unique()),
-        &spec,
-    ));
-    let out = cluster
-        .consume(&["users-v1", "users-dlq"], 4, WAIT, SETTLE)
-        .await;
-    let summary = gw.stop().await.expect("clean stop");
+    let (out, summary) = run_route(&cluster, &registry, &spec, 4).await;
     assert_eq!(out.len(), 4);
     let topic_of = |k: &str| {
         out.iter()
@@ -756,16 +754,13 @@ async fn json_output_renders_the_reader_value_in_avro_json() {
         })
         .collect();
     cluster.produce("orders", &inputs).await;
-    let gw = Running::start(config(
-        &cluster.bootstrap,
-        &registry.url,
-        &format!("gw-{}", unique()),
+    let (out, _) = run_route(
+        &cluster,
+        &registry,
         &route("orders", "orders-json", "orders-dlq", "output: json"),
-    ));
-    let out = cluster
-        .consume(&["orders-json", "orders-dlq"], 5, WAIT, SETTLE)
-        .await;
-    gw.stop().await.expect("clean stop");
+        5,
+    )
+    .await;
     assert_eq!(out.len(), 5);
     for (m, v) in out.iter().zip(&values) {
         assert_eq!(m.topic, "orders-json");
