@@ -10,12 +10,17 @@ use super::error::{Location, TranscodeError};
 pub(crate) type Fail = Box<TranscodeError>;
 pub(crate) type R<T> = Result<T, Fail>;
 
-/// A read position inside the writer-encoded input. `end` may be less than `buf.len()` when the
-/// executor replays one field's span (reordered records).
+/// A read position inside the writer-encoded input: `rest` is the input from the position up to
+/// offset `end`, which may be less than the input's length when the executor replays one
+/// field's span (reordered records). Reads only look at `rest`, so each check is one length
+/// comparison.
+///
+/// `Copy`, and every method is inlined with its slow paths in free functions that take values,
+/// so the executor can keep a cursor in registers for a whole program frame.
+#[derive(Clone, Copy)]
 pub(crate) struct Cursor<'i> {
-    pub buf: &'i [u8],
-    pub pos: usize,
     pub end: usize,
+    pub rest: &'i [u8],
 }
 
 pub(crate) fn at(offset: usize) -> Location {
@@ -25,136 +30,200 @@ pub(crate) fn at(offset: usize) -> Location {
     }
 }
 
+/// Why a multi-byte varint could not be read.
+enum VarintFail {
+    Truncated,
+    Malformed,
+}
+
+/// Decodes a varint of two or more bytes (or a truncated / malformed one) at the start of
+/// `rest`: the zig-zag-decoded value and the bytes it took.
+#[inline(never)]
+fn varint_slow(rest: &[u8]) -> Result<(i64, usize), VarintFail> {
+    let mut value: u64 = 0;
+    for (i, &byte) in rest.iter().take(10).enumerate() {
+        // The 10th byte may only contribute the top bit of a 64-bit value (and must end it).
+        if i == 9 && byte > 1 {
+            break;
+        }
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok((unzigzag(value), i + 1));
+        }
+    }
+    if rest.len() < 10 && rest.iter().all(|b| b & 0x80 != 0) {
+        Err(VarintFail::Truncated)
+    } else {
+        Err(VarintFail::Malformed)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn varint_error(fail: VarintFail, pos: usize) -> Fail {
+    let at = at(pos);
+    Box::new(match fail {
+        VarintFail::Truncated => TranscodeError::Truncated { at, needed: 1 },
+        VarintFail::Malformed => TranscodeError::MalformedVarint { at },
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn truncated(pos: usize, needed: usize) -> Fail {
+    Box::new(TranscodeError::Truncated {
+        at: at(pos),
+        needed,
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn int_out_of_range(pos: usize, value: i64) -> Fail {
+    Box::new(TranscodeError::IntOutOfRange {
+        at: at(pos),
+        value,
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn hostile_length(pos: usize, what: &'static str, value: i64, remaining: usize) -> Fail {
+    Box::new(TranscodeError::HostileLength {
+        at: at(pos),
+        what,
+        value,
+        remaining,
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn bad_bool(pos: usize, value: Option<u8>) -> Fail {
+    match value {
+        Some(value) => Box::new(TranscodeError::InvalidBoolean {
+            at: at(pos),
+            value,
+        }),
+        None => truncated(pos, 1),
+    }
+}
+
 impl<'i> Cursor<'i> {
     pub fn new(buf: &'i [u8]) -> Self {
         Cursor {
-            buf,
-            pos: 0,
             end: buf.len(),
+            rest: buf,
         }
     }
 
-    #[inline]
+    /// Offset of the read position in `buf`.
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    pub fn pos(&self) -> usize {
+        self.end - self.rest.len()
+    }
+
+    /// Restricts reading to `input[start..end]` (a replayed span of the whole input).
+    pub fn set_span(&mut self, input: &'i [u8], start: usize, end: usize) {
+        self.rest = input.get(start..end).unwrap_or(&[]);
+        self.end = start + self.rest.len();
+    }
+
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn remaining(&self) -> usize {
-        self.end.saturating_sub(self.pos)
+        self.rest.len()
+    }
+
+    /// Moves the position `n` bytes on; `n` must be at most `rest.len()` (callers check).
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    fn advance(&mut self, n: usize) {
+        self.rest = self.rest.get(n..).unwrap_or(&[]);
     }
 
     /// Reads a zig-zag varint (Avro `long`). One-byte values (most lengths, counts, indexes and
     /// small numbers) take the inlined fast path.
-    #[inline]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn read_long(&mut self) -> R<i64> {
-        let rest = self.buf.get(self.pos..self.end).unwrap_or(&[]);
-        match rest.first() {
-            Some(&b) if b < 0x80 => {
-                self.pos += 1;
+        match self.rest.split_first() {
+            Some((&b, tail)) if b < 0x80 => {
+                self.rest = tail;
                 Ok(unzigzag(u64::from(b)))
             }
-            _ => self.read_long_multi(rest),
-        }
-    }
-
-    #[inline(never)]
-    fn read_long_multi(&mut self, rest: &[u8]) -> R<i64> {
-        let mut value: u64 = 0;
-        for (i, &byte) in rest.iter().take(10).enumerate() {
-            // The 10th byte may only contribute the top bit of a 64-bit value (and must end it).
-            if i == 9 && byte > 1 {
-                break;
-            }
-            value |= u64::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                self.pos += i + 1;
-                return Ok(unzigzag(value));
-            }
-        }
-        let at = at(self.pos);
-        Err(Box::new(
-            if rest.len() < 10 && rest.iter().all(|b| b & 0x80 != 0) {
-                TranscodeError::Truncated { at, needed: 1 }
-            } else {
-                TranscodeError::MalformedVarint { at }
+            _ => match varint_slow(self.rest) {
+                Ok((v, n)) => {
+                    self.advance(n);
+                    Ok(v)
+                }
+                Err(f) => Err(varint_error(f, self.pos())),
             },
-        ))
+        }
     }
 
     /// Reads an Avro `int`: a varint that must fit 32 bits.
-    #[inline]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn read_int(&mut self) -> R<i32> {
-        let start = self.pos;
+        let start = self.pos();
         let v = self.read_long()?;
-        i32::try_from(v).map_err(|_| {
-            Box::new(TranscodeError::IntOutOfRange {
-                at: at(start),
-                value: v,
-            })
-        })
+        i32::try_from(v).map_err(|_| int_out_of_range(start, v))
     }
 
     /// Takes exactly `n` bytes.
-    #[inline]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn take(&mut self, n: usize) -> R<&'i [u8]> {
-        let start = self.pos;
-        let end = start.checked_add(n).filter(|&e| e <= self.end);
-        match end.and_then(|e| self.buf.get(start..e).map(|s| (e, s))) {
-            Some((e, s)) => {
-                self.pos = e;
+        match self.rest.split_at_checked(n) {
+            Some((s, tail)) => {
+                self.rest = tail;
                 Ok(s)
             }
-            None => Err(Box::new(TranscodeError::Truncated {
-                at: at(start),
-                needed: n - self.remaining().min(n),
-            })),
+            None => Err(truncated(self.pos(), n - self.rest.len().min(n))),
         }
     }
 
     /// Takes exactly `N` bytes as an array.
-    #[inline]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn take_array<const N: usize>(&mut self) -> R<[u8; N]> {
-        let s = self.take(N)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
+        match self.rest.split_first_chunk::<N>() {
+            Some((a, tail)) => {
+                self.rest = tail;
+                Ok(*a)
+            }
+            None => Err(truncated(self.pos(), N - self.remaining().min(N))),
+        }
     }
 
     /// Reads a length prefix (bytes, string) and checks it against what is left, so a hostile
     /// length can never make anyone allocate or wait for it.
-    #[inline]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn read_len(&mut self, what: &'static str) -> R<usize> {
-        let start = self.pos;
+        let start = self.pos();
         let len = self.read_long()?;
         match usize::try_from(len) {
             Ok(n) if n <= self.remaining() => Ok(n),
-            _ => Err(Box::new(TranscodeError::HostileLength {
-                at: at(start),
-                what,
-                value: len,
-                remaining: self.remaining(),
-            })),
+            _ => Err(hostile_length(start, what, len, self.remaining())),
         }
     }
 
     /// Reads a bytes/string value (length + payload).
-    #[inline]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn read_bytes(&mut self) -> R<&'i [u8]> {
         let n = self.read_len("length")?;
         self.take(n)
     }
 
-    /// The input left before `end`, at least 8 bytes of it as a word (little endian).
-    #[inline(always)]
+    /// The next 8 bytes as a little-endian word, if that many are left before `end`.
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn word(&self) -> Option<u64> {
-        let rest = self.buf.get(self.pos..self.end)?;
-        rest.first_chunk::<8>().map(|w| u64::from_le_bytes(*w))
+        self.rest.first_chunk::<8>().map(|w| u64::from_le_bytes(*w))
     }
 
     /// Skips a `long`. Varints of up to 8 bytes with 8 bytes of input left take a branch-free
     /// path (the end is the first byte without its top bit); anything else the full reader.
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn skip_long(&mut self) -> R<()> {
         if let Some(w) = self.word() {
             let stops = !w & 0x8080_8080_8080_8080;
             if stops != 0 {
-                self.pos += (stops.trailing_zeros() as usize >> 3) + 1;
+                self.advance((stops.trailing_zeros() as usize >> 3) + 1);
                 return Ok(());
             }
         }
@@ -163,12 +232,12 @@ impl<'i> Cursor<'i> {
 
     /// Skips an `int`: a varint of up to 4 bytes always fits 32 bits; longer ones (and short
     /// input) go through [`Cursor::read_int`], which checks the range.
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn skip_int(&mut self) -> R<()> {
         if let Some(w) = self.word() {
             let stops = !w & 0x8080_8080;
             if stops != 0 {
-                self.pos += (stops.trailing_zeros() as usize >> 3) + 1;
+                self.advance((stops.trailing_zeros() as usize >> 3) + 1);
                 return Ok(());
             }
         }
@@ -176,58 +245,45 @@ impl<'i> Cursor<'i> {
     }
 
     /// Skips a length-prefixed value (bytes, string).
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn skip_var(&mut self) -> R<()> {
-        if self.pos < self.end
-            && let Some(&b) = self.buf.get(self.pos)
+        if let Some(&b) = self.rest.first()
             && b & 0x81 == 0
+            && let Some(tail) = self.rest.get(1 + (b >> 1) as usize..)
         {
             // One-byte, non-negative length.
-            let end = self.pos + 1 + (b >> 1) as usize;
-            if end <= self.end {
-                self.pos = end;
-                return Ok(());
-            }
+            self.rest = tail;
+            return Ok(());
         }
         self.read_bytes().map(drop)
     }
 
     /// Skips exactly `n` bytes.
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn skip_n(&mut self, n: usize) -> R<()> {
-        if n <= self.remaining() {
-            self.pos += n;
-            return Ok(());
+        match self.rest.get(n..) {
+            Some(tail) => {
+                self.rest = tail;
+                Ok(())
+            }
+            None => Err(truncated(self.pos(), n - self.remaining())),
         }
-        self.take(n).map(drop)
     }
 
     /// Skips a boolean, which must be 0 or 1.
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn skip_bool(&mut self) -> R<()> {
-        if self.pos < self.end
-            && let Some(&b) = self.buf.get(self.pos)
-            && b <= 1
-        {
-            self.pos += 1;
-            return Ok(());
+        match self.rest.split_first() {
+            Some((&b, tail)) if b <= 1 => {
+                self.rest = tail;
+                Ok(())
+            }
+            other => Err(bad_bool(self.pos(), other.map(|(b, _)| *b))),
         }
-        self.bad_bool()
     }
 
-    #[cold]
-    #[inline(never)]
-    fn bad_bool(&mut self) -> R<()> {
-        let start = self.pos;
-        let [b] = self.take_array::<1>()?;
-        Err(Box::new(TranscodeError::InvalidBoolean {
-            at: at(start),
-            value: b,
-        }))
-    }
-
-    /// Reads an enum or union index below `count`; errors name the offending index.
-    #[inline(always)]
+    /// Reads an enum or union index: `Ok(i)` below `count`, else `Err(the index read)`.
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub fn read_index(&mut self, count: u32) -> R<Result<u32, i64>> {
         let i = self.read_long()?;
         Ok(match u32::try_from(i) {
@@ -236,14 +292,15 @@ impl<'i> Cursor<'i> {
         })
     }
 
-    /// Bytes between `start` and the current position (both within the input by construction).
-    #[inline]
-    pub fn since(&self, start: usize) -> &'i [u8] {
-        self.buf.get(start..self.pos).unwrap_or(&[])
+    /// The bytes read since `rest` was `mark` (an earlier `rest` of this cursor).
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    pub fn since(&self, mark: &'i [u8]) -> &'i [u8] {
+        let used = mark.len().saturating_sub(self.rest.len());
+        mark.get(..used).unwrap_or(&[])
     }
 }
 
-#[inline]
+#[cfg_attr(not(debug_assertions), inline(always))]
 fn unzigzag(n: u64) -> i64 {
     ((n >> 1) as i64) ^ -((n & 1) as i64)
 }

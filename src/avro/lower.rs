@@ -1,15 +1,20 @@
 //! Lowering: turns the plan's node graph into a flat op program that the executor runs in a loop.
 //!
 //! Owns: the op set, the layout of programs in one `Vec<Op>`, and the choices that make the hot
-//! path short: adjacent copied values share one output copy (`Mark`, validating skips, `Flush`),
-//! a record used in one place is inlined into its parent's program, primitive array items and
-//! union branches are skipped in place, and a program is only called (a new executor frame)
-//! for array/map items, union branches, records used in several places (recursion, shared
-//! mode) and reordered records. Must not touch: resolution rules (decided in `compile.rs`),
-//! bytes (that is `exec.rs`); no I/O.
+//! path short:
+//! - adjacent values whose bytes pass through unchanged, dropped fields and reader defaults
+//!   become one `Run` (copied values are validate-skipped and appended as one span, across field
+//!   and inlined-record boundaries); a record's skip program is one `Skip` run;
+//! - a record used in one place is inlined into its parent's program;
+//! - primitive array items and union branches are skipped in place;
+//! - a program is only *called* (a new executor frame) for array/map items, union branches,
+//!   records used in several places (recursion, shared mode) and reordered records.
 //!
-//! Every op carries the field path relative to its program (`segs`), so an error raised deep in
-//! a program gets its path from the op that failed plus the ops of the calling frames.
+//! Must not touch: resolution rules (decided in `compile.rs`), bytes (that is `exec.rs`); no I/O.
+//!
+//! Every op and run item carries its field path relative to its program (`segs`, `seq_segs`),
+//! so an error raised deep in a program gets its path from the item that failed
+//! plus the ops of the calling frames.
 
 use std::collections::HashMap;
 
@@ -42,6 +47,74 @@ pub(crate) enum Target {
     Call(ProgId),
 }
 
+/// One value skipped (validated, not written) inside a [`Op::Run`] or [`Op::Skip`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SkipItem {
+    Null,
+    Bool,
+    Int,
+    Long,
+    /// Fixed-size bytes: float (4), double (8), fixed(n).
+    Bytes(u32),
+    /// Length-prefixed bytes or string.
+    Var,
+    /// An enum index below this symbol count.
+    Enum(u32),
+    /// `targets[first + writer index]`, `count` branches.
+    Union { first: u32, count: u32 },
+    /// An array or map of primitives, skipped in place.
+    PrimArray(Prim),
+    PrimMap(Prim),
+    /// Items skipped as `targets[item]`; `zero`: they encode to zero bytes.
+    Array { item: u32, zero: bool },
+    /// Values skipped as `targets[value]`.
+    Map { value: u32 },
+    /// A record skipped by its skip program.
+    Call(ProgId),
+}
+
+impl From<Prim> for SkipItem {
+    fn from(p: Prim) -> Self {
+        match p {
+            Prim::Null => SkipItem::Null,
+            Prim::Bool => SkipItem::Bool,
+            Prim::Int => SkipItem::Int,
+            Prim::Long => SkipItem::Long,
+            Prim::Bytes(n) => SkipItem::Bytes(n),
+            Prim::Var => SkipItem::Var,
+            Prim::Enum(n) => SkipItem::Enum(n),
+        }
+    }
+}
+
+/// One item of a [`Op::Run`]: a writer value to skip, and what to do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RunItem {
+    pub skip: SkipItem,
+    pub act: Act,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Act {
+    /// The value's bytes are the reader's: part of the span the run appends.
+    Copy,
+    /// A dropped writer field: compare its bytes with the baseline that means "nothing was
+    /// lost" (`consts[base_start..][..base_len]`; [`NO_BASELINE`]: any value is lossy) and
+    /// note dropped field `index` if they differ.
+    Drop {
+        base_start: u32,
+        base_len: u32,
+        index: u32,
+    },
+    /// Emit a pre-encoded reader default (the item skips nothing).
+    Emit(Consts),
+}
+
+/// `Act::Drop::base_len` when no baseline could be encoded: any value is lossy.
+pub(crate) const NO_BASELINE: u32 = u32::MAX;
+/// `BranchOp::To::index` of a union-to-non-union branch: write no index.
+pub(crate) const NO_INDEX: u32 = u32::MAX;
+
 /// A resolved union branch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BranchOp {
@@ -51,48 +124,15 @@ pub(crate) enum BranchOp {
     Fail(u32),
 }
 
-pub(crate) const NO_INDEX: u32 = u32::MAX;
-/// `LossCheck::base_len` when no baseline could be encoded: any value is lossy.
-pub(crate) const NO_BASELINE: u32 = u32::MAX;
-
-/// One executor instruction. 16 bytes; tables live in [`Program`].
+/// One executor instruction (16 bytes; runs and tables live in [`Program`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
     /// End of a program.
     Ret,
-    /// Remember the input position (start of a copy run or of a dropped field).
-    Mark,
-    /// Append the input bytes since the mark.
-    Flush,
-    /// `Flush` then `Mark`: a copy run directly followed by a dropped field.
-    FlushMark,
-    // Validating skips (no output).
-    SkipBool,
-    SkipInt,
-    SkipLong,
-    SkipBytes(u32),
-    SkipVar,
-    SkipEnum(u32),
-    /// `targets[first + writer index]`, `count` branches.
-    SkipUnion {
-        first: u32,
-        count: u32,
-    },
-    SkipArray {
-        item: Target,
-        zero: bool,
-    },
-    SkipMap(Target),
-    SkipCall(ProgId),
-    /// Compare the bytes since the mark with `consts[base_start..][..base_len]`; if they differ,
-    /// dropped field `index` lost data.
-    LossCheck {
-        base_start: u32,
-        base_len: u32,
-        index: u32,
-    },
-    /// Emit pre-encoded bytes.
-    Default(Consts),
+    /// Run the items `seq[first..][..count]`: copied spans, dropped fields, defaults.
+    Run { first: u32, count: u32 },
+    /// Skip `seq[first..][..count]` (all `Act::Copy`), writing nothing.
+    Skip { first: u32, count: u32 },
     IntToFloat,
     IntToDouble,
     LongToFloat,
@@ -100,21 +140,19 @@ pub(crate) enum Op {
     FloatToDouble,
     BytesToString,
     /// `enum_targets[first + writer index]`; `writer` for the symbol in error messages.
-    Enum {
-        first: u32,
-        count: u32,
-        writer: TyId,
-    },
-    Array {
-        item: ProgId,
-        zero: bool,
-    },
+    Enum { first: u32, count: u32, writer: TyId },
+    /// Resolve each item with program `item` (arrays nested in an inline loop's body).
+    Array { item: ProgId, zero: bool },
+    /// Start of an inline array (`map: false`) or map loop: read a block header; for an empty
+    /// block write the end marker and jump to `end`, else run the body that follows for each
+    /// item (a map item starts with its key). `zero`: items encode to zero bytes.
+    Loop { end: u32, map: bool, zero: bool },
+    /// End of an inline loop's body: back to `start` for the next item, reading the next block
+    /// header when the block is done; falls through after the last one.
+    Next { start: u32, map: bool, zero: bool },
     Map(ProgId),
     /// `branches[first + writer index]`.
-    Union {
-        first: u32,
-        count: u32,
-    },
+    Union { first: u32, count: u32 },
     /// Writer non-union read as a reader union: write the branch index, go on with the value.
     WriteIndex(u32),
     Call(ProgId),
@@ -146,6 +184,9 @@ pub(crate) struct Program {
     pub ops: Vec<Op>,
     /// Per op: index into `seg_names` of its path relative to its program (0 = none).
     pub segs: Vec<u32>,
+    /// Items of `Run` and `Skip` ops, and their paths (as `segs`).
+    pub seq: Vec<RunItem>,
+    pub seq_segs: Vec<u32>,
     pub seg_names: Vec<Box<str>>,
     /// Program id → index of its first op.
     pub entries: Vec<u32>,
@@ -164,23 +205,30 @@ pub(crate) struct Program {
 enum Job {
     Node(NodeId),
     Skip(TyId),
-    Slot(TyId, u32),
+    /// A reordered record's writer field: `Lower::slots[i]`.
+    Slot(u32),
 }
+
 
 struct Lower<'a> {
     nodes: &'a [Node],
     w: &'a Types,
+    /// How many places refer to each node (the root counts as one).
     refs: Vec<u32>,
+    /// Records being inlined right now (a guard against inlining a cycle).
     inlining: Vec<bool>,
     p: Program,
     seg_ids: HashMap<Box<str>, u32>,
     node_progs: HashMap<NodeId, ProgId>,
     skip_progs: HashMap<TyId, ProgId>,
     queue: Vec<(ProgId, Job)>,
-    /// Slot programs' dropped-field info, by job index.
-    slot_drops: Vec<(Option<Dropped>, Box<str>)>,
-    /// A copy run is open (a `Mark` was emitted and no `Flush` yet).
-    open: bool,
+    /// Writer fields of reordered records: (type, dropped-field info, field name).
+    slots: Vec<(TyId, Option<Dropped>, Box<str>)>,
+    /// The run being built (items, paths): it becomes one op when anything else comes.
+    run: Vec<(RunItem, u32)>,
+    /// Emitting an inline loop's body (loops do not nest inline: the executor keeps one item
+    /// counter per frame).
+    in_loop: bool,
 }
 
 fn join(prefix: &str, name: &str) -> String {
@@ -241,8 +289,9 @@ pub(crate) fn lower(nodes: &[Node], root: NodeId, w: &Types) -> Result<Program, 
         node_progs: HashMap::new(),
         skip_progs: HashMap::new(),
         queue: Vec::new(),
-        slot_drops: Vec::new(),
-        open: false,
+        slots: Vec::new(),
+        run: Vec::new(),
+        in_loop: false,
     };
     l.p.seg_names.push("".into());
     l.seg_ids.insert("".into(), 0);
@@ -252,15 +301,25 @@ pub(crate) fn lower(nodes: &[Node], root: NodeId, w: &Types) -> Result<Program, 
         if let Some(e) = l.p.entries.get_mut(id as usize) {
             *e = start;
         }
-        l.open = false;
         match job {
-            Job::Node(n) => l.node_body(n, "")?,
-            Job::Skip(ty) => l.skip_body(ty)?,
-            Job::Slot(ty, i) => {
-                let (dropped, field) = l.slot_drops.get(i as usize).cloned().unwrap_or_default();
+            Job::Node(n) => {
+                l.in_loop = false;
+                l.node_body(n, "")?
+            }
+            Job::Skip(ty) => {
+                l.skip_body(ty)?;
+                l.close_as_skip();
+            }
+            Job::Slot(i) => {
+                let (ty, dropped, field) = l.slots.get(i as usize).cloned().unwrap_or_else(|| {
+                    (0, None, Box::from(""))
+                });
                 match dropped {
                     Some(d) => l.drop_field(&d, &field)?,
-                    None => l.skip(ty, &field)?,
+                    None => {
+                        l.skip(ty, &field)?;
+                        l.close_as_skip();
+                    }
                 }
             }
         }
@@ -303,7 +362,9 @@ impl Lower<'_> {
         i
     }
 
+    /// Appends an op, ending the open run first.
     fn push(&mut self, op: Op, path: &str) {
+        self.close();
         let s = self.seg(path);
         self.p.ops.push(op);
         self.p.segs.push(s);
@@ -334,25 +395,28 @@ impl Lower<'_> {
         id
     }
 
-    /// Starts a copy run unless one is open.
-    fn open(&mut self) {
-        if !self.open {
-            if self.p.ops.last() == Some(&Op::Flush) {
-                // Nothing happened since the last run ended: extend it instead.
-                self.p.ops.pop();
-                self.p.segs.pop();
-            } else {
-                self.push(Op::Mark, "");
-            }
-            self.open = true;
+    /// Emits the open run as its op.
+    fn close(&mut self) {
+        if self.run.is_empty() {
+            return;
         }
+        let first = self.p.seq.len() as u32;
+        let count = self.run.len() as u32;
+        for (item, seg) in self.run.drain(..) {
+            self.p.seq.push(item);
+            self.p.seq_segs.push(seg);
+        }
+        self.p.ops.push(Op::Run { first, count });
+        self.p.segs.push(0);
     }
 
-    /// Ends the copy run, if one is open.
-    fn close(&mut self) {
-        if self.open {
-            self.push(Op::Flush, "");
-            self.open = false;
+    /// Emits the open copy run as a `Skip` (a skip program writes nothing).
+    fn close_as_skip(&mut self) {
+        self.close();
+        if let Some(Op::Run { first, count }) = self.p.ops.last().copied()
+            && let Some(last) = self.p.ops.last_mut()
+        {
+            *last = Op::Skip { first, count };
         }
     }
 
@@ -363,43 +427,62 @@ impl Lower<'_> {
         })
     }
 
-    /// Emits the validating skip of one writer value (no output).
-    fn skip(&mut self, ty: TyId, path: &str) -> Result<(), PlanError> {
+    fn add_target(&mut self, ty: TyId) -> Result<u32, PlanError> {
+        let t = self.target(ty)?;
+        self.p.targets.push(t);
+        Ok(self.p.targets.len() as u32 - 1)
+    }
+
+    /// How to skip one writer value in a run.
+    fn skip_item(&mut self, ty: TyId) -> Result<SkipItem, PlanError> {
         let w = self.w;
         if let Some(p) = prim(w.get(ty))? {
-            let op = match p {
-                Prim::Null => return Ok(()),
-                Prim::Bool => Op::SkipBool,
-                Prim::Int => Op::SkipInt,
-                Prim::Long => Op::SkipLong,
-                Prim::Bytes(n) => Op::SkipBytes(n),
-                Prim::Var => Op::SkipVar,
-                Prim::Enum(n) => Op::SkipEnum(n),
-            };
-            self.push(op, path);
-            return Ok(());
+            return Ok(p.into());
         }
-        let op = match w.get(ty) {
+        Ok(match w.get(ty) {
             Ty::Union(branches) => {
-                let first = self.p.targets.len() as u32;
                 let ts = branches
                     .iter()
                     .map(|&b| self.target(b))
                     .collect::<Result<Vec<_>, _>>()?;
+                let first = self.p.targets.len() as u32;
                 self.p.targets.extend(ts);
-                Op::SkipUnion {
+                SkipItem::Union {
                     first,
                     count: branches.len() as u32,
                 }
             }
-            Ty::Array(item) => Op::SkipArray {
-                item: self.target(*item)?,
-                zero: w.zero_size.get(*item as usize).copied().unwrap_or(false),
+            Ty::Array(item) => match self.target(*item)? {
+                Target::Prim(p) => SkipItem::PrimArray(p),
+                Target::Call(_) => SkipItem::Array {
+                    item: self.add_target(*item)?,
+                    zero: w.zero_size.get(*item as usize).copied().unwrap_or(false),
+                },
             },
-            Ty::Map(value) => Op::SkipMap(self.target(*value)?),
-            _ => Op::SkipCall(self.skip_prog(ty)),
-        };
-        self.push(op, path);
+            Ty::Map(value) => match self.target(*value)? {
+                Target::Prim(p) => SkipItem::PrimMap(p),
+                Target::Call(_) => SkipItem::Map {
+                    value: self.add_target(*value)?,
+                },
+            },
+            _ => SkipItem::Call(self.skip_prog(ty)),
+        })
+    }
+
+    /// Adds the validating skip of one writer value to the copy run (opening one if needed).
+    fn skip(&mut self, ty: TyId, path: &str) -> Result<(), PlanError> {
+        if matches!(self.w.get(ty), Ty::Null) {
+            return Ok(()); // zero bytes: nothing to skip, nothing to copy
+        }
+        let skip = self.skip_item(ty)?;
+        let seg = self.seg(path);
+        self.run.push((
+            RunItem {
+                skip,
+                act: Act::Copy,
+            },
+            seg,
+        ));
         Ok(())
     }
 
@@ -418,32 +501,26 @@ impl Lower<'_> {
     }
 
     fn drop_field(&mut self, d: &Dropped, path: &str) -> Result<(), PlanError> {
-        if self.open {
-            self.push(Op::FlushMark, "");
-            self.open = false;
-        } else {
-            self.push(Op::Mark, "");
-        }
-        self.skip(d.ty, path)?;
         let (base_start, base_len) = d.baseline.map_or((0, NO_BASELINE), |c| (c.start, c.len));
-        self.push(
-            Op::LossCheck {
+        let item = RunItem {
+            skip: self.skip_item(d.ty)?,
+            act: Act::Drop {
                 base_start,
                 base_len,
                 index: d.index,
             },
-            path,
-        );
+        };
+        let seg = self.seg(path);
+        self.run.push((item, seg));
         Ok(())
     }
 
     /// Emits node `n` in place (`path`: its path relative to the current program).
     fn node(&mut self, n: NodeId, path: &str) -> Result<(), PlanError> {
-        let inline = matches!(self.nodes.get(n as usize), Some(Node::Record(_)))
-            && self.refs.get(n as usize) == Some(&1)
+        let is_record = matches!(self.nodes.get(n as usize), Some(Node::Record(_)));
+        let inline = self.refs.get(n as usize) == Some(&1)
             && !self.inlining.get(n as usize).copied().unwrap_or(true);
-        if matches!(self.nodes.get(n as usize), Some(Node::Record(_))) && !inline {
-            self.close();
+        if is_record && !inline {
             let prog = self.node_prog(n);
             self.push(Op::Call(prog), path);
             return Ok(());
@@ -456,13 +533,8 @@ impl Lower<'_> {
         let Some(node) = nodes.get(n as usize) else {
             return Ok(());
         };
-        if let Node::Copy(ty) = node {
-            self.open();
-            return self.skip(*ty, path);
-        }
-        self.close();
         let op = match node {
-            Node::Copy(_) => return Ok(()),
+            Node::Copy(ty) => return self.skip(*ty, path),
             Node::IntToFloat => Op::IntToFloat,
             Node::IntToDouble => Op::IntToDouble,
             Node::LongToFloat => Op::LongToFloat,
@@ -477,6 +549,12 @@ impl Lower<'_> {
                     count: targets.len() as u32,
                     writer: *writer,
                 }
+            }
+            Node::Array { item, zero_size } if !self.in_loop => {
+                return self.inline_loop(*item, *zero_size, false, path);
+            }
+            Node::Map(value) if !self.in_loop => {
+                return self.inline_loop(*value, false, true, path);
             }
             Node::Array { item, zero_size } => Op::Array {
                 item: self.node_prog(*item),
@@ -527,6 +605,31 @@ impl Lower<'_> {
         Ok(())
     }
 
+    /// An array or map whose items run in this frame: `Loop`, the item's ops, `Next`.
+    fn inline_loop(&mut self, item: NodeId, zero: bool, map: bool, path: &str) -> Result<(), PlanError> {
+        self.close();
+        let at = self.p.ops.len();
+        self.push(Op::Loop { end: 0, map, zero }, path);
+        self.in_loop = true;
+        let body = format!("{path}{}", if map { "{}" } else { "[]" });
+        let res = self.node(item, &body);
+        self.in_loop = false;
+        res?;
+        self.push(
+            Op::Next {
+                start: at as u32 + 1,
+                map,
+                zero,
+            },
+            path,
+        );
+        let end = self.p.ops.len() as u32;
+        if let Some(Op::Loop { end: e, .. }) = self.p.ops.get_mut(at) {
+            *e = end;
+        }
+        Ok(())
+    }
+
     fn record(&mut self, layout: &Layout, path: &str) -> Result<(), PlanError> {
         match layout {
             Layout::InOrder(steps) => {
@@ -534,20 +637,22 @@ impl Lower<'_> {
                     match step {
                         Step::Read { node, field } => self.node(*node, &join(path, field))?,
                         Step::Skip(d) => self.drop_field(d, &join(path, &d.field))?,
-                        Step::Default(c) => {
-                            self.close();
-                            self.push(Op::Default(*c), "");
-                        }
+                        Step::Default(c) => self.run.push((
+                            RunItem {
+                                skip: SkipItem::Null,
+                                act: Act::Emit(*c),
+                            },
+                            0,
+                        )),
                     }
                 }
             }
             Layout::Reordered { writer, reader } => {
-                self.close();
                 let mut slots = Vec::with_capacity(writer.len());
                 for s in writer.iter() {
-                    let i = self.slot_drops.len() as u32;
-                    self.slot_drops.push((s.dropped.clone(), s.field.clone()));
-                    slots.push(self.new_prog(Job::Slot(s.ty, i)));
+                    let i = self.slots.len() as u32;
+                    self.slots.push((s.ty, s.dropped.clone(), s.field.clone()));
+                    slots.push(self.new_prog(Job::Slot(i)));
                 }
                 let sources = reader
                     .iter()

@@ -58,7 +58,11 @@ pub const MAX_PLAN_NODES: usize = 100_000;
 #[derive(Debug)]
 pub struct Plan {
     pub(crate) writer: Types,
+    /// The resolution as compiled (before lowering): kept for `Debug` output and for tests that
+    /// check its shape; the executor runs `prog`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) nodes: Vec<Node>,
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) root: NodeId,
     /// Pre-encoded reader defaults and lossiness baselines, addressed by `compile::Consts`.
     pub(crate) consts: Vec<u8>,
@@ -140,7 +144,9 @@ impl Plan {
     /// reader cannot take. On error `out` is left as it was.
     pub fn transcode(&self, input: &[u8], out: &mut Vec<u8>) -> Result<Lossiness, TranscodeError> {
         let mark = out.len();
-        out.reserve(input.len());
+        // Room for the usual output (about the input's size) and the executor's 64-byte block
+        // copies, so that the hot path does not reallocate.
+        out.reserve(input.len() + 64);
         exec::transcode(self, input, out).map_err(|e| {
             out.truncate(mark);
             let mut e = *e;
@@ -159,6 +165,7 @@ impl Plan {
         out: &mut Vec<u8>,
     ) -> Result<(usize, Lossiness), TranscodeError> {
         let mark = out.len();
+        out.reserve(64);
         exec::transcode_prefix(self, input, out).map_err(|e| {
             out.truncate(mark);
             let mut e = *e;

@@ -1375,12 +1375,3 @@ fn plan_is_shareable_and_errors_are_cloneable() {
     let e = plan_err(r#""string""#, r#""int""#);
     assert_eq!(e.clone().to_string(), e.to_string());
 }
-
-#[test]
-fn zz_dump_program() {
-    let p = plan(V2, V1);
-    for (i, op) in p.prog.ops.iter().enumerate() {
-        eprintln!("{i:3} {op:?} {:?}", p.prog.seg_names[p.prog.segs[i] as usize]);
-    }
-    eprintln!("{:?}", p.prog.entries);
-}

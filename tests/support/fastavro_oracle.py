@@ -4,8 +4,10 @@
 Reads one case as JSON on stdin:
   {"writer": SCHEMA, "reader": SCHEMA,
    "records": [VALUE, ...]                       # values of the writer schema, or
+   "datums_hex": [HEX, ...]                      # datums already encoded with the writer, or
    "generate": {"count": N, "seed": S, "schema": SCHEMA}}   # gen_orders.py records, written
                                                  # with "schema" then resolved to "writer"
+or many at once as {"batch": [CASE, ...]}, answered by {"batch": [ANSWER, ...]}.
 VALUE is JSON; {"$hex": "00ff"} stands for bytes/fixed, {"$branch": NAME, "value": V} for a
 union value of the named branch NAME (fastavro's tuple notation).
 
@@ -185,14 +187,20 @@ def encode(schema, record):
 
 def main():
     case = json.load(sys.stdin)
+    if "batch" in case:
+        print(json.dumps({"batch": [answer(c) for c in case["batch"]]}))
+    else:
+        print(json.dumps(answer(case)))
+
+
+def answer(case):
     writer_json = strip_logical(case["writer"])
     reader_json = strip_logical(case["reader"])
     try:
         writer = fastavro.parse_schema(copy.deepcopy(writer_json))
         reader = fastavro.parse_schema(copy.deepcopy(reader_json))
     except Exception as e:  # noqa: BLE001 - any rejection is an answer
-        print(json.dumps({"schema_error": f"{type(e).__name__}: {e}"}))
-        return
+        return {"schema_error": f"{type(e).__name__}: {e}"}
 
     if "generate" in case:
         sys.path.insert(0, HERE)
@@ -208,6 +216,8 @@ def main():
                 rec = fastavro.schemaless_reader(io.BytesIO(raw), gen_schema, writer)
                 raw = encode(writer, rec)
             datums.append(raw)
+    elif "datums_hex" in case:
+        datums = [bytes.fromhex(h) for h in case["datums_hex"]]
     else:
         datums = [encode(writer, from_json(r)) for r in case["records"]]
 
@@ -221,7 +231,7 @@ def main():
         except Exception as e:  # noqa: BLE001 - a resolution error is an answer
             entry["error"] = f"{type(e).__name__}: {e}"
         results.append(entry)
-    print(json.dumps({"results": results}))
+    return {"results": results}
 
 
 if __name__ == "__main__":
