@@ -31,18 +31,19 @@ pub enum ArchiveError {
     Codec { path: PathBuf, codec: String },
     #[error("{}: schema: {why}", path.display())]
     Schema { path: PathBuf, why: String },
+    /// (The engine's errors are boxed to keep `Result<_, ArchiveError>` small.)
     #[error("the writer schema of {} cannot be read as {}: {source}", input.display(), reader.display())]
     Unresolvable {
         input: PathBuf,
         reader: PathBuf,
-        source: avro::PlanError,
+        source: Box<avro::PlanError>,
     },
     #[error("{}: record {record} (block {block}): {source}", path.display())]
     Datum {
         path: PathBuf,
         record: u64,
         block: u64,
-        source: avro::TranscodeError,
+        source: Box<avro::TranscodeError>,
     },
 }
 
@@ -84,7 +85,8 @@ pub fn transcode_file(
         let path = path.to_path_buf();
         move |source| ArchiveError::Io { path, source }
     };
-    let reader_text = std::fs::read_to_string(reader_schema_path).map_err(io(reader_schema_path))?;
+    let reader_text =
+        std::fs::read_to_string(reader_schema_path).map_err(io(reader_schema_path))?;
     let reader = Schema::parse_str(&reader_text).map_err(|e| ArchiveError::Schema {
         path: reader_schema_path.to_path_buf(),
         why: e.to_string(),
@@ -99,7 +101,7 @@ pub fn transcode_file(
     let plan = avro::compile(&writer, &reader).map_err(|source| ArchiveError::Unresolvable {
         input: input.to_path_buf(),
         reader: reader_schema_path.to_path_buf(),
-        source,
+        source: Box::new(source),
     })?;
 
     let tmp = temp_path(output);
@@ -109,12 +111,10 @@ pub fn transcode_file(
         let sync = new_sync_marker();
         write_header(&mut dst, reader_text.trim(), header.codec, &sync).map_err(io(&tmp))?;
         let stats = copy_blocks(&mut src, &mut dst, &header, &plan, &sync, input, &tmp)?;
-        let file = dst
-            .into_inner()
-            .map_err(|e| ArchiveError::Io {
-                path: tmp.clone(),
-                source: e.into_error(),
-            })?;
+        let file = dst.into_inner().map_err(|e| ArchiveError::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
         file.sync_all().map_err(io(&tmp))?;
         Ok(stats)
     })();
@@ -154,14 +154,14 @@ pub fn read_datums(input: &Path) -> Result<(String, Vec<Vec<u8>>), ArchiveError>
         let mut rest = &data[..];
         for _ in 0..count {
             scratch.clear();
-            let (used, _) =
-                plan.transcode_prefix(rest, &mut scratch)
-                    .map_err(|source| ArchiveError::Datum {
-                        path: input.to_path_buf(),
-                        record,
-                        block: block_no,
-                        source,
-                    })?;
+            let (used, _) = plan
+                .transcode_prefix(rest, &mut scratch)
+                .map_err(|source| ArchiveError::Datum {
+                    path: input.to_path_buf(),
+                    record,
+                    block: block_no,
+                    source: Box::new(source),
+                })?;
             datums.push(rest[..used].to_vec());
             rest = &rest[used..];
             record += 1;
@@ -271,7 +271,10 @@ fn read_block(
     src.read_exact(&mut sync)
         .map_err(|_| format_err(path, "truncated block sync marker"))?;
     if sync != header.sync {
-        return Err(format_err(path, "block sync marker does not match the header's"));
+        return Err(format_err(
+            path,
+            "block sync marker does not match the header's",
+        ));
     }
     let data = match header.codec {
         Codec::Null => data,
@@ -308,7 +311,7 @@ fn copy_blocks(
                         path: input.to_path_buf(),
                         record: stats.records,
                         block: stats.blocks,
-                        source,
+                        source: Box::new(source),
                     })?;
             if loss.is_lossy() {
                 stats.lossy_records += 1;
@@ -319,12 +322,18 @@ fn copy_blocks(
         if !rest.is_empty() {
             return Err(format_err(
                 input,
-                format!("block {} has {} bytes after its {count} records", stats.blocks, rest.len()),
+                format!(
+                    "block {} has {} bytes after its {count} records",
+                    stats.blocks,
+                    rest.len()
+                ),
             ));
         }
         let body = match header.codec {
             Codec::Null => std::borrow::Cow::Borrowed(&out[..]),
-            Codec::Deflate => std::borrow::Cow::Owned(miniz_oxide::deflate::compress_to_vec(&out, 6)),
+            Codec::Deflate => {
+                std::borrow::Cow::Owned(miniz_oxide::deflate::compress_to_vec(&out, 6))
+            }
         };
         let io = |source| ArchiveError::Io {
             path: tmp.to_path_buf(),

@@ -80,10 +80,7 @@ fn truncated(pos: usize, needed: usize) -> Fail {
 #[cold]
 #[inline(never)]
 fn int_out_of_range(pos: usize, value: i64) -> Fail {
-    Box::new(TranscodeError::IntOutOfRange {
-        at: at(pos),
-        value,
-    })
+    Box::new(TranscodeError::IntOutOfRange { at: at(pos), value })
 }
 
 #[cold]
@@ -101,10 +98,7 @@ fn hostile_length(pos: usize, what: &'static str, value: i64, remaining: usize) 
 #[inline(never)]
 fn bad_bool(pos: usize, value: Option<u8>) -> Fail {
     match value {
-        Some(value) => Box::new(TranscodeError::InvalidBoolean {
-            at: at(pos),
-            value,
-        }),
+        Some(value) => Box::new(TranscodeError::InvalidBoolean { at: at(pos), value }),
         None => truncated(pos, 1),
     }
 }

@@ -129,9 +129,9 @@ impl<'p, 'i> Exec<'p, 'i, '_> {
             Some(Op::Array { .. })
             | Some(Op::Loop { map: false, .. })
             | Some(Op::Next { map: false, .. }) => e.prepend("[]"),
-            Some(Op::Map(_)) | Some(Op::Loop { map: true, .. }) | Some(Op::Next { map: true, .. }) => {
-                e.prepend("{}")
-            }
+            Some(Op::Map(_))
+            | Some(Op::Loop { map: true, .. })
+            | Some(Op::Next { map: true, .. }) => e.prepend("{}"),
             _ => {}
         }
         let seg = self.seg_name(self.prog.segs.get(pc));
@@ -247,8 +247,8 @@ impl<'p, 'i> Exec<'p, 'i, '_> {
         // Items left in the current block of this frame's inline loop (loops do not nest
         // inline, see `lower.rs`).
         let mut left: u64 = 0;
-        // Where that block started, and the bytes left at its end if it gave its byte size.
-        let mut sized = (0usize, usize::MAX);
+        // The bytes left at that block's end, if it gave its byte size (else `usize::MAX`).
+        let mut block_end = usize::MAX;
         macro_rules! tri {
             ($e:expr) => {
                 if let Err(e) = $e {
@@ -362,12 +362,12 @@ impl<'p, 'i> Exec<'p, 'i, '_> {
                     }
                 }
                 Op::Loop { end, map, zero } => {
-                    match self.block(&mut cur, zero, out, &mut sized) {
-                        Ok(0) => {
+                    match self.block(&mut cur, zero, out) {
+                        Ok((0, _)) => {
                             pc = end as usize;
                             continue;
                         }
-                        Ok(n) => left = n,
+                        Ok((n, e)) => (left, block_end) = (n, e),
                         Err(e) => return Err(self.blame(pc, e)),
                     }
                     if map {
@@ -377,16 +377,17 @@ impl<'p, 'i> Exec<'p, 'i, '_> {
                 Op::Next { start, map, zero } => {
                     left = left.saturating_sub(1);
                     if left == 0 {
-                        if sized.1 != usize::MAX && sized.1 != cur.remaining() {
-                            let e = Box::new(TranscodeError::InconsistentBlock { at: at(sized.0) });
+                        if block_end != usize::MAX && block_end != cur.remaining() {
+                            let e =
+                                Box::new(TranscodeError::InconsistentBlock { at: at(cur.pos()) });
                             return Err(self.blame(pc, e));
                         }
-                        match self.block(&mut cur, zero, out, &mut sized) {
-                            Ok(0) => {
+                        match self.block(&mut cur, zero, out) {
+                            Ok((0, _)) => {
                                 pc += 1;
                                 continue;
                             }
-                            Ok(n) => left = n,
+                            Ok((n, e)) => (left, block_end) = (n, e),
                             Err(e) => return Err(self.blame(pc, e)),
                         }
                     }
@@ -480,29 +481,26 @@ impl<'p, 'i> Exec<'p, 'i, '_> {
     }
 
     /// Starts a block of an inline loop: reads and checks its header and writes the reader's
-    /// (the same count, no byte size; `0` for the end marker). Returns the item count.
+    /// (the same count, no byte size; `0` for the end marker). Returns the item count and, for a
+    /// block that gave its byte size, the bytes that must be left at its end (else `usize::MAX`).
     #[cfg_attr(not(debug_assertions), inline(always))]
     fn block(
         &mut self,
         cur: &mut Cursor<'i>,
         zero_size: bool,
         out: &mut Vec<u8>,
-        sized: &mut (usize, usize),
-    ) -> R<u64> {
+    ) -> R<(u64, usize)> {
         let start = cur.pos();
         let (count, size) = block_header(cur)?;
         if count == 0 {
             out.push(0);
-            return Ok(0);
+            return Ok((0, usize::MAX));
         }
         self.check_count(cur, count, zero_size, start)?;
         write_long(out, count as i64);
         // `read_len` checked the size against the bytes left.
-        *sized = match size {
-            Some(size) => (start, cur.remaining().saturating_sub(size)),
-            None => (start, usize::MAX),
-        };
-        Ok(count)
+        let end = size.map_or(usize::MAX, |size| cur.remaining().saturating_sub(size));
+        Ok((count, end))
     }
 
     /// Resolves array or map blocks. Output is re-blocked with the input's counts but without
@@ -555,7 +553,13 @@ impl<'p, 'i> Exec<'p, 'i, '_> {
     }
 
     /// Skips array or map blocks, jumping over blocks whose byte size the writer gave.
-    fn skip_blocks(&mut self, item: Target, zero_size: bool, map: bool, out: &mut Vec<u8>) -> R<()> {
+    fn skip_blocks(
+        &mut self,
+        item: Target,
+        zero_size: bool,
+        map: bool,
+        out: &mut Vec<u8>,
+    ) -> R<()> {
         let mut cur = self.cur;
         loop {
             let start = cur.pos();

@@ -61,14 +61,22 @@ pub(crate) enum SkipItem {
     /// An enum index below this symbol count.
     Enum(u32),
     /// `targets[first + writer index]`, `count` branches.
-    Union { first: u32, count: u32 },
+    Union {
+        first: u32,
+        count: u32,
+    },
     /// An array or map of primitives, skipped in place.
     PrimArray(Prim),
     PrimMap(Prim),
     /// Items skipped as `targets[item]`; `zero`: they encode to zero bytes.
-    Array { item: u32, zero: bool },
+    Array {
+        item: u32,
+        zero: bool,
+    },
     /// Values skipped as `targets[value]`.
-    Map { value: u32 },
+    Map {
+        value: u32,
+    },
     /// A record skipped by its skip program.
     Call(ProgId),
 }
@@ -130,9 +138,15 @@ pub(crate) enum Op {
     /// End of a program.
     Ret,
     /// Run the items `seq[first..][..count]`: copied spans, dropped fields, defaults.
-    Run { first: u32, count: u32 },
+    Run {
+        first: u32,
+        count: u32,
+    },
     /// Skip `seq[first..][..count]` (all `Act::Copy`), writing nothing.
-    Skip { first: u32, count: u32 },
+    Skip {
+        first: u32,
+        count: u32,
+    },
     IntToFloat,
     IntToDouble,
     LongToFloat,
@@ -140,19 +154,37 @@ pub(crate) enum Op {
     FloatToDouble,
     BytesToString,
     /// `enum_targets[first + writer index]`; `writer` for the symbol in error messages.
-    Enum { first: u32, count: u32, writer: TyId },
+    Enum {
+        first: u32,
+        count: u32,
+        writer: TyId,
+    },
     /// Resolve each item with program `item` (arrays nested in an inline loop's body).
-    Array { item: ProgId, zero: bool },
+    Array {
+        item: ProgId,
+        zero: bool,
+    },
     /// Start of an inline array (`map: false`) or map loop: read a block header; for an empty
     /// block write the end marker and jump to `end`, else run the body that follows for each
     /// item (a map item starts with its key). `zero`: items encode to zero bytes.
-    Loop { end: u32, map: bool, zero: bool },
+    Loop {
+        end: u32,
+        map: bool,
+        zero: bool,
+    },
     /// End of an inline loop's body: back to `start` for the next item, reading the next block
     /// header when the block is done; falls through after the last one.
-    Next { start: u32, map: bool, zero: bool },
+    Next {
+        start: u32,
+        map: bool,
+        zero: bool,
+    },
     Map(ProgId),
     /// `branches[first + writer index]`.
-    Union { first: u32, count: u32 },
+    Union {
+        first: u32,
+        count: u32,
+    },
     /// Writer non-union read as a reader union: write the branch index, go on with the value.
     WriteIndex(u32),
     Call(ProgId),
@@ -208,7 +240,6 @@ enum Job {
     /// A reordered record's writer field: `Lower::slots[i]`.
     Slot(u32),
 }
-
 
 struct Lower<'a> {
     nodes: &'a [Node],
@@ -311,9 +342,11 @@ pub(crate) fn lower(nodes: &[Node], root: NodeId, w: &Types) -> Result<Program, 
                 l.close_as_skip();
             }
             Job::Slot(i) => {
-                let (ty, dropped, field) = l.slots.get(i as usize).cloned().unwrap_or_else(|| {
-                    (0, None, Box::from(""))
-                });
+                let (ty, dropped, field) = l
+                    .slots
+                    .get(i as usize)
+                    .cloned()
+                    .unwrap_or_else(|| (0, None, Box::from("")));
                 match dropped {
                     Some(d) => l.drop_field(&d, &field)?,
                     None => {
@@ -606,7 +639,13 @@ impl Lower<'_> {
     }
 
     /// An array or map whose items run in this frame: `Loop`, the item's ops, `Next`.
-    fn inline_loop(&mut self, item: NodeId, zero: bool, map: bool, path: &str) -> Result<(), PlanError> {
+    fn inline_loop(
+        &mut self,
+        item: NodeId,
+        zero: bool,
+        map: bool,
+        path: &str,
+    ) -> Result<(), PlanError> {
         self.close();
         let at = self.p.ops.len();
         self.push(Op::Loop { end: 0, map, zero }, path);

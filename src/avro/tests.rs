@@ -605,6 +605,131 @@ fn arrays_with_negative_block_counts_resolve_and_copy() {
 }
 
 #[test]
+fn block_byte_sizes_must_match_the_items_they_hold() {
+    // Two items of one byte each in a block that claims three bytes (the third byte would
+    // otherwise be jumped over, unchecked, and copied).
+    let mut lying = Vec::new();
+    write_long(&mut lying, -2);
+    write_long(&mut lying, 3);
+    lying.extend_from_slice(&[2, 4, 0xff]);
+    lying.push(0);
+    let arr = |items: &str| format!(r#"{{"type":"array","items":{items}}}"#);
+    let rec = |items: &str| {
+        format!(
+            r#"{{"type":"record","name":"R","fields":[{{"name":"a","type":{{"type":"array","items":{items}}}}},{{"name":"t","type":"int"}}]}}"#
+        )
+    };
+    let wrapped = |body: &[u8]| {
+        let mut v = body.to_vec();
+        v.push(2); // t
+        v
+    };
+    let item_rec = r#"{"type":"record","name":"I","fields":[{"name":"x","type":"long"}]}"#;
+    let item_rec_r = r#"{"type":"record","name":"I","fields":[{"name":"x","type":"double"}]}"#;
+    for (w, r, input) in [
+        // Copied: the whole value, items skipped in place.
+        (arr(r#""long""#), arr(r#""long""#), lying.clone()),
+        // Copied inside a record: a run item of primitives.
+        (
+            rec(r#""long""#),
+            rec(r#""long""#).replace(r#""R""#, r#""R2","aliases":["R"]"#),
+            wrapped(&lying),
+        ),
+        // Copied, items that are records: skipped by a skip program.
+        (arr(item_rec), arr(item_rec), lying.clone()),
+        // Resolved item by item in an inline loop.
+        (arr(r#""long""#), arr(r#""double""#), lying.clone()),
+        // Resolved in a called loop (an array inside an inline loop's item).
+        (arr(&arr(item_rec)), arr(&arr(item_rec_r)), {
+            let mut v = Vec::new();
+            write_long(&mut v, 1);
+            v.extend_from_slice(&lying);
+            v.push(0);
+            v
+        }),
+    ] {
+        let p = plan(&w, &r);
+        let e = transcode_err(&p, &input);
+        assert!(
+            matches!(e, TranscodeError::InconsistentBlock { .. }),
+            "{w} -> {r}: {e}"
+        );
+        // With the right size, the same input transcodes.
+        let honest: Vec<u8> = input
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|&(i, _)| input.get(i) != Some(&0xff))
+            .map(|(_, b)| if b == 6 { 4 } else { b })
+            .collect();
+        let mut out = Vec::new();
+        p.transcode(&honest, &mut out)
+            .unwrap_or_else(|e| panic!("{w} -> {r}: {e}"));
+        decode(&r, &out);
+    }
+}
+
+#[test]
+fn error_paths_inside_loops_maps_and_nested_arrays() {
+    // An array item's field (inline loop over records).
+    let p = plan(V2, V1);
+    let mut input = encode(V2, order_v2(1, false));
+    let pos = input.windows(4).position(|w| w == b"SKU-").unwrap();
+    input.truncate(pos + 1);
+    let e = transcode_err(&p, &input);
+    assert_eq!(e.location().path, "OrderPlaced.items[].sku", "{e}");
+
+    // A map value's field, and a field of an item of an array nested in an array item.
+    let w = r#"{"type":"record","name":"R","fields":[
+        {"name":"m","type":{"type":"map","values":{"type":"record","name":"V","fields":[
+            {"name":"x","type":"long"},{"name":"gone","type":"string"}]}}},
+        {"name":"n","type":{"type":"array","items":{"type":"array","items":
+            {"type":"record","name":"I","fields":[{"name":"y","type":"int"}]}}}}]}"#;
+    let r = r#"{"type":"record","name":"R","fields":[
+        {"name":"m","type":{"type":"map","values":{"type":"record","name":"V","fields":[
+            {"name":"x","type":"double"}]}}},
+        {"name":"n","type":{"type":"array","items":{"type":"array","items":
+            {"type":"record","name":"I","fields":[{"name":"y","type":"float"}]}}}}]}"#;
+    let p = plan(w, r);
+    let mut good = Vec::new();
+    write_long(&mut good, 1); // one map entry
+    write_long(&mut good, 1);
+    good.push(b'k');
+    write_long(&mut good, 5); // x
+    write_long(&mut good, 0); // gone: ""
+    good.push(0);
+    write_long(&mut good, 1); // n: one inner array
+    write_long(&mut good, 1); // with one item
+    write_long(&mut good, 7); // y
+    good.extend_from_slice(&[0, 0]);
+    let mut out = Vec::new();
+    p.transcode(&good, &mut out).unwrap();
+    let v = decode(r, &out);
+    let Value::Record(fields) = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(
+        fields[1].1,
+        Value::Array(vec![Value::Array(vec![rec(&[("y", Value::Float(7.0))])])])
+    );
+
+    // x: a varint that never ends.
+    let mut bad = good.clone();
+    bad[3] = 0xff;
+    bad[4] = 0xff;
+    let e = transcode_err(&p, &bad[..5]);
+    assert_eq!(e.location().path, "R.m{}.x", "{e}");
+    // y: an int out of range.
+    let at = good.len() - 3;
+    let mut bad = good[..at].to_vec();
+    write_long(&mut bad, 1 << 40);
+    bad.extend_from_slice(&[0, 0]);
+    let e = transcode_err(&p, &bad);
+    assert!(matches!(e, TranscodeError::IntOutOfRange { .. }), "{e}");
+    assert_eq!(e.location().path, "R.n[][].y", "{e}");
+}
+
+#[test]
 fn maps_resolve_values_across_blocks() {
     let w = r#"{"type":"map","values":"int"}"#;
     let r = r#"{"type":"map","values":"long"}"#;
