@@ -331,7 +331,11 @@ fn report(
         *by_writer.entry(*writer_id).or_default() += 1;
         *reader_ids.entry(*reader_id).or_default() += 1;
     }
-    let _ = writeln!(w, "  produced     {:>6}  messages", inputs.len() + 1);
+    let _ = writeln!(
+        w,
+        "  produced     {:>6}  messages on `{SOURCE}`",
+        inputs.len() + 1
+    );
     for (id, n) in &by_writer {
         let _ = writeln!(
             w,
@@ -344,7 +348,7 @@ fn report(
     }
     let _ = writeln!(
         w,
-        "  gateway      consumed {} · forwarded {} · dead-lettered {} · skipped {} · {:.1} s",
+        "  gateway      (both routes) consumed {} · forwarded {} · dead-lettered {} · skipped {} · {:.1} s",
         summary.consumed,
         summary.forwarded,
         summary.dead_lettered,
@@ -357,7 +361,7 @@ fn report(
             "\n  v2 fields the v1 consumer does not see, and in how many messages they held data:"
         );
         for (field, n) in &summary.lossy_fields {
-            let _ = writeln!(w, "    {field:<28} {n:>6}");
+            let _ = writeln!(w, "    {field:<40} {n:>6}");
         }
     }
     if reader_ids.keys().any(|id| *id != V1_ID) {

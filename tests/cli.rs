@@ -93,7 +93,7 @@ fn demo_shows_v2_records_arriving_as_v1() {
     );
     // Plus 50 Protobuf messages on their own route.
     assert!(
-        stdout.contains("consumed 251 · forwarded 250 · dead-lettered 1 · skipped 0"),
+        stdout.contains("(both routes) consumed 251 · forwarded 250 · dead-lettered 1 · skipped 0"),
         "{stdout}"
     );
     assert!(

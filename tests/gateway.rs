@@ -726,8 +726,11 @@ async fn on_lossy_dlq_refuses_messages_whose_dropped_fields_held_data() {
         assert!(error.contains(field), "{key}: {error}");
         assert_eq!(m.value, inputs[key.parse::<usize>().unwrap() - 1].value);
     }
-    assert_eq!(summary.lossy_fields.get("value.nickname"), Some(&1));
-    assert_eq!(summary.lossy_fields.get("value.prefs.theme"), Some(&1));
+    assert_eq!(summary.lossy_fields.get("test: value.nickname"), Some(&1));
+    assert_eq!(
+        summary.lossy_fields.get("test: value.prefs.theme"),
+        Some(&1)
+    );
 }
 
 fn order_key(v: &Value) -> Vec<u8> {

@@ -170,7 +170,7 @@ async fn v2_to_v1_preserve_keeps_unknown_fields_for_a_re_encoding_reader_and_dro
     let summary = strip.stop().await.expect("clean stop");
     assert_eq!((kept.len(), stripped.len(), dlq.len()), (20, 20, 0));
     assert!(
-        summary.lossy_fields.contains_key("value.email"),
+        summary.lossy_fields.contains_key("proto: value.email"),
         "{summary:?}"
     );
 

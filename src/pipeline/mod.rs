@@ -84,7 +84,7 @@ pub struct RunSummary {
     pub skipped: u64,
     /// Messages per value writer schema id (`None`: passthrough, tombstone or unframed).
     pub by_writer: BTreeMap<Option<u32>, u64>,
-    /// Per dropped writer field (`value.email`), messages in which it held data the reader
+    /// Per dropped writer field (`orders: value.email`: route, part, field path), messages in which it held data the reader
     /// does not see (whatever the route's `on_lossy`).
     pub lossy_fields: BTreeMap<String, u64>,
 }
@@ -363,7 +363,7 @@ async fn resolve_part(
             rt.lossy_counter(field).increment(1);
             *summary
                 .lossy_fields
-                .entry(format!("{}.{field}", part.as_str()))
+                .entry(format!("{}: {}.{field}", route.name, part.as_str()))
                 .or_default() += 1;
         }
         if rt.config.on_lossy != LossyPolicy::Allow {
