@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::avro::{self, Schema};
+use crate::avro::{self, Schema, write_long};
 
 const MAGIC: &[u8; 4] = b"Obj\x01";
 /// A block larger than this is refused as hostile rather than allocated.
@@ -426,13 +426,4 @@ fn read_bytes(src: &mut impl Read, limit: u64) -> Result<Vec<u8>, ReadErr> {
     let mut buf = vec![0u8; len as usize];
     src.read_exact(&mut buf).map_err(|_| ReadErr::Bad)?;
     Ok(buf)
-}
-
-fn write_long(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
 }

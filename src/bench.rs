@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use apache_avro::Schema;
 use apache_avro::schema::{Name, UnionSchema};
 
-use crate::avro;
+use crate::avro::{self, write_long};
 
 /// Deterministic pseudo-random numbers (SplitMix64).
 pub struct Rng(pub u64);
@@ -24,8 +24,12 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         if n == 0 { 0 } else { self.next_u64() % n }
+    }
+    /// One of `items` (which must not be empty).
+    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
     }
 }
 
@@ -255,15 +259,6 @@ impl<'s> Gen<'s, '_> {
         }
         self.rng.below(variants.len() as u64) as usize
     }
-}
-
-fn write_long(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
 }
 
 /// apache-avro 0.22 cannot resolve reader field aliases; for its side of the comparison the

@@ -406,24 +406,8 @@ fn json(v: Value) -> String {
         .unwrap_or_else(|e| format!("<{e}>"))
 }
 
-/// Deterministic pseudo-random numbers (SplitMix64): the demo prints the same thing every run.
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
+/// Deterministic pseudo-random numbers: the demo prints the same thing every run.
+pub use crate::bench::Rng as SplitMix;
 
 const CITIES: &[&str] = &["Berlin", "Lisbon", "Osaka", "Austin", "Lagos"];
 const COUNTRIES: &[&str] = &["DE", "PT", "JP", "US", "NG"];

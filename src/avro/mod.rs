@@ -48,6 +48,8 @@ mod schema;
 mod tests;
 
 pub use apache_avro::Schema;
+/// Avro's zig-zag varint `long`, for the container-file writer and the record generator.
+pub(crate) use codec::write_long;
 pub use error::{Location, PlanError, TranscodeError};
 
 use compile::{Compiler, Node, NodeId};
