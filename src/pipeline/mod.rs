@@ -195,7 +195,8 @@ impl Gateway {
                 }
             }
         }
-        let summary = std::mem::take(&mut worker.summary);
+        let mut summary = std::mem::take(&mut worker.summary);
+        summary.lossy_fields = routes.lossy_summary();
         drop(worker);
         tracing::info!(
             ?summary,
@@ -250,7 +251,7 @@ impl Worker<'_> {
                 Part::Value => (msg.payload(), &mut self.value_buf),
             };
             buf.clear();
-            match resolve_part(self.resolver, route, part, input, buf, &mut self.summary).await {
+            match resolve_part(self.resolver, route, part, input, buf).await {
                 Ok(id) => {
                     if part == Part::Value {
                         writer_id = id;
@@ -351,7 +352,6 @@ async fn resolve_part(
     part: Part,
     input: Option<&[u8]>,
     buf: &mut Vec<u8>,
-    summary: &mut RunSummary,
 ) -> Result<Option<u32>, ResolveError> {
     let rt = route.part(part);
     let (Some(input), Some(reader)) = (input, &rt.reader) else {
@@ -360,11 +360,7 @@ async fn resolve_part(
     let resolved = resolver.resolve(input, reader, buf).await?;
     if !resolved.lossy_fields.is_empty() {
         for field in &resolved.lossy_fields {
-            rt.lossy_counter(field).increment(1);
-            *summary
-                .lossy_fields
-                .entry(format!("{}: {}.{field}", route.name, part.as_str()))
-                .or_default() += 1;
+            rt.record_lossy(field);
         }
         if rt.config.on_lossy != LossyPolicy::Allow {
             let names: Vec<&str> = resolved.lossy_fields.iter().map(|f| &**f).collect();

@@ -37,23 +37,25 @@ pub struct PartRuntime {
     pub reader: Option<ReaderSchema>,
     route: String,
     part: Part,
-    lossy: Mutex<HashMap<Arc<str>, Counter>>,
+    /// Per dropped field: its metric handle and the messages counted this run.
+    lossy: Mutex<HashMap<Arc<str>, (Counter, u64)>>,
 }
 
 impl PartRuntime {
-    /// Counter of messages in which `field` was dropped while holding data.
-    pub fn lossy_counter(&self, field: &Arc<str>) -> Counter {
+    /// Counts one message in which `field` was dropped while holding data.
+    pub fn record_lossy(&self, field: &Arc<str>) {
         let mut map = self.lossy.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(field.clone())
-            .or_insert_with(|| {
-                metrics::counter!(
-                    "schemabridge_dropped_fields_total",
-                    "route" => self.route.clone(),
-                    "part" => self.part.as_str(),
-                    "field" => field.to_string()
-                )
-            })
-            .clone()
+        let (counter, n) = map.entry(field.clone()).or_insert_with(|| {
+            let counter = metrics::counter!(
+                "schemabridge_dropped_fields_total",
+                "route" => self.route.clone(),
+                "part" => self.part.as_str(),
+                "field" => field.to_string()
+            );
+            (counter, 0)
+        });
+        counter.increment(1);
+        *n += 1;
     }
 }
 
@@ -163,6 +165,23 @@ impl RouteTable {
             matchers,
             by_topic: HashMap::new(),
         }))
+    }
+
+    /// Per `route: part.field`, the messages in which that dropped field held data.
+    pub fn lossy_summary(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for route in &self.routes {
+            for part in [&route.key, &route.value] {
+                let map = part.lossy.lock().unwrap_or_else(|p| p.into_inner());
+                for (field, (_, n)) in map.iter() {
+                    out.insert(
+                        format!("{}: {}.{field}", route.name, part.part.as_str()),
+                        *n,
+                    );
+                }
+            }
+        }
+        out
     }
 
     /// Topic names and `^regex` patterns for `subscribe`.
