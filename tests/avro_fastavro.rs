@@ -10,13 +10,16 @@
 //! takes the same-type branch before an earlier promotable one in Rust (Java's rule), the first
 //! match in fastavro; it only shows for unions like `["double","int"]`.
 
+#[path = "support/avro_values.rs"]
+mod avro_values;
 #[path = "support/python.rs"]
 mod python;
+
+use avro_values::normalize;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use apache_avro::types::Value;
 use schemabridge::avro::{Schema, compile};
 use serde_json::{Value as Json, json};
 
@@ -80,42 +83,6 @@ fn hex_decode(s: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
         .collect()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// apache-avro value (decoded with the reader schema) in the oracle's normalized JSON form.
-fn normalize(v: &Value) -> Json {
-    match v {
-        Value::Null => Json::Null,
-        Value::Boolean(b) => json!(b),
-        Value::Int(i) | Value::Date(i) | Value::TimeMillis(i) => json!(i),
-        Value::Long(i)
-        | Value::TimeMicros(i)
-        | Value::TimestampMillis(i)
-        | Value::TimestampMicros(i)
-        | Value::TimestampNanos(i)
-        | Value::LocalTimestampMillis(i)
-        | Value::LocalTimestampMicros(i)
-        | Value::LocalTimestampNanos(i) => json!(i),
-        Value::Float(f) => json!({"$f64": f64::from(*f).to_bits()}),
-        Value::Double(f) => json!({"$f64": f.to_bits()}),
-        Value::Bytes(b) | Value::Fixed(_, b) => json!({"$bytes": hex(b)}),
-        Value::String(s) => json!(s),
-        Value::Enum(_, s) => json!(s),
-        Value::Union(_, v) => normalize(v),
-        Value::Array(items) => Json::Array(items.iter().map(normalize).collect()),
-        Value::Map(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), normalize(v))).collect()),
-        Value::Record(fields) => Json::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), normalize(v)))
-                .collect(),
-        ),
-        other => panic!("value kind not used by these cases: {other:?}"),
-    }
 }
 
 fn check(name: &str, writer: Json, reader: Json, input: Input, expect: Expect) {

@@ -23,8 +23,12 @@
 //! into a reader union where two branches could take it (Java's "same type first" rule here,
 //! first match in fastavro), and named-type renames (apache-avro does not resolve type aliases).
 
+#[path = "support/avro_values.rs"]
+mod avro_values;
 #[path = "support/python.rs"]
 mod python;
+
+use avro_values::{hex, normalize};
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -601,36 +605,6 @@ fn generator_covers_the_steps() {
 // -------------------------------------------------------------------------------------------------
 // The fastavro leg: one Python call for a batch of generated pairs
 // -------------------------------------------------------------------------------------------------
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// apache-avro value (decoded with the reader schema) in the oracle's normalized JSON form
-/// (see tests/support/fastavro_oracle.py).
-fn normalize(v: &Value) -> Json {
-    match v {
-        Value::Null => Json::Null,
-        Value::Boolean(b) => json!(b),
-        Value::Int(i) => json!(i),
-        Value::Long(i) => json!(i),
-        Value::Float(f) => json!({"$f64": f64::from(*f).to_bits()}),
-        Value::Double(f) => json!({"$f64": f.to_bits()}),
-        Value::Bytes(b) | Value::Fixed(_, b) => json!({"$bytes": hex(b)}),
-        Value::String(s) => json!(s),
-        Value::Enum(_, s) => json!(s),
-        Value::Union(_, v) => normalize(v),
-        Value::Array(items) => Json::Array(items.iter().map(normalize).collect()),
-        Value::Map(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), normalize(v))).collect()),
-        Value::Record(fields) => Json::Object(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), normalize(v)))
-                .collect(),
-        ),
-        other => panic!("value kind the generator does not make: {other:?}"),
-    }
-}
 
 #[test]
 fn fastavro_agrees_on_a_batch_of_generated_pairs() {
