@@ -156,6 +156,38 @@ pub struct PipelineConfig {
     /// How long shutdown waits for outstanding deliveries.
     #[serde(default = "defaults::shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
+    /// At-least-once (idempotent producer, offsets committed after acks) or exactly-once
+    /// (Kafka transactions, offsets committed inside them).
+    #[serde(default)]
+    pub delivery: DeliveryMode,
+    /// Bytes (keys + values + headers) produced but not yet acknowledged before consumption
+    /// pauses.
+    #[serde(default = "defaults::max_in_flight_bytes")]
+    pub max_in_flight_bytes: usize,
+    /// Exactly-once: a transaction is committed at least this often...
+    #[serde(default = "defaults::transaction_ms")]
+    pub transaction_ms: u64,
+    /// ...or after this many consumed records, whichever comes first.
+    #[serde(default = "defaults::transaction_max_records")]
+    pub transaction_max_records: usize,
+    /// Exactly-once: the producer's `transactional.id`. Default `schemabridge-{group_id}-{host}`
+    /// (host: `$HOSTNAME`, the pod name in Kubernetes), so a restarted replica fences its zombie
+    /// and two replicas on different hosts never fence each other.
+    #[serde(default)]
+    pub transactional_id: Option<String>,
+}
+
+/// How consumed offsets and produced records are tied together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    /// Offsets are committed after the records for them are acknowledged; a crash re-delivers
+    /// what was produced since the last commit.
+    #[default]
+    AtLeastOnce,
+    /// Records and offsets are committed in one Kafka transaction; read_committed consumers see
+    /// every record once.
+    ExactlyOnce,
 }
 
 impl Default for PipelineConfig {
@@ -164,6 +196,11 @@ impl Default for PipelineConfig {
             commit_interval_ms: defaults::commit_interval_ms(),
             max_in_flight: defaults::max_in_flight(),
             shutdown_timeout_ms: defaults::shutdown_timeout_ms(),
+            delivery: DeliveryMode::default(),
+            max_in_flight_bytes: defaults::max_in_flight_bytes(),
+            transaction_ms: defaults::transaction_ms(),
+            transaction_max_records: defaults::transaction_max_records(),
+            transactional_id: None,
         }
     }
 }
@@ -383,6 +420,15 @@ mod defaults {
     }
     pub const fn shutdown_timeout_ms() -> u64 {
         30_000
+    }
+    pub const fn max_in_flight_bytes() -> usize {
+        64 * 1024 * 1024
+    }
+    pub const fn transaction_ms() -> u64 {
+        100
+    }
+    pub const fn transaction_max_records() -> usize {
+        10_000
     }
 }
 
