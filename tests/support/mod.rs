@@ -6,4 +6,5 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod orders;
 pub mod registry;

@@ -211,11 +211,19 @@ impl ExactlyOnce {
             return Ok(());
         }
         let started = Instant::now();
-        let result = self.try_commit(consumer, deadline);
+        let offsets = self.slots.in_transaction();
+        let result = self.try_commit(consumer, &offsets, deadline);
         match result {
             Ok(()) => {
                 metrics::histogram!("schemabridge_transaction_seconds")
                     .record(started.elapsed().as_secs_f64());
+                // The transaction committed these offsets already (KIP-447). Committing the same
+                // offsets through the group as well changes nothing on Kafka, and keeps progress
+                // on brokers whose TxnOffsetCommit does not persist offsets (librdkafka's mock
+                // cluster). Asynchronous: a failure only means the transaction's copy counts.
+                if !offsets.is_empty() {
+                    let _ = consumer.commit(&tpl(&offsets), rdkafka::consumer::CommitMode::Async);
+                }
                 self.slots.mark_all_done();
                 self.reset();
                 Ok(())
@@ -235,12 +243,12 @@ impl ExactlyOnce {
     fn try_commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
+        offsets: &[(String, i32, i64)],
         deadline: Instant,
     ) -> Result<(), KafkaError> {
         if let Some(e) = self.abortable.take() {
             return Err(e);
         }
-        let offsets = self.slots.in_transaction();
         let left = || {
             deadline
                 .saturating_duration_since(Instant::now())
