@@ -634,6 +634,27 @@ fn check_schemabridge_pod<'a>(rendered: &'a Rendered, workload: &'a Value) -> &'
         ctx("POD_NAME")
     );
 
+    // Every replica mounts the same config: an identity in it must come from the pod, or the
+    // replicas fence each other (static membership, transactions).
+    let per_pod = |v: &str| v.contains("POD_NAME") || v.contains("HOSTNAME");
+    for (key, value) in [
+        (
+            "source.librdkafka.group.instance.id",
+            config.source.librdkafka.get("group.instance.id"),
+        ),
+        (
+            "pipeline.transactional_id",
+            config.pipeline.transactional_id.as_ref(),
+        ),
+    ] {
+        if let Some(value) = value {
+            assert!(
+                per_pod(value),
+                "{overlay}: {key} {value:?} is shared by every pod mounting the config"
+            );
+        }
+    }
+
     // The container's arguments are ones the binary accepts, and with them it reads its config
     // from SCHEMABRIDGE_CONFIG (a path that does not exist here: it stops before connecting).
     let args: Vec<&str> = c["args"]
