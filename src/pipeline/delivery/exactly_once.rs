@@ -261,7 +261,7 @@ impl ExactlyOnce {
             loop {
                 match self
                     .producer
-                    .send_offsets_to_transaction(&tpl(&offsets), &cgm, left())
+                    .send_offsets_to_transaction(&tpl(offsets), &cgm, left())
                 {
                     Ok(()) => break,
                     Err(e) if retriable(&e) && Instant::now() < deadline => continue,
