@@ -42,23 +42,29 @@ pub struct PartRuntime {
     pub reader: Option<ReaderSchema>,
     route: String,
     part: Part,
-    /// Per dropped field: its metric handle and the messages counted this run.
-    lossy: Mutex<HashMap<Arc<str>, (Counter, u64)>>,
+    /// Per dropped field name (as the plan shares it): its metric handle and the messages
+    /// counted this run. Few entries; found by pointer, so no string is hashed per message.
+    lossy: Mutex<Vec<(Arc<str>, Counter, u64)>>,
 }
 
 impl PartRuntime {
     /// Counts one message in which `field` was dropped while holding data.
     pub fn record_lossy(&self, field: &Arc<str>) {
-        let mut map = self.lossy.lock().unwrap_or_else(|p| p.into_inner());
-        let (counter, n) = map.entry(field.clone()).or_insert_with(|| {
-            let counter = metrics::counter!(
-                "schemabridge_dropped_fields_total",
-                "route" => self.route.clone(),
-                "part" => self.part.as_str(),
-                "field" => field.to_string()
-            );
-            (counter, 0)
-        });
+        let mut seen = self.lossy.lock().unwrap_or_else(|p| p.into_inner());
+        let i = match seen.iter().position(|(f, _, _)| Arc::ptr_eq(f, field)) {
+            Some(i) => i,
+            None => {
+                let counter = metrics::counter!(
+                    "schemabridge_dropped_fields_total",
+                    "route" => self.route.clone(),
+                    "part" => self.part.as_str(),
+                    "field" => field.to_string()
+                );
+                seen.push((field.clone(), counter, 0));
+                seen.len() - 1
+            }
+        };
+        let (_, counter, n) = &mut seen[i];
         counter.increment(1);
         *n += 1;
     }
@@ -137,7 +143,7 @@ impl RouteTable {
                     reader,
                     route: rc.name.clone(),
                     part,
-                    lossy: Mutex::new(HashMap::new()),
+                    lossy: Mutex::new(Vec::new()),
                 });
             }
             let value = parts
@@ -184,12 +190,11 @@ impl RouteTable {
         let mut out = std::collections::BTreeMap::new();
         for route in &self.routes {
             for part in [&route.key, &route.value] {
-                let map = part.lossy.lock().unwrap_or_else(|p| p.into_inner());
-                for (field, (_, n)) in map.iter() {
-                    out.insert(
-                        format!("{}: {}.{field}", route.name, part.part.as_str()),
-                        *n,
-                    );
+                let seen = part.lossy.lock().unwrap_or_else(|p| p.into_inner());
+                for (field, _, n) in seen.iter() {
+                    // Plans for different writer schemas may drop the same field: add them up.
+                    *out.entry(format!("{}: {}.{field}", route.name, part.part.as_str()))
+                        .or_default() += *n;
                 }
             }
         }

@@ -26,7 +26,7 @@ use super::delivery::{
 };
 use super::resolve::Resolver;
 use super::routes::RouteTable;
-use super::worker::{Flow, Worker};
+use super::worker::{Flow, Io, Worker};
 use super::{GatewayError, RunSummary};
 use crate::config::{Config, DeliveryMode};
 
@@ -52,6 +52,8 @@ pub struct SourceContext {
     failure: Mutex<Option<DeliveryError>>,
     /// Commit callbacks seen (the final commit waits for one).
     commits: AtomicU64,
+    /// Revocations seen: a message resolved across one is dropped, not sent.
+    generation: AtomicU64,
     /// How long a revoke may wait for in-flight records.
     revoke_timeout: Duration,
 }
@@ -89,6 +91,7 @@ impl ConsumerContext for SourceContext {
                 ?how,
                 "partitions revoked: finishing their in-flight work"
             );
+            self.generation.fetch_add(1, Ordering::AcqRel);
             let deadline = Instant::now() + self.revoke_timeout;
             if let Err(e) = lock(&self.delivery).revoking(consumer, tpl, how, deadline) {
                 self.fail(e);
@@ -183,6 +186,7 @@ pub fn run(
         assigned: Mutex::new(Vec::new()),
         failure: Mutex::new(None),
         commits: AtomicU64::new(0),
+        generation: AtomicU64::new(0),
         revoke_timeout: shutdown_timeout,
     };
     let consumer: Source = cfg
@@ -236,6 +240,7 @@ fn consume(
     let mut since_service = 0u32;
     let mut paused: Option<TopicPartitionList> = None;
     let mut errors = ErrorLog::default();
+    let mut outage = Outage::default();
     while !stop.is_cancelled() {
         if let Some(e) = consumer.context().take_failure() {
             return Err(e.into());
@@ -287,29 +292,128 @@ fn consume(
             Some(Err(e)) => errors.log(&e),
             Some(Ok(msg)) => {
                 since_service += 1;
-                let mut d = lock(delivery);
-                // Not assigned (revoked since it was fetched): its new owner consumes it.
-                let Some(slot) = d.slots().lookup(msg.topic(), msg.partition()) else {
-                    continue;
+                let (pos, settled) = {
+                    let d = lock(delivery);
+                    // Not assigned (revoked since it was fetched): its new owner consumes it.
+                    let Some(slot) = d.slots().lookup(msg.topic(), msg.partition()) else {
+                        continue;
+                    };
+                    let pos = Position {
+                        slot,
+                        offset: msg.offset(),
+                    };
+                    (pos, slot_routes.get(slot as usize).copied().flatten())
                 };
-                let pos = Position {
-                    slot,
-                    offset: msg.offset(),
-                };
-                let Some((route, same)) = slot_routes.get(slot as usize).copied().flatten() else {
+                let Some((route, same)) = settled else {
                     tracing::warn!(topic = msg.topic(), "no route for topic; message skipped");
                     worker.summary.skipped += 1;
-                    d.skip(pos)?;
+                    lock(delivery).skip(pos)?;
                     continue;
                 };
-                match worker.handle(routes.get(route), same, pos, &msg, &mut d)? {
-                    Flow::Continue => {}
-                    Flow::Stop => break,
+                let mut io = MessageIo {
+                    consumer,
+                    delivery,
+                    generation: consumer.context().generation.load(Ordering::Acquire),
+                    outage: &mut outage,
+                };
+                let flow = worker.handle(routes.get(route), same, pos, &msg, &mut io)?;
+                drop(msg);
+                outage.end(consumer);
+                if let Flow::Stop = flow {
+                    break;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The pipeline thread's side of one message (see `worker::Io`).
+struct MessageIo<'a> {
+    consumer: &'a Source,
+    delivery: &'a Shared,
+    /// The revocation count when the message was polled.
+    generation: u64,
+    outage: &'a mut Outage,
+}
+
+impl Io for MessageIo<'_> {
+    fn delivery(&mut self) -> Option<MutexGuard<'_, Delivery>> {
+        let d = lock(self.delivery);
+        let now = self.consumer.context().generation.load(Ordering::Acquire);
+        (now == self.generation).then_some(d)
+    }
+
+    fn idle(&mut self) {
+        self.outage.keepalive(self.consumer);
+    }
+}
+
+/// A registry outage in progress: the assigned partitions are paused and the consumer keeps
+/// being polled, so the member stays in its group (`max.poll.interval.ms`) and serves
+/// rebalances. A message that was already fetched and arrives anyway is not processed: its
+/// partition is rewound to it when the outage ends.
+#[derive(Default)]
+struct Outage {
+    paused: Option<TopicPartitionList>,
+    since: Option<Instant>,
+    /// Per partition, the first offset polled and not processed during the outage.
+    rewind: Vec<(String, i32, i64)>,
+}
+
+impl Outage {
+    fn keepalive(&mut self, consumer: &Source) {
+        if self.paused.is_none() {
+            match consumer.assignment() {
+                Ok(a) => {
+                    if let Err(e) = consumer.pause(&a) {
+                        tracing::warn!(error = %e, "cannot pause partitions during the registry outage");
+                    }
+                    tracing::warn!(
+                        "schema registry unavailable: partitions paused until it answers"
+                    );
+                    self.paused = Some(a);
+                    self.since = Some(Instant::now());
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the assignment"),
+            }
+        }
+        while let Some(polled) = consumer.poll(Duration::ZERO) {
+            if let Ok(m) = polled {
+                let (t, p) = (m.topic(), m.partition());
+                if !self.rewind.iter().any(|(rt, rp, _)| rt == t && *rp == p) {
+                    self.rewind.push((t.to_string(), p, m.offset()));
+                }
+            }
+        }
+    }
+
+    /// Resumes after an outage: rewinds partitions whose messages were polled and not
+    /// processed, then resumes fetching.
+    fn end(&mut self, consumer: &Source) {
+        let Some(paused) = self.paused.take() else {
+            return;
+        };
+        for (topic, partition, offset) in self.rewind.drain(..) {
+            if let Err(e) = consumer.seek(
+                &topic,
+                partition,
+                rdkafka::Offset::Offset(offset),
+                Duration::from_secs(10),
+            ) {
+                tracing::warn!(topic = %topic, partition, offset, error = %e, "cannot rewind after the registry outage");
+            }
+        }
+        if let Err(e) = consumer.resume(&paused) {
+            tracing::warn!(error = %e, "cannot resume partitions after the registry outage");
+        }
+        if let Some(since) = self.since.take() {
+            let paused_for = since.elapsed();
+            metrics::counter!("schemabridge_registry_paused_seconds_total")
+                .increment(paused_for.as_secs());
+            tracing::info!(paused_for = ?paused_for, "schema registry answered again: partitions resumed");
+        }
+    }
 }
 
 /// Consumer errors are logged at most once a second, with how many were suppressed.

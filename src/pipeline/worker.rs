@@ -9,8 +9,9 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
@@ -28,6 +29,19 @@ pub enum Flow {
     Stop,
 }
 
+/// What the worker needs from the pipeline thread around one message.
+pub trait Io {
+    /// The delivery mode, locked for one send or skip; `None` when the message's partition was
+    /// revoked while it was being resolved (it is dropped: its new owner consumes it).
+    fn delivery(&mut self) -> Option<MutexGuard<'_, Delivery>>;
+    /// Called about every second while a registry lookup blocks (an outage): keeps the
+    /// consumer in its group with its partitions paused.
+    fn idle(&mut self);
+}
+
+/// How often `Io::idle` runs while a registry lookup blocks.
+const IDLE_EVERY: Duration = Duration::from_secs(1);
+
 /// The per-message work, with the buffers it reuses.
 pub struct Worker {
     pub resolver: Resolver,
@@ -39,13 +53,19 @@ pub struct Worker {
 }
 
 /// Runs `fut` to completion on this (non-runtime) thread: a cache hit completes on the first
-/// poll without touching the runtime; a miss blocks this thread until the registry answers.
-fn block_on<F: Future>(runtime: &Handle, fut: F) -> F::Output {
+/// poll without touching the runtime; a miss blocks this thread until the registry answers,
+/// calling `idle` every `IDLE_EVERY` meanwhile.
+fn block_on<F: Future>(runtime: &Handle, fut: F, idle: &mut dyn FnMut()) -> F::Output {
     let mut fut = pin!(fut);
     if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         return v;
     }
-    runtime.block_on(fut)
+    loop {
+        match runtime.block_on(tokio::time::timeout(IDLE_EVERY, fut.as_mut())) {
+            Ok(v) => return v,
+            Err(_) => idle(),
+        }
+    }
 }
 
 impl Worker {
@@ -66,7 +86,7 @@ impl Worker {
         same_partition: bool,
         pos: Position,
         msg: &BorrowedMessage<'_>,
-        delivery: &mut Delivery,
+        io: &mut dyn Io,
     ) -> Result<Flow, GatewayError> {
         self.summary.consumed += 1;
         // Resolve key then value; the first failure decides the message's fate.
@@ -86,6 +106,7 @@ impl Worker {
             let resolved = block_on(
                 &self.runtime,
                 self.resolver.resolve(input, reader, buf, &mut self.lossy),
+                &mut || io.idle(),
             );
             match resolved {
                 Ok(id) => {
@@ -106,8 +127,11 @@ impl Worker {
                 }
             }
         }
+        let Some(mut delivery) = io.delivery() else {
+            return Ok(Flow::Continue);
+        };
         if let Some((part, f)) = failure {
-            return self.fail(route, part, f, pos, msg, delivery);
+            return self.fail(route, part, f, pos, msg, &mut delivery);
         }
 
         let key = output(route.part(Part::Key), msg.key(), &self.key_buf);
@@ -129,7 +153,7 @@ impl Worker {
                     message: e.to_string(),
                     writer_id,
                 };
-                return self.fail(route, Part::Value, f, pos, msg, delivery);
+                return self.fail(route, Part::Value, f, pos, msg, &mut delivery);
             }
         }
         route.metrics.forwarded.increment(1);
