@@ -1,0 +1,613 @@
+//! The gateway's at-least-once path end to end against tansu, an independent Kafka-API broker
+//! (written by others, run as a separate process by `support::tansu`), with the
+//! Confluent-compatible registry double over HTTP and the reference Avro schemas (OrderPlaced
+//! v2 → v1). Every test accounts for every input offset tansu acknowledged: each lands on the
+//! target topic or in the DLQ.
+//!
+//! Only at-least-once runs here: tansu leaves aborted transactional records visible, so
+//! exactly-once is tested on the mock cluster only. Counts come from consuming, never from
+//! watermarks (tansu reports the first offset of the newest batch + 1 as the end offset).
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use apache_avro::Schema;
+use apache_avro::types::Value;
+use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
+use schemabridge::pipeline::dlq_headers;
+use schemabridge::wire;
+use support::kafka::{Input, Received, RouteSpec, Running, unique};
+use support::registry::RegistryDouble;
+use support::tansu::{Tansu, gateway_config};
+
+const WAIT: Duration = Duration::from_secs(60);
+const SETTLE: Duration = Duration::from_millis(500);
+const PARTITIONS: i32 = 3;
+
+#[allow(deprecated)]
+fn encode(schema: &Schema, value: Value) -> Vec<u8> {
+    apache_avro::to_avro_datum(schema, value).expect("encode")
+}
+
+#[allow(deprecated)]
+fn decode(schema: &Schema, mut bytes: &[u8]) -> Value {
+    apache_avro::from_avro_datum(schema, &mut bytes, None).expect("decode with reader schema")
+}
+
+fn framed(id: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    wire::write_header(id, &mut out);
+    out.extend_from_slice(body);
+    out
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
+    match v {
+        Value::Record(fields) => &fields.iter().find(|(n, _)| n == name).expect(name).1,
+        other => panic!("not a record: {other:?}"),
+    }
+}
+
+fn without(v: &Value, drop: &[&str]) -> Value {
+    match v {
+        Value::Record(fields) => Value::Record(
+            fields
+                .iter()
+                .filter(|(n, _)| !drop.contains(&n.as_str()))
+                .cloned()
+                .collect(),
+        ),
+        other => panic!("not a record: {other:?}"),
+    }
+}
+
+/// What the Avro specification says a v1 reader sees for a v2 OrderPlaced, written out by hand
+/// (independent of the engine under test; the same derivation as tests/gateway.rs).
+fn expected_v1(v2: &Value) -> Value {
+    let status = match field(v2, "status") {
+        Value::Enum(_, s) if s == "REFUNDED" => Value::Enum(0, "PENDING".into()),
+        other => other.clone(),
+    };
+    let quantity = match field(v2, "quantity") {
+        Value::Int(q) => Value::Long(i64::from(*q)),
+        other => panic!("quantity {other:?}"),
+    };
+    let items = match field(v2, "items") {
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|i| without(i, &["gift_wrap"])).collect())
+        }
+        other => panic!("items {other:?}"),
+    };
+    let f = |n: &str| field(v2, n).clone();
+    Value::Record(vec![
+        ("order_id".into(), f("order_id")),
+        ("customer_id".into(), f("customer_id")),
+        ("placed_at".into(), f("placed_at")),
+        ("status".into(), status),
+        ("amount_cents".into(), f("total_cents")),
+        ("currency".into(), f("currency")),
+        ("quantity".into(), quantity),
+        ("discount".into(), f("discount")),
+        ("shipping".into(), without(field(v2, "shipping"), &["geo"])),
+        ("items".into(), items),
+        ("tags".into(), f("tags")),
+        ("attributes".into(), f("attributes")),
+        ("source".into(), Value::String("unknown".into())),
+    ])
+}
+
+fn order_id(v: &Value) -> String {
+    match field(v, "order_id") {
+        Value::String(s) => s.clone(),
+        other => panic!("order_id {other:?}"),
+    }
+}
+
+/// A registry with order v1 (id returned first) and v2 under `orders-value`.
+async fn registry_with_orders() -> (RegistryDouble, u32, u32) {
+    let registry = RegistryDouble::start().await;
+    let v1 = registry.register_avro("orders-value", ORDER_V1);
+    let v2 = registry.register_avro("orders-value", ORDER_V2);
+    (registry, v1, v2)
+}
+
+const ROUTE: RouteSpec<'static> = RouteSpec {
+    source: "orders",
+    target: "orders-v1",
+    dlq: "orders-dlq",
+    reader_subject: "orders-value",
+    reader_version: "1",
+    extra_value: "",
+};
+
+/// A tansu broker with the route's three topics.
+async fn tansu_with_topics() -> Tansu {
+    let tansu = tokio::task::spawn_blocking(Tansu::start)
+        .await
+        .expect("start tansu");
+    tansu
+        .create_topics(&[
+            (ROUTE.source, PARTITIONS),
+            (ROUTE.target, PARTITIONS),
+            (ROUTE.dlq, 1),
+        ])
+        .await;
+    tansu
+}
+
+/// Per partition, the end offset tansu acknowledged (last acked offset + 1), from the
+/// producer's delivery reports: what a caught-up group must have committed.
+fn acked_ends(acks: &[(i32, i64)]) -> Vec<Option<i64>> {
+    (0..PARTITIONS)
+        .map(|p| {
+            acks.iter()
+                .filter(|(ap, _)| *ap == p)
+                .map(|(_, o)| o + 1)
+                .max()
+        })
+        .collect()
+}
+
+/// The order id of a target record (framed with `reader_id`, decoded as v1).
+fn target_order_id(m: &Received, v1: &Schema, reader_id: u32) -> String {
+    let f = wire::parse(m.value.as_deref().expect("value")).expect("framed");
+    assert_eq!(f.schema_id, reader_id, "framed with the reader schema id");
+    order_id(&decode(v1, f.payload))
+}
+
+/// Per partition, the order ids of target records in target offset order.
+fn ids_by_partition(out: &[Received], v1: &Schema, reader_id: u32) -> BTreeMap<i32, Vec<String>> {
+    let mut sorted: Vec<&Received> = out.iter().collect();
+    sorted.sort_by_key(|m| (m.partition, m.offset));
+    let mut ids: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for m in sorted {
+        ids.entry(m.partition)
+            .or_default()
+            .push(target_order_id(m, v1, reader_id));
+    }
+    ids
+}
+
+/// (1) v2 records arrive as v1: key, headers, timestamp and partition kept, content what a v1
+/// reader expects; a tombstone stays a tombstone; offsets committed to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_records_arrive_as_v1_with_key_headers_timestamp_and_partition_kept() {
+    let tansu = tansu_with_topics().await;
+    let (registry, v1_id, v2_id) = registry_with_orders().await;
+    let v1 = Schema::parse_str(ORDER_V1).unwrap();
+    let v2 = Schema::parse_str(ORDER_V2).unwrap();
+
+    let mut rng = SplitMix(7);
+    let mut values = HashMap::new();
+    let mut inputs = Vec::new();
+    for i in 0..600 {
+        let v = order_v2(i, &mut rng);
+        let id = order_id(&v);
+        inputs.push(Input {
+            partition: (i % PARTITIONS as usize) as i32,
+            key: Some(id.clone().into_bytes()),
+            value: Some(framed(v2_id, &encode(&v2, v.clone()))),
+            headers: vec![
+                ("trace-id".into(), format!("t-{i}").into_bytes()),
+                ("empty".into(), Vec::new()),
+            ],
+            timestamp: Some(1_700_000_000_000 + i as i64),
+        });
+        values.insert(id, v);
+    }
+    inputs.push(Input {
+        partition: 1,
+        key: Some(b"deleted-order".to_vec()),
+        value: None,
+        timestamp: Some(1_700_000_001_000),
+        ..Input::default()
+    });
+    let acks = tansu.produce(ROUTE.source, &inputs).await;
+
+    let group = format!("gw-{}", unique());
+    let gw = Running::start(gateway_config(
+        &tansu.bootstrap,
+        &registry.url,
+        &group,
+        &ROUTE,
+    ));
+    let out = tansu
+        .consume(&[ROUTE.target, ROUTE.dlq], inputs.len(), WAIT, SETTLE)
+        .await;
+    let summary = gw.stop().await.expect("clean stop");
+
+    assert_eq!(
+        out.len(),
+        inputs.len(),
+        "every input arrives once in a clean run; tansu log: {}",
+        tansu.log.display()
+    );
+    assert!(
+        out.iter().all(|m| m.topic == ROUTE.target),
+        "nothing dead-lettered"
+    );
+    assert_eq!(summary.forwarded, inputs.len() as u64);
+    assert_eq!(summary.by_writer.get(&Some(v2_id)), Some(&600));
+    let by_key: HashMap<Vec<u8>, &Received> = out
+        .iter()
+        .map(|m| (m.key.clone().expect("key kept"), m))
+        .collect();
+    for (input, (_, offset)) in inputs.iter().zip(&acks) {
+        let key = input.key.as_ref().unwrap();
+        let name = String::from_utf8_lossy(key);
+        let m = by_key
+            .get(key)
+            .unwrap_or_else(|| panic!("input at offset {offset} ({name}) missing"));
+        assert_eq!(
+            m.partition, input.partition,
+            "{name}: same partition number"
+        );
+        assert_eq!(m.headers, input.headers, "{name}: headers kept");
+        assert_eq!(m.timestamp, input.timestamp, "{name}: timestamp kept");
+        let Some(value) = &m.value else {
+            assert!(
+                input.value.is_none(),
+                "{name}: only the tombstone has no value"
+            );
+            continue;
+        };
+        assert!(
+            input.value.is_some(),
+            "{name}: a tombstone stays a tombstone"
+        );
+        let f = wire::parse(value).unwrap();
+        assert_eq!(
+            f.schema_id, v1_id,
+            "{name}: framed with the reader schema id"
+        );
+        assert_eq!(
+            decode(&v1, f.payload),
+            expected_v1(&values[name.as_ref()]),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        tansu.committed(&group, ROUTE.source, PARTITIONS),
+        acked_ends(&acks),
+        "committed up to the end of each partition"
+    );
+}
+
+/// (2) Two producers, one writing v1 and one writing v2, interleave on every partition; the
+/// target keeps each partition's source order (as tansu acknowledged it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaved_v1_and_v2_writers_keep_per_partition_order() {
+    let tansu = tansu_with_topics().await;
+    let (registry, v1_id, v2_id) = registry_with_orders().await;
+    let v1 = Schema::parse_str(ORDER_V1).unwrap();
+    let v2 = Schema::parse_str(ORDER_V2).unwrap();
+    let mut rng = SplitMix(11);
+    let mut old_writer = Vec::new();
+    let mut new_writer = Vec::new();
+    for i in 0..1200usize {
+        let partition = (i % PARTITIONS as usize) as i32;
+        if i % 3 == 1 {
+            let v = order_v1(i, &mut rng);
+            old_writer.push((order_id(&v), framed(v1_id, &encode(&v1, v)), partition));
+        } else {
+            let v = order_v2(i, &mut rng);
+            new_writer.push((order_id(&v), framed(v2_id, &encode(&v2, v)), partition));
+        }
+    }
+    let as_inputs = |w: &[(String, Vec<u8>, i32)]| -> Vec<Input> {
+        w.iter()
+            .map(|(_, bytes, partition)| Input {
+                partition: *partition,
+                key: Some(b"same-key".to_vec()),
+                value: Some(bytes.clone()),
+                ..Input::default()
+            })
+            .collect()
+    };
+    let (old_inputs, new_inputs) = (as_inputs(&old_writer), as_inputs(&new_writer));
+    let (old_acks, new_acks) = tokio::join!(
+        tansu.produce(ROUTE.source, &old_inputs),
+        tansu.produce(ROUTE.source, &new_inputs),
+    );
+    // The source order per partition is the order of the offsets tansu acknowledged.
+    let mut source: Vec<(i32, i64, &String)> = old_writer
+        .iter()
+        .zip(&old_acks)
+        .chain(new_writer.iter().zip(&new_acks))
+        .map(|((id, _, partition), (p, o))| {
+            assert_eq!(p, partition, "{id}: acked on the partition it was sent to");
+            (*p, *o, id)
+        })
+        .collect();
+    source.sort();
+    let mut expected: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for (p, _, id) in source {
+        expected.entry(p).or_default().push(id.clone());
+    }
+    let total = old_writer.len() + new_writer.len();
+
+    let gw = Running::start(gateway_config(
+        &tansu.bootstrap,
+        &registry.url,
+        &format!("gw-{}", unique()),
+        &ROUTE,
+    ));
+    let out = tansu
+        .consume(&[ROUTE.target, ROUTE.dlq], total, WAIT, SETTLE)
+        .await;
+    let summary = gw.stop().await.expect("clean stop");
+
+    assert_eq!(out.len(), total, "tansu log: {}", tansu.log.display());
+    assert!(
+        out.iter().all(|m| m.topic == ROUTE.target),
+        "nothing dead-lettered"
+    );
+    assert_eq!(
+        summary.by_writer.get(&Some(v1_id)),
+        Some(&(old_writer.len() as u64))
+    );
+    assert_eq!(
+        summary.by_writer.get(&Some(v2_id)),
+        Some(&(new_writer.len() as u64))
+    );
+    assert_eq!(ids_by_partition(&out, &v1, v1_id), expected);
+}
+
+/// (3) Malformed framing, unknown schema ids, unresolvable and truncated records reach the DLQ
+/// with their original key, bytes and headers plus the reason headers; good ones around them
+/// are forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_unknown_id_messages_reach_the_dlq_with_original_bytes() {
+    let tansu = tansu_with_topics().await;
+    let (registry, v1_id, v2_id) = registry_with_orders().await;
+    let incompatible = ORDER_V1.replace(
+        r#"{"name": "customer_id", "type": "long"}"#,
+        r#"{"name": "customer_id", "type": "string"}"#,
+    );
+    assert_ne!(incompatible, ORDER_V1);
+    let bad_id = registry.register_avro("orders-other", &incompatible);
+    let v2 = Schema::parse_str(ORDER_V2).unwrap();
+    let mut rng = SplitMix(3);
+    let mut good = |i| framed(v2_id, &encode(&v2, order_v2(i, &mut rng)));
+
+    // (key, value, expected kind, writer id header, error text it contains); None: forwarded.
+    type Case = (
+        String,
+        Vec<u8>,
+        Option<(&'static str, Option<u32>, &'static str)>,
+    );
+    let mut cases: Vec<Case> = Vec::new();
+    for round in 0..4usize {
+        let k = |name: &str| format!("{name}-{round}");
+        cases.push((k("good-a"), good(round * 2), None));
+        cases.push((
+            k("bad-framing"),
+            b"{\"order_id\":\"json by mistake\"}".to_vec(),
+            Some(("framing", None, "magic byte is 0x7b")),
+        ));
+        cases.push((
+            k("short"),
+            vec![0, 0, 1],
+            Some(("framing", None, "shorter than the 5-byte")),
+        ));
+        cases.push((
+            k("unknown-id"),
+            framed(9999, b"\x02\x04"),
+            Some(("unknown-schema", Some(9999), "schema id 9999 not found")),
+        ));
+        cases.push((
+            k("unresolvable"),
+            framed(bad_id, b"\x00\x00\x00"),
+            Some(("unresolvable", Some(bad_id), "customer_id")),
+        ));
+        cases.push((
+            k("truncated"),
+            good(round * 2 + 1)[..40].to_vec(),
+            Some(("datum", Some(v2_id), "")),
+        ));
+        cases.push((k("good-b"), good(100 + round), None));
+    }
+    let inputs: Vec<Input> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v, _))| Input {
+            partition: (i % PARTITIONS as usize) as i32,
+            key: Some(k.as_bytes().to_vec()),
+            value: Some(v.clone()),
+            headers: vec![("origin".into(), b"test".to_vec())],
+            ..Input::default()
+        })
+        .collect();
+    let acks = tansu.produce(ROUTE.source, &inputs).await;
+    let gw = Running::start(gateway_config(
+        &tansu.bootstrap,
+        &registry.url,
+        &format!("gw-{}", unique()),
+        &ROUTE,
+    ));
+    let out = tansu
+        .consume(&[ROUTE.target, ROUTE.dlq], inputs.len(), WAIT, SETTLE)
+        .await;
+    let summary = gw.stop().await.expect("clean stop");
+
+    assert_eq!(
+        out.len(),
+        inputs.len(),
+        "every input accounted for (tansu log: {}): {out:#?}",
+        tansu.log.display()
+    );
+    let dead = cases.iter().filter(|c| c.2.is_some()).count() as u64;
+    assert_eq!(summary.dead_lettered, dead);
+    let by_key: HashMap<String, &Received> = out
+        .iter()
+        .map(|m| (String::from_utf8(m.key.clone().unwrap()).unwrap(), m))
+        .collect();
+    assert_eq!(by_key.len(), inputs.len(), "each input once");
+    for (((key, _, expect), input), (partition, offset)) in cases.iter().zip(&inputs).zip(&acks) {
+        let m = by_key[key];
+        let Some((kind, writer, needle)) = expect else {
+            assert_eq!(m.topic, ROUTE.target, "{key}");
+            assert_eq!(m.headers, input.headers, "{key}: headers kept");
+            assert_eq!(m.partition, *partition, "{key}");
+            let f = wire::parse(m.value.as_deref().unwrap()).unwrap();
+            assert_eq!(f.schema_id, v1_id, "{key}");
+            continue;
+        };
+        assert_eq!(m.topic, ROUTE.dlq, "{key}");
+        assert_eq!(m.value, input.value, "{key}: original bytes");
+        assert_eq!(m.header("origin").as_deref(), Some("test"), "{key}");
+        assert_eq!(m.header(dlq_headers::KIND).as_deref(), Some(*kind), "{key}");
+        assert_eq!(m.header(dlq_headers::ROUTE).as_deref(), Some("test"));
+        assert_eq!(m.header(dlq_headers::PART).as_deref(), Some("value"));
+        assert_eq!(m.header(dlq_headers::TOPIC).as_deref(), Some(ROUTE.source));
+        assert_eq!(
+            m.header(dlq_headers::PARTITION),
+            Some(partition.to_string()),
+            "{key}"
+        );
+        assert_eq!(
+            m.header(dlq_headers::OFFSET),
+            Some(offset.to_string()),
+            "{key}: names the source offset tansu acknowledged"
+        );
+        assert_eq!(
+            m.header(dlq_headers::WRITER_ID),
+            writer.map(|w| w.to_string()),
+            "{key}"
+        );
+        let error = m.header(dlq_headers::ERROR).expect("error header");
+        assert!(error.contains(needle), "{key}: {error}");
+    }
+}
+
+/// (4) Stopped mid-stream (the token a SIGTERM cancels) and restarted with the same group:
+/// every input arrives at least once, first occurrences in source order per partition; the
+/// second run resumes from what the first committed, and ends committed to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_mid_stream_and_restarting_loses_nothing_and_keeps_order() {
+    let tansu = tansu_with_topics().await;
+    let (registry, v1_id, v2_id) = registry_with_orders().await;
+    let v1 = Schema::parse_str(ORDER_V1).unwrap();
+    let v2 = Schema::parse_str(ORDER_V2).unwrap();
+    let mut rng = SplitMix(9);
+    let mut ids = Vec::new();
+    let inputs: Vec<Input> = (0..3000usize)
+        .map(|i| {
+            let v = order_v2(i, &mut rng);
+            ids.push(order_id(&v));
+            Input {
+                partition: (i % PARTITIONS as usize) as i32,
+                value: Some(framed(v2_id, &encode(&v2, v))),
+                ..Input::default()
+            }
+        })
+        .collect();
+    let group = format!("gw-{}", unique());
+    let cfg = gateway_config(&tansu.bootstrap, &registry.url, &group, &ROUTE);
+    // Three phases of writes: `early` before the first run, `during` while it forwards (it is
+    // stopped in the middle of them), `late` after it stopped.
+    let (early, rest) = inputs.split_at(inputs.len() / 5);
+    let (during, late) = rest.split_at(rest.len() * 3 / 4);
+    let stop_at = early.len() + during.len() / 3 + 7;
+    let mut acks = tansu.produce(ROUTE.source, early).await;
+
+    let gw = Running::start(cfg.clone());
+    let joined = tansu
+        .consume(&[ROUTE.target], 1, WAIT, Duration::ZERO)
+        .await;
+    assert!(!joined.is_empty(), "tansu log: {}", tansu.log.display());
+    let writer = tansu.produce_paced(ROUTE.source, during, 10, Duration::from_millis(5));
+    // Stop (the token SIGTERM cancels) once `stop_at` records reached the target: while the
+    // writer is still writing and the gateway forwarding.
+    let stopper = async {
+        let mut n = 0;
+        tansu
+            .consume_until(&[ROUTE.target], WAIT, Duration::ZERO, |_| {
+                n += 1;
+                n >= stop_at
+            })
+            .await;
+        gw.stop().await.expect("clean stop")
+    };
+    let (during_acks, first) = tokio::join!(writer, stopper);
+    acks.extend(during_acks);
+    let committed = tansu.committed(&group, ROUTE.source, PARTITIONS);
+    eprintln!(
+        "first run: consumed {} forwarded {} of {} (stop requested at {stop_at} on the target), \
+         committed {committed:?}",
+        first.consumed,
+        first.forwarded,
+        inputs.len(),
+    );
+    assert!(first.forwarded >= stop_at as u64);
+    acks.extend(tansu.produce(ROUTE.source, late).await);
+    assert!(
+        (first.consumed as usize) < inputs.len(),
+        "the first run cannot have seen the late writes"
+    );
+
+    let mut source: Vec<(i32, i64, &String)> = acks
+        .iter()
+        .zip(&ids)
+        .map(|((p, o), id)| (*p, *o, id))
+        .collect();
+    source.sort();
+    let mut expected: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for (p, _, id) in source {
+        expected.entry(p).or_default().push(id.clone());
+    }
+
+    let gw = Running::start(cfg);
+    // Wait until every id reached the target, then stop.
+    let mut missing: HashSet<&String> = ids.iter().collect();
+    tansu
+        .consume_until(&[ROUTE.target], WAIT, Duration::ZERO, |m| {
+            missing.remove(&target_order_id(m, &v1, v1_id));
+            missing.is_empty()
+        })
+        .await;
+    let second = gw.stop().await.expect("clean stop");
+    let resumed: i64 = committed.iter().map(|c| c.unwrap_or(0)).sum();
+    assert_eq!(
+        second.consumed as i64,
+        inputs.len() as i64 - resumed,
+        "the second run resumed from the committed offsets"
+    );
+    // Everything both runs forwarded, read back after both stopped.
+    let forwarded = (first.forwarded + second.forwarded) as usize;
+    let out = tansu
+        .consume(&[ROUTE.target, ROUTE.dlq], forwarded, WAIT, SETTLE)
+        .await;
+    assert_eq!(
+        out.len(),
+        forwarded,
+        "the target holds what both runs forwarded (tansu log: {})",
+        tansu.log.display()
+    );
+    assert!(
+        out.iter().all(|m| m.topic == ROUTE.target),
+        "nothing dead-lettered"
+    );
+    // At least once, in order: per partition, the first occurrence of each id is the source
+    // order, and every input is there.
+    let got = ids_by_partition(&out, &v1, v1_id);
+    for (p, want) in &expected {
+        let mut seen = HashSet::new();
+        let firsts: Vec<&String> = got
+            .get(p)
+            .map(|ids| ids.iter().filter(|id| seen.insert(*id)).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            firsts,
+            want.iter().collect::<Vec<_>>(),
+            "partition {p}: first occurrences in source order, none missing"
+        );
+    }
+    assert_eq!(
+        tansu.committed(&group, ROUTE.source, PARTITIONS),
+        acked_ends(&acks),
+        "committed up to the end of each partition"
+    );
+}
