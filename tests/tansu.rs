@@ -20,7 +20,7 @@ use schemabridge::pipeline::dlq_headers;
 use schemabridge::wire;
 use support::kafka::{Input, Received, RouteSpec, Running, unique};
 use support::registry::RegistryDouble;
-use support::tansu::{Tansu, gateway_config};
+use support::tansu::{Tansu, gateway_config, send_all};
 
 const WAIT: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_millis(500);
@@ -287,7 +287,7 @@ async fn interleaved_v1_and_v2_writers_keep_per_partition_order() {
     let mut old_writer = Vec::new();
     let mut new_writer = Vec::new();
     for i in 0..1200usize {
-        let partition = (i % PARTITIONS as usize) as i32;
+        let partition = ((i / 3) % PARTITIONS as usize) as i32;
         if i % 3 == 1 {
             let v = order_v1(i, &mut rng);
             old_writer.push((order_id(&v), framed(v1_id, &encode(&v1, v)), partition));
@@ -307,9 +307,19 @@ async fn interleaved_v1_and_v2_writers_keep_per_partition_order() {
             .collect()
     };
     let (old_inputs, new_inputs) = (as_inputs(&old_writer), as_inputs(&new_writer));
-    let (old_acks, new_acks) = tokio::join!(
-        tansu.produce(ROUTE.source, &old_inputs),
-        tansu.produce(ROUTE.source, &new_inputs),
+    // Two producer sessions take turns (each waits for its batch's acks before the other's
+    // turn), so every partition holds runs from both writers, interleaved.
+    let (old_producer, new_producer) = (tansu.producer(), tansu.producer());
+    let (mut old_acks, mut new_acks) = (Vec::new(), Vec::new());
+    for (old, new) in old_inputs.chunks(20).zip(new_inputs.chunks(40)) {
+        old_acks
+            .extend(send_all(&old_producer, ROUTE.source, old, usize::MAX, Duration::ZERO).await);
+        new_acks
+            .extend(send_all(&new_producer, ROUTE.source, new, usize::MAX, Duration::ZERO).await);
+    }
+    assert_eq!(
+        (old_acks.len(), new_acks.len()),
+        (old_inputs.len(), new_inputs.len())
     );
     // The source order per partition is the order of the offsets tansu acknowledged.
     let mut source: Vec<(i32, i64, &String)> = old_writer
@@ -325,6 +335,14 @@ async fn interleaved_v1_and_v2_writers_keep_per_partition_order() {
     let mut expected: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for (p, _, id) in source {
         expected.entry(p).or_default().push(id.clone());
+    }
+    let old_ids: HashSet<&String> = old_writer.iter().map(|(id, _, _)| id).collect();
+    for (p, ids) in &expected {
+        let switches = ids
+            .windows(2)
+            .filter(|w| old_ids.contains(&w[0]) != old_ids.contains(&w[1]))
+            .count();
+        assert!(switches > 2, "partition {p}: the writers interleave");
     }
     let total = old_writer.len() + new_writer.len();
 

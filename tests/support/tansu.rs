@@ -259,15 +259,23 @@ impl Tansu {
             .collect()
     }
 
-    /// Produces each input (idempotent producer, acks=all) and waits for its ack; returns the
-    /// (partition, offset) tansu acknowledged per input.
-    pub async fn produce(&self, topic: &str, inputs: &[Input]) -> Vec<(i32, i64)> {
-        self.produce_paced(topic, inputs, usize::MAX, Duration::ZERO)
-            .await
+    /// An idempotent producer (acks=all) to this broker.
+    pub fn producer(&self) -> FutureProducer {
+        self.client_config()
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer")
     }
 
-    /// As `produce`, but one producer that pauses `pause` after every `every` records it sends
-    /// (a steady stream rather than one burst); waits for all acks at the end.
+    /// Produces each input with a new idempotent producer and waits for its ack; returns the
+    /// (partition, offset) tansu acknowledged per input.
+    pub async fn produce(&self, topic: &str, inputs: &[Input]) -> Vec<(i32, i64)> {
+        send_all(&self.producer(), topic, inputs, usize::MAX, Duration::ZERO).await
+    }
+
+    /// As `produce`, but pausing `pause` after every `every` records sent (a steady stream
+    /// rather than one burst).
     pub async fn produce_paced(
         &self,
         topic: &str,
@@ -275,51 +283,7 @@ impl Tansu {
         every: usize,
         pause: Duration,
     ) -> Vec<(i32, i64)> {
-        let producer: FutureProducer = self
-            .client_config()
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .create()
-            .expect("producer");
-        let mut futures = Vec::with_capacity(inputs.len());
-        for (i, input) in inputs.iter().enumerate() {
-            if i > 0 && i % every == 0 {
-                tokio::time::sleep(pause).await;
-            }
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(topic).partition(input.partition);
-            if let Some(k) = &input.key {
-                record = record.key(k);
-            }
-            if let Some(v) = &input.value {
-                record = record.payload(v);
-            }
-            if !input.headers.is_empty() {
-                let mut h = OwnedHeaders::new();
-                for (k, v) in &input.headers {
-                    h = h.insert(Header {
-                        key: k,
-                        value: Some(v),
-                    });
-                }
-                record = record.headers(h);
-            }
-            if let Some(ts) = input.timestamp {
-                record = record.timestamp(ts);
-            }
-            futures.push(
-                producer
-                    .send_result(record)
-                    .map_err(|(e, _)| e)
-                    .expect("enqueue"),
-            );
-        }
-        let mut out = Vec::with_capacity(futures.len());
-        for f in futures {
-            let d = f.await.expect("delivery future").expect("delivered");
-            out.push((d.partition, d.offset));
-        }
-        out
+        send_all(&self.producer(), topic, inputs, every, pause).await
     }
 
     /// Reads every partition of `topics` from the beginning, without a consumer group (no join
@@ -478,4 +442,54 @@ routes:
     );
     schemabridge::config::Config::parse(&text)
         .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
+}
+
+/// Sends each input with `producer`, pausing `pause` after every `every` records, then waits for
+/// every ack; returns the acknowledged (partition, offset) per input.
+pub async fn send_all(
+    producer: &FutureProducer,
+    topic: &str,
+    inputs: &[Input],
+    every: usize,
+    pause: Duration,
+) -> Vec<(i32, i64)> {
+    let mut futures = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
+        if i > 0 && i % every == 0 {
+            tokio::time::sleep(pause).await;
+        }
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(topic).partition(input.partition);
+        if let Some(k) = &input.key {
+            record = record.key(k);
+        }
+        if let Some(v) = &input.value {
+            record = record.payload(v);
+        }
+        if !input.headers.is_empty() {
+            let mut h = OwnedHeaders::new();
+            for (k, v) in &input.headers {
+                h = h.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
+            }
+            record = record.headers(h);
+        }
+        if let Some(ts) = input.timestamp {
+            record = record.timestamp(ts);
+        }
+        futures.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
+    }
+    let mut out = Vec::with_capacity(futures.len());
+    for f in futures {
+        let d = f.await.expect("delivery future").expect("delivered");
+        out.push((d.partition, d.offset));
+    }
+    out
 }
