@@ -11,7 +11,10 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
 use apache_avro::types::Value;
@@ -20,7 +23,7 @@ use schemabridge::pipeline::dlq_headers;
 use schemabridge::wire;
 use support::kafka::{Input, Received, RouteSpec, Running, unique};
 use support::registry::RegistryDouble;
-use support::tansu::{Tansu, gateway_config, send_all};
+use support::tansu::{Tansu, gateway_config, gateway_config_text, send_all};
 
 const WAIT: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_millis(500);
@@ -500,45 +503,99 @@ async fn malformed_and_unknown_id_messages_reach_the_dlq_with_original_bytes() {
     }
 }
 
-/// (4) Stopped mid-stream (the token a SIGTERM cancels) and restarted with the same group:
-/// every input arrives at least once, first occurrences in source order per partition; the
-/// second run resumes from what the first committed, and ends committed to the end.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stopping_mid_stream_and_restarting_loses_nothing_and_keeps_order() {
-    let tansu = tansu_with_topics().await;
-    let (registry, v1_id, v2_id) = registry_with_orders().await;
-    let v1 = Schema::parse_str(ORDER_V1).unwrap();
+/// `n` v2 orders spread over the partitions; their order ids, and the inputs.
+fn v2_orders(n: usize, seed: u64, v2_id: u32) -> (Vec<String>, Vec<Input>) {
     let v2 = Schema::parse_str(ORDER_V2).unwrap();
-    let mut rng = SplitMix(9);
-    let mut ids = Vec::new();
-    let inputs: Vec<Input> = (0..3000usize)
+    let mut rng = SplitMix(seed);
+    (0..n)
         .map(|i| {
             let v = order_v2(i, &mut rng);
-            ids.push(order_id(&v));
-            Input {
+            let input = Input {
                 partition: (i % PARTITIONS as usize) as i32,
-                value: Some(framed(v2_id, &encode(&v2, v))),
+                value: Some(framed(v2_id, &encode(&v2, v.clone()))),
                 ..Input::default()
-            }
+            };
+            (order_id(&v), input)
         })
+        .unzip()
+}
+
+/// Per partition, the ids in the order of the offsets tansu acknowledged for them.
+fn source_order(acks: &[(i32, i64)], ids: &[String]) -> BTreeMap<i32, Vec<String>> {
+    assert_eq!(acks.len(), ids.len(), "one ack per input");
+    let mut source: Vec<(i32, i64, &String)> = acks
+        .iter()
+        .zip(ids)
+        .map(|((p, o), id)| (*p, *o, id))
         .collect();
-    let group = format!("gw-{}", unique());
-    let cfg = gateway_config(&tansu.bootstrap, &registry.url, &group, &ROUTE);
-    // Three phases of writes: `early` before the first run, `during` while it forwards (it is
-    // stopped in the middle of them), `late` after it stopped.
+    source.sort();
+    let mut expected: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for (p, _, id) in source {
+        expected.entry(p).or_default().push(id.clone());
+    }
+    expected
+}
+
+/// At least once, in order: per partition, the first occurrence of each id on the target is the
+/// source order, and every input is there.
+fn assert_first_occurrences_in_order(
+    out: &[Received],
+    expected: &BTreeMap<i32, Vec<String>>,
+    v1: &Schema,
+    v1_id: u32,
+) {
+    let got = ids_by_partition(out, v1, v1_id);
+    let known: HashSet<&String> = expected.values().flatten().collect();
+    for (p, ids) in &got {
+        for id in ids {
+            assert!(known.contains(id), "partition {p}: {id} is no input");
+        }
+    }
+    for (p, want) in expected {
+        let mut seen = HashSet::new();
+        let firsts: Vec<&String> = got
+            .get(p)
+            .map(|ids| ids.iter().filter(|id| seen.insert(*id)).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            firsts,
+            want.iter().collect::<Vec<_>>(),
+            "partition {p}: first occurrences in source order, none missing"
+        );
+    }
+}
+
+/// Reads the target until every id in `ids` arrived on it.
+async fn wait_for_all(tansu: &Tansu, ids: &[String], v1: &Schema, v1_id: u32) {
+    let mut missing: HashSet<&String> = ids.iter().collect();
+    tansu
+        .consume_until(&[ROUTE.target], WAIT, Duration::ZERO, |m| {
+            missing.remove(&target_order_id(m, v1, v1_id));
+            missing.is_empty()
+        })
+        .await;
+}
+
+/// The three phases of writes of a stop/restart test: `early` before the first run, `during`
+/// while it forwards (it is stopped in the middle of them), `late` after it stopped; and how
+/// many records on the target trigger the stop (a third into `during`).
+fn phases(inputs: &[Input]) -> (&[Input], &[Input], &[Input], usize) {
     let (early, rest) = inputs.split_at(inputs.len() / 5);
     let (during, late) = rest.split_at(rest.len() * 3 / 4);
     let stop_at = early.len() + during.len() / 3 + 7;
-    let mut acks = tansu.produce(ROUTE.source, early).await;
+    (early, during, late, stop_at)
+}
 
-    let gw = Running::start(cfg.clone());
-    let joined = tansu
-        .consume(&[ROUTE.target], 1, WAIT, Duration::ZERO)
-        .await;
-    assert!(!joined.is_empty(), "tansu log: {}", tansu.log.display());
+/// Writes `during` as a steady stream while counting target records; once `stop_at` arrived
+/// (the gateway still forwarding, the writer still writing) runs `stop`. Returns the acks of
+/// `during` and what `stop` returned.
+async fn stop_mid_stream<T>(
+    tansu: &Tansu,
+    during: &[Input],
+    stop_at: usize,
+    stop: impl AsyncFnOnce() -> T,
+) -> (Vec<(i32, i64)>, T) {
     let writer = tansu.produce_paced(ROUTE.source, during, 10, Duration::from_millis(5));
-    // Stop (the token SIGTERM cancels) once `stop_at` records reached the target: while the
-    // writer is still writing and the gateway forwarding.
     let stopper = async {
         let mut n = 0;
         tansu
@@ -547,9 +604,34 @@ async fn stopping_mid_stream_and_restarting_loses_nothing_and_keeps_order() {
                 n >= stop_at
             })
             .await;
-        gw.stop().await.expect("clean stop")
+        stop().await
     };
-    let (during_acks, first) = tokio::join!(writer, stopper);
+    tokio::join!(writer, stopper)
+}
+
+/// (4) Stopped mid-stream (the token a SIGTERM cancels) and restarted with the same group:
+/// every input arrives at least once, first occurrences in source order per partition; the
+/// second run resumes from what the first committed, and ends committed to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_mid_stream_and_restarting_loses_nothing_and_keeps_order() {
+    let tansu = tansu_with_topics().await;
+    let (registry, v1_id, v2_id) = registry_with_orders().await;
+    let v1 = Schema::parse_str(ORDER_V1).unwrap();
+    let (ids, inputs) = v2_orders(3000, 9, v2_id);
+    let group = format!("gw-{}", unique());
+    let cfg = gateway_config(&tansu.bootstrap, &registry.url, &group, &ROUTE);
+    let (early, during, late, stop_at) = phases(&inputs);
+    let mut acks = tansu.produce(ROUTE.source, early).await;
+
+    let gw = Running::start(cfg.clone());
+    let joined = tansu
+        .consume(&[ROUTE.target], 1, WAIT, Duration::ZERO)
+        .await;
+    assert!(!joined.is_empty(), "tansu log: {}", tansu.log.display());
+    let (during_acks, first) = stop_mid_stream(&tansu, during, stop_at, async || {
+        gw.stop().await.expect("clean stop")
+    })
+    .await;
     acks.extend(during_acks);
     let committed = tansu.committed(&group, ROUTE.source, PARTITIONS);
     eprintln!(
@@ -566,26 +648,8 @@ async fn stopping_mid_stream_and_restarting_loses_nothing_and_keeps_order() {
         "the first run cannot have seen the late writes"
     );
 
-    let mut source: Vec<(i32, i64, &String)> = acks
-        .iter()
-        .zip(&ids)
-        .map(|((p, o), id)| (*p, *o, id))
-        .collect();
-    source.sort();
-    let mut expected: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    for (p, _, id) in source {
-        expected.entry(p).or_default().push(id.clone());
-    }
-
     let gw = Running::start(cfg);
-    // Wait until every id reached the target, then stop.
-    let mut missing: HashSet<&String> = ids.iter().collect();
-    tansu
-        .consume_until(&[ROUTE.target], WAIT, Duration::ZERO, |m| {
-            missing.remove(&target_order_id(m, &v1, v1_id));
-            missing.is_empty()
-        })
-        .await;
+    wait_for_all(&tansu, &ids, &v1, v1_id).await;
     let second = gw.stop().await.expect("clean stop");
     let resumed: i64 = committed.iter().map(|c| c.unwrap_or(0)).sum();
     assert_eq!(
@@ -608,21 +672,142 @@ async fn stopping_mid_stream_and_restarting_loses_nothing_and_keeps_order() {
         out.iter().all(|m| m.topic == ROUTE.target),
         "nothing dead-lettered"
     );
-    // At least once, in order: per partition, the first occurrence of each id is the source
-    // order, and every input is there.
-    let got = ids_by_partition(&out, &v1, v1_id);
-    for (p, want) in &expected {
-        let mut seen = HashSet::new();
-        let firsts: Vec<&String> = got
-            .get(p)
-            .map(|ids| ids.iter().filter(|id| seen.insert(*id)).collect())
-            .unwrap_or_default();
-        assert_eq!(
-            firsts,
-            want.iter().collect::<Vec<_>>(),
-            "partition {p}: first occurrences in source order, none missing"
-        );
+    assert_first_occurrences_in_order(&out, &source_order(&acks, &ids), &v1, v1_id);
+    assert_eq!(
+        tansu.committed(&group, ROUTE.source, PARTITIONS),
+        acked_ends(&acks),
+        "committed up to the end of each partition"
+    );
+}
+
+/// The gateway binary, `schemabridge run --config FILE`, with its output in a file; killed by
+/// pid (kill, then wait) when dropped, also on panic.
+struct GatewayProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl GatewayProcess {
+    fn start(dir: &Path, name: &str, config_text: &str) -> GatewayProcess {
+        let config = dir.join(format!("{name}.yaml"));
+        std::fs::write(&config, config_text).expect("write config");
+        let log = dir.join(format!("{name}.log"));
+        let out = File::create(&log).expect("create log");
+        let err = out.try_clone().expect("clone log handle");
+        let child = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start schemabridge run");
+        GatewayProcess { child, log }
     }
+
+    /// SIGKILL: a crash, nothing drained or committed.
+    fn crash(&mut self) {
+        self.child.kill().expect("SIGKILL schemabridge");
+        self.child.wait().expect("reap schemabridge");
+    }
+
+    /// SIGTERM, then waits (at most a minute) for the process to exit; returns its status.
+    async fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill -TERM");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "schemabridge did not exit within 60 s of SIGTERM; log: {}",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// (5) The gateway process is killed (SIGKILL, a crash: nothing drained, nothing committed)
+/// mid-stream and started again with the same group: every input arrives at least once (all
+/// the first run forwarded comes twice: it had committed nothing), first occurrences in source
+/// order per partition; then SIGTERM stops it cleanly, exit 0, committed to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_gateway_process_restarted_delivers_everything_at_least_once_in_order() {
+    let tansu = tansu_with_topics().await;
+    let (registry, v1_id, v2_id) = registry_with_orders().await;
+    let v1 = Schema::parse_str(ORDER_V1).unwrap();
+    let (ids, inputs) = v2_orders(3000, 13, v2_id);
+    let group = format!("gw-{}", unique());
+    // Commits only on shutdown (README: every commit_interval_ms and on shutdown), so the crash
+    // leaves nothing committed and the restart must redeliver all the first run forwarded.
+    let config = gateway_config_text(&tansu.bootstrap, &registry.url, &group, &ROUTE);
+    let config = config.replace("commit_interval_ms: 200", "commit_interval_ms: 600000");
+    assert!(config.contains("commit_interval_ms: 600000"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (early, during, late, stop_at) = phases(&inputs);
+    let mut acks = tansu.produce(ROUTE.source, early).await;
+
+    let mut gw = GatewayProcess::start(dir.path(), "first", &config);
+    let joined = tansu
+        .consume(&[ROUTE.target], 1, WAIT, Duration::ZERO)
+        .await;
+    assert!(!joined.is_empty(), "gateway log: {}", gw.log.display());
+    let (during_acks, ()) = stop_mid_stream(&tansu, during, stop_at, async || gw.crash()).await;
+    acks.extend(during_acks);
+    assert_eq!(
+        tansu.committed(&group, ROUTE.source, PARTITIONS),
+        vec![None; PARTITIONS as usize],
+        "nothing committed before the crash"
+    );
+    acks.extend(tansu.produce(ROUTE.source, late).await);
+
+    let mut gw = GatewayProcess::start(dir.path(), "second", &config);
+    wait_for_all(&tansu, &ids, &v1, v1_id).await;
+    let status = gw.terminate().await;
+    assert!(
+        status.success(),
+        "SIGTERM: exit 0 ({status}); log: {}",
+        gw.log.display()
+    );
+
+    let mut missing: HashSet<&String> = ids.iter().collect();
+    let out = tansu
+        .consume_until(&[ROUTE.target, ROUTE.dlq], WAIT, SETTLE, |m| {
+            if m.topic == ROUTE.target {
+                missing.remove(&target_order_id(m, &v1, v1_id));
+            }
+            missing.is_empty()
+        })
+        .await;
+    eprintln!(
+        "crash after {stop_at}+ records on the target; {} records on the target for {} inputs",
+        out.len(),
+        inputs.len()
+    );
+    assert!(
+        out.len() >= inputs.len() + stop_at,
+        "what the first run forwarded (at least {stop_at}) was delivered again"
+    );
+    assert!(
+        out.iter().all(|m| m.topic == ROUTE.target),
+        "nothing dead-lettered"
+    );
+    assert_first_occurrences_in_order(&out, &source_order(&acks, &ids), &v1, v1_id);
     assert_eq!(
         tansu.committed(&group, ROUTE.source, PARTITIONS),
         acked_ends(&acks),

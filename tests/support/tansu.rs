@@ -406,7 +406,19 @@ pub fn gateway_config(
     group: &str,
     route: &super::kafka::RouteSpec<'_>,
 ) -> schemabridge::config::Config {
-    let text = format!(
+    let text = gateway_config_text(bootstrap, registry_url, group, route);
+    schemabridge::config::Config::parse(&text)
+        .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
+}
+
+/// The YAML text of `gateway_config` (for `schemabridge run --config FILE`).
+pub fn gateway_config_text(
+    bootstrap: &str,
+    registry_url: &str,
+    group: &str,
+    route: &super::kafka::RouteSpec<'_>,
+) -> String {
+    format!(
         r#"
 source:
   bootstrap_servers: "{bootstrap}"
@@ -439,9 +451,7 @@ routes:
             .lines()
             .map(|l| format!("      {l}\n"))
             .collect::<String>(),
-    );
-    schemabridge::config::Config::parse(&text)
-        .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
+    )
 }
 
 /// Sends each input with `producer`, pausing `pause` after every `every` records, then waits for
