@@ -7,10 +7,12 @@
 //!   a separate process, with topic creation and produce/consume helpers.
 //! - `orders`: the reference OrderPlaced records: encoding, framing, reading back by partition.
 //! - `python`: the `target/test-venv` bootstrap (`tansu` gets its binary through it).
+//! - `process`: the real `schemabridge` binary as a child process (log file, SIGKILL/SIGTERM).
 #![allow(dead_code)]
 
 pub mod kafka;
 pub mod orders;
+pub mod process;
 pub mod python;
 pub mod registry;
 pub mod tansu;
