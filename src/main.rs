@@ -91,6 +91,54 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+    /// The gateway end to end on Kafka: records/s, MB/s, latency and peak RSS of (a) a minimal
+    /// rdkafka copy loop, (b) a passthrough route, (c) Avro OrderPlaced v2 → v1 at least once and
+    /// (d) exactly once, each in its own process on the same input; the last line is
+    /// `ratio: N.NN` ((c) / (a) records/s). Runs on an in-process mock cluster unless given a
+    /// broker.
+    Pipeline {
+        /// A broker to run on (topics are created, and deleted afterwards unless
+        /// --keep-topics); default: librdkafka's mock cluster in this process.
+        #[arg(long)]
+        bootstrap_servers: Option<String>,
+        /// Partitions of every topic (the mock cluster keeps about 20,000 records, 5 MB, per
+        /// partition).
+        #[arg(long, default_value_t = 12)]
+        partitions: i32,
+        /// Input records per partition.
+        #[arg(long, default_value_t = 15_000)]
+        records: usize,
+        /// Latency phase: records per second produced while a contender runs...
+        #[arg(long, default_value_t = 4_000)]
+        latency_rate: u32,
+        /// ...for this many seconds.
+        #[arg(long, default_value_t = 3.0)]
+        latency_seconds: f64,
+        /// fetch.wait.max.ms of every consumer (default: 10 on the mock cluster, whose empty
+        /// fetches always wait this long; librdkafka's default on a broker).
+        #[arg(long)]
+        fetch_wait_ms: Option<u32>,
+        /// Topic names start with this (default: schemabridge-bench-PID-TIME).
+        #[arg(long)]
+        topic_prefix: Option<String>,
+        /// On a broker, leave the bench's topics in place.
+        #[arg(long)]
+        keep_topics: bool,
+    },
+    /// `bench pipeline`'s contender (a): copies records from --from to --to until SIGTERM.
+    #[command(hide = true)]
+    CopyLoop {
+        #[arg(long)]
+        bootstrap_servers: String,
+        #[arg(long, required = true)]
+        from: Vec<String>,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        fetch_wait_ms: Option<u32>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -156,6 +204,47 @@ fn main() -> ExitCode {
             records,
             seconds,
         )),
+        Command::Bench(BenchCommand::Pipeline {
+            bootstrap_servers,
+            partitions,
+            records,
+            latency_rate,
+            latency_seconds,
+            fetch_wait_ms,
+            topic_prefix,
+            keep_topics,
+        }) => report(bench_pipeline(
+            schemabridge::bench::pipeline::PipelineOptions {
+                exe: PathBuf::new(),
+                bootstrap_servers,
+                partitions,
+                records_per_partition: records,
+                latency_rate,
+                latency_seconds,
+                fetch_wait_ms,
+                topic_prefix,
+                keep_topics,
+            },
+        )),
+        Command::Bench(BenchCommand::CopyLoop {
+            bootstrap_servers,
+            from,
+            to,
+            group,
+            fetch_wait_ms,
+        }) => report(
+            schemabridge::bench::pipeline::copy_loop(
+                &schemabridge::bench::pipeline::CopyLoopOptions {
+                    bootstrap_servers,
+                    from,
+                    to,
+                    group,
+                    fetch_wait_ms,
+                },
+            )
+            .map(|n| eprintln!("copy loop stopped: {n} records copied"))
+            .map_err(anyhow::Error::msg),
+        ),
         Command::Run { config } => {
             telemetry::init_tracing("info", format);
             report(runtime().and_then(|rt| rt.block_on(run(config))))
@@ -215,6 +304,26 @@ fn bench_transcode(
     )
     .map_err(anyhow::Error::msg)?;
     println!("{}", result.table());
+    Ok(())
+}
+
+fn bench_pipeline(mut opts: schemabridge::bench::pipeline::PipelineOptions) -> anyhow::Result<()> {
+    opts.exe = std::env::current_exe().context("cannot find this executable")?;
+    let result = schemabridge::bench::pipeline::run(&opts).map_err(anyhow::Error::msg)?;
+    println!("{}", result.table());
+    let failed = result.failed();
+    if !failed.is_empty() {
+        let names: Vec<&str> = failed.iter().map(|c| c.label()).collect();
+        anyhow::bail!(
+            "failed: {}{}",
+            names.join(", "),
+            result
+                .work_dir
+                .as_ref()
+                .map(|d| format!(" (configs and logs in {})", d.display()))
+                .unwrap_or_default()
+        );
+    }
     Ok(())
 }
 

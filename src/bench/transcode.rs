@@ -595,8 +595,8 @@ mod tests {
 
     // The schema files themselves (not `crate::demo`'s copies): the fuzz crate compiles this
     // file by path, without the rest of the gateway.
-    const ORDER_V1: &str = include_str!("../proto/orders/order_v1.avsc");
-    const ORDER_V2: &str = include_str!("../proto/orders/order_v2.avsc");
+    const ORDER_V1: &str = include_str!("../../proto/orders/order_v1.avsc");
+    const ORDER_V2: &str = include_str!("../../proto/orders/order_v2.avsc");
 
     #[test]
     #[allow(deprecated)]

@@ -1,0 +1,13 @@
+//! Benchmarks behind `schemabridge bench`, each printing a table.
+//!
+//! - `transcode` (re-exported here): the compiled Avro plan against apache-avro's value path,
+//!   and the random-record generator it, the criterion bench and `pipeline` use.
+//! - [`pipeline`]: the gateway end to end on a Kafka broker, against a minimal rdkafka copy
+//!   loop on the same input.
+//!
+//! Owns: measuring and reporting. Must not: be used by the gateway.
+
+pub mod pipeline;
+mod transcode;
+
+pub use transcode::*;
