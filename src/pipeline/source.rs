@@ -34,6 +34,8 @@ use crate::config::{Config, DeliveryMode};
 const SERVICE_EVERY: u32 = 256;
 /// How long one poll waits when no message is ready.
 const POLL: Duration = Duration::from_millis(50);
+/// How long the delivery mode may stay without capacity before the partitions are paused.
+const PAUSE_AFTER: Duration = Duration::from_millis(500);
 /// How long a transaction operation may block.
 const TXN_OP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -239,6 +241,7 @@ fn consume(
     let mut slot_routes: Vec<Option<(usize, bool)>> = Vec::new();
     let mut since_service = 0u32;
     let mut paused: Option<TopicPartitionList> = None;
+    let mut full_since: Option<Instant> = None;
     let mut errors = ErrorLog::default();
     let mut outage = Outage::default();
     while !stop.is_cancelled() {
@@ -267,19 +270,29 @@ fn consume(
                 since_service = 0;
             }
             if !d.has_capacity() {
-                if paused.is_none() {
+                // Wait for acks without consuming; pause the partitions only if the target stays
+                // full (pausing drops librdkafka's prefetched messages, so it is not done for a
+                // short wait), and keep polling while paused so the member stays in its group.
+                let full_since = *full_since.get_or_insert_with(Instant::now);
+                if paused.is_none() && full_since.elapsed() >= PAUSE_AFTER {
                     let assignment = consumer.assignment().map_err(client_error("assignment"))?;
                     consumer.pause(&assignment).map_err(client_error("pause"))?;
-                    tracing::debug!("target has no capacity: partitions paused");
+                    tracing::info!("target has no capacity: partitions paused");
                     metrics::counter!("schemabridge_backpressure_pauses_total").increment(1);
                     paused = Some(assignment);
                 }
-                d.wait(Duration::from_millis(10))?;
-            } else if let Some(assignment) = paused.take() {
-                consumer
-                    .resume(&assignment)
-                    .map_err(client_error("resume"))?;
-                tracing::debug!("partitions resumed");
+                d.wait(Duration::from_millis(1))?;
+                if paused.is_none() {
+                    continue;
+                }
+            } else {
+                full_since = None;
+                if let Some(assignment) = paused.take() {
+                    consumer
+                        .resume(&assignment)
+                        .map_err(client_error("resume"))?;
+                    tracing::info!("target has capacity again: partitions resumed");
+                }
             }
         }
         let timeout = if paused.is_some() {
