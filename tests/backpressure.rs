@@ -110,6 +110,12 @@ routes:
     );
     assert!(reader.received.iter().all(|m| m.topic == "orders-v1"));
     assert_at_least_once_in_order(&ids_by_partition(&reader.received), &expected);
+    let log = std::fs::read_to_string(&gw.log).expect("gateway log");
+    assert!(
+        log.contains("target has no capacity: partitions paused")
+            && log.contains("target has capacity again: partitions resumed"),
+        "the gateway paused its partitions during the outage and resumed after\n{log}"
+    );
     let bound = stated_bound_kib(queued_kib, max_bytes);
     eprintln!(
         "peak RSS during the outage {peak_during_outage} KiB, whole run {peak} KiB, stated bound {bound} KiB"
