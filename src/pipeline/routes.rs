@@ -318,3 +318,65 @@ fn partition_count<C: ClientContext>(client: &Client<C>, topic: &str) -> Result<
     }
     Ok(t.partitions().len() as i32)
 }
+
+/// Warns when a record the source topics accept may not fit into a target or dead-letter topic
+/// or the producer's `message.max.bytes`: such records take the route's error policy (as
+/// `too-large`) instead of being forwarded. Best effort: a cluster that does not answer
+/// DescribeConfigs (or a topic that does not report `max.message.bytes`) is skipped silently.
+pub fn warn_size_limits(
+    source: rdkafka::ClientConfig,
+    target: rdkafka::ClientConfig,
+    routes: &RouteTable,
+    producer_max: usize,
+) {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let limits = |cfg: rdkafka::ClientConfig, topics: &[&str]| -> Vec<(String, usize)> {
+        let Ok(admin) = cfg.create::<AdminClient<DefaultClientContext>>() else {
+            return Vec::new();
+        };
+        let specs: Vec<ResourceSpecifier<'_>> =
+            topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+        let Ok(results) = futures::executor::block_on(admin.describe_configs(&specs, &opts))
+        else {
+            return Vec::new();
+        };
+        results
+            .into_iter()
+            .zip(topics)
+            .filter_map(|(r, t)| {
+                let value = r.ok()?.get("max.message.bytes")?.value.clone()?;
+                Some((t.to_string(), value.parse().ok()?))
+            })
+            .collect()
+    };
+    for (route, matcher) in routes.routes.iter().zip(&routes.matchers) {
+        let sources: Vec<&str> = matcher.topics.iter().map(String::as_str).collect();
+        let Some((source_topic, source_max)) =
+            limits(source.clone(), &sources).into_iter().max_by_key(|(_, n)| *n)
+        else {
+            continue;
+        };
+        let mut targets = vec![route.target.as_str()];
+        targets.extend(
+            [&route.key, &route.value]
+                .into_iter()
+                .filter_map(|p| p.config.dlq.as_deref()),
+        );
+        let target_limits = limits(target.clone(), &targets);
+        let smallest = target_limits
+            .iter()
+            .map(|(t, n)| (t.as_str(), *n))
+            .chain(std::iter::once(("the producer's message.max.bytes", producer_max)))
+            .min_by_key(|(_, n)| *n);
+        if let Some((what, n)) = smallest
+            && n < source_max
+        {
+            tracing::warn!(
+                route = %route.name,
+                "source topic {source_topic} accepts records up to {source_max} bytes, but {what} takes only {n}: larger records take the route's error policy as `too-large`"
+            );
+        }
+    }
+}

@@ -157,6 +157,12 @@ pub fn run(
         .map_err(client_error("consumer"))?;
     routes.check_targets(producer.client(), probe.client())?;
     drop(probe);
+    super::routes::warn_size_limits(
+        cfg.consumer_config(),
+        cfg.producer_config(),
+        &routes,
+        cfg.max_message_bytes(),
+    );
 
     let p = &cfg.pipeline;
     let delivery = match p.delivery {
