@@ -117,3 +117,62 @@ impl Drop for GatewayProcess {
         self.kill();
     }
 }
+
+/// tansu, an independent Kafka-API broker (Rust, by others), as a child process with in-memory
+/// storage on a free loopback port; logs to `dir/tansu.log`. Stops (SIGKILL + wait) on drop.
+/// Unlike librdkafka's mock cluster it stores offsets committed inside transactions
+/// (TxnOffsetCommit) and writes transaction markers; like it, it shows aborted records to
+/// read_committed readers.
+pub struct TansuBroker {
+    child: Option<Child>,
+    pub bootstrap: String,
+    pub log: PathBuf,
+}
+
+impl TansuBroker {
+    /// Starts `bin` (the `tansu` binary) and waits until it accepts connections.
+    pub fn start(bin: &Path, dir: &Path) -> TansuBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = dir.join("tansu.log");
+        let out = File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("start tansu");
+        let broker = TansuBroker {
+            child: Some(child),
+            bootstrap: format!("127.0.0.1:{port}"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        broker
+    }
+}
+
+impl Drop for TansuBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
