@@ -377,7 +377,7 @@ impl Fixture {
                 e.1 = e.1.max(m.offset);
             }
             eprintln!(
-                "DEBUG dlq offsets {dlq_offsets:?}; target (count, max offset) {target_offsets:?}"
+                "inputs missing; offsets read from the DLQ: {dlq_offsets:?}; per target partition (records, highest offset): {target_offsets:?}"
             );
         }
         assert!(
