@@ -1,9 +1,12 @@
-//! The real `schemabridge` binary as a child process, for tests that kill it.
+//! Child processes for tests: the real `schemabridge` binary (for tests that kill it) and the
+//! tansu broker.
 //!
-//! Owns: writing a config file, starting `schemabridge run --config FILE` with its output
-//! redirected to a log file (never an inherited pipe), and stopping it by pid: SIGKILL (a crash)
-//! or SIGTERM (a clean stop), always followed by a wait. A Drop guard kills and reaps it if a test
-//! panics. Must not: know about Kafka or the registry (the config text says where they are).
+//! Owns: writing the gateway's config file, starting `schemabridge run --config FILE` or
+//! `tansu broker` with output redirected to a log file (never an inherited pipe), and stopping
+//! them by pid: SIGKILL (a crash) or SIGTERM (a clean stop), always followed by a wait. A Drop
+//! guard kills and reaps each if a test panics. Must not: speak Kafka or the registry's API
+//! (the config text says where they are; `kafka.rs` creates topics), or install anything (the
+//! caller passes tansu's path).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
