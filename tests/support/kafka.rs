@@ -480,3 +480,85 @@ routes:
         Config::parse(&text).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
     }
 }
+
+/// Produces each input to `topic` on any cluster (the mock or an independent broker) and waits
+/// for its ack; returns (partition, offset) per input.
+pub async fn produce_to(bootstrap: &str, topic: &str, inputs: &[Input]) -> Vec<(i32, i64)> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    let mut futures = Vec::new();
+    for input in inputs {
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(topic).partition(input.partition);
+        if let Some(k) = &input.key {
+            record = record.key(k);
+        }
+        if let Some(v) = &input.value {
+            record = record.payload(v);
+        }
+        futures.push(
+            producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("enqueue"),
+        );
+    }
+    let mut out = Vec::new();
+    for f in futures {
+        let d = f.await.expect("delivery future").expect("delivered");
+        out.push((d.partition, d.offset));
+    }
+    out
+}
+
+/// Creates `topics` (`(name, partitions)`, one replica) with the admin API, for brokers other
+/// than the mock (whose topics are created through its own API).
+pub async fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .expect("create topics");
+    for r in results {
+        r.unwrap_or_else(|(topic, e)| panic!("create topic {topic}: {e}"));
+    }
+}
+
+/// A group's committed offset per partition of `topic` on any cluster (`None`: nothing).
+pub fn committed_on(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Option<i64>> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,9 +1,12 @@
-//! The real `schemabridge` binary as a child process, for tests that kill it.
+//! Child processes for tests: the real `schemabridge` binary (for tests that kill it) and the
+//! tansu broker.
 //!
-//! Owns: writing a config file, starting `schemabridge run --config FILE` with its output
-//! redirected to a log file (never an inherited pipe), and stopping it by pid: SIGKILL (a crash)
-//! or SIGTERM (a clean stop), always followed by a wait. A Drop guard kills and reaps it if a test
-//! panics. Must not: know about Kafka or the registry (the config text says where they are).
+//! Owns: writing the gateway's config file, starting `schemabridge run --config FILE` or
+//! `tansu broker` with output redirected to a log file (never an inherited pipe), and stopping
+//! them by pid: SIGKILL (a crash) or SIGTERM (a clean stop), always followed by a wait. A Drop
+//! guard kills and reaps each if a test panics. Must not: speak Kafka or the registry's API
+//! (the config text says where they are; `kafka.rs` creates topics), or install anything (the
+//! caller passes tansu's path).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -115,5 +118,64 @@ impl GatewayProcess {
 impl Drop for GatewayProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// tansu, an independent Kafka-API broker (Rust, by others), as a child process with in-memory
+/// storage on a free loopback port; logs to `dir/tansu.log`. Stops (SIGKILL + wait) on drop.
+/// Unlike librdkafka's mock cluster it stores offsets committed inside transactions
+/// (TxnOffsetCommit) and writes transaction markers; like it, it shows aborted records to
+/// read_committed readers.
+pub struct TansuBroker {
+    child: Option<Child>,
+    pub bootstrap: String,
+    pub log: PathBuf,
+}
+
+impl TansuBroker {
+    /// Starts `bin` (the `tansu` binary) and waits until it accepts connections.
+    pub fn start(bin: &Path, dir: &Path) -> TansuBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = dir.join("tansu.log");
+        let out = File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("start tansu");
+        let broker = TansuBroker {
+            child: Some(child),
+            bootstrap: format!("127.0.0.1:{port}"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        broker
+    }
+}
+
+impl Drop for TansuBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
