@@ -338,8 +338,7 @@ pub fn warn_size_limits(
         let specs: Vec<ResourceSpecifier<'_>> =
             topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
         let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
-        let Ok(results) = futures::executor::block_on(admin.describe_configs(&specs, &opts))
-        else {
+        let Ok(results) = futures::executor::block_on(admin.describe_configs(&specs, &opts)) else {
             return Vec::new();
         };
         results
@@ -353,8 +352,9 @@ pub fn warn_size_limits(
     };
     for (route, matcher) in routes.routes.iter().zip(&routes.matchers) {
         let sources: Vec<&str> = matcher.topics.iter().map(String::as_str).collect();
-        let Some((source_topic, source_max)) =
-            limits(source.clone(), &sources).into_iter().max_by_key(|(_, n)| *n)
+        let Some((source_topic, source_max)) = limits(source.clone(), &sources)
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
         else {
             continue;
         };
@@ -368,7 +368,10 @@ pub fn warn_size_limits(
         let smallest = target_limits
             .iter()
             .map(|(t, n)| (t.as_str(), *n))
-            .chain(std::iter::once(("the producer's message.max.bytes", producer_max)))
+            .chain(std::iter::once((
+                "the producer's message.max.bytes",
+                producer_max,
+            )))
             .min_by_key(|(_, n)| *n);
         if let Some((what, n)) = smallest
             && n < source_max

@@ -311,7 +311,7 @@ fn consume(
             Some(Err(e)) => errors.log(&e),
             Some(Ok(msg)) => {
                 since_service += 1;
-                let (pos, settled) = {
+                let (pos, settled, rewinds) = {
                     let d = lock(delivery);
                     // Not assigned (revoked since it was fetched): its new owner consumes it.
                     let Some(slot) = d.slots().lookup(msg.topic(), msg.partition()) else {
@@ -321,7 +321,11 @@ fn consume(
                         slot,
                         offset: msg.offset(),
                     };
-                    (pos, slot_routes.get(slot as usize).copied().flatten())
+                    (
+                        pos,
+                        slot_routes.get(slot as usize).copied().flatten(),
+                        d.rewinds(),
+                    )
                 };
                 let Some((route, same)) = settled else {
                     tracing::warn!(topic = msg.topic(), "no route for topic; message skipped");
@@ -333,6 +337,7 @@ fn consume(
                     consumer,
                     delivery,
                     generation: consumer.context().generation.load(Ordering::Acquire),
+                    rewinds,
                     outage: &mut outage,
                 };
                 let flow = worker.handle(routes.get(route), same, pos, &msg, &mut io)?;
@@ -353,6 +358,8 @@ struct MessageIo<'a> {
     delivery: &'a Shared,
     /// The revocation count when the message was polled.
     generation: u64,
+    /// The rewind count when the message was polled.
+    rewinds: u64,
     outage: &'a mut Outage,
 }
 
@@ -360,11 +367,16 @@ impl Io for MessageIo<'_> {
     fn delivery(&mut self) -> Option<MutexGuard<'_, Delivery>> {
         let d = lock(self.delivery);
         let now = self.consumer.context().generation.load(Ordering::Acquire);
-        (now == self.generation).then_some(d)
+        (now == self.generation && d.rewinds() == self.rewinds).then_some(d)
     }
 
     fn idle(&mut self) {
         self.outage.keepalive(self.consumer);
+        // What was done before the outage is committed (an open transaction would otherwise
+        // stay open, holding back read_committed readers, until the registry answers).
+        if let Err(e) = lock(self.delivery).flush_during_pause(self.consumer) {
+            self.consumer.context().fail(e);
+        }
     }
 }
 

@@ -37,6 +37,8 @@ pub struct ExactlyOnce {
     acks: Vec<Ack>,
     /// A record of the open transaction was not delivered: it must abort.
     abortable: Option<KafkaError>,
+    /// Aborts so far (each rewinds the consumer).
+    pub(super) rewinds: u64,
 }
 
 pub struct Limits {
@@ -117,6 +119,7 @@ impl ExactlyOnce {
             op_timeout: limits.op_timeout,
             acks: Vec::with_capacity(1024),
             abortable: None,
+            rewinds: 0,
         })
     }
 
@@ -198,6 +201,15 @@ impl ExactlyOnce {
             self.commit(consumer, Instant::now() + self.op_timeout)?;
         }
         Ok(())
+    }
+
+    /// Commits the open transaction now, if there is one.
+    pub fn commit_now<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), DeliveryError> {
+        self.wait(Duration::ZERO)?;
+        self.commit(consumer, Instant::now() + self.op_timeout)
     }
 
     /// Commits the open transaction with the consumed offsets; on an abortable failure aborts it
@@ -307,6 +319,7 @@ impl ExactlyOnce {
         self.acks.clear();
         self.abortable = None;
         self.reset();
+        self.rewinds += 1;
         for (topic, partition, offset) in self.slots.rewind() {
             if let Err(e) =
                 consumer.seek(&topic, partition, Offset::Offset(offset), self.op_timeout)
