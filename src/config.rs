@@ -685,6 +685,7 @@ impl Config {
                 }
             }
         }
+        check_route_overlaps(&self.routes, self.target.is_none(), &mut err);
         if errs.is_empty() {
             Ok(())
         } else {
@@ -783,6 +784,116 @@ impl Config {
             })
             .unwrap_or_else(|| "local".to_string());
         format!("schemabridge-{}-{host}", self.group_id)
+    }
+}
+
+/// Cross-route checks. A source topic two routes claim is refused (the first route in order
+/// would take every message and the other would silently see none), and so is, when source and
+/// target are one cluster, a target or DLQ topic that some route consumes: the gateway would
+/// consume its own output (A→B plus B→A multiplies messages without end; a regex matching its
+/// own target loops on its own). Regex against regex is only compared as text: whether two
+/// patterns can match one name is not decidable here, and the literal/target checks catch the
+/// configs seen in practice.
+fn check_route_overlaps(
+    routes: &[RouteConfig],
+    same_cluster: bool,
+    err: &mut impl FnMut(String, &str),
+) {
+    // Whole-name matchers, as the pipeline builds them (invalid ones are reported above).
+    let regexes: Vec<Option<regex::Regex>> = routes
+        .iter()
+        .map(|r| {
+            r.source
+                .topic_regex
+                .as_ref()
+                .and_then(|re| regex::Regex::new(&format!("^(?:{re})$")).ok())
+        })
+        .collect();
+    let label = |k: usize| routes.get(k).map_or("", |r| r.name.as_str());
+    // The key path of the source entry of route `k` that consumes `topic`, if any.
+    let consumer_of = |k: usize, topic: &str| -> Option<String> {
+        let route = routes.get(k)?;
+        if let Some(j) = route.source.topics.iter().position(|t| t == topic) {
+            return Some(format!("routes[{k}].source.topics[{j}]"));
+        }
+        match regexes.get(k) {
+            Some(Some(re)) if re.is_match(topic) => Some(format!("routes[{k}].source.topic_regex")),
+            _ => None,
+        }
+    };
+    for (i, route) in routes.iter().enumerate() {
+        for (j, topic) in route.source.topics.iter().enumerate() {
+            for k in 0..routes.len() {
+                if k == i {
+                    continue;
+                }
+                let Some(other) = consumer_of(k, topic) else {
+                    continue;
+                };
+                if k < i {
+                    err(
+                        format!("routes[{i}].source.topics[{j}]"),
+                        &format!(
+                            "topic {topic} is already routed by {other} ({}); a topic can have one route only",
+                            label(k)
+                        ),
+                    );
+                } else if other.ends_with("topic_regex") {
+                    // A later literal route is reported when the loop reaches it.
+                    err(
+                        format!("routes[{i}].source.topics[{j}]"),
+                        &format!(
+                            "topic {topic} is also matched by {other} ({}), which would never receive it; a topic can have one route only",
+                            label(k)
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(re) = &route.source.topic_regex
+            && let Some(k) = routes
+                .iter()
+                .take(i)
+                .position(|r| r.source.topic_regex.as_ref() == Some(re))
+        {
+            err(
+                format!("routes[{i}].source.topic_regex"),
+                &format!(
+                    "same pattern as routes[{k}].source.topic_regex ({}); a topic can have one route only",
+                    label(k)
+                ),
+            );
+        }
+        if !same_cluster {
+            continue;
+        }
+        let mut outputs = vec![("target".to_string(), &route.target)];
+        for (part_name, part) in [("key", &route.key), ("value", &route.value)] {
+            if let Some(dlq) = &part.dlq {
+                outputs.push((format!("{part_name}.dlq"), dlq));
+            }
+        }
+        for (key, topic) in outputs {
+            for k in 0..routes.len() {
+                // A route's own literal source as its target or DLQ is reported above.
+                if k == i
+                    && routes
+                        .get(k)
+                        .is_some_and(|r| r.source.topics.contains(topic))
+                {
+                    continue;
+                }
+                if let Some(other) = consumer_of(k, topic) {
+                    err(
+                        format!("routes[{i}].{key}"),
+                        &format!(
+                            "topic {topic} is consumed by {other} ({}) on the same cluster: the gateway would consume its own output and messages would loop",
+                            label(k)
+                        ),
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -952,5 +1063,106 @@ routes:
                 "routes[0].value.reader.id: required with `schema_file`: the registry id to frame messages with"
             ]
         );
+    }
+
+    /// `GOOD` plus a second route (`extra`, one YAML list item).
+    fn with_route(extra: &str) -> String {
+        format!("{GOOD}{extra}")
+    }
+
+    #[test]
+    fn a_second_route_on_an_already_routed_topic_is_refused_naming_both() {
+        let text = with_route(
+            "  - name: orders-again\n    source: { topics: [payments, orders] }\n    target: orders-v2\n    value: { format: passthrough }\n",
+        );
+        assert_eq!(
+            errors(&text),
+            vec![
+                "routes[1].source.topics[1]: topic orders is already routed by routes[0].source.topics[0] (orders); a topic can have one route only"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_literal_topic_matched_by_another_routes_regex_is_refused_either_way_round() {
+        let later_regex = with_route(
+            "  - name: all-orders\n    source: { topic_regex: \"orders|payments\" }\n    target: archive\n    value: { format: passthrough }\n",
+        );
+        assert_eq!(
+            errors(&later_regex),
+            vec![
+                "routes[0].source.topics[0]: topic orders is also matched by routes[1].source.topic_regex (all-orders), which would never receive it; a topic can have one route only"
+            ]
+        );
+        let earlier_regex = GOOD
+            .replace(
+                "source: { topics: [orders] }",
+                "source: { topic_regex: \"orders|payments\" }",
+            )
+            .replace("target: orders-v1", "target: archive")
+            + "  - name: orders-literal\n    source: { topics: [orders] }\n    target: out\n    value: { format: passthrough }\n";
+        assert_eq!(
+            errors(&earlier_regex),
+            vec![
+                "routes[1].source.topics[0]: topic orders is already routed by routes[0].source.topic_regex (orders); a topic can have one route only"
+            ]
+        );
+        let same_pattern =
+            earlier_regex.replace("topics: [orders] }", "topic_regex: \"orders|payments\" }");
+        assert_eq!(
+            errors(&same_pattern),
+            vec![
+                "routes[1].source.topic_regex: same pattern as routes[0].source.topic_regex (orders); a topic can have one route only"
+            ]
+        );
+    }
+
+    #[test]
+    fn routes_feeding_each_other_on_one_cluster_are_a_loop() {
+        let text = with_route(
+            "  - name: back\n    source: { topics: [orders-v1] }\n    target: orders\n    value: { format: passthrough }\n",
+        );
+        assert_eq!(
+            errors(&text),
+            vec![
+                "routes[0].target: topic orders-v1 is consumed by routes[1].source.topics[0] (back) on the same cluster: the gateway would consume its own output and messages would loop",
+                "routes[1].target: topic orders is consumed by routes[0].source.topics[0] (orders) on the same cluster: the gateway would consume its own output and messages would loop",
+            ]
+        );
+        // Bridge mode: the targets are on another cluster, nothing loops.
+        let bridged = text.replace(
+            "group_id: bridge",
+            "target: { bootstrap_servers: other:9092 }\ngroup_id: bridge",
+        );
+        Config::parse(&bridged).unwrap();
+    }
+
+    #[test]
+    fn a_target_or_dlq_matched_by_a_source_regex_is_a_loop() {
+        let own = GOOD.replace(
+            "source: { topics: [orders] }",
+            "source: { topic_regex: \"orders.*\" }",
+        );
+        assert_eq!(
+            errors(&own),
+            vec![
+                "routes[0].target: topic orders-v1 is consumed by routes[0].source.topic_regex (orders) on the same cluster: the gateway would consume its own output and messages would loop",
+                "routes[0].value.dlq: topic orders-dlq is consumed by routes[0].source.topic_regex (orders) on the same cluster: the gateway would consume its own output and messages would loop",
+            ]
+        );
+        let other = with_route(
+            "  - name: v1-mirror\n    source: { topic_regex: \".*-v1\" }\n    target: mirror\n    value: { format: passthrough }\n",
+        );
+        assert_eq!(
+            errors(&other),
+            vec![
+                "routes[0].target: topic orders-v1 is consumed by routes[1].source.topic_regex (v1-mirror) on the same cluster: the gateway would consume its own output and messages would loop"
+            ]
+        );
+        let bridged = own.replace(
+            "group_id: bridge",
+            "target: { bootstrap_servers: other:9092 }\ngroup_id: bridge",
+        );
+        Config::parse(&bridged).unwrap();
     }
 }

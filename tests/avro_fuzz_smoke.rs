@@ -3,6 +3,10 @@
 //! plan. Checks no panic and the target's own promises (output decodes with the reader
 //! schema, `out` untouched on error, prefix/whole agreement). The real fuzzer runs the same
 //! function: `cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run transcode`.
+//!
+//! Each input is also given to the identity plan of its case's writer schema (what the gateway
+//! forwards unchanged after `Plan::validate`): `validate` must give exactly the verdict of an
+//! identity `transcode`, the same error included, and accept every valid datum.
 
 use schemabridge::{avro, bench};
 
@@ -85,6 +89,13 @@ fn smoke() {
         .enumerate()
         .map(|(i, c)| bench::random_datums(c.writer, 40, i as u64).expect("datums"))
         .collect();
+    // Writer = reader: the plans whose datums the gateway forwards after `validate` alone.
+    let identities: Vec<avro::Plan> = t
+        .cases
+        .iter()
+        .map(|c| avro::compile(c.writer, c.writer).expect("identity plan"))
+        .collect();
+    let mut copy = Vec::with_capacity(1024);
     let mut rng = Rng(0x5eed);
     let mut ok = vec![0usize; n];
     let mut err = vec![0usize; n];
@@ -129,6 +140,21 @@ fn smoke() {
         assert!(
             transcoded || !valid,
             "{}: a valid datum failed to transcode",
+            t.cases[pick].name
+        );
+        let identity = &identities[pick];
+        let input = &data[1..];
+        copy.clear();
+        let copied = identity.transcode(input, &mut copy).map(|_| ());
+        let validated = identity.validate(input);
+        assert_eq!(
+            validated, copied,
+            "{}: validate and an identity transcode disagree on {input:02x?}",
+            t.cases[pick].name
+        );
+        assert!(
+            validated.is_ok() || !valid,
+            "{}: a valid datum failed to validate",
             t.cases[pick].name
         );
         if transcoded {

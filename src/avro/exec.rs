@@ -11,6 +11,9 @@
 //! and `lower.rs`); no I/O, never awaits, never panics on input: every length, count, index and
 //! nesting level from the input is checked before it is used.
 //!
+//! [`validate`] runs the writer root's skip program alone: the same validating skips a copy
+//! does, with nothing written, for a datum forwarded byte for byte (identical schemas).
+//!
 //! Errors are built only on the failure path: the op or run item that fails returns a boxed
 //! error, and each frame on the way up prepends the path of what it was running.
 
@@ -83,6 +86,35 @@ pub(crate) fn transcode(plan: &Plan, input: &[u8], out: &mut Vec<u8>) -> R<Lossi
         }));
     }
     Ok(lossy)
+}
+
+/// Checks that `input` is exactly one datum of the plan's writer schema, by the validating skip
+/// pass a copy makes (lengths, int range, enum and union indexes, booleans, blocks, nesting);
+/// nothing is written and nothing allocated.
+#[inline]
+pub(crate) fn validate(plan: &Plan, input: &[u8]) -> R<()> {
+    // Skip programs write nothing: `sink` and `spans` stay empty and never allocate.
+    let mut sink = Vec::new();
+    let mut ex = Exec {
+        plan,
+        input,
+        prog: &plan.prog,
+        cur: Cursor::new(input),
+        depth: 0,
+        zero_items: 0,
+        lossy: Lossiness::default(),
+        spans: &mut Vec::new(),
+    };
+    ex.exec(plan.prog.validate, &mut sink)?;
+    debug_assert!(sink.is_empty(), "a skip program wrote output");
+    let used = ex.cur.pos();
+    if used != input.len() {
+        return Err(Box::new(TranscodeError::TrailingBytes {
+            at: at(used),
+            extra: input.len().saturating_sub(used),
+        }));
+    }
+    Ok(())
 }
 
 struct Exec<'p, 'i, 's> {

@@ -8,7 +8,9 @@
 //! - a record used in one place is inlined into its parent's program;
 //! - primitive array items and union branches are skipped in place;
 //! - a program is only *called* (a new executor frame) for array/map items, union branches,
-//!   records used in several places (recursion, shared mode) and reordered records.
+//!   records used in several places (recursion, shared mode) and reordered records;
+//! - every plan also gets the skip program of the whole writer root (`Program::validate`), for
+//!   checking a datum that is forwarded as it is (identical schemas) without writing anything.
 //!
 //! Must not touch: resolution rules (decided in `compile.rs`), bytes (that is `exec.rs`); no I/O.
 //!
@@ -223,6 +225,10 @@ pub(crate) struct Program {
     /// Program id → index of its first op.
     pub entries: Vec<u32>,
     pub root: ProgId,
+    /// Skips the writer root as one item, writing nothing (see `exec::validate`). Shaped like an
+    /// identity plan's root (one copied item), so both accept the same datums with the same
+    /// errors and nesting count.
+    pub validate: ProgId,
     pub targets: Vec<Target>,
     pub branches: Vec<BranchOp>,
     pub enum_targets: Vec<EnumTarget>,
@@ -237,6 +243,8 @@ pub(crate) struct Program {
 enum Job {
     Node(NodeId),
     Skip(TyId),
+    /// The whole writer root skipped as one item, as an identity plan's root copies it.
+    Validate(TyId),
     /// A reordered record's writer field: `Lower::slots[i]`.
     Slot(u32),
 }
@@ -327,6 +335,7 @@ pub(crate) fn lower(nodes: &[Node], root: NodeId, w: &Types) -> Result<Program, 
     l.p.seg_names.push("".into());
     l.seg_ids.insert("".into(), 0);
     l.p.root = l.node_prog(root);
+    l.p.validate = l.new_prog(Job::Validate(w.root));
     while let Some((id, job)) = l.queue.pop() {
         let start = l.p.ops.len() as u32;
         if let Some(e) = l.p.entries.get_mut(id as usize) {
@@ -339,6 +348,10 @@ pub(crate) fn lower(nodes: &[Node], root: NodeId, w: &Types) -> Result<Program, 
             }
             Job::Skip(ty) => {
                 l.skip_body(ty)?;
+                l.close_as_skip();
+            }
+            Job::Validate(ty) => {
+                l.skip(ty, "")?;
                 l.close_as_skip();
             }
             Job::Slot(i) => {

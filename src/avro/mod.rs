@@ -12,6 +12,8 @@
 //! and appends the reader encoding to `out`: copying spans through, skipping dropped fields,
 //! promoting numbers, remapping enum indexes and union branches, and emitting reader defaults
 //! that were pre-encoded at compile time. There is no intermediate value tree.
+//! [`Plan::validate`] runs only the writer side of that walk (the validating skips), for a datum
+//! that is forwarded unchanged because writer and reader are the same schema.
 //!
 //! Layout: `schema.rs` flattens an apache-avro `Schema` into a type arena; `compile.rs` holds the
 //! resolution rules and the plan nodes; `default.rs` pre-encodes JSON defaults and zero values;
@@ -144,9 +146,24 @@ fn lower_with_path(
 
 impl Plan {
     /// Writer and reader have the same parsing canonical form: bytes are unchanged, only the id
-    /// is rewritten. (`transcode` still works on such a plan: it validates and copies.)
+    /// is rewritten, after [`Plan::validate`]. (`transcode` still works on such a plan: it
+    /// validates and copies.)
     pub fn is_identity(&self) -> bool {
         self.identity
+    }
+
+    /// Checks that `input` is exactly one well-formed datum of the writer schema (not truncated,
+    /// no trailing bytes, every length, index, boolean and int in range), writing nothing and
+    /// allocating nothing. For an identity plan this is what [`Plan::transcode`] checks, so a
+    /// datum that passes can be forwarded as it is.
+    pub fn validate(&self, input: &[u8]) -> Result<(), TranscodeError> {
+        exec::validate(self, input).map_err(|e| {
+            let mut e = *e;
+            if !self.root_label.is_empty() {
+                e.prepend(&self.root_label);
+            }
+            e
+        })
     }
 
     /// Transcodes one datum: reads writer-encoded `input`, APPENDS the reader encoding to `out`.

@@ -1500,3 +1500,174 @@ fn plan_is_shareable_and_errors_are_cloneable() {
     let e = plan_err(r#""string""#, r#""int""#);
     assert_eq!(e.clone().to_string(), e.to_string());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Validation of datums forwarded unchanged (identical schemas)
+// ---------------------------------------------------------------------------------------------
+
+/// `validate` on an identity plan gives exactly `transcode`'s verdict (same error, same path and
+/// offset) without writing anything.
+fn assert_validate_agrees(p: &Plan, input: &[u8]) -> Result<(), TranscodeError> {
+    assert!(p.is_identity());
+    let mut out = Vec::new();
+    let transcoded = p.transcode(input, &mut out).map(|_| ());
+    let validated = p.validate(input);
+    assert_eq!(validated, transcoded, "input {input:02x?}");
+    if validated.is_ok() {
+        assert_eq!(out, input, "an identity transcode copies");
+    }
+    validated
+}
+
+#[test]
+fn validate_accepts_whole_datums_and_names_truncation_and_trailing_bytes() {
+    let p = plan(V2, V2);
+    let input = encode(V2, order_v2(4, true));
+    assert_validate_agrees(&p, &input).unwrap();
+    for cut in 0..input.len() {
+        let e = assert_validate_agrees(&p, &input[..cut]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TranscodeError::Truncated { .. } | TranscodeError::HostileLength { .. }
+            ),
+            "cut {cut}: {e}"
+        );
+        assert!(e.location().path.starts_with("OrderPlaced"), "{e}");
+    }
+    // The whole datum is one byte short: the error names the last field (a string whose length
+    // runs past the end) and the bytes missing.
+    let e = p.validate(&input[..input.len() - 1]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "OrderPlaced.channel (byte {}): length 3 is invalid or exceeds the 2 byte(s) left in the input",
+            input.len() - 4
+        )
+    );
+    // Cut inside a fixed-size value: "truncated".
+    let e = p.validate(&input[..input.len() - 7]).unwrap_err();
+    assert!(e.to_string().contains("input truncated"), "{e}");
+    assert_eq!(e.location().path, "OrderPlaced.payload_hash", "{e}");
+    for garbage in [&[0u8][..], &[0xde, 0xad, 0xbe, 0xef][..]] {
+        let mut padded = input.clone();
+        padded.extend_from_slice(garbage);
+        let e = assert_validate_agrees(&p, &padded).unwrap_err();
+        assert_eq!(
+            e,
+            TranscodeError::TrailingBytes {
+                at: Location {
+                    path: "OrderPlaced".into(),
+                    offset: input.len()
+                },
+                extra: garbage.len()
+            }
+        );
+        assert!(e.to_string().contains("trailing byte(s)"), "{e}");
+    }
+}
+
+#[test]
+fn validate_checks_what_a_copy_checks_at_every_depth() {
+    // Bad union, boolean and enum values, in place and inside arrays, maps and recursion.
+    let w = r#"{"type":"record","name":"R","fields":[{"name":"u","type":["null","int"]},{"name":"b","type":"boolean"},
+        {"name":"e","type":{"type":"enum","name":"E","symbols":["A"]}}]}"#;
+    let p = plan(w, w);
+    assert_validate_agrees(&p, &[2, 8, 1, 0]).unwrap();
+    for bad in [
+        &[4u8, 0, 0][..],
+        &[1, 2],
+        &[0, 2, 0],
+        &[0, 1, 2],
+        &[0, 1, 0, 0],
+    ] {
+        assert_validate_agrees(&p, bad).unwrap_err();
+    }
+    let linked = plan(LIST_W, LIST_W);
+    let input = encode(LIST_W, list(&[(1, "a"), (2, "bc"), (3, "")]));
+    assert_validate_agrees(&linked, &input).unwrap();
+    let mut deep = Vec::new();
+    for _ in 0..100_000 {
+        deep.extend_from_slice(&[0, 0, 2]);
+    }
+    deep.extend_from_slice(&[0, 0, 0]);
+    let e = assert_validate_agrees(&linked, &deep).unwrap_err();
+    assert!(matches!(e, TranscodeError::TooDeep { .. }), "{e}");
+    // Non-record roots and block byte sizes.
+    let arr = r#"{"type":"array","items":{"type":"map","values":"long"}}"#;
+    let p = plan(arr, arr);
+    let mut input = Vec::new();
+    write_long(&mut input, -1); // one item, with a byte size
+    write_long(&mut input, 5);
+    input.extend_from_slice(&[2, 2, b'k', 4, 0]); // {k: 2}
+    input.push(0);
+    assert_validate_agrees(&p, &input).unwrap();
+    input[1] = 8; // byte size 4: wrong
+    assert!(matches!(
+        assert_validate_agrees(&p, &input).unwrap_err(),
+        TranscodeError::InconsistentBlock { .. }
+    ));
+}
+
+#[test]
+fn validate_of_any_plan_checks_the_writer_datum() {
+    // A resolving plan validates against its writer schema: what `transcode` reads.
+    let p = plan(V2, V1);
+    let input = encode(V2, order_v2(2, false));
+    p.validate(&input).unwrap();
+    let e = p.validate(&input[..input.len() - 2]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TranscodeError::Truncated { .. } | TranscodeError::HostileLength { .. }
+        ),
+        "{e}"
+    );
+    let mut padded = input.clone();
+    padded.push(0);
+    assert!(matches!(
+        p.validate(&padded).unwrap_err(),
+        TranscodeError::TrailingBytes { extra: 1, .. }
+    ));
+}
+
+#[test]
+fn validate_agrees_with_an_identity_transcode_on_random_and_mutated_input() {
+    let plans = [
+        plan(V2, V2),
+        plan(LIST_W, LIST_W),
+        plan(ENUM_W, ENUM_W),
+        plan(r#""string""#, r#""string""#),
+    ];
+    let seeds = [
+        encode(V2, order_v2(5, true)),
+        encode(LIST_W, list(&[(7, "x"), (8, "")])),
+    ];
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut ok, mut failed) = (0, 0);
+    for round in 0..4000 {
+        let input: Vec<u8> = if round % 3 == 0 {
+            (0..(next() % 100)).map(|_| next() as u8).collect()
+        } else {
+            let mut v = seeds[round % 2].clone();
+            for _ in 0..(next() % 3) {
+                let i = (next() as usize) % v.len();
+                v[i] = next() as u8;
+            }
+            v
+        };
+        for p in &plans {
+            match assert_validate_agrees(p, &input) {
+                Ok(()) => ok += 1,
+                Err(_) => failed += 1,
+            }
+        }
+    }
+    assert!(ok > 100 && failed > 100, "{ok} accepted, {failed} rejected");
+}

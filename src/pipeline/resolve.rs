@@ -280,6 +280,9 @@ impl Resolver {
         let start = out.len();
         match &*plan {
             CompiledPlan::Avro { plan, .. } if plan.is_identity() && !json => {
+                // Same schema: the bytes go out as they are, once the skip pass found exactly
+                // one well-formed datum (a truncated or padded one is a dead letter).
+                plan.validate(body).map_err(|e| datum(e.to_string()))?;
                 wire::reframe(input, reader.id, out);
             }
             CompiledPlan::Avro { plan, dropped } => {

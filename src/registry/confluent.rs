@@ -3,7 +3,10 @@
 //! Owns: turning our registry config into `SrSettings`, and the library's errors into
 //! transient/permanent ones. The library marks only 502/503 retriable; for a gateway that must
 //! never drop a message over an outage, everything except "this id/subject does not exist"
-//! (404) or "this request is invalid" (422) is transient.
+//! or "this request is invalid" (422) is transient. "Does not exist" is a 404 whose body is a
+//! Confluent error with `error_code` 40401 (subject), 40402 (version) or 40403 (schema): any
+//! other 404 (an ingress default backend's HTML page, a wrong base path) says nothing about the
+//! schema, so it is an outage too.
 
 use std::time::Duration;
 
@@ -11,7 +14,7 @@ use schema_registry_converter::async_impl::schema_registry::{
     SrSettings, get_schema_by_id, get_schema_by_subject_and_version,
 };
 use schema_registry_converter::error::SRCError;
-use schema_registry_converter::schema_registry_common::{self as src, SchemaType};
+use schema_registry_converter::schema_registry_common::{self as src, RawError, SchemaType};
 
 use super::{RegisteredSchema, RegistryError, SchemaKind, SchemaReference};
 use crate::config::{ConfigError, RegistryConfig, SubjectVersion, read_secret};
@@ -89,14 +92,32 @@ fn classify(what: &str, e: SRCError) -> RegistryError {
         None => e.error.clone(),
     };
     match status {
-        Some(404) => {
+        Some(404) if is_not_found_code(confluent_error_code(&e)) => {
             RegistryError::NotFound(format!("{what} not found in the registry ({detail})"))
         }
+        Some(404) => RegistryError::Transient(format!(
+            "{what}: HTTP 404 without a schema registry error body (a proxy or a wrong registry URL?): {detail}"
+        )),
         Some(422) => {
             RegistryError::Invalid(format!("{what}: registry rejected the request ({detail})"))
         }
         _ => RegistryError::Transient(format!("{what}: {detail}")),
     }
+}
+
+/// The `error_code` of the registry's JSON error body, when the response had one. The library
+/// keeps the parsed body as the error's source; a body it could not parse becomes code 0.
+fn confluent_error_code(e: &SRCError) -> Option<u32> {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<RawError>())
+        .map(|raw| raw.error_code)
+        .filter(|code| *code != 0)
+}
+
+/// Confluent's "subject not found" (40401), "version not found" (40402), "schema not found"
+/// (40403): the only answers that make an id or subject/version a property of the message.
+fn is_not_found_code(code: Option<u32>) -> bool {
+    matches!(code, Some(40401..=40403))
 }
 
 /// The library reports HTTP failures as "... failed with status 404 Not Found".
@@ -147,5 +168,51 @@ mod tests {
             Some(404)
         );
         assert_eq!(http_status("error sending request"), None);
+    }
+
+    fn http_error(status: &str, body: Option<&str>) -> SRCError {
+        let error = format!("HTTP request to schema registry failed with status {status}");
+        match body {
+            Some(json) => {
+                let raw: RawError = serde_json::from_str(json).expect("error body");
+                SRCError::non_retryable_with_cause(raw, &error)
+            }
+            None => SRCError::non_retryable_without_cause(&error),
+        }
+    }
+
+    #[test]
+    fn only_a_confluent_not_found_body_makes_a_404_permanent() {
+        for code in [40401, 40402, 40403] {
+            let body = format!(r#"{{"error_code":{code},"message":"Schema 7 not found"}}"#);
+            let e = classify("schema id 7", http_error("404 Not Found", Some(&body)));
+            assert!(matches!(e, RegistryError::NotFound(_)), "{code}: {e:?}");
+        }
+        // What the library makes of an HTML page (an ingress default backend): code 0.
+        let html = r#"{"error_code":0,"message":"couldn't parse schema registry error json"}"#;
+        let cases = [
+            http_error("404 Not Found", Some(html)),
+            http_error("404 Not Found", None),
+            // Confluent's own answer for an unknown REST path: not about the schema.
+            http_error(
+                "404 Not Found",
+                Some(r#"{"error_code":404,"message":"HTTP 404 Not Found"}"#),
+            ),
+            http_error("500 Internal Server Error", Some(html)),
+        ];
+        for e in cases {
+            let shown = e.to_string();
+            let e = classify("schema id 7", e);
+            assert!(e.is_transient(), "{shown} -> {e:?}");
+            assert!(e.to_string().contains("schema id 7"), "{e}");
+        }
+        let e = classify(
+            "schema id 7",
+            http_error(
+                "422 Unprocessable Entity",
+                Some(r#"{"error_code":42201,"message":"Invalid schema"}"#),
+            ),
+        );
+        assert!(matches!(e, RegistryError::Invalid(_)), "{e:?}");
     }
 }

@@ -135,14 +135,16 @@ impl Backoff {
 pub enum LookupError {
     #[error(transparent)]
     Registry(RegistryError),
-    /// Shutdown was requested while the registry was unavailable.
+    /// Shutdown was requested while a lookup was in flight or the registry was unavailable.
     #[error("shutdown requested while waiting for the schema registry")]
     Cancelled,
 }
 
 /// Runs `call` until it succeeds or fails permanently, sleeping with exponential backoff after
 /// each transient failure. Only `shutdown` stops the retries: a registry outage pauses the
-/// pipeline, it never makes it drop or skip a message.
+/// pipeline, it never makes it drop or skip a message. Every call races `shutdown` too, so a
+/// request the registry never answers (up to `registry.timeout_ms`) does not hold up shutdown:
+/// the request is dropped and `Cancelled` returned at once.
 pub async fn retry_transient<T, F, Fut>(
     what: &str,
     backoff: Backoff,
@@ -156,7 +158,12 @@ where
     let mut delay = backoff.initial;
     let mut attempt: u32 = 0;
     loop {
-        match call().await {
+        let result = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Err(LookupError::Cancelled),
+            r = call() => r,
+        };
+        match result {
             Ok(v) => {
                 if attempt > 0 {
                     tracing::info!(what, attempts = attempt + 1, "schema registry recovered");
@@ -175,5 +182,60 @@ where
             }
             Err(e) => return Err(LookupError::Registry(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    const BACKOFF: Backoff = Backoff {
+        initial: Duration::from_millis(1),
+        max: Duration::from_millis(2),
+    };
+
+    #[tokio::test]
+    async fn shutdown_interrupts_a_request_that_never_answers() {
+        let shutdown = CancellationToken::new();
+        let calls = AtomicU32::new(0);
+        let cancel = shutdown.clone();
+        tokio::spawn(async move { cancel.cancel() });
+        let lookup = retry_transient("schema id 1", BACKOFF, &shutdown, || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<(), RegistryError>>()
+        });
+        // A bound for correctness (without the race the lookup never returns), not a speed test.
+        let result = tokio::time::timeout(Duration::from_secs(10), lookup)
+            .await
+            .expect("shutdown ends the pending lookup");
+        assert_eq!(result, Err(LookupError::Cancelled));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the request was in flight");
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_and_permanent_ones_returned() {
+        let shutdown = CancellationToken::new();
+        let calls = AtomicU32::new(0);
+        let result: Result<(), LookupError> =
+            retry_transient("schema id 1", BACKOFF, &shutdown, || {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    match n {
+                        0 | 1 => Err(RegistryError::Transient("down".into())),
+                        _ => Err(RegistryError::NotFound("schema id 1 not found".into())),
+                    }
+                }
+            })
+            .await;
+        assert_eq!(
+            result,
+            Err(LookupError::Registry(RegistryError::NotFound(
+                "schema id 1 not found".into()
+            )))
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 }

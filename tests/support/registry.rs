@@ -509,3 +509,214 @@ async fn write_all(
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// A proxy in front of a registry: what an ingress or a hung server does, which the double
+// itself never does.
+// ---------------------------------------------------------------------------------------------
+
+/// What a [`RegistryProxy`] does with one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyAction {
+    /// Pass it to the registry behind the proxy, and its answer back.
+    Forward,
+    /// Answer `404 Not Found` with an HTML page, as an ingress controller's default backend
+    /// does while the registry's service has no ready endpoint.
+    NotFoundHtml,
+    /// Read it and never answer (a hung registry); the connection is held until the client
+    /// drops it.
+    Hang,
+}
+
+/// Decides per request: `(request number from 0, request line e.g. "GET /schemas/ids/1 HTTP/1.1")`.
+pub type ProxyPolicy = dyn Fn(u64, &str) -> ProxyAction + Send + Sync;
+
+/// A plain HTTP/1.1 proxy on a loopback port in front of a registry (a real one or the double),
+/// deciding per request with a [`ProxyPolicy`]. Dropping it stops the server and its
+/// connections.
+pub struct RegistryProxy {
+    pub url: String,
+    log: Arc<Mutex<Vec<(String, ProxyAction)>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RegistryProxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl RegistryProxy {
+    /// Starts a proxy to `upstream` (an `http://127.0.0.1:PORT` URL).
+    pub async fn start(
+        upstream: &str,
+        policy: impl Fn(u64, &str) -> ProxyAction + Send + Sync + 'static,
+    ) -> RegistryProxy {
+        let upstream: SocketAddr = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("upstream is http://IP:PORT");
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind registry proxy");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let log: Arc<Mutex<Vec<(String, ProxyAction)>>> = Arc::default();
+        let policy: Arc<ProxyPolicy> = Arc::new(policy);
+        let shared = log.clone();
+        let server = tokio::spawn(async move {
+            // Dropped (aborting every connection task) when the server task is aborted.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                connections.spawn(proxy_connection(
+                    client,
+                    upstream,
+                    policy.clone(),
+                    shared.clone(),
+                ));
+                while connections.try_join_next().is_some() {}
+            }
+        });
+        RegistryProxy { url, log, server }
+    }
+
+    /// Every request so far: its request line and what the proxy did.
+    pub fn log(&self) -> Vec<(String, ProxyAction)> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Requests answered with `action`.
+    pub fn count(&self, action: ProxyAction) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, a)| *a == action)
+            .count()
+    }
+}
+
+/// Serves one client connection: request by request (keep-alive), as the policy says.
+async fn proxy_connection(
+    client: tokio::net::TcpStream,
+    upstream: SocketAddr,
+    policy: Arc<ProxyPolicy>,
+    log: Arc<Mutex<Vec<(String, ProxyAction)>>>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        // One request: the head up to the blank line, then Content-Length bytes of body.
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if proxy_read_some(&client, &mut buf).await == 0 {
+                return;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let body_len = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())
+                    .flatten()
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + body_len {
+            if proxy_read_some(&client, &mut buf).await == 0 {
+                return;
+            }
+        }
+        let body: Vec<u8> = buf[head_end..head_end + body_len].to_vec();
+        buf.drain(..head_end + body_len);
+        let line = head.lines().next().unwrap_or_default().to_string();
+        let action = {
+            let mut log = log.lock().unwrap();
+            let action = policy(log.len() as u64, &line);
+            log.push((line, action));
+            action
+        };
+        match action {
+            ProxyAction::Forward => {
+                // A fresh upstream connection per request, closed by the registry after its
+                // answer, so the answer is simply everything it sends.
+                let mut request: String = head
+                    .split("\r\n")
+                    .filter(|l| {
+                        !l.is_empty()
+                            && !l
+                                .split_once(':')
+                                .is_some_and(|(n, _)| n.eq_ignore_ascii_case("connection"))
+                    })
+                    .map(|l| format!("{l}\r\n"))
+                    .collect();
+                request.push_str("Connection: close\r\n\r\n");
+                let mut request = request.into_bytes();
+                request.extend_from_slice(&body);
+                let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                if !proxy_write_all(&up, &request).await {
+                    return;
+                }
+                let mut answer = Vec::new();
+                while proxy_read_some(&up, &mut answer).await > 0 {}
+                if answer.is_empty() || !proxy_write_all(&client, &answer).await {
+                    return;
+                }
+            }
+            ProxyAction::NotFoundHtml => {
+                let page = "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+                let answer = format!(
+                    "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                proxy_write_all(&client, answer.as_bytes()).await;
+                return;
+            }
+            ProxyAction::Hang => {
+                // Hold the connection, answering nothing, until the client gives up on it.
+                let mut ignored = Vec::new();
+                while proxy_read_some(&client, &mut ignored).await > 0 {
+                    ignored.clear();
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Appends what the socket has (waiting for something); 0 at end of stream or on error.
+async fn proxy_read_some(s: &tokio::net::TcpStream, buf: &mut Vec<u8>) -> usize {
+    let mut chunk = [0u8; 8192];
+    loop {
+        if s.readable().await.is_err() {
+            return 0;
+        }
+        match s.try_read(&mut chunk) {
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return n;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return 0,
+        }
+    }
+}
+
+/// Writes all of `bytes`; false if the connection failed.
+async fn proxy_write_all(s: &tokio::net::TcpStream, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        if s.writable().await.is_err() {
+            return false;
+        }
+        match s.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return false,
+        }
+    }
+    true
+}
