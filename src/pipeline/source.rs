@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::producer::Producer;
 use rdkafka::{Message, TopicPartitionList};
@@ -52,8 +52,6 @@ pub struct SourceContext {
     assigned: Mutex<Vec<(String, i32)>>,
     /// A delivery failure inside a callback; the loop stops on it.
     failure: Mutex<Option<DeliveryError>>,
-    /// Commit callbacks seen (the final commit waits for one).
-    commits: AtomicU64,
     /// Revocations seen: a message resolved across one is dropped, not sent.
     generation: AtomicU64,
     /// How long a revoke may wait for in-flight records.
@@ -125,7 +123,6 @@ impl ConsumerContext for SourceContext {
             metrics::counter!("schemabridge_commit_failures_total").increment(1);
             tracing::warn!(error = %e, "offset commit failed; the next one covers it");
         }
-        self.commits.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -193,7 +190,6 @@ pub fn run(
         delivery: delivery.clone(),
         assigned: Mutex::new(Vec::new()),
         failure: Mutex::new(None),
-        commits: AtomicU64::new(0),
         generation: AtomicU64::new(0),
         revoke_timeout: shutdown_timeout,
     };
@@ -218,18 +214,9 @@ pub fn run(
         "stopping: draining in-flight messages and committing"
     );
     let deadline = Instant::now() + shutdown_timeout;
-    let commits_before = consumer.context().commits.load(Ordering::Acquire);
     let finished = lock(&delivery).finish(&consumer, deadline);
-    if let Ok(true) = finished {
-        while consumer.context().commits.load(Ordering::Acquire) == commits_before
-            && Instant::now() < deadline
-        {
-            // Serves the commit callback; any message polled now is not processed and not
-            // committed: it is consumed again after a restart.
-            let _ = consumer.poll(Duration::from_millis(20));
-        }
-    }
-    close(consumer, delivery, deadline);
+    let last = finished.as_ref().map(Vec::clone).unwrap_or_default();
+    close(consumer, delivery, last, deadline);
     ended?;
     finished?;
     Ok(summary)
@@ -469,14 +456,21 @@ impl ErrorLog {
     }
 }
 
-/// Closes the consumer (leaving the group; its revoke callback commits what is left) and the
-/// producer on a helper thread, waiting for them until `deadline` (plus a little): with the
-/// brokers down, closing can block far longer than the shutdown timeout allows.
-fn close(consumer: Source, delivery: Shared, deadline: Instant) {
+/// Commits `offsets` synchronously, then closes the consumer (leaving the group) and the
+/// producer, on a helper thread, waiting for it until `deadline` (plus a little): with the brokers
+/// down, a commit or a close can block far longer than the shutdown timeout allows. What was not
+/// committed is consumed again (at-least-once holds).
+fn close(consumer: Source, delivery: Shared, offsets: Vec<(String, i32, i64)>, deadline: Instant) {
     let (tx, rx) = std::sync::mpsc::channel();
     let closer = std::thread::Builder::new()
         .name("schemabridge-close".into())
         .spawn(move || {
+            if !offsets.is_empty() {
+                match consumer.commit(&super::delivery::tpl(&offsets), CommitMode::Sync) {
+                    Ok(()) => tracing::info!("offsets committed"),
+                    Err(e) => tracing::warn!(error = %e, "final offset commit failed; the last messages will be consumed again"),
+                }
+            }
             drop(consumer);
             drop(delivery);
             let _ = tx.send(());
@@ -486,8 +480,6 @@ fn close(consumer: Source, delivery: Shared, deadline: Instant) {
     }
     let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
     if rx.recv_timeout(wait).is_err() {
-        tracing::warn!(
-            "the Kafka clients did not close within the shutdown timeout; exiting without waiting for them"
-        );
+        tracing::warn!("the final commit or closing the Kafka clients did not finish within the shutdown timeout; exiting without waiting for them");
     }
 }

@@ -205,13 +205,13 @@ impl AtLeastOnce {
         }
     }
 
-    /// Waits for in-flight records until `deadline`, then commits (asynchronously: the caller
-    /// waits for the commit callback). Returns whether a commit was sent.
+    /// Waits for in-flight records until `deadline`; returns the offsets to commit last (the
+    /// caller commits them where a broker outage cannot hold shutdown past its deadline).
     pub fn finish<C: ConsumerContext>(
         &mut self,
-        consumer: &BaseConsumer<C>,
+        _consumer: &BaseConsumer<C>,
         deadline: Instant,
-    ) -> Result<bool, DeliveryError> {
+    ) -> Result<Vec<(String, i32, i64)>, DeliveryError> {
         while self.in_flight > 0 && Instant::now() < deadline {
             self.producer.poll(Duration::from_millis(10));
             self.apply_acks();
@@ -222,15 +222,10 @@ impl AtLeastOnce {
                 "shutdown timeout: records still unacknowledged; they will be consumed again"
             );
         }
-        let offsets = self.slots.take_committable(|_, _| true);
-        let sent = !offsets.is_empty()
-            && consumer
-                .commit(&tpl(&offsets), CommitMode::Async)
-                .inspect_err(|e| tracing::warn!(error = %e, "final offset commit failed; the last messages will be consumed again"))
-                .is_ok();
+        let offsets = self.slots.all_committable();
         match self.failed.take() {
             Some(e) => Err(e),
-            None => Ok(sent),
+            None => Ok(offsets),
         }
     }
 }

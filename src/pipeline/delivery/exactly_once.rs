@@ -349,14 +349,14 @@ impl ExactlyOnce {
         result
     }
 
-    /// Shutdown: commits the open transaction (aborts it if that fails). Synchronous: returns
-    /// `false` (no commit callback to wait for).
+    /// Shutdown: commits the open transaction (aborts it if that fails); nothing is left for
+    /// the caller to commit.
     pub fn finish<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         deadline: Instant,
-    ) -> Result<bool, DeliveryError> {
+    ) -> Result<Vec<(String, i32, i64)>, DeliveryError> {
         self.commit(consumer, deadline)?;
-        Ok(false)
+        Ok(Vec::new())
     }
 }

@@ -184,7 +184,7 @@ fn produce(
     }
 }
 
-fn tpl(offsets: &[(String, i32, i64)]) -> TopicPartitionList {
+pub(super) fn tpl(offsets: &[(String, i32, i64)]) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::with_capacity(offsets.len());
     for (topic, partition, offset) in offsets {
         // Every entry is a valid offset; add_partition_offset only fails on invalid ones.
@@ -300,14 +300,13 @@ impl Delivery {
         each!(self, d => d.revoking(consumer, tpl, how, deadline))
     }
 
-    /// Shutdown: waits for in-flight records (until `deadline`) and starts the final commit.
-    /// Returns the first failure seen. The at-least-once commit is asynchronous: the caller
-    /// polls the consumer until its callback arrives or the deadline passes.
+    /// Shutdown: waits for in-flight records (until `deadline`); exactly-once commits its open
+    /// transaction. Returns the offsets still to commit (at-least-once), or the first failure.
     pub fn finish<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         deadline: Instant,
-    ) -> Result<bool, DeliveryError> {
+    ) -> Result<Vec<(String, i32, i64)>, DeliveryError> {
         each!(self, d => d.finish(consumer, deadline))
     }
 }

@@ -264,6 +264,20 @@ impl Slots {
         out
     }
 
+    /// Every active partition's committable offset, moved or not (the final commit re-sends
+    /// them all: an earlier asynchronous commit may have failed unseen).
+    pub fn all_committable(&mut self) -> Vec<(String, i32, i64)> {
+        self.slots
+            .iter_mut()
+            .filter(|s| s.active)
+            .filter_map(|s| {
+                let next = s.done_through?;
+                s.committed = Some(next);
+                Some((s.topic.clone(), s.partition, next))
+            })
+            .collect()
+    }
+
     /// Forgets what was handed out for commit since `snapshot` was taken (the commit failed).
     pub fn uncommit(&mut self, offsets: &[(String, i32, i64)]) {
         for (topic, partition, _) in offsets {
