@@ -925,3 +925,107 @@ async fn process_terminated_mid_stream_and_restarted_at_least_once() {
 async fn process_terminated_mid_transaction_and_restarted_exactly_once() {
     sigterm_mid_stream(Delivery::ExactlyOnce, "sigterm-eos").await;
 }
+
+/// The gateway config for the broker-down shutdown test: one route, `shutdown_timeout_ms` set.
+fn shutdown_yaml(bootstrap: &str, registry: &str, group: &str, shutdown_timeout_ms: u64) -> String {
+    format!(
+        r#"source:
+  bootstrap_servers: "{bootstrap}"
+group_id: {group}
+registry:
+  url: {registry}
+  initial_backoff_ms: 10
+  max_backoff_ms: 100
+pipeline:
+  commit_interval_ms: 200
+  shutdown_timeout_ms: {shutdown_timeout_ms}
+routes:
+  - name: test
+    source: {{ topics: [orders] }}
+    target: orders-v1
+    value:
+      format: avro
+      reader: {{ subject: orders-value, version: 1 }}
+      dlq: orders-dlq
+"#
+    )
+}
+
+fn signal(pid: u32, sig: &str) {
+    let sent = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -{sig} {pid}");
+}
+
+/// With the broker down, SIGTERM honours `shutdown_timeout_ms` (it used to take ~90 s: the final
+/// commit and the group leave each blocked on the coordinator), and a second signal exits at
+/// once. Nothing is lost: a restart once the broker is back delivers every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_and_a_second_signal_exits_at_once()
+ {
+    let cluster = Cluster::start(&[("orders", 3), ("orders-v1", 3), ("orders-dlq", 1)]);
+    let (registry, _v1, v2_id) = support::orders::registry_with_orders().await;
+    let (inputs, expected) = support::orders::v2_inputs(600, 3, v2_id, 31);
+    cluster.produce("orders", &inputs).await;
+    let group = format!("gw-{}", unique());
+    let dir = scratch_dir("shutdown-broker-down");
+
+    // A 3 s timeout: the process is gone well before the old ~90 s.
+    let mut gw = GatewayProcess::start(
+        &dir,
+        1,
+        &shutdown_yaml(&cluster.bootstrap, &registry.url, &group, 3000),
+    );
+    let first = cluster
+        .consume(&["orders-v1"], 1, WAIT, Duration::ZERO)
+        .await;
+    assert!(!first.is_empty());
+    cluster.mock.broker_down(1).expect("broker down");
+    let status = gw.terminate(Duration::from_secs(15)).await;
+    assert!(status.code().is_some(), "exited by itself: {status}");
+
+    // A 60 s timeout, and a second SIGTERM: it exits at once, not after 60 s.
+    cluster.mock.broker_up(1).expect("broker up");
+    let mut gw = GatewayProcess::start(
+        &dir,
+        2,
+        &shutdown_yaml(&cluster.bootstrap, &registry.url, &group, 60_000),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.mock.broker_down(1).expect("broker down");
+    signal(gw.pid(), "TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(gw.pid(), "TERM");
+    let status = gw.wait(Duration::from_secs(5)).await;
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "second signal: exit at once; log:\n{}",
+        gw.log_tail()
+    );
+
+    cluster.mock.broker_up(1).expect("broker up");
+    let mut gw = GatewayProcess::start(
+        &dir,
+        3,
+        &shutdown_yaml(&cluster.bootstrap, &registry.url, &group, 10_000),
+    );
+    let out = cluster
+        .consume(
+            &["orders-v1", "orders-dlq"],
+            600,
+            WAIT,
+            Duration::from_millis(500),
+        )
+        .await;
+    let status = gw.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status}; log:\n{}", gw.log_tail());
+    assert!(out.iter().all(|m| m.topic == "orders-v1"));
+    support::orders::assert_at_least_once_in_order(
+        &support::orders::ids_by_partition(&out),
+        &expected,
+    );
+}

@@ -480,6 +480,8 @@ fn close(consumer: Source, delivery: Shared, offsets: Vec<(String, i32, i64)>, d
     }
     let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
     if rx.recv_timeout(wait).is_err() {
-        tracing::warn!("the final commit or closing the Kafka clients did not finish within the shutdown timeout; exiting without waiting for them");
+        tracing::warn!(
+            "the final commit or closing the Kafka clients did not finish within the shutdown timeout; exiting without waiting for them"
+        );
     }
 }
