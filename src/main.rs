@@ -315,7 +315,7 @@ fn bench_pipeline(mut opts: schemabridge::bench::pipeline::PipelineOptions) -> a
     if !failed.is_empty() {
         let names: Vec<&str> = failed.iter().map(|c| c.label()).collect();
         anyhow::bail!(
-            "failed: {}{}",
+            "contenders failed: {}{}",
             names.join(", "),
             result
                 .work_dir

@@ -58,6 +58,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// finds no data only after the full wait, even if data arrives meanwhile (a real broker answers
 /// as soon as it has data), which would turn the latency figures into that wait.
 const MOCK_FETCH_WAIT_MS: u32 = 10;
+/// What librdkafka's mock cluster keeps per partition (it drops the oldest records beyond),
+/// with some margin: 100,000 records and 5 MiB.
+const MOCK_PARTITION_RECORDS: usize = 95_000;
+const MOCK_PARTITION_BYTES: usize = 5 * 1024 * 1024 * 95 / 100;
 
 /// What `bench pipeline` runs.
 #[derive(Debug, Clone)]
@@ -293,6 +297,8 @@ pub fn run(opts: &PipelineOptions) -> Result<PipelineBench, String> {
         .clone()
         .unwrap_or_else(|| format!("schemabridge-bench-{}-{stamp}", std::process::id()));
     let topics = Topics::new(&prefix);
+    let started = Instant::now();
+    let progress = |what: &str| eprintln!("[{:6.1} s] {what}", started.elapsed().as_secs_f64());
     let work_dir =
         std::env::temp_dir().join(format!("schemabridge-bench-{}-{stamp}", std::process::id()));
     std::fs::create_dir_all(&work_dir)
@@ -323,7 +329,27 @@ pub fn run(opts: &PipelineOptions) -> Result<PipelineBench, String> {
     };
 
     let inputs = Inputs::generate(opts.partitions, opts.records_per_partition)?;
+    if mock.is_some() {
+        // Key, value, the header and about 20 bytes of record framing per record.
+        let per_partition = (inputs.bytes
+            + inputs.values.len() * (HEADER.0.len() + HEADER.1.len() + 20))
+            / opts.partitions as usize;
+        if per_partition > MOCK_PARTITION_BYTES
+            || opts.records_per_partition > MOCK_PARTITION_RECORDS
+        {
+            return Err(format!(
+                "{} records ({per_partition} bytes) per partition: the mock cluster keeps only {MOCK_PARTITION_RECORDS} records and {MOCK_PARTITION_BYTES} bytes per partition and drops older ones; use more --partitions or fewer --records",
+                opts.records_per_partition
+            ));
+        }
+    }
+    progress(&format!("topics ready on {broker}"));
     inputs.preload(&bootstrap, &topics.input)?;
+    progress(&format!(
+        "{} input records produced to {}",
+        inputs.values.len(),
+        topics.input
+    ));
     write_schema_dir(&work_dir.join("schemas"))?;
     let paced = ((opts.latency_rate as f64 * opts.latency_seconds).round() as usize).max(1);
     let paced_producer = bench_producer(&bootstrap, "0")?;
@@ -341,7 +367,13 @@ pub fn run(opts: &PipelineOptions) -> Result<PipelineBench, String> {
     };
     let mut results = Vec::new();
     for c in Contender::ALL {
+        progress(&format!("{}: running", c.label()));
         let outcome = env.run_contender(c);
+        progress(&format!(
+            "{}: {}",
+            c.label(),
+            if outcome.is_ok() { "done" } else { "failed" }
+        ));
         results.push(ContenderResult {
             contender: c,
             outcome,
@@ -673,9 +705,9 @@ routes:
                 .payload(&value[..])
                 .headers(headers.clone())
                 .timestamp(now_ms() as i64);
-            send(&producer, record, topic)?;
+            send(producer, record, topic)?;
         }
-        flush(&producer, topic)
+        flush(producer, topic)
     }
 }
 
@@ -1054,45 +1086,55 @@ impl Drop for TargetReader {
     }
 }
 
-/// Creates `topics` with `partitions` each on a broker, or checks that they already exist so
-/// (a broker without the CreateTopics API, like the mock cluster, needs them created first).
+/// Creates those of `topics` that do not exist yet on a broker, with `partitions` each, and
+/// checks every one's partition count (a broker without the CreateTopics API, like the mock
+/// cluster, needs them created beforehand).
 fn create_topics(bootstrap: &str, topics: &[String], partitions: i32) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .map_err(|e| format!("cannot create an admin client for {bootstrap}: {e}"))?;
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
-    let created = futures::executor::block_on(admin.create_topics(&new, &opts));
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .map_err(|e| format!("cannot create a metadata client for {bootstrap}: {e}"))?;
-    for t in topics {
+    let partition_count = |t: &str| -> Result<usize, String> {
         let md = consumer
             .fetch_metadata(Some(t), Duration::from_secs(30))
-            .map_err(|e| format!("metadata of {t}: {e}"))?;
-        let count = md
+            .map_err(|e| format!("metadata of {t} from {bootstrap}: {e}"))?;
+        Ok(md
             .topics()
             .iter()
             .find(|m| m.name() == t && m.error().is_none())
-            .map_or(0, |m| m.partitions().len());
+            .map_or(0, |m| m.partitions().len()))
+    };
+    let mut missing = Vec::new();
+    for t in topics {
+        if partition_count(t)? == 0 {
+            missing.push(t);
+        }
+    }
+    let mut why = String::new();
+    if !missing.is_empty() {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .map_err(|e| format!("cannot create an admin client for {bootstrap}: {e}"))?;
+        let new: Vec<NewTopic> = missing
+            .iter()
+            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+        match futures::executor::block_on(admin.create_topics(&new, &opts)) {
+            Err(e) => why = format!("; creating topics failed: {e}"),
+            Ok(rs) => {
+                for r in rs {
+                    if let Err((name, code)) = r {
+                        why = format!("; creating {name} failed: {code}");
+                    }
+                }
+            }
+        }
+    }
+    for t in topics {
+        let count = partition_count(t)?;
         if count != partitions as usize {
-            let why = match &created {
-                Err(e) => format!("; creating it failed: {e}"),
-                Ok(rs) => rs
-                    .iter()
-                    .find_map(|r| match r {
-                        Err((name, code)) if name == t => {
-                            Some(format!("; creating it failed: {code}"))
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or_default(),
-            };
             return Err(format!(
                 "topic {t} has {count} partitions on {bootstrap}, the bench needs {partitions}{why}"
             ));
@@ -1208,10 +1250,11 @@ pub fn copy_loop(opts: &CopyLoopOptions) -> Result<u64, String> {
             opts.to
         ));
     }
-    consumer
-        .commit_consumer_state(CommitMode::Sync)
-        .map_err(|e| format!("cannot commit: {e}"))?;
-    Ok(copied)
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored since the last auto-commit.
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(copied),
+        Err(e) => Err(format!("cannot commit: {e}")),
+    }
 }
 
 /// A flag set on SIGTERM or SIGINT (handlers installed before this returns).
