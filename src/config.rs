@@ -422,8 +422,10 @@ mod defaults {
         30_000
     }
     pub const fn max_in_flight_bytes() -> usize {
-        64 * 1024 * 1024
+        16 * 1024 * 1024
     }
+    /// The consumer's prefetch bound when `source.librdkafka` does not set one.
+    pub const QUEUED_MAX_MESSAGES_KBYTES: u64 = 16 * 1024;
     pub const fn transaction_ms() -> u64 {
         100
     }
@@ -434,8 +436,20 @@ mod defaults {
 
 /// librdkafka properties schemabridge sets itself because correctness depends on them; a user
 /// setting one of them in a `librdkafka` map is an error, not a silent override.
-const OWNED_CONSUMER_KEYS: &[&str] = &["bootstrap.servers", "group.id", "enable.auto.offset.store"];
-const OWNED_PRODUCER_KEYS: &[&str] = &["bootstrap.servers", "enable.idempotence", "acks"];
+const OWNED_CONSUMER_KEYS: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.offset.store",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "isolation.level",
+];
+const OWNED_PRODUCER_KEYS: &[&str] = &[
+    "bootstrap.servers",
+    "enable.idempotence",
+    "acks",
+    "transactional.id",
+];
 
 impl Config {
     /// Reads, parses and validates a config file.
@@ -683,7 +697,8 @@ impl Config {
         self.target.as_ref().unwrap_or(&self.source)
     }
 
-    /// rdkafka consumer settings: manual offset store, periodic commit of stored offsets.
+    /// rdkafka consumer settings. Offsets are committed explicitly by the delivery mode (never
+    /// automatically), and only committed records of upstream transactions are read.
     pub fn consumer_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         for (k, v) in &self.source.librdkafka {
@@ -691,29 +706,26 @@ impl Config {
         }
         c.set("bootstrap.servers", &self.source.bootstrap_servers)
             .set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "false");
-        if !self.source.librdkafka.contains_key("enable.auto.commit") {
-            c.set("enable.auto.commit", "true");
-        }
-        if !self
-            .source
-            .librdkafka
-            .contains_key("auto.commit.interval.ms")
-        {
-            c.set(
-                "auto.commit.interval.ms",
-                self.pipeline.commit_interval_ms.to_string(),
-            );
-        }
         if !self.source.librdkafka.contains_key("auto.offset.reset") {
             c.set("auto.offset.reset", "earliest");
+        }
+        // Prefetched messages count against the memory bound (README, "Delivery guarantees");
+        // librdkafka's default is 64 MiB.
+        if !self.source.librdkafka.contains_key("queued.max.messages.kbytes") {
+            c.set(
+                "queued.max.messages.kbytes",
+                defaults::QUEUED_MAX_MESSAGES_KBYTES.to_string(),
+            );
         }
         c
     }
 
     /// rdkafka producer settings: idempotent (per-partition order survives retries), acks=all,
-    /// Java-compatible key partitioner.
+    /// Java-compatible key partitioner; transactional under `delivery: exactly_once`.
     pub fn producer_config(&self) -> ClientConfig {
         let cluster = self.target_cluster();
         let mut c = ClientConfig::new();
@@ -723,6 +735,9 @@ impl Config {
         c.set("bootstrap.servers", &cluster.bootstrap_servers)
             .set("enable.idempotence", "true")
             .set("acks", "all");
+        if self.pipeline.delivery == DeliveryMode::ExactlyOnce {
+            c.set("transactional.id", self.transactional_id());
+        }
         if !cluster.librdkafka.contains_key("partitioner") {
             c.set("partitioner", "murmur2_random");
         }
@@ -734,6 +749,36 @@ impl Config {
             c.set("linger.ms", "5");
         }
         c
+    }
+
+    /// The producer's `message.max.bytes` (librdkafka's default when not set).
+    pub fn max_message_bytes(&self) -> usize {
+        self.target_cluster()
+            .librdkafka
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000)
+    }
+
+    /// The exactly-once producer's `transactional.id`: `pipeline.transactional_id`, or
+    /// `schemabridge-{group_id}-{host}` with the host from `$HOSTNAME` (the pod name in
+    /// Kubernetes) or the system's host name: stable across restarts of one replica (so the
+    /// restarted one fences its zombie) and distinct between replicas on different hosts.
+    pub fn transactional_id(&self) -> String {
+        if let Some(id) = &self.pipeline.transactional_id {
+            return id.clone();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+            })
+            .unwrap_or_else(|| "local".to_string());
+        format!("schemabridge-{}-{host}", self.group_id)
     }
 }
 

@@ -347,16 +347,19 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 async fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)
         .map_err(|e| anyhow::anyhow!("{}: invalid configuration\n{e}", path.display()))?;
+    let shutdown_timeout = std::time::Duration::from_millis(config.pipeline.shutdown_timeout_ms);
     let gateway = Gateway::new(config)?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(stop_on_signal(shutdown.clone(), shutdown_timeout));
     let summary = gateway.run(shutdown).await?;
     tracing::info!(?summary, "stopped");
     Ok(())
 }
 
-/// Cancels `shutdown` on SIGTERM or SIGINT.
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// Cancels `shutdown` on SIGTERM or SIGINT. A second signal, or a drain that outlives
+/// `shutdown_timeout` by more than a few seconds, exits at once: offsets are committed only
+/// after delivery, so whatever was not committed is consumed again (at-least-once holds).
+async fn stop_on_signal(shutdown: CancellationToken, shutdown_timeout: std::time::Duration) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -368,13 +371,21 @@ async fn stop_on_signal(shutdown: CancellationToken) {
             }
         };
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+            _ = term.recv() => tracing::info!("SIGTERM: stopping (a second signal exits at once)"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping (a second signal exits at once)"),
         }
+        shutdown.cancel();
+        let grace = shutdown_timeout + std::time::Duration::from_secs(5);
+        tokio::select! {
+            _ = term.recv() => tracing::warn!("second signal: exiting without waiting for the drain"),
+            _ = tokio::signal::ctrl_c() => tracing::warn!("second signal: exiting without waiting for the drain"),
+            _ = tokio::time::sleep(grace) => tracing::warn!("shutdown took longer than pipeline.shutdown_timeout_ms: exiting"),
+        }
+        std::process::exit(130);
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        shutdown.cancel();
     }
-    shutdown.cancel();
 }

@@ -70,6 +70,8 @@ pub enum FailureKind {
     Datum,
     /// The reader would not see fields that held data, and the route's `on_lossy` forbids it.
     Lossy,
+    /// The record to produce is larger than the producer's `message.max.bytes`.
+    TooLarge,
 }
 
 impl FailureKind {
@@ -81,16 +83,9 @@ impl FailureKind {
             FailureKind::Unresolvable => "unresolvable",
             FailureKind::Datum => "datum",
             FailureKind::Lossy => "lossy",
+            FailureKind::TooLarge => "too-large",
         }
     }
-}
-
-/// The result of resolving one part that did not fail.
-#[derive(Debug, Default)]
-pub struct Resolved {
-    pub writer_id: Option<SchemaId>,
-    /// Dropped writer fields that held data in this message (names from the plan).
-    pub lossy_fields: Vec<Arc<str>>,
 }
 
 /// Resolution either fails for this message, or the lookup was interrupted by shutdown.
@@ -250,13 +245,15 @@ impl Resolver {
         }))
     }
 
-    /// Resolves one framed `input` to `reader`, appending the result (framed, or JSON) to `out`.
+    /// Resolves one framed `input` to `reader`, appending the result (framed, or JSON) to `out`
+    /// and the dropped writer fields that held data to `lossy`; returns the writer schema id.
     pub async fn resolve(
         &mut self,
         input: &[u8],
         reader: &ReaderSchema,
         out: &mut Vec<u8>,
-    ) -> Result<Resolved, ResolveError> {
+        lossy: &mut Vec<Arc<str>>,
+    ) -> Result<Option<SchemaId>, ResolveError> {
         let framing = |e: wire::FramingError, writer_id| {
             ResolveError::Failed(PartFailure {
                 kind: FailureKind::Framing,
@@ -281,10 +278,9 @@ impl Resolver {
         };
         let json = reader.output == Output::Json;
         let start = out.len();
-        let lossy_fields = match &*plan {
+        match &*plan {
             CompiledPlan::Avro { plan, .. } if plan.is_identity() && !json => {
                 wire::reframe(input, reader.id, out);
-                Vec::new()
             }
             CompiledPlan::Avro { plan, dropped } => {
                 let dst = if json {
@@ -298,9 +294,7 @@ impl Resolver {
                     out.truncate(start);
                     datum(e.to_string())
                 })?;
-                loss.fields()
-                    .filter_map(|i| dropped.get(i).cloned())
-                    .collect()
+                lossy.extend(loss.fields().filter_map(|i| dropped.get(i).cloned()));
             }
             CompiledPlan::Protobuf { plan, writer } => {
                 let dst = if json {
@@ -318,12 +312,10 @@ impl Resolver {
                     datum(format!("{writer}: {e}"))
                 })?;
                 if loss.is_lossy() {
-                    loss.fields().map(Arc::<str>::from).collect()
-                } else {
-                    Vec::new()
+                    lossy.extend(loss.fields().map(Arc::<str>::from));
                 }
             }
-        };
+        }
         if json {
             let value = match (&*reader.schema, &reader.message) {
                 (ParsedSchema::Avro(schema), _) => avro::json::to_json(schema, &self.scratch),
@@ -336,10 +328,7 @@ impl Resolver {
             serde_json::to_writer(&mut *out, &value)
                 .map_err(|e| datum(format!("cannot render as JSON: {e}")))?;
         }
-        Ok(Resolved {
-            writer_id: Some(writer_id),
-            lossy_fields,
-        })
+        Ok(Some(writer_id))
     }
 
     /// The compiled plan for this writer (and message) and reader, compiled on first use.

@@ -1,13 +1,18 @@
 //! Routes at run time: which route a source topic belongs to, its reader schemas, its target
 //! partition rule and its metric handles (registered once, not per message).
+//!
+//! Owns: matching topics to routes, start-up checks of target and dead-letter topics, and the
+//! partition rule settled once per source topic when it is first assigned (metadata calls are
+//! blocking: made on the pipeline thread, never on the async runtime). Must not: produce or
+//! consume.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::Counter;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::ClientContext;
+use rdkafka::client::Client;
 use regex::Regex;
 
 use super::GatewayError;
@@ -37,23 +42,29 @@ pub struct PartRuntime {
     pub reader: Option<ReaderSchema>,
     route: String,
     part: Part,
-    /// Per dropped field: its metric handle and the messages counted this run.
-    lossy: Mutex<HashMap<Arc<str>, (Counter, u64)>>,
+    /// Per dropped field name (as the plan shares it): its metric handle and the messages
+    /// counted this run. Few entries; found by pointer, so no string is hashed per message.
+    lossy: Mutex<Vec<(Arc<str>, Counter, u64)>>,
 }
 
 impl PartRuntime {
     /// Counts one message in which `field` was dropped while holding data.
     pub fn record_lossy(&self, field: &Arc<str>) {
-        let mut map = self.lossy.lock().unwrap_or_else(|p| p.into_inner());
-        let (counter, n) = map.entry(field.clone()).or_insert_with(|| {
-            let counter = metrics::counter!(
-                "schemabridge_dropped_fields_total",
-                "route" => self.route.clone(),
-                "part" => self.part.as_str(),
-                "field" => field.to_string()
-            );
-            (counter, 0)
-        });
+        let mut seen = self.lossy.lock().unwrap_or_else(|p| p.into_inner());
+        let i = match seen.iter().position(|(f, _, _)| Arc::ptr_eq(f, field)) {
+            Some(i) => i,
+            None => {
+                let counter = metrics::counter!(
+                    "schemabridge_dropped_fields_total",
+                    "route" => self.route.clone(),
+                    "part" => self.part.as_str(),
+                    "field" => field.to_string()
+                );
+                seen.push((field.clone(), counter, 0));
+                seen.len() - 1
+            }
+        };
+        let (_, counter, n) = &mut seen[i];
         counter.increment(1);
         *n += 1;
     }
@@ -73,8 +84,6 @@ pub struct Route {
     value: PartRuntime,
     pub metrics: RouteMetrics,
     target_partitions: i32,
-    /// Source topic → whether its partition numbers carry over to the target.
-    same_partition: HashMap<String, bool>,
 }
 
 impl Route {
@@ -85,22 +94,31 @@ impl Route {
         }
     }
 
-    /// The target partition: the source partition number, or `None` (by key).
-    pub fn target_partition(&self, source_topic: &str, partition: i32) -> Option<i32> {
-        let same = self.same_partition.get(source_topic).copied();
-        same.unwrap_or(false).then_some(partition)
+    /// `partitioning: same` needs a target partition for every source partition.
+    fn check_same(&self, source: &str, source_partitions: i32) -> Result<(), GatewayError> {
+        if source_partitions > self.target_partitions {
+            return Err(GatewayError::Startup(format!(
+                "route {}: `partitioning: same` needs the target {} to have at least as many partitions as the source {source}, but it has {} and the source has {source_partitions}; use `partitioning: key` or add target partitions",
+                self.name, self.target, self.target_partitions
+            )));
+        }
+        Ok(())
     }
 }
 
 struct Matcher {
     topics: Vec<String>,
     regex: Option<Regex>,
+    /// The pattern as librdkafka's subscription takes it: a leading `^` marks a regex, and its
+    /// POSIX-style engine has no `(?:` groups.
+    subscription: Option<String>,
 }
 
 pub struct RouteTable {
     routes: Vec<Route>,
     matchers: Vec<Matcher>,
-    by_topic: HashMap<String, Option<usize>>,
+    /// Settled source topics: route index and whether partition numbers carry over.
+    by_topic: HashMap<String, Option<(usize, bool)>>,
 }
 
 impl RouteTable {
@@ -125,7 +143,7 @@ impl RouteTable {
                     reader,
                     route: rc.name.clone(),
                     part,
-                    lossy: Mutex::new(HashMap::new()),
+                    lossy: Mutex::new(Vec::new()),
                 });
             }
             let value = parts
@@ -147,7 +165,6 @@ impl RouteTable {
                     skipped: counter("skipped"),
                 },
                 target_partitions: 0,
-                same_partition: HashMap::new(),
             });
             let regex = match &rc.source.topic_regex {
                 Some(re) => Some(Regex::new(&format!("^(?:{re})$")).map_err(|e| {
@@ -158,6 +175,7 @@ impl RouteTable {
             matchers.push(Matcher {
                 topics: rc.source.topics.clone(),
                 regex,
+                subscription: rc.source.topic_regex.as_ref().map(|re| format!("^({re})$")),
             });
         }
         Ok(Some(RouteTable {
@@ -172,12 +190,11 @@ impl RouteTable {
         let mut out = std::collections::BTreeMap::new();
         for route in &self.routes {
             for part in [&route.key, &route.value] {
-                let map = part.lossy.lock().unwrap_or_else(|p| p.into_inner());
-                for (field, (_, n)) in map.iter() {
-                    out.insert(
-                        format!("{}: {}.{field}", route.name, part.part.as_str()),
-                        *n,
-                    );
+                let seen = part.lossy.lock().unwrap_or_else(|p| p.into_inner());
+                for (field, _, n) in seen.iter() {
+                    // Plans for different writer schemas may drop the same field: add them up.
+                    *out.entry(format!("{}: {}.{field}", route.name, part.part.as_str()))
+                        .or_default() += *n;
                 }
             }
         }
@@ -189,10 +206,7 @@ impl RouteTable {
         let mut out = Vec::new();
         for m in &self.matchers {
             out.extend(m.topics.iter().cloned());
-            if let Some(re) = &m.regex {
-                // librdkafka treats a leading ^ as a regex subscription.
-                out.push(re.as_str().to_string());
-            }
+            out.extend(m.subscription.iter().cloned());
         }
         out.sort();
         out.dedup();
@@ -200,9 +214,15 @@ impl RouteTable {
     }
 
     /// Fails start-up when a target or dead-letter topic does not exist (schemabridge does not
-    /// create topics), and records target partition counts.
-    pub async fn check_targets(&mut self, producer: &FutureProducer) -> Result<(), GatewayError> {
-        for route in &mut self.routes {
+    /// create topics), or when `partitioning: same` sends a source partition to a target
+    /// partition that does not exist; records target partition counts. Blocking metadata calls:
+    /// runs on the pipeline thread, never on the async runtime.
+    pub fn check_targets<P: ClientContext, S: ClientContext>(
+        &mut self,
+        target: &Client<P>,
+        source: &Client<S>,
+    ) -> Result<(), GatewayError> {
+        for (route, matcher) in self.routes.iter_mut().zip(&self.matchers) {
             let dlqs = [&route.key, &route.value]
                 .into_iter()
                 .filter(|p| p.reader.is_some())
@@ -211,61 +231,77 @@ impl RouteTable {
                 .chain(dlqs.map(|t| ("dead-letter", t)))
                 .collect();
             for (i, (role, topic)) in topics.into_iter().enumerate() {
-                let p = producer.clone();
-                let t = topic.clone();
-                let count = tokio::task::spawn_blocking(move || partition_count(p.client(), &t))
-                    .await
-                    .map_err(|e| GatewayError::Startup(e.to_string()))?
-                    .map_err(|e| {
+                let count = partition_count(target, &topic).map_err(|e| {
+                    GatewayError::Startup(format!(
+                        "route {}: {role} topic {topic}: {e}",
+                        route.name
+                    ))
+                })?;
+                if i == 0 {
+                    route.target_partitions = count;
+                }
+            }
+            if route.partitioning == Partitioning::Same {
+                for topic in &matcher.topics {
+                    let count = partition_count(source, topic).map_err(|e| {
                         GatewayError::Startup(format!(
-                            "route {}: {role} topic {topic}: {e}",
+                            "route {}: source topic {topic}: {e}",
                             route.name
                         ))
                     })?;
-                if i == 0 {
-                    route.target_partitions = count;
+                    route.check_same(topic, count)?;
                 }
             }
         }
         Ok(())
     }
 
-    /// The route for a consumed topic; on first sight also settles its partition rule.
-    pub async fn route_for(&mut self, topic: &str, consumer: &StreamConsumer) -> Option<&Route> {
-        let idx = match self.by_topic.get(topic) {
-            Some(idx) => *idx,
-            None => {
-                let idx = self.matchers.iter().position(|m| {
-                    m.topics.iter().any(|t| t == topic)
-                        || m.regex.as_ref().is_some_and(|r| r.is_match(topic))
-                });
-                self.by_topic.insert(topic.to_string(), idx);
-                if let Some(i) = idx {
-                    let source_count = partition_count(consumer.client(), topic);
-                    let route = &mut self.routes[i];
-                    let same = match (route.partitioning, source_count) {
-                        (Partitioning::Key, _) => false,
-                        (Partitioning::Same, _) => true,
-                        (Partitioning::Auto, Ok(n)) => n == route.target_partitions,
-                        (Partitioning::Auto, Err(e)) => {
-                            tracing::warn!(topic, error = %e, "cannot read source partition count; partitioning by key");
-                            false
-                        }
-                    };
-                    tracing::info!(route = %route.name, source = topic, target = %route.target, same_partition = same, "route");
-                    route.same_partition.insert(topic.to_string(), same);
-                }
-                idx
+    /// The route for a newly assigned source topic, and whether its partition numbers carry over
+    /// to the target; settled once per topic (a metadata call the first time).
+    pub fn settle<C: ClientContext>(
+        &mut self,
+        topic: &str,
+        source: &Client<C>,
+    ) -> Result<Option<(usize, bool)>, GatewayError> {
+        if let Some(settled) = self.by_topic.get(topic) {
+            return Ok(*settled);
+        }
+        let idx = self.matchers.iter().position(|m| {
+            m.topics.iter().any(|t| t == topic)
+                || m.regex.as_ref().is_some_and(|r| r.is_match(topic))
+        });
+        let settled = match idx {
+            None => None,
+            Some(i) => {
+                let source_count = partition_count(source, topic);
+                let route = &mut self.routes[i];
+                let same = match (route.partitioning, source_count) {
+                    (Partitioning::Key, _) => false,
+                    (Partitioning::Same, Ok(n)) => {
+                        route.check_same(topic, n)?;
+                        true
+                    }
+                    (Partitioning::Same, Err(_)) => true,
+                    (Partitioning::Auto, Ok(n)) => n == route.target_partitions,
+                    (Partitioning::Auto, Err(e)) => {
+                        tracing::warn!(topic, error = %e, "cannot read source partition count; partitioning by key");
+                        false
+                    }
+                };
+                tracing::info!(route = %route.name, source = topic, target = %route.target, same_partition = same, "route");
+                Some((i, same))
             }
         };
-        idx.and_then(|i| self.routes.get(i))
+        self.by_topic.insert(topic.to_string(), settled);
+        Ok(settled)
+    }
+
+    pub fn get(&self, idx: usize) -> &Route {
+        &self.routes[idx]
     }
 }
 
-fn partition_count<C: rdkafka::ClientContext>(
-    client: &rdkafka::client::Client<C>,
-    topic: &str,
-) -> Result<i32, String> {
+fn partition_count<C: ClientContext>(client: &Client<C>, topic: &str) -> Result<i32, String> {
     let md = client
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .map_err(|e| format!("cannot read metadata: {e}"))?;

