@@ -715,7 +715,11 @@ impl Config {
         }
         // Prefetched messages count against the memory bound (README, "Delivery guarantees");
         // librdkafka's default is 64 MiB.
-        if !self.source.librdkafka.contains_key("queued.max.messages.kbytes") {
+        if !self
+            .source
+            .librdkafka
+            .contains_key("queued.max.messages.kbytes")
+        {
             c.set(
                 "queued.max.messages.kbytes",
                 defaults::QUEUED_MAX_MESSAGES_KBYTES.to_string(),

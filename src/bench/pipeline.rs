@@ -83,6 +83,8 @@ pub struct PipelineOptions {
     pub topic_prefix: Option<String>,
     /// On a broker, leave the topics in place (they are deleted by default).
     pub keep_topics: bool,
+    /// Keep the contenders' configs and logs even when every contender succeeded.
+    pub keep_logs: bool,
 }
 
 /// The four contenders, in the order they run and print.
@@ -168,6 +170,8 @@ pub struct Figures {
     pub paced: usize,
     /// Peak resident set (VmHWM) of the contender's process, in KiB, if it could be read.
     pub peak_rss_kib: Option<u64>,
+    /// From SIGTERM to the process's exit (everything had arrived on the target before).
+    pub stop_secs: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -188,7 +192,7 @@ pub struct PipelineBench {
     pub paced: usize,
     pub fetch_wait_ms: Option<u32>,
     pub results: Vec<ContenderResult>,
-    /// Where the contenders' configs and logs are (kept when a contender failed).
+    /// Where the contenders' configs and logs are (kept when a contender failed, or asked to).
     pub work_dir: Option<PathBuf>,
 }
 
@@ -258,6 +262,23 @@ impl PipelineBench {
             s,
             "\nrecords/s, MB/s: the pre-loaded input drained by each contender alone (own group, own target), \
              records / (first → last arrival on its target, counted by consuming it); MB/s of input key+value bytes."
+        );
+        let stops: Vec<String> = self
+            .results
+            .iter()
+            .filter_map(|r| {
+                let f = r.outcome.as_ref().ok()?;
+                Some(format!(
+                    "{} {:.1} s",
+                    &r.contender.label()[..3],
+                    f.stop_secs
+                ))
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "exit after SIGTERM (all records already on the target): {}",
+            stops.join(", ")
         );
         let fetch = match self.fetch_wait_ms {
             Some(ms) => format!("; every consumer fetch.wait.max.ms={ms}"),
@@ -385,7 +406,7 @@ pub fn run(opts: &PipelineOptions) -> Result<PipelineBench, String> {
     if opts.bootstrap_servers.is_some() && !opts.keep_topics {
         delete_topics(&bootstrap, &topics.all());
     }
-    let work_dir = if any_failed {
+    let work_dir = if any_failed || opts.keep_logs {
         Some(work_dir)
     } else {
         let _ = std::fs::remove_dir_all(&work_dir);
@@ -608,10 +629,19 @@ impl Env<'_> {
         let fail =
             |child: &Contestant, why: String| format!("{why} (logs: {})", child.stderr.display());
 
+        let started = Instant::now();
+        let step = |what: &str| {
+            eprintln!(
+                "         {}: {what} after {:.1} s",
+                c.slug(),
+                started.elapsed().as_secs_f64()
+            )
+        };
         // Throughput: the pre-loaded input.
         if let Err(e) = wait_for(&reader.input_seen, self.inputs.values.len(), &mut child) {
             return Err(fail(&child, e));
         }
+        step("input drained");
         // Latency: paced records into the contender's second source topic.
         let paced_phase = |child: &mut Contestant| {
             self.produce_paced(&paced_topic, 0..warmup, None)?;
@@ -622,7 +652,11 @@ impl Env<'_> {
         if let Err(e) = paced_phase(&mut child) {
             return Err(fail(&child, e));
         }
+        step("paced records arrived; SIGTERM");
+        let stopping = Instant::now();
         let status = child.stop()?;
+        let stop_secs = stopping.elapsed().as_secs_f64();
+        step(&format!("exited ({status})"));
         let arrivals = reader.finish()?;
         if !status.success() {
             return Err(fail(
@@ -639,7 +673,9 @@ impl Env<'_> {
                 "pipeline.delivery: exactly_once is not in effect in this build (the gateway's log never mentions a transaction; it ran at least once)".into(),
             ));
         }
-        arrivals.figures(self.inputs.bytes, child.peak_rss_kib())
+        let mut figures = arrivals.figures(self.inputs.bytes, child.peak_rss_kib())?;
+        figures.stop_secs = stop_secs;
+        Ok(figures)
     }
 
     fn gateway_config(&self, c: Contender, group: &str, paced: &str, target: &str) -> String {
@@ -956,6 +992,7 @@ impl Arrivals {
             p99_ms: percentile(&lat, 0.99),
             paced: lat.len(),
             peak_rss_kib,
+            stop_secs: 0.0,
         })
     }
 }
