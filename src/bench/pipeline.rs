@@ -979,9 +979,8 @@ impl Arrivals {
         let (Some(first), Some(last)) = (self.first, self.last) else {
             return Err("no record arrived".into());
         };
-        // `records - 1` intervals between the first and the last arrival.
         let secs = (last - first).as_secs_f64().max(1e-6);
-        let rate = records.saturating_sub(1).max(1) as f64 / secs;
+        let rate = records as f64 / secs;
         let mut lat = self.latencies_ms;
         lat.sort_by(f64::total_cmp);
         Ok(Figures {
