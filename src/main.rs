@@ -124,6 +124,9 @@ enum BenchCommand {
         /// On a broker, leave the bench's topics in place.
         #[arg(long)]
         keep_topics: bool,
+        /// Keep the contenders' configs and logs (kept anyway when one fails).
+        #[arg(long)]
+        keep_logs: bool,
     },
     /// `bench pipeline`'s contender (a): copies records from --from to --to until SIGTERM.
     #[command(hide = true)]
@@ -213,6 +216,7 @@ fn main() -> ExitCode {
             fetch_wait_ms,
             topic_prefix,
             keep_topics,
+            keep_logs,
         }) => report(bench_pipeline(
             schemabridge::bench::pipeline::PipelineOptions {
                 exe: PathBuf::new(),
@@ -224,6 +228,7 @@ fn main() -> ExitCode {
                 fetch_wait_ms,
                 topic_prefix,
                 keep_topics,
+                keep_logs,
             },
         )),
         Command::Bench(BenchCommand::CopyLoop {
@@ -311,11 +316,14 @@ fn bench_pipeline(mut opts: schemabridge::bench::pipeline::PipelineOptions) -> a
     opts.exe = std::env::current_exe().context("cannot find this executable")?;
     let result = schemabridge::bench::pipeline::run(&opts).map_err(anyhow::Error::msg)?;
     println!("{}", result.table());
+    if let Some(dir) = &result.work_dir {
+        eprintln!("contenders' configs and logs: {}", dir.display());
+    }
     let failed = result.failed();
     if !failed.is_empty() {
         let names: Vec<&str> = failed.iter().map(|c| c.label()).collect();
         anyhow::bail!(
-            "failed: {}{}",
+            "contenders failed: {}{}",
             names.join(", "),
             result
                 .work_dir

@@ -58,6 +58,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// finds no data only after the full wait, even if data arrives meanwhile (a real broker answers
 /// as soon as it has data), which would turn the latency figures into that wait.
 const MOCK_FETCH_WAIT_MS: u32 = 10;
+/// What librdkafka's mock cluster keeps per partition (it drops the oldest records beyond),
+/// with some margin: 100,000 records and 5 MiB.
+const MOCK_PARTITION_RECORDS: usize = 95_000;
+const MOCK_PARTITION_BYTES: usize = 5 * 1024 * 1024 * 95 / 100;
 
 /// What `bench pipeline` runs.
 #[derive(Debug, Clone)]
@@ -79,6 +83,8 @@ pub struct PipelineOptions {
     pub topic_prefix: Option<String>,
     /// On a broker, leave the topics in place (they are deleted by default).
     pub keep_topics: bool,
+    /// Keep the contenders' configs and logs even when every contender succeeded.
+    pub keep_logs: bool,
 }
 
 /// The four contenders, in the order they run and print.
@@ -164,6 +170,8 @@ pub struct Figures {
     pub paced: usize,
     /// Peak resident set (VmHWM) of the contender's process, in KiB, if it could be read.
     pub peak_rss_kib: Option<u64>,
+    /// From SIGTERM to the process's exit (everything had arrived on the target before).
+    pub stop_secs: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -184,7 +192,7 @@ pub struct PipelineBench {
     pub paced: usize,
     pub fetch_wait_ms: Option<u32>,
     pub results: Vec<ContenderResult>,
-    /// Where the contenders' configs and logs are (kept when a contender failed).
+    /// Where the contenders' configs and logs are (kept when a contender failed, or asked to).
     pub work_dir: Option<PathBuf>,
 }
 
@@ -255,6 +263,23 @@ impl PipelineBench {
             "\nrecords/s, MB/s: the pre-loaded input drained by each contender alone (own group, own target), \
              records / (first → last arrival on its target, counted by consuming it); MB/s of input key+value bytes."
         );
+        let stops: Vec<String> = self
+            .results
+            .iter()
+            .filter_map(|r| {
+                let f = r.outcome.as_ref().ok()?;
+                Some(format!(
+                    "{} {:.1} s",
+                    &r.contender.label()[..3],
+                    f.stop_secs
+                ))
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "exit after SIGTERM (all records already on the target): {}",
+            stops.join(", ")
+        );
         let fetch = match self.fetch_wait_ms {
             Some(ms) => format!("; every consumer fetch.wait.max.ms={ms}"),
             None => String::new(),
@@ -293,6 +318,8 @@ pub fn run(opts: &PipelineOptions) -> Result<PipelineBench, String> {
         .clone()
         .unwrap_or_else(|| format!("schemabridge-bench-{}-{stamp}", std::process::id()));
     let topics = Topics::new(&prefix);
+    let started = Instant::now();
+    let progress = |what: &str| eprintln!("[{:6.1} s] {what}", started.elapsed().as_secs_f64());
     let work_dir =
         std::env::temp_dir().join(format!("schemabridge-bench-{}-{stamp}", std::process::id()));
     std::fs::create_dir_all(&work_dir)
@@ -323,7 +350,27 @@ pub fn run(opts: &PipelineOptions) -> Result<PipelineBench, String> {
     };
 
     let inputs = Inputs::generate(opts.partitions, opts.records_per_partition)?;
+    if mock.is_some() {
+        // Key, value, the header and about 20 bytes of record framing per record.
+        let per_partition = (inputs.bytes
+            + inputs.values.len() * (HEADER.0.len() + HEADER.1.len() + 20))
+            / opts.partitions as usize;
+        if per_partition > MOCK_PARTITION_BYTES
+            || opts.records_per_partition > MOCK_PARTITION_RECORDS
+        {
+            return Err(format!(
+                "{} records ({per_partition} bytes) per partition: the mock cluster keeps only {MOCK_PARTITION_RECORDS} records and {MOCK_PARTITION_BYTES} bytes per partition and drops older ones; use more --partitions or fewer --records",
+                opts.records_per_partition
+            ));
+        }
+    }
+    progress(&format!("topics ready on {broker}"));
     inputs.preload(&bootstrap, &topics.input)?;
+    progress(&format!(
+        "{} input records produced to {}",
+        inputs.values.len(),
+        topics.input
+    ));
     write_schema_dir(&work_dir.join("schemas"))?;
     let paced = ((opts.latency_rate as f64 * opts.latency_seconds).round() as usize).max(1);
     let paced_producer = bench_producer(&bootstrap, "0")?;
@@ -341,7 +388,13 @@ pub fn run(opts: &PipelineOptions) -> Result<PipelineBench, String> {
     };
     let mut results = Vec::new();
     for c in Contender::ALL {
+        progress(&format!("{}: running", c.label()));
         let outcome = env.run_contender(c);
+        progress(&format!(
+            "{}: {}",
+            c.label(),
+            if outcome.is_ok() { "done" } else { "failed" }
+        ));
         results.push(ContenderResult {
             contender: c,
             outcome,
@@ -353,7 +406,7 @@ pub fn run(opts: &PipelineOptions) -> Result<PipelineBench, String> {
     if opts.bootstrap_servers.is_some() && !opts.keep_topics {
         delete_topics(&bootstrap, &topics.all());
     }
-    let work_dir = if any_failed {
+    let work_dir = if any_failed || opts.keep_logs {
         Some(work_dir)
     } else {
         let _ = std::fs::remove_dir_all(&work_dir);
@@ -576,10 +629,19 @@ impl Env<'_> {
         let fail =
             |child: &Contestant, why: String| format!("{why} (logs: {})", child.stderr.display());
 
+        let started = Instant::now();
+        let step = |what: &str| {
+            eprintln!(
+                "         {}: {what} after {:.1} s",
+                c.slug(),
+                started.elapsed().as_secs_f64()
+            )
+        };
         // Throughput: the pre-loaded input.
         if let Err(e) = wait_for(&reader.input_seen, self.inputs.values.len(), &mut child) {
             return Err(fail(&child, e));
         }
+        step("input drained");
         // Latency: paced records into the contender's second source topic.
         let paced_phase = |child: &mut Contestant| {
             self.produce_paced(&paced_topic, 0..warmup, None)?;
@@ -590,7 +652,11 @@ impl Env<'_> {
         if let Err(e) = paced_phase(&mut child) {
             return Err(fail(&child, e));
         }
+        step("paced records arrived; SIGTERM");
+        let stopping = Instant::now();
         let status = child.stop()?;
+        let stop_secs = stopping.elapsed().as_secs_f64();
+        step(&format!("exited ({status})"));
         let arrivals = reader.finish()?;
         if !status.success() {
             return Err(fail(
@@ -607,7 +673,9 @@ impl Env<'_> {
                 "pipeline.delivery: exactly_once is not in effect in this build (the gateway's log never mentions a transaction; it ran at least once)".into(),
             ));
         }
-        arrivals.figures(self.inputs.bytes, child.peak_rss_kib())
+        let mut figures = arrivals.figures(self.inputs.bytes, child.peak_rss_kib())?;
+        figures.stop_secs = stop_secs;
+        Ok(figures)
     }
 
     fn gateway_config(&self, c: Contender, group: &str, paced: &str, target: &str) -> String {
@@ -673,9 +741,9 @@ routes:
                 .payload(&value[..])
                 .headers(headers.clone())
                 .timestamp(now_ms() as i64);
-            send(&producer, record, topic)?;
+            send(producer, record, topic)?;
         }
-        flush(&producer, topic)
+        flush(producer, topic)
     }
 }
 
@@ -911,9 +979,8 @@ impl Arrivals {
         let (Some(first), Some(last)) = (self.first, self.last) else {
             return Err("no record arrived".into());
         };
-        // `records - 1` intervals between the first and the last arrival.
         let secs = (last - first).as_secs_f64().max(1e-6);
-        let rate = records.saturating_sub(1).max(1) as f64 / secs;
+        let rate = records as f64 / secs;
         let mut lat = self.latencies_ms;
         lat.sort_by(f64::total_cmp);
         Ok(Figures {
@@ -924,6 +991,7 @@ impl Arrivals {
             p99_ms: percentile(&lat, 0.99),
             paced: lat.len(),
             peak_rss_kib,
+            stop_secs: 0.0,
         })
     }
 }
@@ -1054,45 +1122,55 @@ impl Drop for TargetReader {
     }
 }
 
-/// Creates `topics` with `partitions` each on a broker, or checks that they already exist so
-/// (a broker without the CreateTopics API, like the mock cluster, needs them created first).
+/// Creates those of `topics` that do not exist yet on a broker, with `partitions` each, and
+/// checks every one's partition count (a broker without the CreateTopics API, like the mock
+/// cluster, needs them created beforehand).
 fn create_topics(bootstrap: &str, topics: &[String], partitions: i32) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .map_err(|e| format!("cannot create an admin client for {bootstrap}: {e}"))?;
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
-    let created = futures::executor::block_on(admin.create_topics(&new, &opts));
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .map_err(|e| format!("cannot create a metadata client for {bootstrap}: {e}"))?;
-    for t in topics {
+    let partition_count = |t: &str| -> Result<usize, String> {
         let md = consumer
             .fetch_metadata(Some(t), Duration::from_secs(30))
-            .map_err(|e| format!("metadata of {t}: {e}"))?;
-        let count = md
+            .map_err(|e| format!("metadata of {t} from {bootstrap}: {e}"))?;
+        Ok(md
             .topics()
             .iter()
             .find(|m| m.name() == t && m.error().is_none())
-            .map_or(0, |m| m.partitions().len());
+            .map_or(0, |m| m.partitions().len()))
+    };
+    let mut missing = Vec::new();
+    for t in topics {
+        if partition_count(t)? == 0 {
+            missing.push(t);
+        }
+    }
+    let mut why = String::new();
+    if !missing.is_empty() {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .map_err(|e| format!("cannot create an admin client for {bootstrap}: {e}"))?;
+        let new: Vec<NewTopic> = missing
+            .iter()
+            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+        match futures::executor::block_on(admin.create_topics(&new, &opts)) {
+            Err(e) => why = format!("; creating topics failed: {e}"),
+            Ok(rs) => {
+                for r in rs {
+                    if let Err((name, code)) = r {
+                        why = format!("; creating {name} failed: {code}");
+                    }
+                }
+            }
+        }
+    }
+    for t in topics {
+        let count = partition_count(t)?;
         if count != partitions as usize {
-            let why = match &created {
-                Err(e) => format!("; creating it failed: {e}"),
-                Ok(rs) => rs
-                    .iter()
-                    .find_map(|r| match r {
-                        Err((name, code)) if name == t => {
-                            Some(format!("; creating it failed: {code}"))
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or_default(),
-            };
             return Err(format!(
                 "topic {t} has {count} partitions on {bootstrap}, the bench needs {partitions}{why}"
             ));
@@ -1208,10 +1286,11 @@ pub fn copy_loop(opts: &CopyLoopOptions) -> Result<u64, String> {
             opts.to
         ));
     }
-    consumer
-        .commit_consumer_state(CommitMode::Sync)
-        .map_err(|e| format!("cannot commit: {e}"))?;
-    Ok(copied)
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored since the last auto-commit.
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(copied),
+        Err(e) => Err(format!("cannot commit: {e}")),
+    }
 }
 
 /// A flag set on SIGTERM or SIGINT (handlers installed before this returns).
