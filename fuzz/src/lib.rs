@@ -1,4 +1,4 @@
-//! The Avro engine (`src/avro/`) and the random-record generator (`src/bench.rs`), compiled by
+//! The Avro engine (`src/avro/`) and the random-record generator (`src/bench/transcode.rs`), compiled by
 //! path into the fuzz crate so that fuzzing does not build the gateway's Kafka stack, plus the
 //! fuzz target's body in `cases`.
 
@@ -7,7 +7,7 @@
 pub mod avro;
 
 #[allow(dead_code)]
-#[path = "../../src/bench.rs"]
+#[path = "../../src/bench/transcode.rs"]
 pub mod bench;
 
 pub mod cases;
