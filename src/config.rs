@@ -425,7 +425,7 @@ mod defaults {
         16 * 1024 * 1024
     }
     /// The consumer's prefetch bound when `source.librdkafka` does not set one.
-    pub const QUEUED_MAX_MESSAGES_KBYTES: u64 = 16 * 1024;
+    pub const QUEUED_MAX_MESSAGES_KBYTES: u64 = 64 * 1024;
     pub const fn transaction_ms() -> u64 {
         100
     }

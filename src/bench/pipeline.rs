@@ -325,32 +325,24 @@ pub fn run(opts: &PipelineOptions) -> Result<PipelineBench, String> {
     std::fs::create_dir_all(&work_dir)
         .map_err(|e| format!("cannot create {}: {e}", work_dir.display()))?;
 
-    // The broker: the mock cluster lives in this process; contenders connect to its ports.
-    let mut mock = None;
-    let (bootstrap, broker, fetch_wait_ms) = match &opts.bootstrap_servers {
+    // The broker: on the mock cluster (in this process; contenders connect to its ports) each
+    // contender gets a fresh cluster with the input loaded anew, because the mock's fetch path
+    // slows down as its logs grow (a linear message-set search), which would favour whoever runs
+    // first. On a real broker the topics are shared and each contender has its own target.
+    let (broker, fetch_wait_ms) = match &opts.bootstrap_servers {
         Some(b) => {
             create_topics(b, &topics.all(), opts.partitions)?;
-            (b.clone(), format!("broker {b}"), opts.fetch_wait_ms)
+            (format!("broker {b}"), opts.fetch_wait_ms)
         }
-        None => {
-            let m =
-                MockCluster::new(1).map_err(|e| format!("cannot start the mock cluster: {e}"))?;
-            for t in topics.all() {
-                m.create_topic(&t, opts.partitions, 1)
-                    .map_err(|e| format!("cannot create topic {t}: {e}"))?;
-            }
-            let b = m.bootstrap_servers();
-            mock = Some(m);
-            (
-                b,
-                "librdkafka's mock cluster (in this process, loopback)".to_string(),
-                Some(opts.fetch_wait_ms.unwrap_or(MOCK_FETCH_WAIT_MS)),
-            )
-        }
+        None => (
+            "librdkafka's mock cluster (in this process, loopback; a fresh one per contender)"
+                .to_string(),
+            Some(opts.fetch_wait_ms.unwrap_or(MOCK_FETCH_WAIT_MS)),
+        ),
     };
 
     let inputs = Inputs::generate(opts.partitions, opts.records_per_partition)?;
-    if mock.is_some() {
+    if opts.bootstrap_servers.is_none() {
         // Key, value, the header and about 20 bytes of record framing per record.
         let per_partition = (inputs.bytes
             + inputs.values.len() * (HEADER.0.len() + HEADER.1.len() + 20))
@@ -364,30 +356,48 @@ pub fn run(opts: &PipelineOptions) -> Result<PipelineBench, String> {
             ));
         }
     }
-    progress(&format!("topics ready on {broker}"));
-    inputs.preload(&bootstrap, &topics.input)?;
-    progress(&format!(
-        "{} input records produced to {}",
-        inputs.values.len(),
-        topics.input
-    ));
     write_schema_dir(&work_dir.join("schemas"))?;
     let paced = ((opts.latency_rate as f64 * opts.latency_seconds).round() as usize).max(1);
-    let paced_producer = bench_producer(&bootstrap, "0")?;
-    let env = Env {
-        exe: &opts.exe,
-        bootstrap: &bootstrap,
-        topics: &topics,
-        dir: &work_dir,
-        partitions: opts.partitions,
-        fetch_wait_ms,
-        inputs: &inputs,
-        paced,
-        rate: opts.latency_rate.max(1),
-        paced_producer: &paced_producer,
-    };
+    let mut shared_loaded = false;
     let mut results = Vec::new();
     for c in Contender::ALL {
+        let mut mock = None;
+        let bootstrap = match &opts.bootstrap_servers {
+            Some(b) => b.clone(),
+            None => {
+                let m = MockCluster::new(1)
+                    .map_err(|e| format!("cannot start the mock cluster: {e}"))?;
+                for t in topics.all() {
+                    m.create_topic(&t, opts.partitions, 1)
+                        .map_err(|e| format!("cannot create topic {t}: {e}"))?;
+                }
+                let b = m.bootstrap_servers();
+                mock = Some(m);
+                b
+            }
+        };
+        if mock.is_some() || !shared_loaded {
+            inputs.preload(&bootstrap, &topics.input)?;
+            shared_loaded = true;
+            progress(&format!(
+                "{} input records produced to {} on {broker}",
+                inputs.values.len(),
+                topics.input
+            ));
+        }
+        let paced_producer = bench_producer(&bootstrap, "0")?;
+        let env = Env {
+            exe: &opts.exe,
+            bootstrap: &bootstrap,
+            topics: &topics,
+            dir: &work_dir,
+            partitions: opts.partitions,
+            fetch_wait_ms,
+            inputs: &inputs,
+            paced,
+            rate: opts.latency_rate.max(1),
+            paced_producer: &paced_producer,
+        };
         progress(&format!("{}: running", c.label()));
         let outcome = env.run_contender(c);
         progress(&format!(
@@ -399,12 +409,15 @@ pub fn run(opts: &PipelineOptions) -> Result<PipelineBench, String> {
             contender: c,
             outcome,
         });
+        drop(paced_producer);
+        drop(mock);
     }
 
-    drop(mock);
     let any_failed = results.iter().any(|r| r.outcome.is_err());
-    if opts.bootstrap_servers.is_some() && !opts.keep_topics {
-        delete_topics(&bootstrap, &topics.all());
+    if let Some(bootstrap) = &opts.bootstrap_servers
+        && !opts.keep_topics
+    {
+        delete_topics(bootstrap, &topics.all());
     }
     let work_dir = if any_failed || opts.keep_logs {
         Some(work_dir)
