@@ -29,6 +29,8 @@ use super::routes::RouteTable;
 use super::worker::{Flow, Io, Worker};
 use super::{GatewayError, RunSummary};
 use crate::config::{Config, DeliveryMode};
+use crate::telemetry::events::{RegistryEvents, SourceEvents};
+use crate::telemetry::health::{self, Health};
 
 /// Delivery reports and commits are serviced after this many messages (and whenever idle).
 const SERVICE_EVERY: u32 = 256;
@@ -38,6 +40,9 @@ const POLL: Duration = Duration::from_millis(50);
 const PAUSE_AFTER: Duration = Duration::from_millis(500);
 /// How long a transaction operation may block.
 const TXN_OP_TIMEOUT: Duration = Duration::from_secs(30);
+/// librdkafka statistics (consumer lag per partition) unless `source.librdkafka` sets
+/// `statistics.interval.ms`.
+const STATISTICS_INTERVAL_MS: &str = "5000";
 
 type Shared = Arc<Mutex<Delivery>>;
 
@@ -58,6 +63,12 @@ pub struct SourceContext {
     generation: AtomicU64,
     /// How long a revoke may wait for in-flight records.
     revoke_timeout: Duration,
+    /// Metric handles: commits, pauses, assignment, consumer lag.
+    events: SourceEvents,
+    /// Registry outage handles.
+    registry: RegistryEvents,
+    /// Liveness and readiness (telemetry).
+    health: Arc<Health>,
 }
 
 impl SourceContext {
@@ -78,7 +89,23 @@ impl SourceContext {
     }
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// librdkafka statistics (every `statistics.interval.ms`, served inside `poll` on the
+    /// pipeline thread): consumer lag per assigned partition.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut lags = Vec::new();
+        for (topic, t) in &statistics.topics {
+            for p in t.partitions.values() {
+                // Partition -1 is librdkafka's internal one; a lag of -1 is unknown (not
+                // consumed here, or nothing committed yet).
+                if p.partition >= 0 && p.consumer_lag >= 0 {
+                    lags.push((topic.as_str(), p.partition, p.consumer_lag));
+                }
+            }
+        }
+        self.events.consumer_lag(&lags);
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -101,10 +128,13 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
+                let now = consumer.assignment().map_or(tpl.count(), |a| a.count());
+                self.events.assigned_partitions.set(now as f64);
+                self.health.assigned(now);
                 if let Err(e) = lock(&self.delivery).assigned(tpl) {
                     self.fail(e);
                 }
@@ -116,13 +146,17 @@ impl ConsumerContext for SourceContext {
                 );
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-            Rebalance::Revoke(_) => {}
+            Rebalance::Revoke(_) => {
+                let now = consumer.assignment().map_or(0, |a| a.count());
+                self.events.assigned_partitions.set(now as f64);
+                self.health.revoked(now);
+            }
         }
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         if let Err(e) = result {
-            metrics::counter!("schemabridge_commit_failures_total").increment(1);
+            self.events.commit_failures.increment(1);
             tracing::warn!(error = %e, "offset commit failed; the next one covers it");
         }
         self.commits.fetch_add(1, Ordering::Release);
@@ -190,9 +224,15 @@ pub fn run(
         commits: AtomicU64::new(0),
         generation: AtomicU64::new(0),
         revoke_timeout: shutdown_timeout,
+        events: SourceEvents::new(),
+        registry: RegistryEvents::new(),
+        health: health::shared(),
     };
-    let consumer: Source = cfg
-        .consumer_config()
+    let mut consumer_config = cfg.consumer_config();
+    if !cfg.source.librdkafka.contains_key("statistics.interval.ms") {
+        consumer_config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
+    let consumer: Source = consumer_config
         .create_with_context(context)
         .map_err(client_error("consumer"))?;
     let subscription = routes.subscription();
@@ -201,9 +241,15 @@ pub fn run(
         .subscribe(&topics)
         .map_err(client_error("subscription"))?;
     tracing::info!(topics = ?subscription, group = %cfg.group_id, delivery = ?p.delivery, "consuming");
+    let health = consumer.context().health.clone();
+    health.pipeline_started(shutdown_timeout);
 
     let mut worker = Worker::new(resolver, runtime.clone());
     let ended = consume(&consumer, &delivery, &mut routes, &mut worker, &stop);
+    match &ended {
+        Ok(()) => health.stopping(),
+        Err(e) => health.fatal(e.to_string()),
+    }
 
     let mut summary = std::mem::take(&mut worker.summary);
     summary.lossy_fields = routes.lossy_summary();
@@ -225,7 +271,7 @@ pub fn run(
     }
     close(consumer, delivery, deadline);
     ended?;
-    finished?;
+    finished.inspect_err(|e| health.fatal(e.to_string()))?;
     Ok(summary)
 }
 
@@ -268,6 +314,7 @@ fn consume(
             if since_service >= SERVICE_EVERY || !d.has_capacity() {
                 d.service(consumer)?;
                 since_service = 0;
+                consumer.context().health.heartbeat();
             }
             if !d.has_capacity() {
                 // Wait for acks without consuming; pause the partitions only if the target stays
@@ -278,7 +325,7 @@ fn consume(
                     let assignment = consumer.assignment().map_err(client_error("assignment"))?;
                     consumer.pause(&assignment).map_err(client_error("pause"))?;
                     tracing::info!("target has no capacity: partitions paused");
-                    metrics::counter!("schemabridge_backpressure_pauses_total").increment(1);
+                    consumer.context().events.backpressure_pauses.increment(1);
                     paused = Some(assignment);
                 }
                 d.wait(Duration::from_millis(1))?;
@@ -387,10 +434,15 @@ impl Outage {
                     );
                     self.paused = Some(a);
                     self.since = Some(Instant::now());
+                    let cx = consumer.context();
+                    cx.registry.outages.increment(1);
+                    cx.registry.available.set(0.0);
+                    cx.health.registry_outage(true);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the assignment"),
             }
         }
+        consumer.context().health.heartbeat();
         while let Some(polled) = consumer.poll(Duration::ZERO) {
             if let Ok(m) = polled {
                 let (t, p) = (m.topic(), m.partition());
@@ -422,8 +474,10 @@ impl Outage {
         }
         if let Some(since) = self.since.take() {
             let paused_for = since.elapsed();
-            metrics::counter!("schemabridge_registry_paused_seconds_total")
-                .increment(paused_for.as_secs());
+            let cx = consumer.context();
+            cx.registry.paused_seconds.increment(paused_for.as_secs());
+            cx.registry.available.set(1.0);
+            cx.health.registry_outage(false);
             tracing::info!(paused_for = ?paused_for, "schema registry answered again: partitions resumed");
         }
     }
