@@ -57,7 +57,8 @@ pub struct Worker {
 
 /// Runs `fut` to completion on this (non-runtime) thread: a cache hit completes on the first
 /// poll without touching the runtime; a miss blocks this thread until the registry answers,
-/// calling `idle` every `IDLE_EVERY` meanwhile. Counts which of the two it was.
+/// calling `idle` every `IDLE_EVERY` meanwhile. Counts which of the two it was (a registry
+/// answer fast enough to arrive within the first poll, on loopback, counts as a hit).
 fn block_on<F: Future>(
     runtime: &Handle,
     fut: F,
