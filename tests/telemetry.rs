@@ -583,6 +583,15 @@ routes:
     assert_eq!(s.sum("schemabridge_produce_errors_total", &[]), 0.0);
     assert_eq!(s.sum("schemabridge_registry_available", &[]), 1.0);
 
+    // The catalogue (the README's table) is what this gateway exports, no more, no less.
+    let exported: BTreeSet<&str> = s
+        .families
+        .iter()
+        .map(String::as_str)
+        .filter(|n| n.starts_with("schemabridge_"))
+        .collect();
+    let catalogue: BTreeSet<&str> = CATALOGUE.iter().map(|m| m.name).collect();
+    assert_eq!(exported, catalogue, "/metrics against the catalogue");
     // Every metric the dashboard queries is exported by this gateway.
     for name in dashboard_metrics() {
         assert!(
