@@ -75,10 +75,12 @@ async fn get_until(
     }
 }
 
+type Labels = BTreeMap<String, String>;
+
 /// One Prometheus text exposition: samples by name and labels.
 #[derive(Debug, Default)]
 struct Scrape {
-    samples: BTreeMap<String, Vec<(BTreeMap<String, String>, f64)>>,
+    samples: BTreeMap<String, Vec<(Labels, f64)>>,
     /// Metric families from `# TYPE` lines.
     families: BTreeSet<String>,
 }
