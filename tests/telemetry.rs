@@ -3,8 +3,12 @@
 //! a known mix of messages (forwarded v1 and lossy v2 records, tombstones, dead letters of two
 //! kinds, skips, lossy dead letters) shows up in `/metrics` exactly as sent and as found on the
 //! target and dead-letter topics; consumer lag is reported per partition; a registry outage
-//! makes it not ready until the registry answers again. The Grafana dashboard only queries
-//! metrics the gateway exports, and every exported metric has its line in the README.
+//! makes it not ready until the registry answers again; /metrics exports exactly the catalogue
+//! the README's table lists, and the Grafana dashboard only queries metrics the gateway exports.
+//! Under exactly-once the same counters match the topics and transactions are measured.
+//!
+//! Each test runs its own gateway process, so the process-global metrics recorder never mixes
+//! two tests' counters.
 
 mod support;
 
@@ -656,6 +660,94 @@ routes:
         1.0
     );
 
+    let status = gw.terminate(Duration::from_secs(30)).await;
+    assert!(
+        status.success(),
+        "clean stop: {status:?}\n{}",
+        gw.log_tail()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_reports_its_transactions() {
+    let u = unique();
+    let route = format!("tm-eos-{u}");
+    let cluster = Cluster::start(&[("eos-in", 2), ("eos-out", 2), ("eos-dlq", 1)]);
+    let registry = RegistryDouble::start().await;
+    let v1_id = registry.register_avro("orders-value", ORDER_V1);
+    let v2_id = registry.register_avro("orders-value", ORDER_V2);
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let yaml = format!(
+        r#"source:
+  bootstrap_servers: "{bootstrap}"
+group_id: gw-{u}
+registry:
+  url: {registry}
+pipeline:
+  delivery: exactly_once
+  transactional_id: tm-eos-{u}
+  transaction_ms: 100
+  shutdown_timeout_ms: 10000
+telemetry:
+  listen: 127.0.0.1:{port}
+routes:
+  - name: {route}
+    source: {{ topics: [eos-in] }}
+    target: eos-out
+    value:
+      format: avro
+      reader: {{ subject: orders-value, version: 1 }}
+      dlq: eos-dlq
+"#,
+        bootstrap = cluster.bootstrap,
+        registry = registry.url,
+    );
+    let dir = scratch_dir("telemetry-eos");
+    let mut gw = GatewayProcess::start(&dir, 0, &yaml);
+    get_until(addr, "/readyz", Duration::from_secs(60), "ready", |s, _| {
+        s == 200
+    })
+    .await;
+    let (inputs, sent) = mix(v1_id, v2_id, v2_id + 100);
+    cluster.produce("eos-in", &inputs).await;
+    let mut reader = Reader::new(&cluster.bootstrap, &[("eos-out", 2), ("eos-dlq", 1)], true);
+    assert!(
+        reader
+            .read_until(Duration::from_secs(60), Duration::from_millis(500), |r| r
+                .len()
+                >= sent.total())
+            .await,
+        "every message arrives\n{}",
+        gw.log_tail()
+    );
+    let got = &reader.received;
+    let (_, text) = get_until(
+        addr,
+        "/metrics",
+        Duration::from_secs(10),
+        "metrics",
+        |s, _| s == 200,
+    )
+    .await;
+    let s = Scrape::parse(&text);
+    let r = [("route", route.as_str())];
+    let outcomes = s.by("schemabridge_messages_total", &r, "outcome");
+    assert_eq!(outcomes["forwarded"], count(got, "eos-out") as f64);
+    assert_eq!(outcomes["dead_lettered"], count(got, "eos-dlq") as f64);
+    let nonzero: BTreeMap<String, f64> = s
+        .by("schemabridge_dead_letters_total", &r, "kind")
+        .into_iter()
+        .filter(|(_, v)| *v > 0.0)
+        .collect();
+    assert_eq!(nonzero, by_kind(got, "eos-dlq"));
+    // The records a read_committed reader sees were committed in transactions, and measured.
+    assert!(
+        s.sum("schemabridge_transaction_seconds_count", &[]) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(s.sum("schemabridge_transaction_failures_total", &[]), 0.0);
+    assert_eq!(s.sum("schemabridge_produce_errors_total", &[]), 0.0);
     let status = gw.terminate(Duration::from_secs(30)).await;
     assert!(
         status.success(),

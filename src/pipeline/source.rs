@@ -5,7 +5,9 @@
 //! the assigned partitions while the delivery mode has no capacity (target slow or down) and
 //! resuming them after, settling routes for partitions as they are assigned, and shutdown within
 //! `shutdown_timeout_ms`. Rebalance callbacks run inside `poll` on this same thread and hand
-//! revoked partitions to the delivery mode before the revoke completes. Must not: decide what
+//! revoked partitions to the delivery mode before the revoke completes. Reports to telemetry
+//! what only this thread knows: assignments, consumer lag (librdkafka statistics), registry
+//! outages and its heartbeat (at service points, not per message). Must not: decide what
 //! happens to a message (worker) or how offsets are committed (delivery).
 
 use std::sync::atomic::{AtomicU64, Ordering};
