@@ -198,7 +198,7 @@ pub const CATALOGUE: &[Metric] = &[
         CONSUMER_LAG,
         Kind::Gauge,
         "topic, partition",
-        "per assigned source partition, high watermark minus committed offset (librdkafka statistics, every `statistics.interval.ms`); 0 once the partition is no longer assigned here",
+        "per assigned source partition, last stable offset minus committed offset (librdkafka statistics, every `statistics.interval.ms`); 0 once the partition is no longer assigned here",
     ),
     m(
         ASSIGNED_PARTITIONS,
