@@ -167,3 +167,43 @@ impl Health {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_follows_start_assignment_outage_and_failure() {
+        let h = Health::new();
+        assert!(h.liveness().is_ok());
+        assert!(h.readiness().unwrap_err().starts_with("starting"));
+        h.pipeline_started(Duration::from_secs(30));
+        assert!(h.readiness().unwrap_err().contains("first assignment"));
+        h.assigned(0);
+        assert!(h.readiness().unwrap().contains("no partitions"));
+        h.assigned(3);
+        assert_eq!(h.readiness().unwrap(), "ready: 3 partitions assigned");
+        h.revoked(0);
+        assert!(
+            h.readiness().is_ok(),
+            "a rebalance does not make it unready"
+        );
+        h.registry_outage(true);
+        assert!(h.readiness().unwrap_err().contains("registry unavailable"));
+        assert!(h.liveness().is_ok(), "an outage does not fail liveness");
+        h.registry_outage(false);
+        assert!(h.readiness().is_ok());
+        h.fatal("fenced".into());
+        assert_eq!(h.readiness().unwrap_err(), "failed: fenced");
+        assert!(h.liveness().is_ok());
+    }
+
+    #[test]
+    fn stopping_is_not_ready() {
+        let h = Health::new();
+        h.pipeline_started(Duration::from_secs(30));
+        h.assigned(1);
+        h.stopping();
+        assert!(h.readiness().unwrap_err().starts_with("stopping"));
+    }
+}
