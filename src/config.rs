@@ -53,6 +53,18 @@ pub struct Config {
     #[serde(default)]
     pub pipeline: PipelineConfig,
     pub routes: Vec<RouteConfig>,
+    /// The telemetry listener (`/metrics`, `/healthz`, `/readyz`); off when absent.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `telemetry:`: where `schemabridge run` serves metrics and health probes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `IP:port` to listen on, e.g. `0.0.0.0:9464`; no listener when absent.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

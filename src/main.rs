@@ -356,6 +356,15 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)
         .map_err(|e| anyhow::anyhow!("{}: invalid configuration\n{e}", path.display()))?;
     let shutdown_timeout = std::time::Duration::from_millis(config.pipeline.shutdown_timeout_ms);
+    if let Some(listen) = config.telemetry.listen {
+        // Before the gateway is built: metric handles registered earlier would be no-ops.
+        let recorder = telemetry::server::install_recorder()?;
+        let server =
+            telemetry::server::Telemetry::bind(listen, recorder, telemetry::health::shared())
+                .await?;
+        tracing::info!(listen = ?server.local_addr(), "telemetry: /metrics, /healthz, /readyz");
+        tokio::spawn(server.serve());
+    }
     let gateway = Gateway::new(config)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone(), shutdown_timeout));

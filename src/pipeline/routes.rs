@@ -16,8 +16,9 @@ use rdkafka::client::Client;
 use regex::Regex;
 
 use super::GatewayError;
-use super::resolve::{ReaderSchema, ResolveError, Resolver};
+use super::resolve::{FailureKind, ReaderSchema, ResolveError, Resolver};
 use crate::config::{Config, PartConfig, Partitioning};
+use crate::telemetry::events::{self, RouteEvents};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -54,12 +55,7 @@ impl PartRuntime {
         let i = match seen.iter().position(|(f, _, _)| Arc::ptr_eq(f, field)) {
             Some(i) => i,
             None => {
-                let counter = metrics::counter!(
-                    "schemabridge_dropped_fields_total",
-                    "route" => self.route.clone(),
-                    "part" => self.part.as_str(),
-                    "field" => field.to_string()
-                );
+                let counter = events::dropped_field(&self.route, self.part.as_str(), field);
                 seen.push((field.clone(), counter, 0));
                 seen.len() - 1
             }
@@ -70,10 +66,54 @@ impl PartRuntime {
     }
 }
 
+/// Every failure kind, in the order [`kind_index`] numbers them (the route's per-kind handles).
+const KINDS: [FailureKind; 7] = [
+    FailureKind::Framing,
+    FailureKind::UnknownSchema,
+    FailureKind::InvalidSchema,
+    FailureKind::Unresolvable,
+    FailureKind::Datum,
+    FailureKind::Lossy,
+    FailureKind::TooLarge,
+];
+
+/// The index of `kind` in [`KINDS`] (exhaustive: a new kind does not compile until listed).
+pub fn kind_index(kind: FailureKind) -> usize {
+    match kind {
+        FailureKind::Framing => 0,
+        FailureKind::UnknownSchema => 1,
+        FailureKind::InvalidSchema => 2,
+        FailureKind::Unresolvable => 3,
+        FailureKind::Datum => 4,
+        FailureKind::Lossy => 5,
+        FailureKind::TooLarge => 6,
+    }
+}
+
+/// A route's metric handles: registered with the route, plus forwarded messages per value
+/// writer schema id, registered at the first sight of an id.
 pub struct RouteMetrics {
-    pub forwarded: Counter,
-    pub dead_lettered: Counter,
-    pub skipped: Counter,
+    pub events: RouteEvents,
+    /// The value part's reader id (a label of the per-writer counters).
+    reader_id: Option<u32>,
+    /// Few entries (writer ids in use), searched linearly: no hashing per message.
+    by_writer: Mutex<Vec<(Option<u32>, Counter)>>,
+}
+
+impl RouteMetrics {
+    /// Counts a forwarded message whose value was written with `writer`.
+    pub fn forwarded(&self, route: &str, writer: Option<u32>) {
+        self.events.forwarded.increment(1);
+        let mut seen = self.by_writer.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.iter().find(|(w, _)| *w == writer) {
+            Some((_, counter)) => counter.increment(1),
+            None => {
+                let counter = events::forwarded_by_schema(route, writer, self.reader_id);
+                counter.increment(1);
+                seen.push((writer, counter));
+            }
+        }
+    }
 }
 
 pub struct Route {
@@ -152,7 +192,8 @@ impl RouteTable {
             let key = parts
                 .pop()
                 .ok_or_else(|| GatewayError::Startup("route parts".into()))?;
-            let counter = |outcome: &'static str| metrics::counter!("schemabridge_messages_total", "route" => rc.name.clone(), "outcome" => outcome);
+            let kinds = KINDS.map(FailureKind::as_str);
+            let reader_id = value.reader.as_ref().map(|r| r.id);
             routes.push(Route {
                 name: rc.name.clone(),
                 target: rc.target.clone(),
@@ -160,9 +201,9 @@ impl RouteTable {
                 key,
                 value,
                 metrics: RouteMetrics {
-                    forwarded: counter("forwarded"),
-                    dead_lettered: counter("dead_lettered"),
-                    skipped: counter("skipped"),
+                    events: RouteEvents::new(&rc.name, &kinds),
+                    reader_id,
+                    by_writer: Mutex::new(Vec::new()),
                 },
                 target_partitions: 0,
             });

@@ -5,7 +5,9 @@
 //! the assigned partitions while the delivery mode has no capacity (target slow or down) and
 //! resuming them after, settling routes for partitions as they are assigned, and shutdown within
 //! `shutdown_timeout_ms`. Rebalance callbacks run inside `poll` on this same thread and hand
-//! revoked partitions to the delivery mode before the revoke completes. Must not: decide what
+//! revoked partitions to the delivery mode before the revoke completes. Reports to telemetry
+//! what only this thread knows: assignments, consumer lag (librdkafka statistics), registry
+//! outages and its heartbeat (at service points, not per message). Must not: decide what
 //! happens to a message (worker) or how offsets are committed (delivery).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +31,8 @@ use super::routes::RouteTable;
 use super::worker::{Flow, Io, Worker};
 use super::{GatewayError, RunSummary};
 use crate::config::{Config, DeliveryMode};
+use crate::telemetry::events::{RegistryEvents, SourceEvents};
+use crate::telemetry::health::{self, Health};
 
 /// Delivery reports and commits are serviced after this many messages (and whenever idle).
 const SERVICE_EVERY: u32 = 256;
@@ -38,6 +42,9 @@ const POLL: Duration = Duration::from_millis(50);
 const PAUSE_AFTER: Duration = Duration::from_millis(500);
 /// How long a transaction operation may block.
 const TXN_OP_TIMEOUT: Duration = Duration::from_secs(30);
+/// librdkafka statistics (consumer lag per partition) unless `source.librdkafka` sets
+/// `statistics.interval.ms`.
+const STATISTICS_INTERVAL_MS: &str = "5000";
 
 type Shared = Arc<Mutex<Delivery>>;
 
@@ -56,6 +63,12 @@ pub struct SourceContext {
     generation: AtomicU64,
     /// How long a revoke may wait for in-flight records.
     revoke_timeout: Duration,
+    /// Metric handles: commits, pauses, assignment, consumer lag.
+    events: SourceEvents,
+    /// Registry outage handles.
+    registry: RegistryEvents,
+    /// Liveness and readiness (telemetry).
+    health: Arc<Health>,
 }
 
 impl SourceContext {
@@ -76,7 +89,23 @@ impl SourceContext {
     }
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// librdkafka statistics (every `statistics.interval.ms`, served inside `poll` on the
+    /// pipeline thread): consumer lag per assigned partition.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut lags = Vec::new();
+        for (topic, t) in &statistics.topics {
+            for p in t.partitions.values() {
+                // Partition -1 is librdkafka's internal one; a lag of -1 is unknown (not
+                // consumed here, or nothing committed yet).
+                if p.partition >= 0 && p.consumer_lag >= 0 {
+                    lags.push((topic.as_str(), p.partition, p.consumer_lag));
+                }
+            }
+        }
+        self.events.consumer_lag(&lags);
+    }
+}
 
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -99,10 +128,13 @@ impl ConsumerContext for SourceContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
+                let now = consumer.assignment().map_or(tpl.count(), |a| a.count());
+                self.events.assigned_partitions.set(now as f64);
+                self.health.assigned(now);
                 if let Err(e) = lock(&self.delivery).assigned(tpl) {
                     self.fail(e);
                 }
@@ -114,13 +146,17 @@ impl ConsumerContext for SourceContext {
                 );
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-            Rebalance::Revoke(_) => {}
+            Rebalance::Revoke(_) => {
+                let now = consumer.assignment().map_or(0, |a| a.count());
+                self.events.assigned_partitions.set(now as f64);
+                self.health.revoked(now);
+            }
         }
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         if let Err(e) = result {
-            metrics::counter!("schemabridge_commit_failures_total").increment(1);
+            self.events.commit_failures.increment(1);
             tracing::warn!(error = %e, "offset commit failed; the next one covers it");
         }
     }
@@ -192,9 +228,15 @@ pub fn run(
         failure: Mutex::new(None),
         generation: AtomicU64::new(0),
         revoke_timeout: shutdown_timeout,
+        events: SourceEvents::new(),
+        registry: RegistryEvents::new(),
+        health: health::shared(),
     };
-    let consumer: Source = cfg
-        .consumer_config()
+    let mut consumer_config = cfg.consumer_config();
+    if !cfg.source.librdkafka.contains_key("statistics.interval.ms") {
+        consumer_config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
+    let consumer: Source = consumer_config
         .create_with_context(context)
         .map_err(client_error("consumer"))?;
     let subscription = routes.subscription();
@@ -203,9 +245,15 @@ pub fn run(
         .subscribe(&topics)
         .map_err(client_error("subscription"))?;
     tracing::info!(topics = ?subscription, group = %cfg.group_id, delivery = ?p.delivery, "consuming");
+    let health = consumer.context().health.clone();
+    health.pipeline_started(shutdown_timeout);
 
     let mut worker = Worker::new(resolver, runtime.clone());
     let ended = consume(&consumer, &delivery, &mut routes, &mut worker, &stop);
+    match &ended {
+        Ok(()) => health.stopping(),
+        Err(e) => health.fatal(e.to_string()),
+    }
 
     let mut summary = std::mem::take(&mut worker.summary);
     summary.lossy_fields = routes.lossy_summary();
@@ -218,7 +266,7 @@ pub fn run(
     let last = finished.as_ref().map(Vec::clone).unwrap_or_default();
     close(consumer, delivery, last, deadline);
     ended?;
-    finished?;
+    finished.inspect_err(|e| health.fatal(e.to_string()))?;
     Ok(summary)
 }
 
@@ -261,6 +309,7 @@ fn consume(
             if since_service >= SERVICE_EVERY || !d.has_capacity() {
                 d.service(consumer)?;
                 since_service = 0;
+                consumer.context().health.heartbeat();
             }
             if !d.has_capacity() {
                 // Wait for acks without consuming; pause the partitions only if the target stays
@@ -271,7 +320,7 @@ fn consume(
                     let assignment = consumer.assignment().map_err(client_error("assignment"))?;
                     consumer.pause(&assignment).map_err(client_error("pause"))?;
                     tracing::info!("target has no capacity: partitions paused");
-                    metrics::counter!("schemabridge_backpressure_pauses_total").increment(1);
+                    consumer.context().events.backpressure_pauses.increment(1);
                     paused = Some(assignment);
                 }
                 d.wait(Duration::from_millis(1))?;
@@ -392,10 +441,15 @@ impl Outage {
                     );
                     self.paused = Some(a);
                     self.since = Some(Instant::now());
+                    let cx = consumer.context();
+                    cx.registry.outages.increment(1);
+                    cx.registry.available.set(0.0);
+                    cx.health.registry_outage(true);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the assignment"),
             }
         }
+        consumer.context().health.heartbeat();
         while let Some(polled) = consumer.poll(Duration::ZERO) {
             if let Ok(m) = polled {
                 let (t, p) = (m.topic(), m.partition());
@@ -427,8 +481,10 @@ impl Outage {
         }
         if let Some(since) = self.since.take() {
             let paused_for = since.elapsed();
-            metrics::counter!("schemabridge_registry_paused_seconds_total")
-                .increment(paused_for.as_secs());
+            let cx = consumer.context();
+            cx.registry.paused_seconds.increment(paused_for.as_secs());
+            cx.registry.available.set(1.0);
+            cx.health.registry_outage(false);
             tracing::info!(paused_for = ?paused_for, "schema registry answered again: partitions resumed");
         }
     }

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::Message;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
@@ -19,9 +19,10 @@ use tokio::runtime::Handle;
 
 use super::delivery::{Delivery, OutRecord, Position, SendError};
 use super::resolve::{FailureKind, PartFailure, ResolveError, Resolver};
-use super::routes::{Part, PartRuntime, Route};
+use super::routes::{Part, PartRuntime, Route, kind_index};
 use super::{GatewayError, RunSummary, SourcePosition, dlq_headers};
 use crate::config::{ErrorPolicy, LossyPolicy};
+use crate::telemetry::events::{RegistryEvents, TRANSCODE_SAMPLE_EVERY};
 
 /// What the loop does after one message.
 pub enum Flow {
@@ -50,19 +51,29 @@ pub struct Worker {
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
     lossy: Vec<Arc<str>>,
+    /// Registry cache hit/miss handles.
+    registry: RegistryEvents,
 }
 
 /// Runs `fut` to completion on this (non-runtime) thread: a cache hit completes on the first
 /// poll without touching the runtime; a miss blocks this thread until the registry answers,
-/// calling `idle` every `IDLE_EVERY` meanwhile.
-fn block_on<F: Future>(runtime: &Handle, fut: F, idle: &mut dyn FnMut()) -> F::Output {
+/// calling `idle` every `IDLE_EVERY` meanwhile. Counts which of the two it was (a registry
+/// answer fast enough to arrive within the first poll, on loopback, counts as a hit).
+fn block_on<F: Future>(
+    runtime: &Handle,
+    fut: F,
+    registry: &RegistryEvents,
+    idle: &mut dyn FnMut(),
+) -> (F::Output, bool) {
     let mut fut = pin!(fut);
     if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        return v;
+        registry.cache_hits.increment(1);
+        return (v, true);
     }
+    registry.cache_misses.increment(1);
     loop {
         match runtime.block_on(tokio::time::timeout(IDLE_EVERY, fut.as_mut())) {
-            Ok(v) => return v,
+            Ok(v) => return (v, false),
             Err(_) => idle(),
         }
     }
@@ -77,6 +88,7 @@ impl Worker {
             key_buf: Vec::with_capacity(256),
             value_buf: Vec::with_capacity(4096),
             lossy: Vec::new(),
+            registry: RegistryEvents::new(),
         }
     }
 
@@ -89,6 +101,11 @@ impl Worker {
         io: &mut dyn Io,
     ) -> Result<Flow, GatewayError> {
         self.summary.consumed += 1;
+        route.metrics.events.consumed.increment(1);
+        // Transcode latency: every TRANSCODE_SAMPLE_EVERY-th message, so the clock is not read
+        // per message; recorded only when no registry wait was in it.
+        let sampled = (self.summary.consumed % TRANSCODE_SAMPLE_EVERY == 0).then(Instant::now);
+        let mut all_hits = true;
         // Resolve key then value; the first failure decides the message's fate.
         let mut writer_id = None;
         let mut failure: Option<(Part, PartFailure)> = None;
@@ -103,11 +120,13 @@ impl Worker {
                 continue;
             };
             self.lossy.clear();
-            let resolved = block_on(
+            let (resolved, hit) = block_on(
                 &self.runtime,
                 self.resolver.resolve(input, reader, buf, &mut self.lossy),
+                &self.registry,
                 &mut || io.idle(),
             );
+            all_hits &= hit;
             match resolved {
                 Ok(id) => {
                     if !self.lossy.is_empty()
@@ -126,6 +145,16 @@ impl Worker {
                     break;
                 }
             }
+        }
+        if let Some(started) = sampled
+            && all_hits
+            && failure.is_none()
+        {
+            route
+                .metrics
+                .events
+                .transcode
+                .record(started.elapsed().as_secs_f64());
         }
         let Some(mut delivery) = io.delivery() else {
             return Ok(Flow::Continue);
@@ -156,7 +185,7 @@ impl Worker {
                 return self.fail(route, Part::Value, f, pos, msg, &mut delivery);
             }
         }
-        route.metrics.forwarded.increment(1);
+        route.metrics.forwarded(&route.name, writer_id);
         self.summary.forwarded += 1;
         *self.summary.by_writer.entry(writer_id).or_default() += 1;
         Ok(Flow::Continue)
@@ -192,8 +221,8 @@ impl Worker {
             offset = msg.offset(), kind = f.kind.as_str(), writer_id = ?f.writer_id, error = %f.message,
             policy = ?policy, "message cannot be resolved"
         );
-        metrics::counter!("schemabridge_failures_total", "route" => route.name.clone(), "kind" => f.kind.as_str())
-            .increment(1);
+        let kind = kind_index(f.kind);
+        route.metrics.events.failed(kind);
         let dlq = rt.config.dlq.as_deref().or_else(|| {
             // A too-large record on a passthrough route: use the value part's DLQ if any.
             route.part(Part::Value).config.dlq.as_deref()
@@ -241,13 +270,13 @@ impl Worker {
                         Err(SendError::Fatal(e)) => return Err(e.into()),
                     }
                 }
-                route.metrics.dead_lettered.increment(1);
+                route.metrics.events.dead_lettered(kind);
                 self.summary.dead_lettered += 1;
                 Ok(Flow::Continue)
             }
             (ErrorPolicy::Skip, _) => {
                 delivery.skip(pos)?;
-                route.metrics.skipped.increment(1);
+                route.metrics.events.skipped.increment(1);
                 self.summary.skipped += 1;
                 Ok(Flow::Continue)
             }

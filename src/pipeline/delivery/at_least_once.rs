@@ -20,6 +20,7 @@ use super::offsets::{Position, Slots};
 use super::{
     Ack, DeliveryError, OutRecord, Revocation, SendError, SinkProducer, partitions, produce, tpl,
 };
+use crate::telemetry::events::DeliveryEvents;
 
 pub struct AtLeastOnce {
     producer: SinkProducer,
@@ -35,6 +36,7 @@ pub struct AtLeastOnce {
     acks: Vec<Ack>,
     /// The first failed delivery; the gateway stops on it.
     failed: Option<DeliveryError>,
+    events: DeliveryEvents,
 }
 
 pub struct Limits {
@@ -58,6 +60,7 @@ impl AtLeastOnce {
             last_commit: Instant::now(),
             acks: Vec::with_capacity(1024),
             failed: None,
+            events: DeliveryEvents::new(),
         }
     }
 
@@ -86,8 +89,7 @@ impl AtLeastOnce {
         consumer: &BaseConsumer<C>,
     ) -> Result<(), DeliveryError> {
         self.wait(Duration::ZERO)?;
-        metrics::gauge!("schemabridge_in_flight_records").set(self.in_flight as f64);
-        metrics::gauge!("schemabridge_in_flight_bytes").set(self.in_flight_bytes as f64);
+        self.events.in_flight(self.in_flight, self.in_flight_bytes);
         if self.last_commit.elapsed() >= self.commit_every {
             self.commit(consumer, CommitMode::Async, |_, _| true)?;
         }
@@ -116,7 +118,7 @@ impl AtLeastOnce {
                 }
                 Some((topic, source)) => {
                     // Not marked done: no commit passes this message.
-                    metrics::counter!("schemabridge_produce_errors_total").increment(1);
+                    self.events.produce_errors.increment(1);
                     if self.failed.is_none() {
                         let slot = self.slots.get(pos.slot);
                         self.failed = Some(DeliveryError::Failed {
@@ -148,14 +150,15 @@ impl AtLeastOnce {
         match consumer.commit(&tpl(&offsets), mode) {
             Ok(()) => {
                 if matches!(mode, CommitMode::Sync) {
-                    metrics::histogram!("schemabridge_commit_seconds")
+                    self.events
+                        .commit_seconds
                         .record(started.elapsed().as_secs_f64());
                 }
                 Ok(())
             }
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
             Err(e) => {
-                metrics::counter!("schemabridge_commit_failures_total").increment(1);
+                self.events.commit_failures.increment(1);
                 tracing::warn!(error = %e, "offset commit failed; will retry");
                 self.slots.uncommit(&offsets);
                 Ok(())

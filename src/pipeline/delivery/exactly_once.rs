@@ -20,6 +20,7 @@ use super::offsets::{Position, Slots};
 use super::{
     Ack, DeliveryError, OutRecord, Revocation, SendError, SinkProducer, partitions, produce, tpl,
 };
+use crate::telemetry::events::DeliveryEvents;
 
 pub struct ExactlyOnce {
     producer: SinkProducer,
@@ -39,6 +40,7 @@ pub struct ExactlyOnce {
     abortable: Option<KafkaError>,
     /// Aborts so far (each rewinds the consumer).
     pub(super) rewinds: u64,
+    events: DeliveryEvents,
 }
 
 pub struct Limits {
@@ -120,6 +122,7 @@ impl ExactlyOnce {
             acks: Vec::with_capacity(1024),
             abortable: None,
             rewinds: 0,
+            events: DeliveryEvents::new(),
         })
     }
 
@@ -183,7 +186,7 @@ impl ExactlyOnce {
             if let Some((topic, e)) = ack.error
                 && self.abortable.is_none()
             {
-                metrics::counter!("schemabridge_produce_errors_total").increment(1);
+                self.events.produce_errors.increment(1);
                 tracing::warn!(topic = %topic, error = %e, "a record of the open transaction was not delivered; aborting it");
                 self.abortable = Some(e);
             }
@@ -195,6 +198,7 @@ impl ExactlyOnce {
         consumer: &BaseConsumer<C>,
     ) -> Result<(), DeliveryError> {
         self.wait(Duration::ZERO)?;
+        self.events.in_flight(self.records, self.bytes);
         if let Some(opened) = self.open
             && (opened.elapsed() >= self.every || !self.has_capacity() || self.abortable.is_some())
         {
@@ -227,7 +231,8 @@ impl ExactlyOnce {
         let result = self.try_commit(consumer, &offsets, deadline);
         match result {
             Ok(()) => {
-                metrics::histogram!("schemabridge_transaction_seconds")
+                self.events
+                    .transaction_seconds
                     .record(started.elapsed().as_secs_f64());
                 // The transaction committed these offsets already (KIP-447). Committing the same
                 // offsets through the group as well changes nothing on Kafka, and keeps progress
@@ -241,11 +246,11 @@ impl ExactlyOnce {
                 Ok(())
             }
             Err(e) if is_fenced(&e) || fatal(&e) => {
-                metrics::counter!("schemabridge_transaction_failures_total").increment(1);
+                self.events.transaction_failures.increment(1);
                 Err(self.classify("commit", e))
             }
             Err(e) => {
-                metrics::counter!("schemabridge_transaction_failures_total").increment(1);
+                self.events.transaction_failures.increment(1);
                 tracing::warn!(error = %e, "transaction failed; aborting it and consuming the batch again");
                 self.abort(consumer)
             }

@@ -117,7 +117,12 @@ impl SinkContext {
     }
 }
 
-impl ClientContext for SinkContext {}
+impl ClientContext for SinkContext {
+    /// Producer statistics are not used (in sidecar mode the producer shares the source's
+    /// `librdkafka` map, so `statistics.interval.ms` set for consumer lag reaches it too; the
+    /// default would log every report).
+    fn stats_raw(&self, _statistics: &[u8]) {}
+}
 
 impl ProducerContext for SinkContext {
     type DeliveryOpaque = usize;

@@ -1,14 +1,14 @@
-//! Logs and metrics set-up.
+//! Logs, metrics and health.
 //!
-//! Owns: the tracing subscriber. Every counter in the crate goes through the `metrics` facade
-//! (names `schemabridge_*`), so an exporter installed here (Prometheus, planned) sees all of
-//! them without touching the pipeline.
-//!
-//! Counters emitted today:
-//! - `schemabridge_messages_total{route, outcome=forwarded|dead_lettered|skipped}`
-//! - `schemabridge_failures_total{route, kind}`: kinds as in the DLQ `schemabridge.error.kind` header
-//! - `schemabridge_dropped_fields_total{route, part, field}`: a dropped writer field held data
-//! - `schemabridge_registry_retries_total`, `schemabridge_delivery_failures_total`
+//! Owns: the tracing subscriber (here), every metric's name and handle (`events`: the one
+//! place that names them), the liveness/readiness state (`health`), and the telemetry listener
+//! with the Prometheus recorder (`server`: `/metrics`, `/healthz`, `/readyz` on
+//! `telemetry.listen`). The pipeline emits through `events` handles and updates `health`; it
+//! never names a metric itself. Must not: touch Kafka or the registry.
+
+pub mod events;
+pub mod health;
+pub mod server;
 
 use tracing_subscriber::EnvFilter;
 

@@ -1,0 +1,420 @@
+//! Every metric schemabridge exports, named in this one module (in the manner of vector's
+//! `internal_events`): the catalogue (name, type, one-line help, as the README's table and
+//! `/metrics`' `# HELP` lines show it) and typed handles the pipeline registers once and then
+//! only increments.
+//!
+//! Owns: metric names, label sets and help texts. Must not: decide when something happens (the
+//! pipeline calls in), or keep state beyond the handles.
+//!
+//! Hot path: a `metrics::counter!` call with labels is a registry lookup (hashing the key) once
+//! a recorder is installed. So per-message metrics are handles registered when a route is built
+//! (per route), or at first sight (per writer schema id, per dropped field, per partition) by
+//! the pipeline, which keeps them; an increment is one atomic add. Handles registered before a
+//! recorder is installed are no-ops, so the binary installs the recorder before building the
+//! gateway.
+
+use metrics::{Counter, Gauge, Histogram};
+
+/// What kind of Prometheus metric a name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One exported metric: its name, type, labels and one-line meaning.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub labels: &'static str,
+    pub help: &'static str,
+}
+
+const fn m(name: &'static str, kind: Kind, labels: &'static str, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+pub const CONSUMED: &str = "schemabridge_consumed_total";
+pub const MESSAGES: &str = "schemabridge_messages_total";
+pub const FAILURES: &str = "schemabridge_failures_total";
+pub const DEAD_LETTERS: &str = "schemabridge_dead_letters_total";
+pub const FORWARDED_BY_SCHEMA: &str = "schemabridge_forwarded_by_schema_total";
+pub const DROPPED_FIELDS: &str = "schemabridge_dropped_fields_total";
+pub const TRANSCODE_SECONDS: &str = "schemabridge_transcode_seconds";
+pub const REGISTRY_CACHE_HITS: &str = "schemabridge_registry_cache_hits_total";
+pub const REGISTRY_CACHE_MISSES: &str = "schemabridge_registry_cache_misses_total";
+pub const REGISTRY_RETRIES: &str = "schemabridge_registry_retries_total";
+pub const REGISTRY_OUTAGES: &str = "schemabridge_registry_outages_total";
+pub const REGISTRY_PAUSED_SECONDS: &str = "schemabridge_registry_paused_seconds_total";
+pub const REGISTRY_AVAILABLE: &str = "schemabridge_registry_available";
+pub const PRODUCE_ERRORS: &str = "schemabridge_produce_errors_total";
+pub const COMMIT_SECONDS: &str = "schemabridge_commit_seconds";
+pub const COMMIT_FAILURES: &str = "schemabridge_commit_failures_total";
+pub const TRANSACTION_SECONDS: &str = "schemabridge_transaction_seconds";
+pub const TRANSACTION_FAILURES: &str = "schemabridge_transaction_failures_total";
+pub const IN_FLIGHT_RECORDS: &str = "schemabridge_in_flight_records";
+pub const IN_FLIGHT_BYTES: &str = "schemabridge_in_flight_bytes";
+pub const BACKPRESSURE_PAUSES: &str = "schemabridge_backpressure_pauses_total";
+pub const CONSUMER_LAG: &str = "schemabridge_consumer_lag";
+pub const ASSIGNED_PARTITIONS: &str = "schemabridge_assigned_partitions";
+pub const READY: &str = "schemabridge_ready";
+
+/// Every metric, in the README's order.
+pub const CATALOGUE: &[Metric] = &[
+    m(
+        CONSUMED,
+        Kind::Counter,
+        "route",
+        "messages consumed from the route's source topics",
+    ),
+    m(
+        MESSAGES,
+        Kind::Counter,
+        "route, outcome",
+        "messages dealt with, by outcome: `forwarded`, `dead_lettered`, `skipped`",
+    ),
+    m(
+        FAILURES,
+        Kind::Counter,
+        "route, kind",
+        "messages that could not be resolved, by `schemabridge.error.kind` (whatever the policy did with them)",
+    ),
+    m(
+        DEAD_LETTERS,
+        Kind::Counter,
+        "route, kind",
+        "messages sent to the dead-letter topic, by `schemabridge.error.kind`",
+    ),
+    m(
+        FORWARDED_BY_SCHEMA,
+        Kind::Counter,
+        "route, writer_id, reader_id",
+        "forwarded messages by the value's writer and reader schema id (`none`: passthrough or tombstone)",
+    ),
+    m(
+        DROPPED_FIELDS,
+        Kind::Counter,
+        "route, part, field",
+        "messages in which a writer field the reader does not have held data (the lossy guard; whatever `on_lossy` did)",
+    ),
+    m(
+        TRANSCODE_SECONDS,
+        Kind::Histogram,
+        "route",
+        "time to resolve a message's key and value, sampled: every 64th message, cache hits only",
+    ),
+    m(
+        REGISTRY_CACHE_HITS,
+        Kind::Counter,
+        "",
+        "key/value resolutions answered from the schema and plan caches, without waiting for the registry",
+    ),
+    m(
+        REGISTRY_CACHE_MISSES,
+        Kind::Counter,
+        "",
+        "key/value resolutions that waited for the schema registry (a fetch, or retries during an outage)",
+    ),
+    m(
+        REGISTRY_RETRIES,
+        Kind::Counter,
+        "",
+        "registry requests that failed transiently (unavailable, 5xx, timeout) and were retried",
+    ),
+    m(
+        REGISTRY_OUTAGES,
+        Kind::Counter,
+        "",
+        "times the partitions were paused because the registry did not answer for a second",
+    ),
+    m(
+        REGISTRY_PAUSED_SECONDS,
+        Kind::Counter,
+        "",
+        "whole seconds spent paused on registry outages (added when an outage ends)",
+    ),
+    m(
+        REGISTRY_AVAILABLE,
+        Kind::Gauge,
+        "",
+        "0 while the pipeline is paused on a registry outage, else 1",
+    ),
+    m(
+        PRODUCE_ERRORS,
+        Kind::Counter,
+        "",
+        "records the producer reported as not delivered",
+    ),
+    m(
+        COMMIT_SECONDS,
+        Kind::Histogram,
+        "",
+        "at-least-once: duration of synchronous offset commits (revokes)",
+    ),
+    m(
+        COMMIT_FAILURES,
+        Kind::Counter,
+        "",
+        "at-least-once: offset commits that failed (the next one covers them)",
+    ),
+    m(
+        TRANSACTION_SECONDS,
+        Kind::Histogram,
+        "",
+        "exactly-once: duration of a transaction commit (offsets + commit)",
+    ),
+    m(
+        TRANSACTION_FAILURES,
+        Kind::Counter,
+        "",
+        "exactly-once: transaction commits that failed (aborted and consumed again, or fatal)",
+    ),
+    m(
+        IN_FLIGHT_RECORDS,
+        Kind::Gauge,
+        "",
+        "records produced and not yet acknowledged (exactly-once: in the open transaction)",
+    ),
+    m(
+        IN_FLIGHT_BYTES,
+        Kind::Gauge,
+        "",
+        "bytes (keys + values) of those records",
+    ),
+    m(
+        BACKPRESSURE_PAUSES,
+        Kind::Counter,
+        "",
+        "times the partitions were paused because the target had no capacity for 500 ms",
+    ),
+    m(
+        CONSUMER_LAG,
+        Kind::Gauge,
+        "topic, partition",
+        "per assigned source partition, last stable offset minus committed offset (librdkafka statistics, every `statistics.interval.ms`); 0 once the partition is no longer assigned here",
+    ),
+    m(
+        ASSIGNED_PARTITIONS,
+        Kind::Gauge,
+        "",
+        "source partitions assigned to this replica",
+    ),
+    m(
+        READY,
+        Kind::Gauge,
+        "",
+        "1 when `/readyz` answers 200, else 0",
+    ),
+];
+
+/// Registers the help texts with the installed recorder (`# HELP` lines).
+pub fn describe() {
+    for metric in CATALOGUE {
+        match metric.kind {
+            Kind::Counter => metrics::describe_counter!(metric.name, metric.help),
+            Kind::Gauge => metrics::describe_gauge!(metric.name, metric.help),
+            Kind::Histogram => metrics::describe_histogram!(metric.name, metric.help),
+        }
+    }
+}
+
+/// Every how many messages the transcode latency is sampled (a clock read costs about as much
+/// as resolving a small record from cache; sampling keeps it off the hot path).
+pub const TRANSCODE_SAMPLE_EVERY: u64 = 64;
+
+/// A route's per-message handles, registered when the route is built.
+pub struct RouteEvents {
+    pub consumed: Counter,
+    pub forwarded: Counter,
+    pub dead_lettered: Counter,
+    pub skipped: Counter,
+    pub transcode: Histogram,
+    /// Per failure kind (in the order of the `kinds` the route was built with): failures and
+    /// dead letters.
+    failures: Vec<(Counter, Counter)>,
+}
+
+impl RouteEvents {
+    /// `kinds`: every failure kind, in the order [`RouteEvents::failed`] indexes them.
+    pub fn new(route: &str, kinds: &[&'static str]) -> Self {
+        let outcome = |outcome: &'static str| metrics::counter!(MESSAGES, "route" => route.to_string(), "outcome" => outcome);
+        RouteEvents {
+            consumed: metrics::counter!(CONSUMED, "route" => route.to_string()),
+            forwarded: outcome("forwarded"),
+            dead_lettered: outcome("dead_lettered"),
+            skipped: outcome("skipped"),
+            transcode: metrics::histogram!(TRANSCODE_SECONDS, "route" => route.to_string()),
+            failures: kinds
+                .iter()
+                .map(|kind| {
+                    (
+                        metrics::counter!(FAILURES, "route" => route.to_string(), "kind" => *kind),
+                        metrics::counter!(DEAD_LETTERS, "route" => route.to_string(), "kind" => *kind),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// A message failed with the kind at `kind` (its index in the route's `kinds`).
+    pub fn failed(&self, kind: usize) {
+        if let Some((failures, _)) = self.failures.get(kind) {
+            failures.increment(1);
+        }
+    }
+
+    /// A message was dead-lettered for the kind at `kind`.
+    pub fn dead_lettered(&self, kind: usize) {
+        self.dead_lettered.increment(1);
+        if let Some((_, dead_letters)) = self.failures.get(kind) {
+            dead_letters.increment(1);
+        }
+    }
+}
+
+/// The counter of forwarded messages of `route` written with `writer` and read as `reader`
+/// (registered at the first sight of a writer id).
+pub fn forwarded_by_schema(route: &str, writer: Option<u32>, reader: Option<u32>) -> Counter {
+    let id = |id: Option<u32>| id.map_or_else(|| "none".to_string(), |id| id.to_string());
+    metrics::counter!(
+        FORWARDED_BY_SCHEMA,
+        "route" => route.to_string(),
+        "writer_id" => id(writer),
+        "reader_id" => id(reader)
+    )
+}
+
+/// The counter of messages in which `field` of `route`'s `part` was dropped holding data
+/// (registered at the first sight of that field).
+pub fn dropped_field(route: &str, part: &'static str, field: &str) -> Counter {
+    metrics::counter!(
+        DROPPED_FIELDS,
+        "route" => route.to_string(),
+        "part" => part,
+        "field" => field.to_string()
+    )
+}
+
+/// Registry handles, registered once per gateway.
+pub struct RegistryEvents {
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub outages: Counter,
+    pub paused_seconds: Counter,
+    pub available: Gauge,
+}
+
+impl RegistryEvents {
+    pub fn new() -> Self {
+        let available = metrics::gauge!(REGISTRY_AVAILABLE);
+        available.set(1.0);
+        RegistryEvents {
+            cache_hits: metrics::counter!(REGISTRY_CACHE_HITS),
+            cache_misses: metrics::counter!(REGISTRY_CACHE_MISSES),
+            outages: metrics::counter!(REGISTRY_OUTAGES),
+            paused_seconds: metrics::counter!(REGISTRY_PAUSED_SECONDS),
+            available,
+        }
+    }
+}
+
+impl Default for RegistryEvents {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The delivery modes' handles, registered once per gateway.
+pub struct DeliveryEvents {
+    pub produce_errors: Counter,
+    pub commit_seconds: Histogram,
+    pub commit_failures: Counter,
+    pub transaction_seconds: Histogram,
+    pub transaction_failures: Counter,
+    pub in_flight_records: Gauge,
+    pub in_flight_bytes: Gauge,
+}
+
+impl DeliveryEvents {
+    pub fn new() -> Self {
+        DeliveryEvents {
+            produce_errors: metrics::counter!(PRODUCE_ERRORS),
+            commit_seconds: metrics::histogram!(COMMIT_SECONDS),
+            commit_failures: metrics::counter!(COMMIT_FAILURES),
+            transaction_seconds: metrics::histogram!(TRANSACTION_SECONDS),
+            transaction_failures: metrics::counter!(TRANSACTION_FAILURES),
+            in_flight_records: metrics::gauge!(IN_FLIGHT_RECORDS),
+            in_flight_bytes: metrics::gauge!(IN_FLIGHT_BYTES),
+        }
+    }
+
+    /// The in-flight gauges (set when the delivery mode is serviced, not per message).
+    pub fn in_flight(&self, records: usize, bytes: usize) {
+        self.in_flight_records.set(records as f64);
+        self.in_flight_bytes.set(bytes as f64);
+    }
+}
+
+impl Default for DeliveryEvents {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The consumer's handles: commit callbacks, pauses, assignment, and consumer lag per partition
+/// (from librdkafka's statistics; registered at first sight of a partition).
+pub struct SourceEvents {
+    pub commit_failures: Counter,
+    pub backpressure_pauses: Counter,
+    pub assigned_partitions: Gauge,
+    lag: std::sync::Mutex<Vec<(String, i32, Gauge)>>,
+}
+
+impl SourceEvents {
+    pub fn new() -> Self {
+        SourceEvents {
+            commit_failures: metrics::counter!(COMMIT_FAILURES),
+            backpressure_pauses: metrics::counter!(BACKPRESSURE_PAUSES),
+            assigned_partitions: metrics::gauge!(ASSIGNED_PARTITIONS),
+            lag: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Publishes one statistics report: `lags` holds (topic, partition, lag) for the partitions
+    /// whose lag librdkafka knows; every partition seen before and absent now is set to 0 (it is
+    /// no longer consumed here, so its lag is another replica's to report).
+    pub fn consumer_lag(&self, lags: &[(&str, i32, i64)]) {
+        let mut known = self.lag.lock().unwrap_or_else(|p| p.into_inner());
+        for (topic, partition, gauge) in known.iter() {
+            let lag = lags
+                .iter()
+                .find(|(t, p, _)| t == topic && p == partition)
+                .map_or(0, |(_, _, lag)| *lag);
+            gauge.set(lag as f64);
+        }
+        for &(topic, partition, lag) in lags {
+            if !known.iter().any(|(t, p, _)| t == topic && *p == partition) {
+                let gauge = metrics::gauge!(
+                    CONSUMER_LAG,
+                    "topic" => topic.to_string(),
+                    "partition" => partition.to_string()
+                );
+                gauge.set(lag as f64);
+                known.push((topic.to_string(), partition, gauge));
+            }
+        }
+    }
+}
+
+impl Default for SourceEvents {
+    fn default() -> Self {
+        Self::new()
+    }
+}
