@@ -439,7 +439,7 @@ mod defaults {
     /// The consumer's prefetch bound when `source.librdkafka` does not set one.
     pub const QUEUED_MAX_MESSAGES_KBYTES: u64 = 64 * 1024;
     pub const fn transaction_ms() -> u64 {
-        100
+        250
     }
     pub const fn transaction_max_records() -> usize {
         10_000
