@@ -436,8 +436,6 @@ mod defaults {
     pub const fn max_in_flight_bytes() -> usize {
         16 * 1024 * 1024
     }
-    /// The consumer's prefetch bound when `source.librdkafka` does not set one.
-    pub const QUEUED_MAX_MESSAGES_KBYTES: u64 = 64 * 1024;
     pub const fn transaction_ms() -> u64 {
         250
     }
@@ -725,18 +723,6 @@ impl Config {
             .set("enable.partition.eof", "false");
         if !self.source.librdkafka.contains_key("auto.offset.reset") {
             c.set("auto.offset.reset", "earliest");
-        }
-        // Prefetched messages count against the memory bound (README, "Delivery guarantees");
-        // librdkafka's default is 64 MiB.
-        if !self
-            .source
-            .librdkafka
-            .contains_key("queued.max.messages.kbytes")
-        {
-            c.set(
-                "queued.max.messages.kbytes",
-                defaults::QUEUED_MAX_MESSAGES_KBYTES.to_string(),
-            );
         }
         c
     }

@@ -259,3 +259,56 @@ async fn partitioning_same_onto_fewer_target_partitions_is_refused_at_start_up()
         other => panic!("expected a start-up error, got {other:?}"),
     }
 }
+
+/// A `topic_regex` route starts and consumes every matching topic (it used to fail at start-up:
+/// the subscription pattern `^(?:orders-.*)$` is not one librdkafka's regex engine takes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_regex_route_consumes_every_matching_topic() {
+    let cluster = Cluster::start(&[
+        ("orders-eu", 2),
+        ("orders-us", 2),
+        ("payments", 2),
+        ("out-v1", 2),
+        ("out-dlq", 1),
+    ]);
+    let (registry, _v1, v2_id) = registry_with_orders().await;
+    let (eu, expected_eu) = v2_inputs(200, 2, v2_id, 41);
+    let (us, expected_us) = v2_inputs(200, 2, v2_id, 42);
+    let (other, _) = v2_inputs(50, 2, v2_id, 43);
+    cluster.produce("orders-eu", &eu).await;
+    cluster.produce("orders-us", &us).await;
+    cluster.produce("payments", &other).await;
+    let mut cfg = config(
+        &cluster.bootstrap,
+        &registry.url,
+        &format!("gw-{}", unique()),
+        &RouteSpec {
+            source: "unused",
+            target: "out-v1",
+            dlq: "out-dlq",
+            reader_subject: "orders-value",
+            reader_version: "1",
+            extra_value: "",
+        },
+    );
+    cfg.routes[0].source.topics.clear();
+    cfg.routes[0].source.topic_regex = Some("orders-.*".into());
+    let gw = Running::start(cfg);
+    let out = cluster
+        .consume(&["out-v1", "out-dlq"], 400, WAIT, SETTLE)
+        .await;
+    let summary = gw.stop().await.expect("clean stop");
+    assert_eq!(out.len(), 400, "both matching topics, and not `payments`");
+    assert!(out.iter().all(|m| m.topic == "out-v1"));
+    assert_eq!(summary.forwarded, 400);
+    // Both topics' records arrive (the two generators give the same ids, so compare the
+    // multiset per partition; partition numbers carry over: 2 partitions everywhere).
+    let got = ids_by_partition(&out);
+    for p in 0..2 {
+        let mut want: Vec<&String> = expected_eu[&p].iter().chain(&expected_us[&p]).collect();
+        let mut have: Vec<&String> = got[&p].iter().collect();
+        want.sort();
+        have.sort();
+        assert_eq!(have, want, "partition {p}");
+    }
+}

@@ -44,7 +44,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
-use apache_avro::types::Value;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v2};
 use schemabridge::pipeline::dlq_headers;
@@ -53,6 +52,7 @@ use support::kafka::{
     Cluster, ConfigText, Input, Reader, Received, RouteSpec, Running, committed_on, create_topics,
     produce_to, unique,
 };
+use support::orders::{decode, encode, framed, order_id};
 use support::process::{GatewayProcess, TansuBroker, scratch_dir};
 use support::registry::{RegistryDouble, StallingFront};
 
@@ -132,33 +132,6 @@ struct Fixture {
 
 fn topics() -> [(&'static str, i32); 3] {
     [(SOURCE, PARTITIONS), (TARGET, PARTITIONS), (DLQ, 1)]
-}
-
-#[allow(deprecated)]
-fn encode(schema: &Schema, value: Value) -> Vec<u8> {
-    apache_avro::to_avro_datum(schema, value).expect("encode")
-}
-
-#[allow(deprecated)]
-fn decode(schema: &Schema, mut bytes: &[u8]) -> Value {
-    apache_avro::from_avro_datum(schema, &mut bytes, None).expect("decode with reader schema")
-}
-
-fn framed(id: u32, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    wire::write_header(id, &mut out);
-    out.extend_from_slice(body);
-    out
-}
-
-fn order_id(v: &Value) -> String {
-    match v {
-        Value::Record(fields) => match &fields.iter().find(|(n, _)| n == "order_id").unwrap().1 {
-            Value::String(s) => s.clone(),
-            other => panic!("order_id {other:?}"),
-        },
-        other => panic!("not a record: {other:?}"),
-    }
 }
 
 impl Fixture {

@@ -13,90 +13,11 @@ use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
 use schemabridge::pipeline::{GatewayError, RunSummary, dlq_headers};
 use schemabridge::wire;
 use support::kafka::{Cluster, Input, Received, RouteSpec, Running, config, unique};
+use support::orders::{decode, encode, expected_v1, field, framed, order_id, registry_with_orders};
 use support::registry::RegistryDouble;
 
 const WAIT: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_millis(500);
-
-#[allow(deprecated)]
-fn encode(schema: &Schema, value: Value) -> Vec<u8> {
-    apache_avro::to_avro_datum(schema, value).expect("encode")
-}
-
-#[allow(deprecated)]
-fn decode(schema: &Schema, mut bytes: &[u8]) -> Value {
-    apache_avro::from_avro_datum(schema, &mut bytes, None).expect("decode with reader schema")
-}
-
-fn framed(id: u32, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    wire::write_header(id, &mut out);
-    out.extend_from_slice(body);
-    out
-}
-
-fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
-    match v {
-        Value::Record(fields) => &fields.iter().find(|(n, _)| n == name).expect(name).1,
-        other => panic!("not a record: {other:?}"),
-    }
-}
-
-fn without(v: &Value, drop: &[&str]) -> Value {
-    match v {
-        Value::Record(fields) => Value::Record(
-            fields
-                .iter()
-                .filter(|(n, _)| !drop.contains(&n.as_str()))
-                .cloned()
-                .collect(),
-        ),
-        other => panic!("not a record: {other:?}"),
-    }
-}
-
-/// What the Avro specification says a v1 reader sees for a v2 OrderPlaced, written out by hand
-/// (independent of the engine under test).
-fn expected_v1(v2: &Value) -> Value {
-    let status = match field(v2, "status") {
-        Value::Enum(_, s) if s == "REFUNDED" => Value::Enum(0, "PENDING".into()),
-        other => other.clone(),
-    };
-    let quantity = match field(v2, "quantity") {
-        Value::Int(q) => Value::Long(i64::from(*q)),
-        other => panic!("quantity {other:?}"),
-    };
-    let items = match field(v2, "items") {
-        Value::Array(items) => {
-            Value::Array(items.iter().map(|i| without(i, &["gift_wrap"])).collect())
-        }
-        other => panic!("items {other:?}"),
-    };
-    let f = |n: &str| field(v2, n).clone();
-    Value::Record(vec![
-        ("order_id".into(), f("order_id")),
-        ("customer_id".into(), f("customer_id")),
-        ("placed_at".into(), f("placed_at")),
-        ("status".into(), status),
-        ("amount_cents".into(), f("total_cents")),
-        ("currency".into(), f("currency")),
-        ("quantity".into(), quantity),
-        ("discount".into(), f("discount")),
-        ("shipping".into(), without(field(v2, "shipping"), &["geo"])),
-        ("items".into(), items),
-        ("tags".into(), f("tags")),
-        ("attributes".into(), f("attributes")),
-        ("source".into(), Value::String("unknown".into())),
-    ])
-}
-
-/// A registry with order v1 (id returned first) and v2 under `orders-value`.
-async fn registry_with_orders() -> (RegistryDouble, u32, u32) {
-    let registry = RegistryDouble::start().await;
-    let v1 = registry.register_avro("orders-value", ORDER_V1);
-    let v2 = registry.register_avro("orders-value", ORDER_V2);
-    (registry, v1, v2)
-}
 
 fn route<'a>(source: &'a str, target: &'a str, dlq: &'a str, extra: &'a str) -> RouteSpec<'a> {
     RouteSpec {
@@ -106,13 +27,6 @@ fn route<'a>(source: &'a str, target: &'a str, dlq: &'a str, extra: &'a str) -> 
         reader_subject: "orders-value",
         reader_version: "1",
         extra_value: extra,
-    }
-}
-
-fn order_id(v: &Value) -> String {
-    match field(v, "order_id") {
-        Value::String(s) => s.clone(),
-        other => panic!("order_id {other:?}"),
     }
 }
 

@@ -17,96 +17,17 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
-use apache_avro::types::Value;
 use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
 use schemabridge::pipeline::dlq_headers;
 use schemabridge::wire;
 use support::kafka::{Input, Received, RouteSpec, Running, unique};
+use support::orders::{decode, encode, expected_v1, framed, order_id};
 use support::registry::RegistryDouble;
 use support::tansu::{Tansu, gateway_config, gateway_config_text, send_all};
 
 const WAIT: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_millis(500);
 const PARTITIONS: i32 = 3;
-
-#[allow(deprecated)]
-fn encode(schema: &Schema, value: Value) -> Vec<u8> {
-    apache_avro::to_avro_datum(schema, value).expect("encode")
-}
-
-#[allow(deprecated)]
-fn decode(schema: &Schema, mut bytes: &[u8]) -> Value {
-    apache_avro::from_avro_datum(schema, &mut bytes, None).expect("decode with reader schema")
-}
-
-fn framed(id: u32, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    wire::write_header(id, &mut out);
-    out.extend_from_slice(body);
-    out
-}
-
-fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
-    match v {
-        Value::Record(fields) => &fields.iter().find(|(n, _)| n == name).expect(name).1,
-        other => panic!("not a record: {other:?}"),
-    }
-}
-
-fn without(v: &Value, drop: &[&str]) -> Value {
-    match v {
-        Value::Record(fields) => Value::Record(
-            fields
-                .iter()
-                .filter(|(n, _)| !drop.contains(&n.as_str()))
-                .cloned()
-                .collect(),
-        ),
-        other => panic!("not a record: {other:?}"),
-    }
-}
-
-/// What the Avro specification says a v1 reader sees for a v2 OrderPlaced, written out by hand
-/// (independent of the engine under test; the same derivation as tests/gateway.rs).
-fn expected_v1(v2: &Value) -> Value {
-    let status = match field(v2, "status") {
-        Value::Enum(_, s) if s == "REFUNDED" => Value::Enum(0, "PENDING".into()),
-        other => other.clone(),
-    };
-    let quantity = match field(v2, "quantity") {
-        Value::Int(q) => Value::Long(i64::from(*q)),
-        other => panic!("quantity {other:?}"),
-    };
-    let items = match field(v2, "items") {
-        Value::Array(items) => {
-            Value::Array(items.iter().map(|i| without(i, &["gift_wrap"])).collect())
-        }
-        other => panic!("items {other:?}"),
-    };
-    let f = |n: &str| field(v2, n).clone();
-    Value::Record(vec![
-        ("order_id".into(), f("order_id")),
-        ("customer_id".into(), f("customer_id")),
-        ("placed_at".into(), f("placed_at")),
-        ("status".into(), status),
-        ("amount_cents".into(), f("total_cents")),
-        ("currency".into(), f("currency")),
-        ("quantity".into(), quantity),
-        ("discount".into(), f("discount")),
-        ("shipping".into(), without(field(v2, "shipping"), &["geo"])),
-        ("items".into(), items),
-        ("tags".into(), f("tags")),
-        ("attributes".into(), f("attributes")),
-        ("source".into(), Value::String("unknown".into())),
-    ])
-}
-
-fn order_id(v: &Value) -> String {
-    match field(v, "order_id") {
-        Value::String(s) => s.clone(),
-        other => panic!("order_id {other:?}"),
-    }
-}
 
 /// A registry with order v1 (id returned first) and v2 under `orders-value`.
 async fn registry_with_orders() -> (RegistryDouble, u32, u32) {
