@@ -43,30 +43,9 @@ impl Cluster {
         let producer = self.producer();
         let mut futures = Vec::new();
         for input in inputs {
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(topic).partition(input.partition);
-            if let Some(k) = &input.key {
-                record = record.key(k);
-            }
-            if let Some(v) = &input.value {
-                record = record.payload(v);
-            }
-            if !input.headers.is_empty() {
-                let mut h = OwnedHeaders::new();
-                for (k, v) in &input.headers {
-                    h = h.insert(Header {
-                        key: k,
-                        value: Some(v),
-                    });
-                }
-                record = record.headers(h);
-            }
-            if let Some(ts) = input.timestamp {
-                record = record.timestamp(ts);
-            }
             futures.push(
                 producer
-                    .send_result(record)
+                    .send_result(record(topic, input))
                     .map_err(|(e, _)| e)
                     .expect("enqueue"),
             );
@@ -139,25 +118,34 @@ impl Cluster {
 
     /// The group's committed offset per partition of `topic` (`None`: nothing committed).
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", group)
-            .create()
-            .expect("consumer");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(topic, p);
-        }
-        let got = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .expect("committed offsets");
-        (0..partitions)
-            .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => Some(o),
-                _ => None,
-            })
-            .collect()
+        committed_on(&self.bootstrap, group, topic, partitions)
     }
+}
+
+/// The record for `input` (partition, key, value, headers, timestamp), to `topic`.
+pub fn record<'a>(topic: &'a str, input: &'a Input) -> FutureRecord<'a, [u8], [u8]> {
+    let mut record: FutureRecord<'_, [u8], [u8]> =
+        FutureRecord::to(topic).partition(input.partition);
+    if let Some(k) = &input.key {
+        record = record.key(k);
+    }
+    if let Some(v) = &input.value {
+        record = record.payload(v);
+    }
+    if !input.headers.is_empty() {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in &input.headers {
+            h = h.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        record = record.headers(h);
+    }
+    if let Some(ts) = input.timestamp {
+        record = record.timestamp(ts);
+    }
+    record
 }
 
 /// One message to produce.
@@ -491,17 +479,9 @@ pub async fn produce_to(bootstrap: &str, topic: &str, inputs: &[Input]) -> Vec<(
         .expect("producer");
     let mut futures = Vec::new();
     for input in inputs {
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(topic).partition(input.partition);
-        if let Some(k) = &input.key {
-            record = record.key(k);
-        }
-        if let Some(v) = &input.value {
-            record = record.payload(v);
-        }
         futures.push(
             producer
-                .send_result(record)
+                .send_result(record(topic, input))
                 .map_err(|(e, _)| e)
                 .expect("enqueue"),
         );

@@ -43,8 +43,8 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::Headers;
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::kafka::{Input, Received};
@@ -384,24 +384,7 @@ impl Tansu {
     /// The group's committed offset per partition of `topic` (`None`: nothing committed).
     /// OffsetFetch needs no join, so this does not wait on tansu's group timer.
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
-        let consumer: BaseConsumer = self
-            .client_config()
-            .set("group.id", group)
-            .create()
-            .expect("consumer");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(topic, p);
-        }
-        let got = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .expect("committed offsets");
-        (0..partitions)
-            .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => Some(o),
-                _ => None,
-            })
-            .collect()
+        super::kafka::committed_on(&self.bootstrap, group, topic, partitions)
     }
 }
 
@@ -476,30 +459,9 @@ pub async fn send_all(
         if i > 0 && i % every == 0 {
             tokio::time::sleep(pause).await;
         }
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(topic).partition(input.partition);
-        if let Some(k) = &input.key {
-            record = record.key(k);
-        }
-        if let Some(v) = &input.value {
-            record = record.payload(v);
-        }
-        if !input.headers.is_empty() {
-            let mut h = OwnedHeaders::new();
-            for (k, v) in &input.headers {
-                h = h.insert(Header {
-                    key: k,
-                    value: Some(v),
-                });
-            }
-            record = record.headers(h);
-        }
-        if let Some(ts) = input.timestamp {
-            record = record.timestamp(ts);
-        }
         futures.push(
             producer
-                .send_result(record)
+                .send_result(super::kafka::record(topic, input))
                 .map_err(|(e, _)| e)
                 .expect("enqueue"),
         );
