@@ -153,7 +153,24 @@ impl ExactlyOnce {
     pub fn send(&mut self, from: Position, record: OutRecord<'_>) -> Result<(), SendError> {
         self.ensure_open()?;
         let bytes = record.size();
-        produce(&self.producer, record, from.pack(), self.max_message_bytes)?;
+        match produce(&self.producer, record, from.pack(), self.max_message_bytes) {
+            Ok(()) => {}
+            // The transaction is in an error state (a record of it failed): it can take no more
+            // records. It is aborted at the next service (`has_capacity` says so at once) and
+            // the batch, this message included, is consumed again; fencing shows up there.
+            Err(SendError::Fatal(DeliveryError::Enqueue { source, .. }))
+                if matches!(
+                    source.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::State | RDKafkaErrorCode::Fenced)
+                ) =>
+            {
+                if self.abortable.is_none() {
+                    tracing::warn!(error = %source, "the open transaction can take no more records; aborting it");
+                    self.abortable = Some(*source);
+                }
+            }
+            Err(e) => return Err(e),
+        }
         self.slots
             .consumed(from, 0, true)
             .map_err(DeliveryError::from)?;
@@ -171,7 +188,7 @@ impl ExactlyOnce {
 
     /// Room for another record in the open transaction; when there is none, `service` commits.
     pub fn has_capacity(&self) -> bool {
-        self.records < self.max_records && self.bytes < self.max_bytes
+        self.records < self.max_records && self.bytes < self.max_bytes && self.abortable.is_none()
     }
 
     pub fn wait(&mut self, timeout: Duration) -> Result<(), DeliveryError> {
@@ -309,6 +326,15 @@ impl ExactlyOnce {
         &mut self,
         consumer: &BaseConsumer<C>,
     ) -> Result<(), DeliveryError> {
+        // abort_transaction waits for every outstanding record's delivery report, and those
+        // are served only by polling this producer: drop what is queued or in flight (they
+        // belong to the transaction being aborted) and serve their reports first.
+        self.producer
+            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+        let drained_by = Instant::now() + self.op_timeout;
+        while self.producer.in_flight_count() > 0 && Instant::now() < drained_by {
+            self.producer.poll(Duration::from_millis(10));
+        }
         if let Err(e) = self.producer.abort_transaction(self.op_timeout) {
             if is_fenced(&e) || fatal(&e) || !requires_abort(&e) && !retriable(&e) {
                 return Err(self.classify("abort", e));
