@@ -592,8 +592,26 @@ impl Config {
                 "must be at least 1 and not above registry.max_backoff_ms",
             );
         }
-        if self.pipeline.max_in_flight == 0 {
-            err("pipeline.max_in_flight".into(), "must be at least 1");
+        let p = &self.pipeline;
+        for (key, value) in [
+            ("pipeline.max_in_flight", p.max_in_flight as u64),
+            ("pipeline.max_in_flight_bytes", p.max_in_flight_bytes as u64),
+            ("pipeline.transaction_ms", p.transaction_ms),
+            (
+                "pipeline.transaction_max_records",
+                p.transaction_max_records as u64,
+            ),
+            ("pipeline.commit_interval_ms", p.commit_interval_ms),
+        ] {
+            if value == 0 {
+                err(key.into(), "must be at least 1");
+            }
+        }
+        if p.transactional_id
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            err("pipeline.transactional_id".into(), "must not be empty");
         }
         if self.routes.is_empty() {
             err("routes".into(), "at least one route is required");
@@ -966,6 +984,49 @@ routes:
         let cc = c.consumer_config();
         assert_eq!(cc.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.producer_config().get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn delivery_settings_drive_the_client_configs_and_zero_bounds_are_refused() {
+        let eos = GOOD.replace(
+            "routes:",
+            "pipeline:\n  delivery: exactly_once\n  transactional_id: bridge-0\nroutes:",
+        );
+        let c = Config::parse(&eos).unwrap();
+        assert_eq!(
+            c.producer_config().get("transactional.id"),
+            Some("bridge-0")
+        );
+        assert_eq!(
+            c.consumer_config().get("isolation.level"),
+            Some("read_committed")
+        );
+        assert_eq!(c.consumer_config().get("enable.auto.commit"), Some("false"));
+        let alo = Config::parse(GOOD).unwrap();
+        assert_eq!(alo.producer_config().get("transactional.id"), None);
+
+        let zeros = GOOD.replace(
+            "routes:",
+            "pipeline:\n  max_in_flight_bytes: 0\n  transaction_ms: 0\n  transactional_id: \" \"\nroutes:",
+        );
+        let errs = errors(&zeros);
+        assert_eq!(
+            errs,
+            [
+                "pipeline.max_in_flight_bytes: must be at least 1",
+                "pipeline.transaction_ms: must be at least 1",
+                "pipeline.transactional_id: must not be empty",
+            ]
+        );
+        let owned = GOOD.replace(
+            "  bootstrap_servers: localhost:9092\n",
+            "  bootstrap_servers: localhost:9092\n  librdkafka: { isolation.level: read_uncommitted }\n",
+        );
+        assert!(
+            errors(&owned)[0].starts_with("source.librdkafka"),
+            "{:?}",
+            errors(&owned)
+        );
     }
 
     #[test]
