@@ -31,31 +31,12 @@ impl Cluster {
     }
 
     pub fn producer(&self) -> FutureProducer {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("enable.idempotence", "true")
-            .create()
-            .expect("producer")
+        idempotent_producer(&self.bootstrap)
     }
 
     /// Produces each input and waits for its ack; returns (partition, offset) per input.
     pub async fn produce(&self, topic: &str, inputs: &[Input]) -> Vec<(i32, i64)> {
-        let producer = self.producer();
-        let mut futures = Vec::new();
-        for input in inputs {
-            futures.push(
-                producer
-                    .send_result(record(topic, input))
-                    .map_err(|(e, _)| e)
-                    .expect("enqueue"),
-            );
-        }
-        let mut out = Vec::new();
-        for f in futures {
-            let d = f.await.expect("delivery future").expect("delivered");
-            out.push((d.partition, d.offset));
-        }
-        out
+        produce_to(&self.bootstrap, topic, inputs).await
     }
 
     /// Consumes `topics` from the beginning with a fresh group until `expected` messages arrived
@@ -120,6 +101,15 @@ impl Cluster {
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
         committed_on(&self.bootstrap, group, topic, partitions)
     }
+}
+
+/// An idempotent producer for test input on any cluster.
+pub fn idempotent_producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer")
 }
 
 /// The record for `input` (partition, key, value, headers, timestamp), to `topic`.
@@ -472,11 +462,7 @@ routes:
 /// Produces each input to `topic` on any cluster (the mock or an independent broker) and waits
 /// for its ack; returns (partition, offset) per input.
 pub async fn produce_to(bootstrap: &str, topic: &str, inputs: &[Input]) -> Vec<(i32, i64)> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .create()
-        .expect("producer");
+    let producer = idempotent_producer(bootstrap);
     let mut futures = Vec::new();
     for input in inputs {
         futures.push(
