@@ -364,15 +364,47 @@ fn partition_count<C: ClientContext>(client: &Client<C>, topic: &str) -> Result<
 /// or the producer's `message.max.bytes`: such records take the route's error policy (as
 /// `too-large`) instead of being forwarded. Best effort: a cluster that does not answer
 /// DescribeConfigs (or a topic that does not report `max.message.bytes`) is skipped silently.
+/// Runs on a thread of its own, so a cluster that never answers (librdkafka's mock cluster) does
+/// not hold up start-up.
 pub fn warn_size_limits(
     source: rdkafka::ClientConfig,
     target: rdkafka::ClientConfig,
     routes: &RouteTable,
     producer_max: usize,
 ) {
+    // (route, source topics, target and dead-letter topics)
+    let checks: Vec<(String, Vec<String>, Vec<String>)> = routes
+        .routes
+        .iter()
+        .zip(&routes.matchers)
+        .map(|(route, matcher)| {
+            let targets = std::iter::once(route.target.clone())
+                .chain(
+                    [&route.key, &route.value]
+                        .into_iter()
+                        .filter_map(|p| p.config.dlq.clone()),
+                )
+                .collect();
+            (route.name.clone(), matcher.topics.clone(), targets)
+        })
+        .collect();
+    let spawned = std::thread::Builder::new()
+        .name("schemabridge-size-check".into())
+        .spawn(move || check_size_limits(&source, &target, &checks, producer_max));
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "size-limit check not started");
+    }
+}
+
+fn check_size_limits(
+    source: &rdkafka::ClientConfig,
+    target: &rdkafka::ClientConfig,
+    checks: &[(String, Vec<String>, Vec<String>)],
+    producer_max: usize,
+) {
     use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
     use rdkafka::client::DefaultClientContext;
-    let limits = |cfg: rdkafka::ClientConfig, topics: &[&str]| -> Vec<(String, usize)> {
+    let limits = |cfg: &rdkafka::ClientConfig, topics: &[&str]| -> Vec<(String, usize)> {
         let Ok(admin) = cfg.create::<AdminClient<DefaultClientContext>>() else {
             return Vec::new();
         };
@@ -391,21 +423,15 @@ pub fn warn_size_limits(
             })
             .collect()
     };
-    for (route, matcher) in routes.routes.iter().zip(&routes.matchers) {
-        let sources: Vec<&str> = matcher.topics.iter().map(String::as_str).collect();
-        let Some((source_topic, source_max)) = limits(source.clone(), &sources)
-            .into_iter()
-            .max_by_key(|(_, n)| *n)
+    for (route, sources, targets) in checks {
+        let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+        let Some((source_topic, source_max)) =
+            limits(source, &sources).into_iter().max_by_key(|(_, n)| *n)
         else {
             continue;
         };
-        let mut targets = vec![route.target.as_str()];
-        targets.extend(
-            [&route.key, &route.value]
-                .into_iter()
-                .filter_map(|p| p.config.dlq.as_deref()),
-        );
-        let target_limits = limits(target.clone(), &targets);
+        let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+        let target_limits = limits(target, &targets);
         let smallest = target_limits
             .iter()
             .map(|(t, n)| (t.as_str(), *n))
@@ -418,7 +444,7 @@ pub fn warn_size_limits(
             && n < source_max
         {
             tracing::warn!(
-                route = %route.name,
+                route = %route,
                 "source topic {source_topic} accepts records up to {source_max} bytes, but {what} takes only {n}: larger records take the route's error policy as `too-large`"
             );
         }
