@@ -899,6 +899,8 @@ fn shutdown_yaml(bootstrap: &str, registry: &str, group: &str, shutdown_timeout_
     format!(
         r#"source:
   bootstrap_servers: "{bootstrap}"
+  # A member killed without leaving the group is noticed after this, not librdkafka's 45 s.
+  librdkafka: {{ session.timeout.ms: "6000" }}
 group_id: {group}
 registry:
   url: {registry}
@@ -937,9 +939,10 @@ async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_and_a_second_
     let cluster = Cluster::start(&[("orders", 3), ("orders-v1", 3), ("orders-dlq", 1)]);
     let (registry, _v1, v2_id) = support::orders::registry_with_orders().await;
     let (inputs, expected) = support::orders::v2_inputs(600, 3, v2_id, 31);
-    cluster.produce("orders", &inputs).await;
+    cluster.produce("orders", &inputs[..300]).await;
     let group = format!("gw-{}", unique());
     let dir = scratch_dir("shutdown-broker-down");
+    let targets = ["orders-v1", "orders-dlq"];
 
     // A 3 s timeout: the process is gone well before the old ~90 s.
     let mut gw = GatewayProcess::start(
@@ -955,14 +958,27 @@ async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_and_a_second_
     let status = gw.terminate(Duration::from_secs(15)).await;
     assert!(status.code().is_some(), "exited by itself: {status}");
 
-    // A 60 s timeout, and a second SIGTERM: it exits at once, not after 60 s.
+    // A 60 s timeout, and a second SIGTERM: it exits at once, not after 60 s. The second run
+    // must have consumed something (new input), so that its final commit has to reach the
+    // coordinator that is down.
     cluster.mock.broker_up(1).expect("broker up");
+    let written_by_first = cluster
+        .consume(&targets, usize::MAX, Duration::from_secs(5), Duration::ZERO)
+        .await
+        .len();
+    cluster.produce("orders", &inputs[300..]).await;
     let mut gw = GatewayProcess::start(
         &dir,
         2,
         &shutdown_yaml(&cluster.bootstrap, &registry.url, &group, 60_000),
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seen = cluster
+        .consume(&targets, written_by_first + 1, WAIT, Duration::ZERO)
+        .await;
+    assert!(
+        seen.len() > written_by_first,
+        "the second run forwarded records"
+    );
     cluster.mock.broker_down(1).expect("broker down");
     signal(gw.pid(), "TERM");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -982,12 +998,7 @@ async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_and_a_second_
         &shutdown_yaml(&cluster.bootstrap, &registry.url, &group, 10_000),
     );
     let out = cluster
-        .consume(
-            &["orders-v1", "orders-dlq"],
-            600,
-            WAIT,
-            Duration::from_millis(500),
-        )
+        .consume(&targets, 600, WAIT, Duration::from_millis(500))
         .await;
     let status = gw.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "{status}; log:\n{}", gw.log_tail());
