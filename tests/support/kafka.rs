@@ -218,12 +218,34 @@ pub struct RouteSpec<'a> {
     pub extra_value: &'a str,
 }
 
+impl RouteSpec<'_> {
+    /// The `routes:` block of a config with this one route, named `test`.
+    pub fn yaml(&self) -> String {
+        let extra = self
+            .extra_value
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect::<String>();
+        format!(
+            r#"routes:
+  - name: test
+    source: {{ topics: [{source}] }}
+    target: {target}
+    value:
+      format: avro
+      reader: {{ subject: {subject}, version: {version} }}
+      dlq: {dlq}
+{extra}"#,
+            source = self.source,
+            target = self.target,
+            dlq = self.dlq,
+            subject = self.reader_subject,
+            version = self.reader_version,
+        )
+    }
+}
+
 pub fn config(bootstrap: &str, registry_url: &str, group: &str, route: &RouteSpec<'_>) -> Config {
-    let extra = route
-        .extra_value
-        .lines()
-        .map(|l| format!("      {l}\n"))
-        .collect::<String>();
     let text = format!(
         r#"
 source:
@@ -235,20 +257,8 @@ registry:
   max_backoff_ms: 100
 pipeline:
   commit_interval_ms: 200
-routes:
-  - name: test
-    source: {{ topics: [{source}] }}
-    target: {target}
-    value:
-      format: avro
-      reader: {{ subject: {subject}, version: {version} }}
-      dlq: {dlq}
-{extra}"#,
-        source = route.source,
-        target = route.target,
-        dlq = route.dlq,
-        subject = route.reader_subject,
-        version = route.reader_version,
+{routes}"#,
+        routes = route.yaml(),
     );
     Config::parse(&text).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
 }
@@ -411,12 +421,6 @@ impl ConfigText<'_> {
                 .collect::<String>();
             format!("  librdkafka:\n{entries}")
         };
-        let extra = self
-            .route
-            .extra_value
-            .lines()
-            .map(|l| format!("      {l}\n"))
-            .collect::<String>();
         format!(
             r#"source:
   bootstrap_servers: "{bootstrap}"
@@ -431,25 +435,13 @@ pipeline:
   delivery: {delivery}
   transaction_ms: 100
   shutdown_timeout_ms: 10000
-routes:
-  - name: test
-    source: {{ topics: [{source}] }}
-    target: {target}
-    value:
-      format: avro
-      reader: {{ subject: {subject}, version: {version} }}
-      dlq: {dlq}
-{extra}"#,
+{routes}"#,
             bootstrap = self.bootstrap,
             group = self.group,
             registry = self.registry_url,
             timeout = self.registry_timeout_ms,
             delivery = self.delivery,
-            source = self.route.source,
-            target = self.route.target,
-            dlq = self.route.dlq,
-            subject = self.route.reader_subject,
-            version = self.route.reader_version,
+            routes = self.route.yaml(),
         )
     }
 

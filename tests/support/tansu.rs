@@ -423,25 +423,8 @@ registry:
 pipeline:
   commit_interval_ms: 200
   delivery: at_least_once
-routes:
-  - name: test
-    source: {{ topics: [{source}] }}
-    target: {target}
-    value:
-      format: avro
-      reader: {{ subject: {subject}, version: {version} }}
-      dlq: {dlq}
-{extra}"#,
-        source = route.source,
-        target = route.target,
-        dlq = route.dlq,
-        subject = route.reader_subject,
-        version = route.reader_version,
-        extra = route
-            .extra_value
-            .lines()
-            .map(|l| format!("      {l}\n"))
-            .collect::<String>(),
+{routes}"#,
+        routes = route.yaml(),
     )
 }
 
