@@ -1,0 +1,419 @@
+//! The config file format: serde shapes and their defaults.
+//!
+//! Owns: what each key may hold and what it defaults to, with `deny_unknown_fields` everywhere
+//! so a misspelt key is an error. Must not: check relations between keys (`validate`) or know
+//! librdkafka property names (`kafka`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use super::ConfigError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The cluster schemabridge consumes from.
+    pub source: KafkaCluster,
+    /// The cluster it produces to; the source cluster when absent (sidecar mode).
+    #[serde(default)]
+    pub target: Option<KafkaCluster>,
+    /// Consumer group id. Run more replicas with the same id to scale out.
+    pub group_id: String,
+    pub registry: RegistryConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    pub routes: Vec<RouteConfig>,
+    /// The telemetry listener (`/metrics`, `/healthz`, `/readyz`); off when absent.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `telemetry:`: where `schemabridge run` serves metrics and health probes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `IP:port` to listen on, e.g. `0.0.0.0:9464`; no listener when absent.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaCluster {
+    #[serde(alias = "bootstrap.servers")]
+    pub bootstrap_servers: String,
+    /// Raw librdkafka properties passed through verbatim (security, compression, tuning).
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Base URL of a Confluent-compatible schema registry. Exactly one of `url`/`urls`/`static_dir`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Several registry URLs, tried in order.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Offline source: a directory holding `schemas.yaml` and the schema files it lists.
+    #[serde(default)]
+    pub static_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub auth: Option<RegistryAuth>,
+    #[serde(default = "defaults::registry_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How many parsed schemas to keep in memory.
+    #[serde(default = "defaults::cache_size")]
+    pub cache_size: usize,
+    /// First retry delay after a transient registry error; doubles up to `max_backoff_ms`.
+    #[serde(default = "defaults::initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    #[serde(default = "defaults::max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+/// Registry credentials: `basic` or `bearer`, each read from an environment variable or a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAuth {
+    #[serde(default)]
+    pub basic: Option<BasicAuth>,
+    #[serde(default)]
+    pub bearer: Option<BearerAuth>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password (trailing newline trimmed).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerAuth {
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Reads a secret from exactly one of an environment variable or a file; `key` names the config
+/// key for the error.
+pub fn read_secret(
+    key: &str,
+    env: Option<&str>,
+    file: Option<&Path>,
+) -> Result<String, ConfigError> {
+    let fail = |message: String| ConfigError {
+        path: key.to_string(),
+        message,
+    };
+    match (env, file) {
+        (Some(name), None) => {
+            std::env::var(name).map_err(|_| fail(format!("environment variable {name} is not set")))
+        }
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display()))),
+        _ => Err(fail("set exactly one of the `_env` or `_file` keys".into())),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// How often stored offsets are committed.
+    #[serde(default = "defaults::commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// Messages produced but not yet acknowledged before consumption waits.
+    #[serde(default = "defaults::max_in_flight")]
+    pub max_in_flight: usize,
+    /// How long shutdown waits for outstanding deliveries.
+    #[serde(default = "defaults::shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
+    /// At-least-once (idempotent producer, offsets committed after acks) or exactly-once
+    /// (Kafka transactions, offsets committed inside them).
+    #[serde(default)]
+    pub delivery: DeliveryMode,
+    /// Bytes (keys + values + headers) produced but not yet acknowledged before consumption
+    /// pauses.
+    #[serde(default = "defaults::max_in_flight_bytes")]
+    pub max_in_flight_bytes: usize,
+    /// Exactly-once: a transaction is committed at least this often...
+    #[serde(default = "defaults::transaction_ms")]
+    pub transaction_ms: u64,
+    /// ...or after this many consumed records, whichever comes first.
+    #[serde(default = "defaults::transaction_max_records")]
+    pub transaction_max_records: usize,
+    /// Exactly-once: the producer's `transactional.id`. Default `schemabridge-{group_id}-{host}`
+    /// (host: `$HOSTNAME`, the pod name in Kubernetes), so a restarted replica fences its zombie
+    /// and two replicas on different hosts never fence each other.
+    #[serde(default)]
+    pub transactional_id: Option<String>,
+}
+
+/// How consumed offsets and produced records are tied together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    /// Offsets are committed after the records for them are acknowledged; a crash re-delivers
+    /// what was produced since the last commit.
+    #[default]
+    AtLeastOnce,
+    /// Records and offsets are committed in one Kafka transaction; read_committed consumers see
+    /// every record once.
+    ExactlyOnce,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            commit_interval_ms: defaults::commit_interval_ms(),
+            max_in_flight: defaults::max_in_flight(),
+            shutdown_timeout_ms: defaults::shutdown_timeout_ms(),
+            delivery: DeliveryMode::default(),
+            max_in_flight_bytes: defaults::max_in_flight_bytes(),
+            transaction_ms: defaults::transaction_ms(),
+            transaction_max_records: defaults::transaction_max_records(),
+            transactional_id: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    pub source: SourceTopics,
+    /// Topic the resolved messages are produced to.
+    pub target: String,
+    #[serde(default)]
+    pub partitioning: Partitioning,
+    #[serde(default = "PartConfig::passthrough")]
+    pub key: PartConfig,
+    pub value: PartConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTopics {
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// A regular expression matched against whole topic names.
+    #[serde(default)]
+    pub topic_regex: Option<String>,
+}
+
+/// Which target partition a message goes to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partitioning {
+    /// Same partition number when source and target have the same partition count, else by key.
+    #[default]
+    Auto,
+    /// Always the source partition number (the target must have at least as many partitions).
+    Same,
+    /// By key hash (murmur2, as the Java client), whatever the partition counts.
+    Key,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartConfig {
+    pub format: Format,
+    /// The schema the downstream consumer reads. Required unless `format: passthrough`.
+    #[serde(default)]
+    pub reader: Option<ReaderConfig>,
+    #[serde(default)]
+    pub on_error: ErrorPolicy,
+    /// Dead-letter topic; required when `on_error: dlq`.
+    #[serde(default)]
+    pub dlq: Option<String>,
+    /// What to do when the reader would not see a field that held data.
+    #[serde(default)]
+    pub on_lossy: LossyPolicy,
+    /// Protobuf only: keep the bytes of fields the reader does not know (`preserve`, default),
+    /// so a reader that re-encodes does not lose them, or strip them (`drop`).
+    #[serde(default)]
+    pub unknown_fields: Option<UnknownFieldsPolicy>,
+    /// `framed` (default): Confluent-framed reader encoding. `json`: the reader-resolved value
+    /// as JSON (Avro JSON encoding / protobuf canonical JSON), for consumers without a registry.
+    #[serde(default)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownFieldsPolicy {
+    #[default]
+    Preserve,
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Output {
+    #[default]
+    Framed,
+    Json,
+}
+
+impl PartConfig {
+    fn passthrough() -> Self {
+        PartConfig {
+            format: Format::Passthrough,
+            reader: None,
+            on_error: ErrorPolicy::Dlq,
+            dlq: None,
+            on_lossy: LossyPolicy::Allow,
+            unknown_fields: None,
+            output: Output::Framed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Avro,
+    Protobuf,
+    /// Bytes are forwarded unchanged.
+    Passthrough,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorPolicy {
+    /// Send the original message, with headers naming the error, to the DLQ topic.
+    #[default]
+    Dlq,
+    /// Drop it (counted) and go on.
+    Skip,
+    /// Stop the gateway without committing past it.
+    Halt,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossyPolicy {
+    #[default]
+    Allow,
+    Dlq,
+    Halt,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReaderConfig {
+    /// Registry subject of the reader schema.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// `latest` (default) or a version number.
+    #[serde(default)]
+    pub version: SubjectVersion,
+    /// The reader schema from a file instead of the registry; needs `id`.
+    #[serde(default)]
+    pub schema_file: Option<PathBuf>,
+    /// Registry id to frame messages with when the schema comes from `schema_file`.
+    #[serde(default)]
+    pub id: Option<u32>,
+    /// Protobuf only: the fully-qualified reader message (`orders.v1.OrderPlaced`); the
+    /// schema's first message when absent.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// A subject version: a number or `latest`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SubjectVersion {
+    #[default]
+    Latest,
+    Number(u32),
+}
+
+impl fmt::Display for SubjectVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubjectVersion::Latest => f.write_str("latest"),
+            SubjectVersion::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SubjectVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SubjectVersion;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a positive version number or \"latest\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SubjectVersion, E> {
+                match u32::try_from(v) {
+                    Ok(n) if n > 0 => Ok(SubjectVersion::Number(n)),
+                    _ => Err(E::invalid_value(de::Unexpected::Unsigned(v), &self)),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SubjectVersion, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SubjectVersion, E> {
+                if v == "latest" {
+                    Ok(SubjectVersion::Latest)
+                } else if let Ok(n) = v.parse::<u64>() {
+                    self.visit_u64(n)
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+mod defaults {
+    pub const fn registry_timeout_ms() -> u64 {
+        10_000
+    }
+    pub const fn cache_size() -> usize {
+        1_000
+    }
+    pub const fn initial_backoff_ms() -> u64 {
+        100
+    }
+    pub const fn max_backoff_ms() -> u64 {
+        30_000
+    }
+    pub const fn commit_interval_ms() -> u64 {
+        5_000
+    }
+    pub const fn max_in_flight() -> usize {
+        10_000
+    }
+    pub const fn shutdown_timeout_ms() -> u64 {
+        30_000
+    }
+    pub const fn max_in_flight_bytes() -> usize {
+        16 * 1024 * 1024
+    }
+    pub const fn transaction_ms() -> u64 {
+        250
+    }
+    pub const fn transaction_max_records() -> usize {
+        10_000
+    }
+}

@@ -1,0 +1,280 @@
+use super::*;
+
+const GOOD: &str = r#"
+source:
+  bootstrap_servers: localhost:9092
+group_id: bridge
+registry:
+  url: http://localhost:8081
+routes:
+  - name: orders
+    source: { topics: [orders] }
+    target: orders-v1
+    value:
+      format: avro
+      reader: { subject: orders-value, version: 1 }
+      dlq: orders-dlq
+"#;
+
+fn errors(text: &str) -> Vec<String> {
+    match Config::parse(text) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn good_config_parses_with_defaults() {
+    let c = Config::parse(GOOD).unwrap();
+    assert_eq!(c.routes[0].value.format, Format::Avro);
+    assert_eq!(c.routes[0].key.format, Format::Passthrough);
+    assert_eq!(c.routes[0].value.on_error, ErrorPolicy::Dlq);
+    assert_eq!(
+        c.routes[0].value.reader.as_ref().unwrap().version,
+        SubjectVersion::Number(1)
+    );
+    assert_eq!(c.registry.timeout_ms, 10_000);
+    assert_eq!(c.target_cluster().bootstrap_servers, "localhost:9092");
+    let cc = c.consumer_config();
+    assert_eq!(cc.get("enable.auto.offset.store"), Some("false"));
+    assert_eq!(c.producer_config().get("enable.idempotence"), Some("true"));
+}
+
+#[test]
+fn delivery_settings_drive_the_client_configs_and_zero_bounds_are_refused() {
+    let eos = GOOD.replace(
+        "routes:",
+        "pipeline:\n  delivery: exactly_once\n  transactional_id: bridge-0\nroutes:",
+    );
+    let c = Config::parse(&eos).unwrap();
+    assert_eq!(
+        c.producer_config().get("transactional.id"),
+        Some("bridge-0")
+    );
+    assert_eq!(
+        c.consumer_config().get("isolation.level"),
+        Some("read_committed")
+    );
+    assert_eq!(c.consumer_config().get("enable.auto.commit"), Some("false"));
+    let alo = Config::parse(GOOD).unwrap();
+    assert_eq!(alo.producer_config().get("transactional.id"), None);
+
+    let zeros = GOOD.replace(
+        "routes:",
+        "pipeline:\n  max_in_flight_bytes: 0\n  transaction_ms: 0\n  transactional_id: \" \"\nroutes:",
+    );
+    let errs = errors(&zeros);
+    assert_eq!(
+        errs,
+        [
+            "pipeline.max_in_flight_bytes: must be at least 1",
+            "pipeline.transaction_ms: must be at least 1",
+            "pipeline.transactional_id: must not be empty",
+        ]
+    );
+    let owned = GOOD.replace(
+        "  bootstrap_servers: localhost:9092\n",
+        "  bootstrap_servers: localhost:9092\n  librdkafka: { isolation.level: read_uncommitted }\n",
+    );
+    assert!(
+        errors(&owned)[0].starts_with("source.librdkafka"),
+        "{:?}",
+        errors(&owned)
+    );
+}
+
+#[test]
+fn typo_key_names_its_path() {
+    let text = GOOD.replace("reader: { subject:", "reader: { subjet:");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("routes[0].value.reader: unknown field `subjet`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn missing_required_key_names_it() {
+    let text = GOOD.replace("group_id: bridge\n", "");
+    let errs = errors(&text);
+    assert!(errs[0].contains("missing field `group_id`"), "{errs:?}");
+    let text = GOOD.replace("    target: orders-v1\n", "");
+    let errs = errors(&text);
+    assert!(
+        errs[0].starts_with("routes[0]: missing field `target`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn bad_values_name_their_keys() {
+    let text = GOOD.replace("version: 1", "version: newest");
+    assert!(errors(&text)[0].starts_with("routes[0].value.reader.version: invalid value"));
+    let text = GOOD.replace("format: avro", "format: thrift");
+    assert!(errors(&text)[0].starts_with("routes[0].value.format: unknown variant `thrift`"));
+    let text = GOOD.replace("      dlq: orders-dlq\n", "");
+    assert_eq!(
+        errors(&text),
+        vec![
+            "routes[0].value.dlq: required when `on_error` or `on_lossy` is `dlq` (the default for on_error)"
+        ]
+    );
+}
+
+#[test]
+fn semantic_errors_are_all_reported() {
+    let text = GOOD
+        .replace("url: http://localhost:8081", "url: localhost:8081")
+        .replace("target: orders-v1", "target: orders")
+        .replace(
+            "source:\n  bootstrap_servers: localhost:9092",
+            "source:\n  bootstrap_servers: localhost:9092\n  librdkafka: { enable.auto.offset.store: 'true' }",
+        );
+    let errs = errors(&text);
+    assert_eq!(
+        errs,
+        vec![
+            "source.librdkafka.enable.auto.offset.store: is set by schemabridge (its delivery guarantees depend on it); remove it",
+            "registry.url: must start with http:// or https://",
+            "routes[0].target: is also a source topic on the same cluster: messages would loop",
+        ]
+    );
+}
+
+#[test]
+fn protobuf_only_keys_are_refused_elsewhere() {
+    let text = GOOD.replace(
+        "      dlq: orders-dlq\n",
+        "      dlq: orders-dlq\n      unknown_fields: drop\n",
+    );
+    assert_eq!(
+        errors(&text),
+        vec!["routes[0].value.unknown_fields: only used with `format: protobuf`"]
+    );
+    let text = text.replace("format: avro", "format: protobuf");
+    let c = Config::parse(&text).unwrap();
+    assert_eq!(
+        c.routes[0].value.unknown_fields,
+        Some(UnknownFieldsPolicy::Drop)
+    );
+    assert_eq!(
+        c.producer_config().get("allow.auto.create.topics"),
+        Some("false")
+    );
+}
+
+#[test]
+fn schema_file_reader_needs_an_id() {
+    let text = GOOD.replace(
+        "reader: { subject: orders-value, version: 1 }",
+        "reader: { schema_file: v1.avsc }",
+    );
+    assert_eq!(
+        errors(&text),
+        vec![
+            "routes[0].value.reader.id: required with `schema_file`: the registry id to frame messages with"
+        ]
+    );
+}
+
+/// `GOOD` plus a second route (`extra`, one YAML list item).
+fn with_route(extra: &str) -> String {
+    format!("{GOOD}{extra}")
+}
+
+#[test]
+fn a_second_route_on_an_already_routed_topic_is_refused_naming_both() {
+    let text = with_route(
+        "  - name: orders-again\n    source: { topics: [payments, orders] }\n    target: orders-v2\n    value: { format: passthrough }\n",
+    );
+    assert_eq!(
+        errors(&text),
+        vec![
+            "routes[1].source.topics[1]: topic orders is already routed by routes[0].source.topics[0] (orders); a topic can have one route only"
+        ]
+    );
+}
+
+#[test]
+fn a_literal_topic_matched_by_another_routes_regex_is_refused_either_way_round() {
+    let later_regex = with_route(
+        "  - name: all-orders\n    source: { topic_regex: \"orders|payments\" }\n    target: archive\n    value: { format: passthrough }\n",
+    );
+    assert_eq!(
+        errors(&later_regex),
+        vec![
+            "routes[0].source.topics[0]: topic orders is also matched by routes[1].source.topic_regex (all-orders), which would never receive it; a topic can have one route only"
+        ]
+    );
+    let earlier_regex = GOOD
+        .replace(
+            "source: { topics: [orders] }",
+            "source: { topic_regex: \"orders|payments\" }",
+        )
+        .replace("target: orders-v1", "target: archive")
+        + "  - name: orders-literal\n    source: { topics: [orders] }\n    target: out\n    value: { format: passthrough }\n";
+    assert_eq!(
+        errors(&earlier_regex),
+        vec![
+            "routes[1].source.topics[0]: topic orders is already routed by routes[0].source.topic_regex (orders); a topic can have one route only"
+        ]
+    );
+    let same_pattern =
+        earlier_regex.replace("topics: [orders] }", "topic_regex: \"orders|payments\" }");
+    assert_eq!(
+        errors(&same_pattern),
+        vec![
+            "routes[1].source.topic_regex: same pattern as routes[0].source.topic_regex (orders); a topic can have one route only"
+        ]
+    );
+}
+
+#[test]
+fn routes_feeding_each_other_on_one_cluster_are_a_loop() {
+    let text = with_route(
+        "  - name: back\n    source: { topics: [orders-v1] }\n    target: orders\n    value: { format: passthrough }\n",
+    );
+    assert_eq!(
+        errors(&text),
+        vec![
+            "routes[0].target: topic orders-v1 is consumed by routes[1].source.topics[0] (back) on the same cluster: the gateway would consume its own output and messages would loop",
+            "routes[1].target: topic orders is consumed by routes[0].source.topics[0] (orders) on the same cluster: the gateway would consume its own output and messages would loop",
+        ]
+    );
+    // Bridge mode: the targets are on another cluster, nothing loops.
+    let bridged = text.replace(
+        "group_id: bridge",
+        "target: { bootstrap_servers: other:9092 }\ngroup_id: bridge",
+    );
+    Config::parse(&bridged).unwrap();
+}
+
+#[test]
+fn a_target_or_dlq_matched_by_a_source_regex_is_a_loop() {
+    let own = GOOD.replace(
+        "source: { topics: [orders] }",
+        "source: { topic_regex: \"orders.*\" }",
+    );
+    assert_eq!(
+        errors(&own),
+        vec![
+            "routes[0].target: topic orders-v1 is consumed by routes[0].source.topic_regex (orders) on the same cluster: the gateway would consume its own output and messages would loop",
+            "routes[0].value.dlq: topic orders-dlq is consumed by routes[0].source.topic_regex (orders) on the same cluster: the gateway would consume its own output and messages would loop",
+        ]
+    );
+    let other = with_route(
+        "  - name: v1-mirror\n    source: { topic_regex: \".*-v1\" }\n    target: mirror\n    value: { format: passthrough }\n",
+    );
+    assert_eq!(
+        errors(&other),
+        vec![
+            "routes[0].target: topic orders-v1 is consumed by routes[1].source.topic_regex (v1-mirror) on the same cluster: the gateway would consume its own output and messages would loop"
+        ]
+    );
+    let bridged = own.replace(
+        "group_id: bridge",
+        "target: { bootstrap_servers: other:9092 }\ngroup_id: bridge",
+    );
+    Config::parse(&bridged).unwrap();
+}
