@@ -607,12 +607,10 @@ fn check_schemabridge_pod<'a>(rendered: &'a Rendered, workload: &'a Value) -> &'
     assert_eq!(key, CONFIG_KEY, "{}", ctx("config file name"));
 
     // The registry password file the config names is a key of the rendered Secret.
-    if let Some(file) = config
-        .registry
-        .auth
-        .as_ref()
-        .and_then(|a| a.basic.as_ref())
-        .and_then(|b| b.password_file.as_ref())
+    if let Some(schemabridge::config::RegistryAuth::Basic {
+        password: schemabridge::config::SecretRef::File(file),
+        ..
+    }) = &config.registry.auth
     {
         let file = file.to_str().expect("UTF-8 path");
         let (volume, key) = volume_for(file);

@@ -11,11 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
-use super::ConfigError;
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct ConfigFile {
     /// The cluster schemabridge consumes from.
     pub source: KafkaCluster,
     /// The cluster it produces to; the source cluster when absent (sidecar mode).
@@ -23,10 +21,10 @@ pub struct Config {
     pub target: Option<KafkaCluster>,
     /// Consumer group id. Run more replicas with the same id to scale out.
     pub group_id: String,
-    pub registry: RegistryConfig,
+    pub registry: RegistryFile,
     #[serde(default)]
     pub pipeline: PipelineConfig,
-    pub routes: Vec<RouteConfig>,
+    pub routes: Vec<RouteFile>,
     /// The telemetry listener (`/metrics`, `/healthz`, `/readyz`); off when absent.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -53,7 +51,7 @@ pub struct KafkaCluster {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RegistryConfig {
+pub struct RegistryFile {
     /// Base URL of a Confluent-compatible schema registry. Exactly one of `url`/`urls`/`static_dir`.
     #[serde(default)]
     pub url: Option<String>,
@@ -64,7 +62,7 @@ pub struct RegistryConfig {
     #[serde(default)]
     pub static_dir: Option<PathBuf>,
     #[serde(default)]
-    pub auth: Option<RegistryAuth>,
+    pub auth: Option<RegistryAuthFile>,
     #[serde(default = "defaults::registry_timeout_ms")]
     pub timeout_ms: u64,
     /// How many parsed schemas to keep in memory.
@@ -80,7 +78,7 @@ pub struct RegistryConfig {
 /// Registry credentials: `basic` or `bearer`, each read from an environment variable or a file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RegistryAuth {
+pub struct RegistryAuthFile {
     #[serde(default)]
     pub basic: Option<BasicAuth>,
     #[serde(default)]
@@ -106,28 +104,6 @@ pub struct BearerAuth {
     pub token_env: Option<String>,
     #[serde(default)]
     pub token_file: Option<PathBuf>,
-}
-
-/// Reads a secret from exactly one of an environment variable or a file; `key` names the config
-/// key for the error.
-pub fn read_secret(
-    key: &str,
-    env: Option<&str>,
-    file: Option<&Path>,
-) -> Result<String, ConfigError> {
-    let fail = |message: String| ConfigError {
-        path: key.to_string(),
-        message,
-    };
-    match (env, file) {
-        (Some(name), None) => {
-            std::env::var(name).map_err(|_| fail(format!("environment variable {name} is not set")))
-        }
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-            .map_err(|e| fail(format!("cannot read {}: {e}", path.display()))),
-        _ => Err(fail("set exactly one of the `_env` or `_file` keys".into())),
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,16 +169,16 @@ impl Default for PipelineConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RouteConfig {
+pub struct RouteFile {
     pub name: String,
     pub source: SourceTopics,
     /// Topic the resolved messages are produced to.
     pub target: String,
     #[serde(default)]
     pub partitioning: Partitioning,
-    #[serde(default = "PartConfig::passthrough")]
-    pub key: PartConfig,
-    pub value: PartConfig,
+    #[serde(default = "PartFile::passthrough")]
+    pub key: PartFile,
+    pub value: PartFile,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,11 +206,11 @@ pub enum Partitioning {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PartConfig {
+pub struct PartFile {
     pub format: Format,
     /// The schema the downstream consumer reads. Required unless `format: passthrough`.
     #[serde(default)]
-    pub reader: Option<ReaderConfig>,
+    pub reader: Option<ReaderFile>,
     #[serde(default)]
     pub on_error: ErrorPolicy,
     /// Dead-letter topic; required when `on_error: dlq`.
@@ -269,9 +245,9 @@ pub enum Output {
     Json,
 }
 
-impl PartConfig {
+impl PartFile {
     fn passthrough() -> Self {
-        PartConfig {
+        PartFile {
             format: Format::Passthrough,
             reader: None,
             on_error: ErrorPolicy::Dlq,
@@ -315,7 +291,7 @@ pub enum LossyPolicy {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReaderConfig {
+pub struct ReaderFile {
     /// Registry subject of the reader schema.
     #[serde(default)]
     pub subject: Option<String>,
@@ -382,6 +358,34 @@ impl<'de> Deserialize<'de> for SubjectVersion {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+impl ConfigFile {
+    /// Files named in the config are relative to the config file's directory.
+    pub(super) fn resolve_relative_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(dir) = self.registry.static_dir.as_mut() {
+            fix(dir);
+        }
+        if let Some(auth) = self.registry.auth.as_mut() {
+            let files = [
+                auth.basic.as_mut().and_then(|b| b.password_file.as_mut()),
+                auth.bearer.as_mut().and_then(|b| b.token_file.as_mut()),
+            ];
+            files.into_iter().flatten().for_each(fix);
+        }
+        for route in &mut self.routes {
+            for part in [&mut route.key, &mut route.value] {
+                if let Some(file) = part.reader.as_mut().and_then(|r| r.schema_file.as_mut()) {
+                    fix(file);
+                }
+            }
+        }
     }
 }
 

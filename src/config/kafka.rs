@@ -12,6 +12,24 @@ use super::{Config, DeliveryMode, KafkaCluster};
 
 /// librdkafka properties schemabridge sets itself because correctness depends on them; a user
 /// setting one of them in a `librdkafka` map is an error, not a silent override.
+/// Which Kafka client a set of librdkafka properties is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRole {
+    /// Reads the routes' source topics, in the consumer group.
+    Consumer,
+    /// Writes targets and dead letters.
+    Producer,
+}
+
+impl ClientRole {
+    fn owned_keys(self) -> &'static [&'static str] {
+        match self {
+            ClientRole::Consumer => OWNED_CONSUMER_KEYS,
+            ClientRole::Producer => OWNED_PRODUCER_KEYS,
+        }
+    }
+}
+
 const OWNED_CONSUMER_KEYS: &[&str] = &[
     "bootstrap.servers",
     "group.id",
@@ -31,6 +49,14 @@ impl Config {
     /// The cluster messages are produced to.
     pub fn target_cluster(&self) -> &KafkaCluster {
         self.target.as_ref().unwrap_or(&self.source)
+    }
+
+    /// The librdkafka settings of the client playing `role`.
+    pub fn client_config(&self, role: ClientRole) -> ClientConfig {
+        match role {
+            ClientRole::Consumer => self.consumer_config(),
+            ClientRole::Producer => self.producer_config(),
+        }
     }
 
     /// rdkafka consumer settings. Offsets are committed explicitly by the delivery mode (never
@@ -110,35 +136,19 @@ impl Config {
     }
 }
 
+/// Refuses the keys of `map` that schemabridge owns for any of the `roles` the map configures.
 pub(super) fn check_owned_keys(
     at: &str,
     map: &BTreeMap<String, String>,
-    err: &mut impl FnMut(String, &str),
+    roles: &[ClientRole],
+    err: &mut impl FnMut(String, String),
 ) {
     for key in map.keys() {
-        let owned = if at.starts_with("source") {
-            OWNED_CONSUMER_KEYS.contains(&key.as_str())
-        } else {
-            OWNED_PRODUCER_KEYS.contains(&key.as_str())
-        };
-        if owned {
+        if roles.iter().any(|r| r.owned_keys().contains(&key.as_str())) {
             err(
                 format!("{at}.{key}"),
-                "is set by schemabridge (its delivery guarantees depend on it); remove it",
+                "is set by schemabridge (its delivery guarantees depend on it); remove it".into(),
             );
-        }
-    }
-    // The same cluster settings are used for the producer in sidecar mode.
-    if at.starts_with("source") {
-        for key in map.keys() {
-            if OWNED_PRODUCER_KEYS.contains(&key.as_str())
-                && !OWNED_CONSUMER_KEYS.contains(&key.as_str())
-            {
-                err(
-                    format!("{at}.{key}"),
-                    "is set by schemabridge (its delivery guarantees depend on it); remove it",
-                );
-            }
         }
     }
 }

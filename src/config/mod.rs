@@ -10,6 +10,7 @@
 
 mod file;
 mod kafka;
+mod secret;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -19,7 +20,12 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub use file::*;
+pub use file::{
+    DeliveryMode, ErrorPolicy, Format, KafkaCluster, LossyPolicy, Output, Partitioning,
+    PipelineConfig, SourceTopics, SubjectVersion, TelemetryConfig, UnknownFieldsPolicy,
+};
+pub use kafka::ClientRole;
+pub use secret::{Secret, SecretRef};
 
 /// A config problem, with the path of the key that caused it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -46,8 +52,103 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// A validated configuration: what `schemabridge run` does. Built only by [`Config::load`] or
+/// [`Config::parse`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The cluster schemabridge consumes from.
+    pub source: KafkaCluster,
+    /// The cluster it produces to; the source cluster when absent (sidecar mode).
+    pub target: Option<KafkaCluster>,
+    /// Consumer group id.
+    pub group_id: String,
+    pub registry: RegistryConfig,
+    pub pipeline: PipelineConfig,
+    pub routes: Vec<RouteConfig>,
+    pub telemetry: TelemetryConfig,
+}
+
+/// `registry:`: where schemas come from.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub source: RegistrySource,
+    pub auth: Option<RegistryAuth>,
+    pub timeout_ms: u64,
+    /// How many parsed schemas to keep in memory.
+    pub cache_size: usize,
+    /// First retry delay after a transient registry error; doubles up to `max_backoff_ms`.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+/// A Confluent-compatible registry (`url` or `urls`, tried in order) or an offline directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrySource {
+    Urls(Vec<String>),
+    StaticDir(PathBuf),
+}
+
+/// Registry credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryAuth {
+    Basic {
+        username: String,
+        password: SecretRef,
+    },
+    Bearer {
+        token: SecretRef,
+    },
+}
+
+/// One route: source topics, target topic, and how keys and values are resolved.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub source: SourceTopics,
+    /// Topic the resolved messages are produced to.
+    pub target: String,
+    pub partitioning: Partitioning,
+    pub key: PartConfig,
+    pub value: PartConfig,
+}
+
+/// How one part (key or value) of a route's messages is resolved.
+#[derive(Debug, Clone)]
+pub struct PartConfig {
+    pub format: Format,
+    /// The schema the downstream consumer reads; `None` exactly when `format` is passthrough.
+    pub reader: Option<ReaderConfig>,
+    pub on_error: ErrorPolicy,
+    /// Dead-letter topic; set whenever a policy is `dlq` (for a schema format).
+    pub dlq: Option<String>,
+    pub on_lossy: LossyPolicy,
+    /// Protobuf only.
+    pub unknown_fields: Option<UnknownFieldsPolicy>,
+    pub output: Output,
+}
+
+/// The reader schema of a route part.
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    pub source: ReaderSource,
+    /// Protobuf only: the fully-qualified reader message; the schema's first when absent.
+    pub message: Option<String>,
+}
+
+/// Where a reader schema comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReaderSource {
+    /// A registry subject at a version (or `latest`).
+    Registry {
+        subject: String,
+        version: SubjectVersion,
+    },
+    /// A schema file, framed with the registry id `id`.
+    File { path: PathBuf, id: u32 },
+}
+
 impl Config {
-    /// Reads, parses and validates a config file.
+    /// Reads, parses and validates a config file. Files it names are relative to its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![ConfigError {
@@ -55,15 +156,18 @@ impl Config {
                 message: format!("cannot read config file {}: {e}", path.display()),
             }])
         })?;
-        let mut config = Config::parse(&text)?;
-        config.resolve_relative_paths(path.parent().unwrap_or(Path::new(".")));
-        Ok(config)
+        Config::parse_in(&text, path.parent().unwrap_or(Path::new(".")))
     }
 
-    /// Parses and validates config text.
+    /// Parses and validates config text; relative file names stay relative to the working
+    /// directory.
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse_in(text, Path::new(""))
+    }
+
+    fn parse_in(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
         let de = serde_yaml::Deserializer::from_str(text);
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut file: file::ConfigFile = serde_path_to_error::deserialize(de).map_err(|e| {
             // serde_yaml prefixes its message with the path of the mapping it was reading
             // (`routes[0].value.reader: unknown field ...`) and appends " at line L column C";
             // use its path where it gives one (it names the mapping holding an unknown key),
@@ -78,26 +182,7 @@ impl Config {
             };
             ConfigErrors(vec![ConfigError { path, message }])
         })?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Files named in the config are relative to the config file's directory.
-    fn resolve_relative_paths(&mut self, base: &Path) {
-        let fix = |p: &mut PathBuf| {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        };
-        if let Some(dir) = self.registry.static_dir.as_mut() {
-            fix(dir);
-        }
-        for route in &mut self.routes {
-            for part in [&mut route.key, &mut route.value] {
-                if let Some(file) = part.reader.as_mut().and_then(|r| r.schema_file.as_mut()) {
-                    fix(file);
-                }
-            }
-        }
+        file.resolve_relative_paths(base);
+        validate::build(file)
     }
 }

@@ -30,8 +30,11 @@ fn good_config_parses_with_defaults() {
     assert_eq!(c.routes[0].key.format, Format::Passthrough);
     assert_eq!(c.routes[0].value.on_error, ErrorPolicy::Dlq);
     assert_eq!(
-        c.routes[0].value.reader.as_ref().unwrap().version,
-        SubjectVersion::Number(1)
+        c.routes[0].value.reader.as_ref().unwrap().source,
+        ReaderSource::Registry {
+            subject: "orders-value".into(),
+            version: SubjectVersion::Number(1)
+        }
     );
     assert_eq!(c.registry.timeout_ms, 10_000);
     assert_eq!(c.target_cluster().bootstrap_servers, "localhost:9092");

@@ -1,219 +1,358 @@
-//! Semantic checks serde cannot express: exactly-one-of keys, bounds, topic overlaps between
-//! routes. Every problem is reported, not just the first.
+//! From the file format to a [`Config`]: the checks serde cannot express (exactly-one-of keys,
+//! bounds, topic overlaps between routes) and the conversion of each "one of these keys" group
+//! into the enum it stands for, done once here so nothing downstream matches on `Option`s.
+//! Every problem is reported, not just the first.
 //!
 //! Must not: read files or the environment, or connect to anything.
 
-use super::kafka::check_owned_keys;
+use super::file::{ConfigFile, PartFile, ReaderFile, RegistryAuthFile, RegistryFile, RouteFile};
+use super::kafka::{ClientRole, check_owned_keys};
 use super::{
-    Config, ConfigError, ConfigErrors, ErrorPolicy, Format, LossyPolicy, Output, RouteConfig,
+    Config, ConfigError, ConfigErrors, ErrorPolicy, Format, LossyPolicy, Output, PartConfig,
+    ReaderConfig, ReaderSource, RegistryAuth, RegistryConfig, RegistrySource, RouteConfig,
+    SecretRef, SourceTopics,
 };
 
-impl Config {
-    /// Semantic checks serde cannot express. Reports every problem found.
-    /// Semantic checks serde cannot express. Reports every problem found.
-    pub fn validate(&self) -> Result<(), ConfigErrors> {
-        let mut errs = Vec::new();
-        let mut err = |path: String, message: &str| {
-            errs.push(ConfigError {
-                path,
-                message: message.to_string(),
-            })
-        };
-        if self.source.bootstrap_servers.trim().is_empty() {
-            err("source.bootstrap_servers".into(), "must not be empty");
+/// Collects every problem found, each with its key path.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Checks a parsed file and converts it; `Err` lists every problem.
+pub(super) fn build(f: ConfigFile) -> Result<Config, ConfigErrors> {
+    let mut p = Problems::default();
+    if f.source.bootstrap_servers.trim().is_empty() {
+        p.add("source.bootstrap_servers", "must not be empty");
+    }
+    // In sidecar mode (no `target`) the source settings also configure the producer.
+    let source_roles: &[ClientRole] = if f.target.is_some() {
+        &[ClientRole::Consumer]
+    } else {
+        &[ClientRole::Consumer, ClientRole::Producer]
+    };
+    check_owned_keys(
+        "source.librdkafka",
+        &f.source.librdkafka,
+        source_roles,
+        &mut |k, m| p.add(k, m),
+    );
+    if let Some(t) = &f.target {
+        if t.bootstrap_servers.trim().is_empty() {
+            p.add("target.bootstrap_servers", "must not be empty");
         }
-        check_owned_keys("source.librdkafka", &self.source.librdkafka, &mut err);
-        if let Some(t) = &self.target {
-            if t.bootstrap_servers.trim().is_empty() {
-                err("target.bootstrap_servers".into(), "must not be empty");
-            }
-            check_owned_keys("target.librdkafka", &t.librdkafka, &mut err);
-        }
-        if self.group_id.trim().is_empty() {
-            err("group_id".into(), "must not be empty");
-        }
-        let r = &self.registry;
-        let sources = usize::from(r.url.is_some())
-            + usize::from(!r.urls.is_empty())
-            + usize::from(r.static_dir.is_some());
-        if sources != 1 {
-            err(
-                "registry".into(),
-                "set exactly one of `url`, `urls` or `static_dir`",
-            );
-        }
-        for (i, url) in r.url.iter().chain(&r.urls).enumerate() {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                let key = if r.url.is_some() {
-                    "registry.url".to_string()
-                } else {
-                    format!("registry.urls[{i}]")
-                };
-                err(key, "must start with http:// or https://");
-            }
-        }
-        if let Some(auth) = &r.auth {
-            let exactly_one = |env: bool, file: bool| env != file;
-            match (&auth.basic, &auth.bearer) {
-                (Some(b), None) => {
-                    if !exactly_one(b.password_env.is_some(), b.password_file.is_some()) {
-                        err(
-                            "registry.auth.basic".into(),
-                            "set exactly one of `password_env` or `password_file`",
-                        );
-                    }
-                }
-                (None, Some(b)) => {
-                    if !exactly_one(b.token_env.is_some(), b.token_file.is_some()) {
-                        err(
-                            "registry.auth.bearer".into(),
-                            "set exactly one of `token_env` or `token_file`",
-                        );
-                    }
-                }
-                _ => err(
-                    "registry.auth".into(),
-                    "set exactly one of `basic` or `bearer`",
-                ),
-            }
-        }
-        if r.cache_size == 0 {
-            err("registry.cache_size".into(), "must be at least 1");
-        }
-        if r.initial_backoff_ms == 0 || r.initial_backoff_ms > r.max_backoff_ms {
-            err(
-                "registry.initial_backoff_ms".into(),
-                "must be at least 1 and not above registry.max_backoff_ms",
-            );
-        }
-        let p = &self.pipeline;
-        for (key, value) in [
-            ("pipeline.max_in_flight", p.max_in_flight as u64),
-            ("pipeline.max_in_flight_bytes", p.max_in_flight_bytes as u64),
-            ("pipeline.transaction_ms", p.transaction_ms),
-            (
-                "pipeline.transaction_max_records",
-                p.transaction_max_records as u64,
-            ),
-            ("pipeline.commit_interval_ms", p.commit_interval_ms),
-        ] {
-            if value == 0 {
-                err(key.into(), "must be at least 1");
-            }
-        }
-        if p.transactional_id
-            .as_deref()
-            .is_some_and(|t| t.trim().is_empty())
-        {
-            err("pipeline.transactional_id".into(), "must not be empty");
-        }
-        if self.routes.is_empty() {
-            err("routes".into(), "at least one route is required");
-        }
-        let mut names = std::collections::HashSet::new();
-        for (i, route) in self.routes.iter().enumerate() {
-            let at = |k: &str| format!("routes[{i}].{k}");
-            if route.name.trim().is_empty() {
-                err(at("name"), "must not be empty");
-            } else if !names.insert(route.name.as_str()) {
-                err(
-                    at("name"),
-                    &format!("duplicate route name `{}`", route.name),
-                );
-            }
-            let src = &route.source;
-            if src.topics.is_empty() == src.topic_regex.is_none() {
-                err(at("source"), "set exactly one of `topics` or `topic_regex`");
-            }
-            if let Some(re) = &src.topic_regex
-                && let Err(e) = regex::Regex::new(re)
-            {
-                err(at("source.topic_regex"), &format!("invalid regex: {e}"));
-            }
-            if route.target.trim().is_empty() {
-                err(at("target"), "must not be empty");
-            }
-            if src.topics.iter().any(|t| t == &route.target) && self.target.is_none() {
-                err(
-                    at("target"),
-                    "is also a source topic on the same cluster: messages would loop",
-                );
-            }
-            for (part_name, part) in [("key", &route.key), ("value", &route.value)] {
-                let at = |k: &str| format!("routes[{i}].{part_name}.{k}");
-                match (part.format, &part.reader) {
-                    (Format::Passthrough, Some(_)) => err(
-                        at("reader"),
-                        "not used with `format: passthrough`; remove it",
-                    ),
-                    (Format::Passthrough, None) => {}
-                    (_, None) => err(at("reader"), "required for this format"),
-                    (_, Some(reader)) => match (&reader.subject, &reader.schema_file) {
-                        (Some(_), Some(_)) => err(
-                            at("reader"),
-                            "set either `subject` (+ `version`) or `schema_file` (+ `id`), not both",
-                        ),
-                        (None, None) => err(
-                            at("reader.subject"),
-                            "required (or `schema_file` with `id`)",
-                        ),
-                        (Some(s), None) => {
-                            if s.trim().is_empty() {
-                                err(at("reader.subject"), "must not be empty");
-                            }
-                            if reader.id.is_some() {
-                                err(at("reader.id"), "only used with `schema_file`");
-                            }
-                        }
-                        (None, Some(_)) => {
-                            if reader.id.is_none() {
-                                err(
-                                    at("reader.id"),
-                                    "required with `schema_file`: the registry id to frame messages with",
-                                );
-                            }
-                        }
-                    },
-                }
-                if part.format != Format::Protobuf {
-                    if part.unknown_fields.is_some() {
-                        err(at("unknown_fields"), "only used with `format: protobuf`");
-                    }
-                    if part.reader.as_ref().is_some_and(|r| r.message.is_some()) {
-                        err(at("reader.message"), "only used with `format: protobuf`");
-                    }
-                }
-                if part.format == Format::Passthrough && part.output != Output::Framed {
-                    err(
-                        at("output"),
-                        "`json` needs a schema: not used with `format: passthrough`",
-                    );
-                }
-                let needs_dlq =
-                    part.on_error == ErrorPolicy::Dlq || part.on_lossy == LossyPolicy::Dlq;
-                if part.format != Format::Passthrough && needs_dlq && part.dlq.is_none() {
-                    err(
-                        at("dlq"),
-                        "required when `on_error` or `on_lossy` is `dlq` (the default for on_error)",
-                    );
-                }
-                if let Some(dlq) = &part.dlq
-                    && (dlq == &route.target || src.topics.contains(dlq))
-                {
-                    err(
-                        at("dlq"),
-                        "must differ from the route's source and target topics",
-                    );
-                }
-            }
-        }
-        check_route_overlaps(&self.routes, self.target.is_none(), &mut err);
-        if errs.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(errs))
+        check_owned_keys(
+            "target.librdkafka",
+            &t.librdkafka,
+            &[ClientRole::Producer],
+            &mut |k, m| p.add(k, m),
+        );
+    }
+    if f.group_id.trim().is_empty() {
+        p.add("group_id", "must not be empty");
+    }
+    let registry = registry(f.registry, &mut p);
+    let pl = &f.pipeline;
+    for (key, value) in [
+        ("pipeline.max_in_flight", pl.max_in_flight as u64),
+        (
+            "pipeline.max_in_flight_bytes",
+            pl.max_in_flight_bytes as u64,
+        ),
+        ("pipeline.transaction_ms", pl.transaction_ms),
+        (
+            "pipeline.transaction_max_records",
+            pl.transaction_max_records as u64,
+        ),
+        ("pipeline.commit_interval_ms", pl.commit_interval_ms),
+    ] {
+        if value == 0 {
+            p.add(key, "must be at least 1");
         }
     }
+    if pl
+        .transactional_id
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        p.add("pipeline.transactional_id", "must not be empty");
+    }
+    if f.routes.is_empty() {
+        p.add("routes", "at least one route is required");
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, route) in f.routes.iter().enumerate() {
+        if route.name.trim().is_empty() {
+            p.add(format!("routes[{i}].name"), "must not be empty");
+        } else if !names.insert(route.name.as_str()) {
+            p.add(
+                format!("routes[{i}].name"),
+                format!("duplicate route name `{}`", route.name),
+            );
+        }
+    }
+    check_route_overlaps(&f.routes, f.target.is_none(), &mut |k, m| p.add(k, m));
+    let same_cluster = f.target.is_none();
+    let routes: Vec<RouteConfig> = f
+        .routes
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| route(i, r, same_cluster, &mut p))
+        .collect();
+    match registry {
+        Some(registry) if p.0.is_empty() => Ok(Config {
+            source: f.source,
+            target: f.target,
+            group_id: f.group_id,
+            registry,
+            pipeline: f.pipeline,
+            routes,
+            telemetry: f.telemetry,
+        }),
+        _ => Err(ConfigErrors(p.0)),
+    }
+}
+
+fn registry(r: RegistryFile, p: &mut Problems) -> Option<RegistryConfig> {
+    for (i, url) in r.url.iter().chain(&r.urls).enumerate() {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            let key = if r.url.is_some() {
+                "registry.url".to_string()
+            } else {
+                format!("registry.urls[{i}]")
+            };
+            p.add(key, "must start with http:// or https://");
+        }
+    }
+    let source = match (r.url, r.urls.is_empty(), r.static_dir) {
+        (Some(url), true, None) => Some(RegistrySource::Urls(vec![url])),
+        (None, false, None) => Some(RegistrySource::Urls(r.urls)),
+        (None, true, Some(dir)) => Some(RegistrySource::StaticDir(dir)),
+        _ => {
+            p.add(
+                "registry",
+                "set exactly one of `url`, `urls` or `static_dir`",
+            );
+            None
+        }
+    };
+    let auth = match r.auth {
+        None => Some(None),
+        Some(a) => auth(a, p).map(Some),
+    };
+    if r.cache_size == 0 {
+        p.add("registry.cache_size", "must be at least 1");
+    }
+    if r.initial_backoff_ms == 0 || r.initial_backoff_ms > r.max_backoff_ms {
+        p.add(
+            "registry.initial_backoff_ms",
+            "must be at least 1 and not above registry.max_backoff_ms",
+        );
+    }
+    Some(RegistryConfig {
+        source: source?,
+        auth: auth?,
+        timeout_ms: r.timeout_ms,
+        cache_size: r.cache_size,
+        initial_backoff_ms: r.initial_backoff_ms,
+        max_backoff_ms: r.max_backoff_ms,
+    })
+}
+
+/// One of `env`/`file`, as the secret it names.
+fn secret_ref(env: Option<String>, file: Option<std::path::PathBuf>) -> Option<SecretRef> {
+    match (env, file) {
+        (Some(name), None) => Some(SecretRef::Env(name)),
+        (None, Some(path)) => Some(SecretRef::File(path)),
+        _ => None,
+    }
+}
+
+fn auth(a: RegistryAuthFile, p: &mut Problems) -> Option<RegistryAuth> {
+    match (a.basic, a.bearer) {
+        (Some(b), None) => match secret_ref(b.password_env, b.password_file) {
+            Some(password) => Some(RegistryAuth::Basic {
+                username: b.username,
+                password,
+            }),
+            None => {
+                p.add(
+                    "registry.auth.basic",
+                    "set exactly one of `password_env` or `password_file`",
+                );
+                None
+            }
+        },
+        (None, Some(b)) => match secret_ref(b.token_env, b.token_file) {
+            Some(token) => Some(RegistryAuth::Bearer { token }),
+            None => {
+                p.add(
+                    "registry.auth.bearer",
+                    "set exactly one of `token_env` or `token_file`",
+                );
+                None
+            }
+        },
+        _ => {
+            p.add("registry.auth", "set exactly one of `basic` or `bearer`");
+            None
+        }
+    }
+}
+
+fn route(i: usize, route: RouteFile, same_cluster: bool, p: &mut Problems) -> RouteConfig {
+    let at = |k: &str| format!("routes[{i}].{k}");
+    let src = &route.source;
+    if src.topics.is_empty() == src.topic_regex.is_none() {
+        p.add(at("source"), "set exactly one of `topics` or `topic_regex`");
+    }
+    if let Some(re) = &src.topic_regex
+        && let Err(e) = regex::Regex::new(re)
+    {
+        p.add(at("source.topic_regex"), format!("invalid regex: {e}"));
+    }
+    if route.target.trim().is_empty() {
+        p.add(at("target"), "must not be empty");
+    }
+    if src.topics.iter().any(|t| t == &route.target) && same_cluster {
+        p.add(
+            at("target"),
+            "is also a source topic on the same cluster: messages would loop",
+        );
+    }
+    let key = part(
+        &format!("routes[{i}].key"),
+        route.key,
+        &route.target,
+        src,
+        p,
+    );
+    let value = part(
+        &format!("routes[{i}].value"),
+        route.value,
+        &route.target,
+        src,
+        p,
+    );
+    RouteConfig {
+        name: route.name,
+        source: route.source,
+        target: route.target,
+        partitioning: route.partitioning,
+        key,
+        value,
+    }
+}
+
+fn part(
+    at: &str,
+    part: PartFile,
+    target: &str,
+    source: &SourceTopics,
+    p: &mut Problems,
+) -> PartConfig {
+    let key = |k: &str| format!("{at}.{k}");
+    let reader = match (part.format, part.reader) {
+        (Format::Passthrough, Some(_)) => {
+            p.add(
+                key("reader"),
+                "not used with `format: passthrough`; remove it",
+            );
+            None
+        }
+        (Format::Passthrough, None) => None,
+        (_, None) => {
+            p.add(key("reader"), "required for this format");
+            None
+        }
+        (format, Some(r)) => reader(at, format, r, p),
+    };
+    if part.format != Format::Protobuf && part.unknown_fields.is_some() {
+        p.add(key("unknown_fields"), "only used with `format: protobuf`");
+    }
+    if part.format == Format::Passthrough && part.output != Output::Framed {
+        p.add(
+            key("output"),
+            "`json` needs a schema: not used with `format: passthrough`",
+        );
+    }
+    let needs_dlq = part.on_error == ErrorPolicy::Dlq || part.on_lossy == LossyPolicy::Dlq;
+    if part.format != Format::Passthrough && needs_dlq && part.dlq.is_none() {
+        p.add(
+            key("dlq"),
+            "required when `on_error` or `on_lossy` is `dlq` (the default for on_error)",
+        );
+    }
+    if let Some(dlq) = &part.dlq
+        && (dlq == target || source.topics.contains(dlq))
+    {
+        p.add(
+            key("dlq"),
+            "must differ from the route's source and target topics",
+        );
+    }
+    PartConfig {
+        format: part.format,
+        reader,
+        on_error: part.on_error,
+        dlq: part.dlq,
+        on_lossy: part.on_lossy,
+        unknown_fields: part.unknown_fields,
+        output: part.output,
+    }
+}
+
+fn reader(at: &str, format: Format, r: ReaderFile, p: &mut Problems) -> Option<ReaderConfig> {
+    let key = |k: &str| format!("{at}.reader.{k}");
+    if format != Format::Protobuf && r.message.is_some() {
+        p.add(key("message"), "only used with `format: protobuf`");
+    }
+    let source = match (r.subject, r.schema_file) {
+        (Some(_), Some(_)) => {
+            p.add(
+                format!("{at}.reader"),
+                "set either `subject` (+ `version`) or `schema_file` (+ `id`), not both",
+            );
+            None
+        }
+        (None, None) => {
+            p.add(key("subject"), "required (or `schema_file` with `id`)");
+            None
+        }
+        (Some(subject), None) => {
+            if subject.trim().is_empty() {
+                p.add(key("subject"), "must not be empty");
+            }
+            if r.id.is_some() {
+                p.add(key("id"), "only used with `schema_file`");
+            }
+            Some(ReaderSource::Registry {
+                subject,
+                version: r.version,
+            })
+        }
+        (None, Some(path)) => match r.id {
+            Some(id) => Some(ReaderSource::File { path, id }),
+            None => {
+                p.add(
+                    key("id"),
+                    "required with `schema_file`: the registry id to frame messages with",
+                );
+                None
+            }
+        },
+    };
+    Some(ReaderConfig {
+        source: source?,
+        message: r.message,
+    })
 }
 
 /// Cross-route checks. A source topic two routes claim is refused (the first route in order
@@ -224,9 +363,9 @@ impl Config {
 /// patterns can match one name is not decidable here, and the literal/target checks catch the
 /// configs seen in practice.
 fn check_route_overlaps(
-    routes: &[RouteConfig],
+    routes: &[RouteFile],
     same_cluster: bool,
-    err: &mut impl FnMut(String, &str),
+    err: &mut impl FnMut(String, String),
 ) {
     // Whole-name matchers, as the pipeline builds them (invalid ones are reported above).
     let regexes: Vec<Option<regex::Regex>> = routes
@@ -262,7 +401,7 @@ fn check_route_overlaps(
                 if k < i {
                     err(
                         format!("routes[{i}].source.topics[{j}]"),
-                        &format!(
+                        format!(
                             "topic {topic} is already routed by {other} ({}); a topic can have one route only",
                             label(k)
                         ),
@@ -271,7 +410,7 @@ fn check_route_overlaps(
                     // A later literal route is reported when the loop reaches it.
                     err(
                         format!("routes[{i}].source.topics[{j}]"),
-                        &format!(
+                        format!(
                             "topic {topic} is also matched by {other} ({}), which would never receive it; a topic can have one route only",
                             label(k)
                         ),
@@ -287,7 +426,7 @@ fn check_route_overlaps(
         {
             err(
                 format!("routes[{i}].source.topic_regex"),
-                &format!(
+                format!(
                     "same pattern as routes[{k}].source.topic_regex ({}); a topic can have one route only",
                     label(k)
                 ),
@@ -315,7 +454,7 @@ fn check_route_overlaps(
                 if let Some(other) = consumer_of(k, topic) {
                     err(
                         format!("routes[{i}].{key}"),
-                        &format!(
+                        format!(
                             "topic {topic} is consumed by {other} ({}) on the same cluster: the gateway would consume its own output and messages would loop",
                             label(k)
                         ),

@@ -14,7 +14,7 @@ use prost_reflect::{DescriptorPool, MessageDescriptor};
 
 use crate::avro;
 use crate::config::{
-    Format, Output, PartConfig, ReaderConfig, SubjectVersion, UnknownFieldsPolicy,
+    Format, Output, PartConfig, ReaderSource, SubjectVersion, UnknownFieldsPolicy,
 };
 use crate::protobuf;
 use crate::registry::{
@@ -166,12 +166,8 @@ impl Resolver {
             Format::Protobuf => SchemaKind::Protobuf,
             Format::Passthrough => return Ok(None),
         };
-        let (registered, origin) = match reader {
-            ReaderConfig {
-                schema_file: Some(file),
-                id: Some(id),
-                ..
-            } => {
+        let (registered, origin) = match &reader.source {
+            ReaderSource::File { path: file, id } => {
                 let text = std::fs::read_to_string(file)
                     .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
                 let schema = RegisteredSchema {
@@ -184,11 +180,7 @@ impl Resolver {
                 };
                 (schema, format!("file {}", file.display()))
             }
-            ReaderConfig {
-                subject: Some(subject),
-                version,
-                ..
-            } => {
+            ReaderSource::Registry { subject, version } => {
                 let s = self
                     .fetch(
                         &format!("reader schema {subject} version {version}"),
@@ -206,7 +198,6 @@ impl Resolver {
                 );
                 (s, origin)
             }
-            _ => return Err(fail("needs `subject` or `schema_file` with `id`".into())),
         };
         if registered.kind != kind {
             return Err(fail(format!(

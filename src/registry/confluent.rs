@@ -17,7 +17,7 @@ use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{self as src, RawError, SchemaType};
 
 use super::{RegisteredSchema, RegistryError, SchemaKind, SchemaReference};
-use crate::config::{ConfigError, RegistryConfig, SubjectVersion, read_secret};
+use crate::config::{ConfigError, RegistryAuth, RegistryConfig, RegistrySource, SubjectVersion};
 use crate::wire::SchemaId;
 
 pub struct ConfluentRegistry {
@@ -26,7 +26,11 @@ pub struct ConfluentRegistry {
 
 impl ConfluentRegistry {
     pub fn new(cfg: &RegistryConfig) -> Result<Self, ConfigError> {
-        let mut urls = cfg.url.iter().chain(&cfg.urls);
+        let urls = match &cfg.source {
+            RegistrySource::Urls(urls) => urls.as_slice(),
+            RegistrySource::StaticDir(_) => &[],
+        };
+        let mut urls = urls.iter();
         let first = urls.next().ok_or_else(|| ConfigError {
             path: "registry.url".into(),
             message: "required".into(),
@@ -36,22 +40,16 @@ impl ConfluentRegistry {
             builder.add_url(url.trim_end_matches('/').to_string());
         }
         builder.set_timeout(Duration::from_millis(cfg.timeout_ms));
-        if let Some(auth) = &cfg.auth {
-            if let Some(basic) = &auth.basic {
-                let password = read_secret(
-                    "registry.auth.basic",
-                    basic.password_env.as_deref(),
-                    basic.password_file.as_deref(),
-                )?;
-                builder.set_basic_authorization(&basic.username, Some(&password));
-            } else if let Some(bearer) = &auth.bearer {
-                let token = read_secret(
-                    "registry.auth.bearer",
-                    bearer.token_env.as_deref(),
-                    bearer.token_file.as_deref(),
-                )?;
-                builder.set_token_authorization(&token);
+        match &cfg.auth {
+            Some(RegistryAuth::Basic { username, password }) => {
+                let password = password.read("registry.auth.basic")?;
+                builder.set_basic_authorization(username, Some(password.expose()));
             }
+            Some(RegistryAuth::Bearer { token }) => {
+                let token = token.read("registry.auth.bearer")?;
+                builder.set_token_authorization(token.expose());
+            }
+            None => {}
         }
         let settings = builder.build().map_err(|e| ConfigError {
             path: "registry".into(),

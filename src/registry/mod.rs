@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 pub use confluent::ConfluentRegistry;
 pub use static_dir::{StaticDir, StaticEntry};
 
-use crate::config::{RegistryConfig, SubjectVersion};
+use crate::config::{RegistryConfig, RegistrySource, SubjectVersion};
 use crate::wire::SchemaId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,14 +82,16 @@ pub enum SchemaSource {
 
 impl SchemaSource {
     pub fn from_config(cfg: &RegistryConfig) -> Result<Self, crate::config::ConfigError> {
-        match &cfg.static_dir {
-            Some(dir) => Ok(SchemaSource::Static(StaticDir::load(dir).map_err(|e| {
-                crate::config::ConfigError {
-                    path: "registry.static_dir".into(),
-                    message: e,
-                }
-            })?)),
-            None => Ok(SchemaSource::Confluent(ConfluentRegistry::new(cfg)?)),
+        match &cfg.source {
+            RegistrySource::StaticDir(dir) => {
+                Ok(SchemaSource::Static(StaticDir::load(dir).map_err(|e| {
+                    crate::config::ConfigError {
+                        path: "registry.static_dir".into(),
+                        message: e,
+                    }
+                })?))
+            }
+            RegistrySource::Urls(_) => Ok(SchemaSource::Confluent(ConfluentRegistry::new(cfg)?)),
         }
     }
 
