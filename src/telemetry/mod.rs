@@ -57,8 +57,11 @@ pub fn init_tracing(default_level: &str, format: LogFormat) -> LogFormat {
             .json()
             .flatten_event(true)
             .try_init(),
-        // Escape codes only for a terminal: never in a file or a pipe.
-        _ => builder.with_ansi(terminal).try_init(),
+        // Escape codes only for a terminal (and not with NO_COLOR set): never in a file or a
+        // pipe.
+        _ => builder
+            .with_ansi(terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()))
+            .try_init(),
     };
     format
 }
