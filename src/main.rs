@@ -16,8 +16,15 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(name = "schemabridge", version, about, long_about = None)]
 struct Cli {
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogArg::Text)]
+    /// Log format on stderr: `auto` is text on a terminal and JSON lines otherwise (`demo`:
+    /// text). Colour only on a terminal. `RUST_LOG` sets the level.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "SCHEMABRIDGE_LOG_FORMAT",
+        default_value_t = LogArg::Auto
+    )]
     log_format: LogArg,
     #[command(subcommand)]
     command: Command,
@@ -25,6 +32,7 @@ struct Cli {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LogArg {
+    Auto,
     Text,
     Json,
 }
@@ -147,6 +155,7 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = match cli.log_format {
+        LogArg::Auto => LogFormat::Auto,
         LogArg::Text => LogFormat::Text,
         LogArg::Json => LogFormat::Json,
     };
@@ -251,10 +260,25 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::msg),
         ),
         Command::Run { config } => {
-            telemetry::init_tracing("info", format);
-            report(runtime().and_then(|rt| rt.block_on(run(config))))
+            let format = telemetry::init_tracing("info", format);
+            let result = runtime().and_then(|rt| rt.block_on(run(config)));
+            match result {
+                // A log collector gets the reason the gateway stopped as a JSON line too.
+                Err(e) if format == LogFormat::Json => {
+                    let reason = format!("{e:#}");
+                    tracing::error!(error = %reason, "schemabridge stopped");
+                    ExitCode::FAILURE
+                }
+                result => report(result),
+            }
         }
         Command::Demo { messages, samples } => {
+            // The demo is read by a person (its report is on stdout): text unless asked for
+            // JSON, also when stderr is a file; colour still only on a terminal.
+            let format = match format {
+                LogFormat::Auto => LogFormat::Text,
+                f => f,
+            };
             telemetry::init_tracing("error", format);
             let opts = schemabridge::demo::DemoOptions { messages, samples };
             report(runtime().and_then(|rt| {
@@ -368,7 +392,17 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     let gateway = Gateway::new(config)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone(), shutdown_timeout));
-    let summary = gateway.run(shutdown).await?;
+    // Rate-limited per-message lines: the count held back is logged once its window ends.
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(telemetry::logs::WINDOW);
+        loop {
+            every.tick().await;
+            telemetry::logs::report_due();
+        }
+    });
+    let result = gateway.run(shutdown).await;
+    telemetry::logs::report_suppressed();
+    let summary = result?;
     tracing::info!(?summary, "stopped");
     Ok(())
 }

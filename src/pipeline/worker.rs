@@ -23,6 +23,7 @@ use super::routes::{Part, PartRuntime, Route, kind_index};
 use super::{GatewayError, RunSummary, SourcePosition, dlq_headers};
 use crate::config::{ErrorPolicy, LossyPolicy};
 use crate::telemetry::events::{RegistryEvents, TRANSCODE_SAMPLE_EVERY};
+use crate::telemetry::logs;
 
 /// What the loop does after one message.
 pub enum Flow {
@@ -216,11 +217,15 @@ impl Worker {
             partition: msg.partition(),
             offset: msg.offset(),
         };
-        tracing::warn!(
-            route = %route.name, part = part.as_str(), topic = msg.topic(), partition = msg.partition(),
-            offset = msg.offset(), kind = f.kind.as_str(), writer_id = ?f.writer_id, error = %f.message,
-            policy = ?policy, "message cannot be resolved"
-        );
+        // One line per failed message, naming it and the reason (never its bytes); dead letters
+        // and skips are rate-limited process-wide (telemetry::logs), a halt is logged always.
+        let log = |outcome: &str| {
+            tracing::warn!(
+                route = %route.name, part = part.as_str(), topic = msg.topic(), partition = msg.partition(),
+                offset = msg.offset(), kind = f.kind.as_str(), writer_id = ?f.writer_id, reason = %f.message,
+                "{outcome}"
+            )
+        };
         let kind = kind_index(f.kind);
         route.metrics.events.failed(kind);
         let dlq = rt.config.dlq.as_deref().or_else(|| {
@@ -272,21 +277,30 @@ impl Worker {
                 }
                 route.metrics.events.dead_lettered(kind);
                 self.summary.dead_lettered += 1;
+                if logs::failed_message_line() {
+                    log("dead letter");
+                }
                 Ok(Flow::Continue)
             }
             (ErrorPolicy::Skip, _) => {
                 delivery.skip(pos)?;
                 route.metrics.events.skipped.increment(1);
                 self.summary.skipped += 1;
+                if logs::failed_message_line() {
+                    log("message skipped");
+                }
                 Ok(Flow::Continue)
             }
             // Halt, or a DLQ policy without a DLQ topic (config validation prevents it).
-            _ => Err(GatewayError::Halted {
-                route: route.name.clone(),
-                part: part.as_str(),
-                at: from(),
-                reason: format!("{}: {}", f.kind.as_str(), f.message),
-            }),
+            _ => {
+                log("message cannot be resolved: halting");
+                Err(GatewayError::Halted {
+                    route: route.name.clone(),
+                    part: part.as_str(),
+                    at: from(),
+                    reason: format!("{}: {}", f.kind.as_str(), f.message),
+                })
+            }
         }
     }
 }

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod logs;
 pub mod orders;
 pub mod process;
 pub mod python;
