@@ -400,9 +400,7 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
             telemetry::logs::report_due();
         }
     });
-    let result = gateway.run(shutdown).await;
-    telemetry::logs::report_suppressed();
-    let summary = result?;
+    let summary = gateway.run(shutdown).await?;
     tracing::info!(?summary, "stopped");
     Ok(())
 }

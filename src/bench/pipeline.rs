@@ -619,7 +619,8 @@ impl Env<'_> {
                 let path = self.dir.join(format!("{}.yaml", c.slug()));
                 std::fs::write(&path, text)
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                vec!["run".into(), "--config".into(), path.display().to_string()]
+                let (config, log) = ("--config".to_string(), "--log-format=text".to_string());
+                vec!["run".into(), log, config, path.display().to_string()]
             }
         };
 

@@ -147,8 +147,10 @@ impl Gateway {
                 let _ = done_tx.send(result);
             })
             .map_err(|e| GatewayError::Startup(format!("cannot start the pipeline thread: {e}")))?;
-        done_rx
+        let result = done_rx
             .await
-            .unwrap_or_else(|_| Err(GatewayError::Startup("the pipeline thread panicked".into())))
+            .unwrap_or_else(|_| Err(GatewayError::Startup("the pipeline thread panicked".into())));
+        crate::telemetry::logs::report_suppressed();
+        result
     }
 }
