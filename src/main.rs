@@ -1,13 +1,14 @@
 //! The `schemabridge` command line. Parses arguments, loads config and calls into the library;
 //! nothing else lives here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use schemabridge::config::Config;
+use schemabridge::config::{Config, ConfigErrors};
 use schemabridge::pipeline::Gateway;
+use schemabridge::registry::SchemaSource;
 use schemabridge::telemetry::{self, LogFormat};
 use tokio_util::sync::CancellationToken;
 
@@ -42,7 +43,7 @@ enum Command {
     /// Run the gateway with a config file until SIGTERM/SIGINT (then drain, commit, exit 0).
     Run {
         /// YAML config file (see README, "Configuration").
-        #[arg(short, long, env = "SCHEMABRIDGE_CONFIG")]
+        #[arg(short, long, env = "SCHEMABRIDGE_CONFIG", hide_env_values = true)]
         config: PathBuf,
     },
     /// Run the whole job on an in-process Kafka mock cluster with embedded schemas, and print
@@ -55,10 +56,15 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         samples: usize,
     },
-    /// Check a config file and exit: 0 if valid, 1 with every bad key named if not.
+    /// Check a config file as `run` would, without connecting: every key, `${VAR}`
+    /// interpolation, secrets and schema files readable, librdkafka properties accepted, the
+    /// registry client buildable. Exit 0 if valid, 1 with every problem named by its key if not.
     ValidateConfig {
         /// YAML config file.
         config: PathBuf,
+        /// Also print the effective configuration (secrets redacted).
+        #[arg(long)]
+        print: bool,
     },
     /// Rewrite an Avro object container file (writer schema from its header) into one written
     /// with READER's schema, through the gateway's compiled plan. Same codec as the input (null,
@@ -160,14 +166,19 @@ fn main() -> ExitCode {
         LogArg::Json => LogFormat::Json,
     };
     match cli.command {
-        Command::ValidateConfig { config } => match Config::load(&config) {
-            Ok(c) => {
+        Command::ValidateConfig { config, print } => match load_checked(&config) {
+            Ok((c, _)) => {
                 println!(
                     "{}: valid ({} route{})",
                     config.display(),
                     c.routes.len(),
                     if c.routes.len() == 1 { "" } else { "s" }
                 );
+                if print {
+                    for line in c.summary() {
+                        println!("  {line}");
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(errors) => {
@@ -376,9 +387,28 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// A config file parsed, validated and checked against this machine (secrets, files,
+/// librdkafka properties), with the schema source it names built but not contacted.
+fn load_checked(path: &Path) -> Result<(Config, SchemaSource), ConfigErrors> {
+    let config = Config::load(path)?;
+    config.preflight()?;
+    let source = SchemaSource::from_config(&config.registry).map_err(|e| ConfigErrors(vec![e]))?;
+    Ok((config, source))
+}
+
 async fn run(path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&path)
-        .map_err(|e| anyhow::anyhow!("{}: invalid configuration\n{e}", path.display()))?;
+    let (config, source) = load_checked(&path).map_err(|e| {
+        let indented: Vec<String> = e.0.iter().map(|e| format!("  {e}")).collect();
+        anyhow::anyhow!(
+            "{}: invalid configuration\n{}",
+            path.display(),
+            indented.join("\n")
+        )
+    })?;
+    tracing::info!(
+        config = %config.summary().join("; "),
+        "effective configuration"
+    );
     let shutdown_timeout = std::time::Duration::from_millis(config.pipeline.shutdown_timeout_ms);
     if let Some(listen) = config.telemetry.listen {
         // Before the gateway is built: metric handles registered earlier would be no-ops.
@@ -389,7 +419,7 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         tracing::info!(listen = ?server.local_addr(), "telemetry: /metrics, /healthz, /readyz");
         tokio::spawn(server.serve());
     }
-    let gateway = Gateway::new(config)?;
+    let gateway = Gateway::with_schema_source(config, source);
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone(), shutdown_timeout));
     // Rate-limited per-message lines: the count held back is logged once its window ends.

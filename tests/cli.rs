@@ -108,3 +108,147 @@ fn demo_shows_v2_records_arriving_as_v1() {
     assert!(stdout.contains("\"total_cents\":"), "{stdout}");
     assert!(stdout.contains("\"amount_cents\":"), "{stdout}");
 }
+
+/// `${VAR}` interpolation as a user meets it through `validate-config`: a set variable, an unset
+/// one with a default, the `$${` escape, and an unset one without a default (named with its
+/// key), each checked on what the command prints.
+#[test]
+fn config_values_interpolate_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(example_config())
+        .unwrap()
+        .replace(
+            "bootstrap_servers: kafka-0.kafka:9092,kafka-1.kafka:9092",
+            "bootstrap_servers: ${SB_TEST_BROKERS}",
+        )
+        .replace(
+            "max_in_flight: 10000",
+            "max_in_flight: ${SB_TEST_UNSET_MAX:20000}",
+        )
+        .replace("name: orders\n", "name: \"$${literally}\"\n");
+    let path = write_config(dir.path(), &text);
+
+    // Set, defaulted (and a number where a number is wanted) and escaped: valid.
+    let (out, stdout, stderr) = run(bin()
+        .arg("validate-config")
+        .arg(&path)
+        .env("SB_TEST_BROKERS", "broker-a:9092")
+        .env_remove("SB_TEST_UNSET_MAX"));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("valid (1 route)"), "{stdout}");
+    // The effective values, as the start-up summary of `validate-config --print` shows them.
+    let (out, stdout, stderr) = run(bin()
+        .args(["validate-config", "--print"])
+        .arg(&path)
+        .env("SB_TEST_BROKERS", "broker-a:9092")
+        .env_remove("SB_TEST_UNSET_MAX"));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("source: broker-a:9092"), "{stdout}");
+    assert!(stdout.contains("max_in_flight=20000"), "{stdout}");
+    assert!(stdout.contains("route ${literally}:"), "{stdout}");
+
+    // Unset without a default: exit 1 naming the key and the variable.
+    let (out, _, stderr) = run(bin()
+        .arg("validate-config")
+        .arg(&path)
+        .env_remove("SB_TEST_BROKERS"));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains("source.bootstrap_servers: environment variable SB_TEST_BROKERS is not set"),
+        "{stderr}"
+    );
+}
+
+/// Several mistakes in one file are all reported, each with its key.
+#[test]
+fn every_config_error_is_reported_not_just_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(example_config())
+        .unwrap()
+        .replace("cache_size: 1000", "cache_sise: 1000")
+        .replace("commit_interval_ms: 5000", "commit_interval_ms: soon")
+        .replace(
+            "reader: { subject: orders-value",
+            "reader: { subjct: orders-value",
+        );
+    let path = write_config(dir.path(), &text);
+    let (out, _, stderr) = run(bin().arg("validate-config").arg(&path));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "registry: unknown field `cache_sise`",
+        "pipeline.commit_interval_ms: invalid type: string \"soon\", expected u64",
+        "routes[0].value.reader: unknown field `subjct`",
+    ] {
+        assert!(stderr.contains(expected), "{expected} in:\n{stderr}");
+    }
+}
+
+/// Values that `run` cannot work with are refused by `validate-config`, each named by its key:
+/// out-of-range bounds (u64::MAX used to panic or retry forever), an unparseable registry URL,
+/// empty and illegal topic names, an unset secret variable, a missing schema file and an
+/// invalid librdkafka value.
+#[test]
+fn validate_config_refuses_what_run_would_fail_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(example_config())
+        .unwrap()
+        .replace(
+            "url: http://schema-registry:8081",
+            "url: \"http://schema registry:80a\"",
+        )
+        .replace("timeout_ms: 10000", "timeout_ms: 0")
+        .replace(
+            "max_backoff_ms: 30000",
+            "max_backoff_ms: 18446744073709551615",
+        )
+        .replace(
+            "max_in_flight: 10000",
+            "max_in_flight: 18446744073709551615",
+        )
+        .replace("target: orders.v1", "target: \"orders v1!\"")
+        .replace("dlq: orders.dlq", "dlq: \"\"");
+    let path = write_config(dir.path(), &text);
+    let (out, _, stderr) = run(bin().arg("validate-config").arg(&path));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "registry.url: not a URL",
+        "registry.timeout_ms: must be at least 1",
+        "registry.max_backoff_ms: must be at most 3600000",
+        "pipeline.max_in_flight: must be at most 1000000",
+        "routes[0].target: `orders v1!` is not a legal Kafka topic name",
+        "routes[0].value.dlq: must not be empty",
+    ] {
+        assert!(stderr.contains(expected), "{expected} in:\n{stderr}");
+    }
+
+    // Parsed fine, but not runnable on this machine.
+    let text = std::fs::read_to_string(example_config())
+        .unwrap()
+        .replace(
+            "session.timeout.ms: \"45000\"",
+            "session.timeout.ms: \"soon-ish\"",
+        )
+        .replace(
+            "url: http://schema-registry:8081",
+            "url: http://schema-registry:8081\n  auth: { basic: { username: u, password_env: SB_TEST_UNSET_PASSWORD } }",
+        )
+        .replace(
+            "reader: { subject: orders-value, version: 1 }",
+            "reader: { schema_file: missing.avsc, id: 3 }",
+        );
+    let path = write_config(dir.path(), &text);
+    let (out, _, stderr) = run(bin()
+        .arg("validate-config")
+        .arg(&path)
+        .env_remove("SB_TEST_UNSET_PASSWORD"));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "registry.auth.basic.password_env: environment variable SB_TEST_UNSET_PASSWORD is not set",
+        "routes[0].value.reader.schema_file: cannot read",
+        "source.librdkafka.session.timeout.ms: Invalid value",
+    ] {
+        assert!(stderr.contains(expected), "{expected} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("soon-ish"), "{stderr}");
+}

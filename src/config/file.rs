@@ -21,6 +21,9 @@ pub struct ConfigFile {
     pub target: Option<KafkaCluster>,
     /// Consumer group id. Run more replicas with the same id to scale out.
     pub group_id: String,
+    /// Static membership (`group.instance.id`): a stable id per replica, e.g. the pod name.
+    #[serde(default)]
+    pub group_instance_id: Option<String>,
     pub registry: RegistryFile,
     #[serde(default)]
     pub pipeline: PipelineConfig,
@@ -45,7 +48,7 @@ pub struct KafkaCluster {
     #[serde(alias = "bootstrap.servers")]
     pub bootstrap_servers: String,
     /// Raw librdkafka properties passed through verbatim (security, compression, tuning).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "librdkafka_properties")]
     pub librdkafka: BTreeMap<String, String>,
 }
 
@@ -359,6 +362,43 @@ impl<'de> Deserialize<'de> for SubjectVersion {
         }
         d.deserialize_any(V)
     }
+}
+
+/// librdkafka properties: every value is text to librdkafka, but YAML numbers and booleans
+/// (`linger.ms: 5`, `enable.ssl.certificate.verification: false`) are taken as written.
+fn librdkafka_properties<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    struct Property(String);
+    impl<'de> Deserialize<'de> for Property {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Property;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string, number or boolean")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Property, E> {
+                    Ok(Property(v.to_string()))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Property, E> {
+                    Ok(Property(v.to_string()))
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Property, E> {
+                    Ok(Property(v.to_string()))
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<Property, E> {
+                    Ok(Property(v.to_string()))
+                }
+                fn visit_bool<E: de::Error>(self, v: bool) -> Result<Property, E> {
+                    Ok(Property(v.to_string()))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+    let map = BTreeMap::<String, Property>::deserialize(d)?;
+    Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect())
 }
 
 impl ConfigFile {

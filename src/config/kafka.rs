@@ -33,6 +33,7 @@ impl ClientRole {
 const OWNED_CONSUMER_KEYS: &[&str] = &[
     "bootstrap.servers",
     "group.id",
+    "group.instance.id",
     "enable.auto.offset.store",
     "enable.auto.commit",
     "auto.commit.interval.ms",
@@ -72,6 +73,9 @@ impl Config {
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "false");
+        if let Some(id) = &self.group_instance_id {
+            c.set("group.instance.id", id);
+        }
         if !self.source.librdkafka.contains_key("auto.offset.reset") {
             c.set("auto.offset.reset", "earliest");
         }

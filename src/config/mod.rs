@@ -9,8 +9,12 @@
 //! without reading code. Must not: connect to anything.
 
 mod file;
+mod interpolate;
 mod kafka;
+mod load;
+mod preflight;
 mod secret;
+mod summary;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -25,7 +29,9 @@ pub use file::{
     PipelineConfig, SourceTopics, SubjectVersion, TelemetryConfig, UnknownFieldsPolicy,
 };
 pub use kafka::ClientRole;
+pub use preflight::kafka_error_text;
 pub use secret::{Secret, SecretRef};
+pub use summary::{is_secret_property, redact_url};
 
 /// A config problem, with the path of the key that caused it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -62,6 +68,9 @@ pub struct Config {
     pub target: Option<KafkaCluster>,
     /// Consumer group id.
     pub group_id: String,
+    /// Static group membership: this replica's `group.instance.id` (e.g. the pod name). A
+    /// restart within the session timeout gets its partitions back without a rebalance.
+    pub group_instance_id: Option<String>,
     pub registry: RegistryConfig,
     pub pipeline: PipelineConfig,
     pub routes: Vec<RouteConfig>,
@@ -166,22 +175,7 @@ impl Config {
     }
 
     fn parse_in(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
-        let de = serde_yaml::Deserializer::from_str(text);
-        let mut file: file::ConfigFile = serde_path_to_error::deserialize(de).map_err(|e| {
-            // serde_yaml prefixes its message with the path of the mapping it was reading
-            // (`routes[0].value.reader: unknown field ...`) and appends " at line L column C";
-            // use its path where it gives one (it names the mapping holding an unknown key),
-            // else the path serde_path_to_error tracked.
-            let inner = e.inner().to_string();
-            let tracked = e.path().to_string();
-            let (path, message) = match inner.split_once(": ") {
-                Some((prefix, rest)) if !prefix.contains(' ') && tracked.starts_with(prefix) => {
-                    (prefix.to_string(), rest.to_string())
-                }
-                _ => (tracked, inner),
-            };
-            ConfigErrors(vec![ConfigError { path, message }])
-        })?;
+        let mut file = load::parse(text, &interpolate::Environment)?;
         file.resolve_relative_paths(base);
         validate::build(file)
     }

@@ -58,24 +58,55 @@ pub(super) fn build(f: ConfigFile) -> Result<Config, ConfigErrors> {
     if f.group_id.trim().is_empty() {
         p.add("group_id", "must not be empty");
     }
+    if f.group_instance_id
+        .as_deref()
+        .is_some_and(|id| id.trim().is_empty())
+    {
+        p.add(
+            "group_instance_id",
+            "must not be empty (remove it for dynamic membership)",
+        );
+    }
     let registry = registry(f.registry, &mut p);
     let pl = &f.pipeline;
-    for (key, value) in [
-        ("pipeline.max_in_flight", pl.max_in_flight as u64),
+    // Upper bounds keep arithmetic and timers sane: a value above them is a typo, not a wish.
+    let transaction_timeout_ms = f
+        .target
+        .as_ref()
+        .unwrap_or(&f.source)
+        .librdkafka
+        .get("transaction.timeout.ms")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(60_000);
+    for (key, value, max) in [
+        ("pipeline.max_in_flight", pl.max_in_flight as u64, 1_000_000),
         (
             "pipeline.max_in_flight_bytes",
             pl.max_in_flight_bytes as u64,
+            1 << 34,
         ),
-        ("pipeline.transaction_ms", pl.transaction_ms),
+        (
+            "pipeline.transaction_ms",
+            pl.transaction_ms,
+            transaction_timeout_ms.saturating_sub(1).max(1),
+        ),
         (
             "pipeline.transaction_max_records",
             pl.transaction_max_records as u64,
+            1_000_000,
         ),
-        ("pipeline.commit_interval_ms", pl.commit_interval_ms),
+        (
+            "pipeline.commit_interval_ms",
+            pl.commit_interval_ms,
+            HOUR_MS,
+        ),
+        (
+            "pipeline.shutdown_timeout_ms",
+            pl.shutdown_timeout_ms,
+            HOUR_MS,
+        ),
     ] {
-        if value == 0 {
-            p.add(key, "must be at least 1");
-        }
+        bounded(&mut p, key, value, max);
     }
     if pl
         .transactional_id
@@ -111,6 +142,7 @@ pub(super) fn build(f: ConfigFile) -> Result<Config, ConfigErrors> {
             source: f.source,
             target: f.target,
             group_id: f.group_id,
+            group_instance_id: f.group_instance_id,
             registry,
             pipeline: f.pipeline,
             routes,
@@ -122,13 +154,20 @@ pub(super) fn build(f: ConfigFile) -> Result<Config, ConfigErrors> {
 
 fn registry(r: RegistryFile, p: &mut Problems) -> Option<RegistryConfig> {
     for (i, url) in r.url.iter().chain(&r.urls).enumerate() {
+        let key = if r.url.is_some() {
+            "registry.url".to_string()
+        } else {
+            format!("registry.urls[{i}]")
+        };
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            let key = if r.url.is_some() {
-                "registry.url".to_string()
-            } else {
-                format!("registry.urls[{i}]")
-            };
             p.add(key, "must start with http:// or https://");
+        } else if let Err(e) = url::Url::parse(url).and_then(|u| {
+            u.host_str()
+                .filter(|h| !h.is_empty())
+                .map(drop)
+                .ok_or(url::ParseError::EmptyHost)
+        }) {
+            p.add(key, format!("not a URL: {e}"));
         }
     }
     let source = match (r.url, r.urls.is_empty(), r.static_dir) {
@@ -147,9 +186,9 @@ fn registry(r: RegistryFile, p: &mut Problems) -> Option<RegistryConfig> {
         None => Some(None),
         Some(a) => auth(a, p).map(Some),
     };
-    if r.cache_size == 0 {
-        p.add("registry.cache_size", "must be at least 1");
-    }
+    bounded(p, "registry.cache_size", r.cache_size as u64, 1_000_000);
+    bounded(p, "registry.timeout_ms", r.timeout_ms, 10 * 60_000);
+    bounded(p, "registry.max_backoff_ms", r.max_backoff_ms, HOUR_MS);
     if r.initial_backoff_ms == 0 || r.initial_backoff_ms > r.max_backoff_ms {
         p.add(
             "registry.initial_backoff_ms",
@@ -164,6 +203,34 @@ fn registry(r: RegistryFile, p: &mut Problems) -> Option<RegistryConfig> {
         initial_backoff_ms: r.initial_backoff_ms,
         max_backoff_ms: r.max_backoff_ms,
     })
+}
+
+const HOUR_MS: u64 = 3_600_000;
+
+/// `value` must be in `1..=max`.
+fn bounded(p: &mut Problems, key: &str, value: u64, max: u64) {
+    if value == 0 {
+        p.add(key, "must be at least 1");
+    } else if value > max {
+        p.add(key, format!("must be at most {max}"));
+    }
+}
+
+/// Kafka's rule for topic names: 1 to 249 of `a-z A-Z 0-9 . _ -`, and not `.` or `..`.
+fn check_topic(p: &mut Problems, key: String, topic: &str) {
+    let legal = topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if topic.is_empty() {
+        p.add(key, "must not be empty");
+    } else if topic.len() > 249 || !legal || topic == "." || topic == ".." {
+        p.add(
+            key,
+            format!(
+                "`{topic}` is not a legal Kafka topic name (1 to 249 of a-z, A-Z, 0-9, `.`, `_`, `-`)"
+            ),
+        );
+    }
 }
 
 /// One of `env`/`file`, as the secret it names.
@@ -218,9 +285,10 @@ fn route(i: usize, route: RouteFile, same_cluster: bool, p: &mut Problems) -> Ro
     {
         p.add(at("source.topic_regex"), format!("invalid regex: {e}"));
     }
-    if route.target.trim().is_empty() {
-        p.add(at("target"), "must not be empty");
+    for (j, topic) in src.topics.iter().enumerate() {
+        check_topic(p, at(&format!("source.topics[{j}]")), topic);
     }
+    check_topic(p, at("target"), &route.target);
     if src.topics.iter().any(|t| t == &route.target) && same_cluster {
         p.add(
             at("target"),
@@ -289,6 +357,9 @@ fn part(
             key("dlq"),
             "required when `on_error` or `on_lossy` is `dlq` (the default for on_error)",
         );
+    }
+    if let Some(dlq) = &part.dlq {
+        check_topic(p, key("dlq"), dlq);
     }
     if let Some(dlq) = &part.dlq
         && (dlq == target || source.topics.contains(dlq))

@@ -24,7 +24,6 @@ mod worker;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rdkafka::error::KafkaError;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
@@ -63,11 +62,9 @@ pub mod dlq_headers {
 pub enum GatewayError {
     #[error("{0}")]
     Config(#[from] ConfigError),
-    #[error("cannot create the Kafka {what}: {source}")]
-    Client {
-        what: &'static str,
-        source: Box<KafkaError>,
-    },
+    /// A client librdkafka would not build; the message never holds a property's value.
+    #[error("cannot create the Kafka {what}: {message}")]
+    Client { what: &'static str, message: String },
     #[error("start-up: {0}")]
     Startup(String),
     #[error(

@@ -164,10 +164,21 @@ impl ConsumerContext for SourceContext {
 
 type Source = BaseConsumer<SourceContext>;
 
-fn client_error(what: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> GatewayError {
-    move |source| GatewayError::Client {
+fn client_error(
+    cfg: &Config,
+    what: &'static str,
+) -> impl FnOnce(rdkafka::error::KafkaError) -> GatewayError {
+    move |e| GatewayError::Client {
         what,
-        source: Box::new(source),
+        message: crate::config::kafka_error_text(&e, cfg),
+    }
+}
+
+/// A failed call on a running client (its errors carry no configuration values).
+fn call_error(what: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> GatewayError {
+    move |e| GatewayError::Client {
+        what,
+        message: e.to_string(),
     }
 }
 
@@ -183,11 +194,11 @@ pub fn run(
     let producer: SinkProducer = cfg
         .producer_config()
         .create_with_context(SinkContext::default())
-        .map_err(client_error("producer"))?;
+        .map_err(client_error(&cfg, "producer"))?;
     let probe: BaseConsumer = cfg
         .consumer_config()
         .create()
-        .map_err(client_error("consumer"))?;
+        .map_err(client_error(&cfg, "consumer"))?;
     routes.check_targets(producer.client(), probe.client())?;
     drop(probe);
     super::routes::warn_size_limits(
@@ -238,12 +249,12 @@ pub fn run(
     }
     let consumer: Source = consumer_config
         .create_with_context(context)
-        .map_err(client_error("consumer"))?;
+        .map_err(client_error(&cfg, "consumer"))?;
     let subscription = routes.subscription();
     let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
-        .map_err(client_error("subscription"))?;
+        .map_err(client_error(&cfg, "subscription"))?;
     tracing::info!(topics = ?subscription, group = %cfg.group_id, delivery = ?p.delivery, "consuming");
     let health = consumer.context().health.clone();
     health.pipeline_started(shutdown_timeout);
@@ -317,8 +328,8 @@ fn consume(
                 // short wait), and keep polling while paused so the member stays in its group.
                 let full_since = *full_since.get_or_insert_with(Instant::now);
                 if paused.is_none() && full_since.elapsed() >= PAUSE_AFTER {
-                    let assignment = consumer.assignment().map_err(client_error("assignment"))?;
-                    consumer.pause(&assignment).map_err(client_error("pause"))?;
+                    let assignment = consumer.assignment().map_err(call_error("assignment"))?;
+                    consumer.pause(&assignment).map_err(call_error("pause"))?;
                     tracing::info!("target has no capacity: partitions paused");
                     consumer.context().events.backpressure_pauses.increment(1);
                     paused = Some(assignment);
@@ -330,9 +341,7 @@ fn consume(
             } else {
                 full_since = None;
                 if let Some(assignment) = paused.take() {
-                    consumer
-                        .resume(&assignment)
-                        .map_err(client_error("resume"))?;
+                    consumer.resume(&assignment).map_err(call_error("resume"))?;
                     tracing::info!("target has capacity again: partitions resumed");
                 }
             }

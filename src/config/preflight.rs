@@ -1,0 +1,171 @@
+//! What `validate-config` and `run` check before connecting to anything: the parts of a config
+//! that depend on the machine it runs on.
+//!
+//! Owns: reading the secrets and schema files the config names, and building (never connecting: without bootstrap servers)
+//! the Kafka clients from the effective librdkafka settings, so a misspelt or invalid librdkafka
+//! property is reported by key. Owns too the text of a librdkafka configuration error: it never
+//! contains a property's value (a misspelt `sasl.pasword` must not print the password). Must
+//! not: connect to a broker or a registry.
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
+use rdkafka::types::RDKafkaConfRes;
+use rdkafka::{ClientConfig, ClientContext};
+
+use super::{
+    ClientRole, Config, ConfigError, ConfigErrors, ReaderSource, RegistryAuth, RegistrySource,
+    SecretRef, is_secret_property,
+};
+
+impl Config {
+    /// Checks what [`Config::parse`] cannot: that secrets and files can be read and that
+    /// librdkafka accepts every property. Reports every problem.
+    pub fn preflight(&self) -> Result<(), ConfigErrors> {
+        let mut errs = Vec::new();
+        match &self.registry.auth {
+            Some(RegistryAuth::Basic { password, .. }) => {
+                let key = match password {
+                    SecretRef::Env(_) => "registry.auth.basic.password_env",
+                    SecretRef::File(_) => "registry.auth.basic.password_file",
+                };
+                if let Err(e) = password.read(key) {
+                    errs.push(e);
+                }
+            }
+            Some(RegistryAuth::Bearer { token }) => {
+                let key = match token {
+                    SecretRef::Env(_) => "registry.auth.bearer.token_env",
+                    SecretRef::File(_) => "registry.auth.bearer.token_file",
+                };
+                if let Err(e) = token.read(key) {
+                    errs.push(e);
+                }
+            }
+            None => {}
+        }
+        if let RegistrySource::StaticDir(dir) = &self.registry.source
+            && !dir.is_dir()
+        {
+            errs.push(ConfigError {
+                path: "registry.static_dir".into(),
+                message: format!("{} is not a directory", dir.display()),
+            });
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            for (name, part) in [("key", &route.key), ("value", &route.value)] {
+                if let Some(ReaderSource::File { path, .. }) =
+                    part.reader.as_ref().map(|r| &r.source)
+                    && let Err(e) = std::fs::metadata(path).and_then(|m| {
+                        if m.is_file() {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::other("not a file"))
+                        }
+                    })
+                {
+                    errs.push(ConfigError {
+                        path: format!("routes[{i}].{name}.reader.schema_file"),
+                        message: format!("cannot read {}: {e}", path.display()),
+                    });
+                }
+            }
+        }
+        self.check_client(ClientRole::Consumer, &mut errs);
+        self.check_client(ClientRole::Producer, &mut errs);
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+
+    /// Each user property on its own (so a problem is named by its key), then the whole client
+    /// as `run` builds it (which checks properties against each other).
+    fn check_client(&self, role: ClientRole, errs: &mut Vec<ConfigError>) {
+        let (at, cluster) = match (role, &self.target) {
+            (ClientRole::Producer, Some(target)) => ("target.librdkafka", target),
+            _ => ("source.librdkafka", &self.source),
+        };
+        let before = errs.len();
+        // In sidecar mode the producer's map is the consumer's, already checked key by key.
+        let checked = role == ClientRole::Producer && self.target.is_none();
+        for (key, value) in cluster.librdkafka.iter().filter(|_| !checked) {
+            if let Err(e) = ClientConfig::new().set(key, value).create_native_config() {
+                errs.push(ConfigError {
+                    path: format!("{at}.{key}"),
+                    message: kafka_error_text(&e, self),
+                });
+            }
+        }
+        let consumer_map_failed =
+            checked && errs.iter().any(|e| e.path.starts_with("source.librdkafka"));
+        if errs.len() > before || consumer_map_failed {
+            return;
+        }
+        // Without bootstrap servers librdkafka builds the client but never connects.
+        let mut config = self.client_config(role);
+        config.remove("bootstrap.servers");
+        let built = match role {
+            ClientRole::Consumer => config
+                .create_with_context::<_, BaseConsumer<Quiet>>(Quiet)
+                .map(drop),
+            ClientRole::Producer => config
+                .create_with_context::<_, BaseProducer<Quiet>>(Quiet)
+                .map(drop),
+        };
+        if let Err(e) = built {
+            let what = match role {
+                ClientRole::Consumer => "consumer",
+                ClientRole::Producer => "producer",
+            };
+            errs.push(ConfigError {
+                path: at.into(),
+                message: format!(
+                    "librdkafka refuses the {what} settings: {}",
+                    kafka_error_text(&e, self)
+                ),
+            });
+        }
+    }
+}
+
+/// The preflight clients' context: they never connect, so what librdkafka would log about that
+/// ("no bootstrap.servers configured") is not news.
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn log(&self, _: RDKafkaLogLevel, _: &str, _: &str) {}
+    fn error(&self, _: KafkaError, _: &str) {}
+}
+
+impl ConsumerContext for Quiet {}
+
+impl ProducerContext for Quiet {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: ()) {}
+}
+
+/// A Kafka client error as text without any librdkafka property value in it: rdkafka's own
+/// `Display` of a configuration error ends with the value, and librdkafka's description quotes
+/// it. Every value of the config's librdkafka maps is replaced by `***` wherever it appears.
+pub fn kafka_error_text(e: &KafkaError, config: &Config) -> String {
+    let text = match e {
+        KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, _, key, _) => {
+            format!("`{key}` is not a librdkafka property")
+        }
+        KafkaError::ClientConfig(_, desc, _, _) => desc.clone(),
+        KafkaError::ClientCreation(desc) => desc.clone(),
+        other => other.to_string(),
+    };
+    let properties = config
+        .source
+        .librdkafka
+        .iter()
+        .chain(config.target.iter().flat_map(|t| t.librdkafka.iter()));
+    // Values of one or two characters (`1`, `0`) are not worth blanking out of every word.
+    properties
+        .filter(|(k, v)| v.len() >= 3 || (is_secret_property(k) && !v.is_empty()))
+        .fold(text, |text, (_, v)| text.replace(v.as_str(), "***"))
+}
