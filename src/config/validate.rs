@@ -58,15 +58,6 @@ pub(super) fn build(f: ConfigFile) -> Result<Config, ConfigErrors> {
     if f.group_id.trim().is_empty() {
         p.add("group_id", "must not be empty");
     }
-    if f.group_instance_id
-        .as_deref()
-        .is_some_and(|id| id.trim().is_empty())
-    {
-        p.add(
-            "group_instance_id",
-            "must not be empty (remove it for dynamic membership)",
-        );
-    }
     let registry = registry(f.registry, &mut p);
     let pl = &f.pipeline;
     // Upper bounds keep arithmetic and timers sane: a value above them is a typo, not a wish.
@@ -142,7 +133,8 @@ pub(super) fn build(f: ConfigFile) -> Result<Config, ConfigErrors> {
             source: f.source,
             target: f.target,
             group_id: f.group_id,
-            group_instance_id: f.group_instance_id,
+            // Empty (`${POD_NAME:}` with the variable unset): dynamic membership.
+            group_instance_id: f.group_instance_id.filter(|id| !id.trim().is_empty()),
             registry,
             pipeline: f.pipeline,
             routes,
