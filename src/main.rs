@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use schemabridge::config::{Config, ConfigErrors};
+use schemabridge::config::{Config, ConfigErrors, Preflight};
 use schemabridge::pipeline::Gateway;
 use schemabridge::registry::SchemaSource;
 use schemabridge::telemetry::{self, LogFormat};
@@ -65,6 +65,10 @@ enum Command {
         /// Also print the effective configuration (secrets redacted).
         #[arg(long)]
         print: bool,
+        /// Check the file for another machine (e.g. a Kubernetes ConfigMap in CI): skip reading
+        /// secrets, schema files and the static schema directory.
+        #[arg(long)]
+        offline: bool,
     },
     /// Rewrite an Avro object container file (writer schema from its header) into one written
     /// with READER's schema, through the gateway's compiled plan. Same codec as the input (null,
@@ -166,8 +170,12 @@ fn main() -> ExitCode {
         LogArg::Json => LogFormat::Json,
     };
     match cli.command {
-        Command::ValidateConfig { config, print } => match load_checked(&config) {
-            Ok((c, _)) => {
+        Command::ValidateConfig {
+            config,
+            print,
+            offline,
+        } => match check_config(&config, offline) {
+            Ok(c) => {
                 println!(
                     "{}: valid ({} route{})",
                     config.display(),
@@ -391,9 +399,21 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 /// librdkafka properties), with the schema source it names built but not contacted.
 fn load_checked(path: &Path) -> Result<(Config, SchemaSource), ConfigErrors> {
     let config = Config::load(path)?;
-    config.preflight()?;
+    config.preflight(Preflight::Full)?;
     let source = SchemaSource::from_config(&config.registry).map_err(|e| ConfigErrors(vec![e]))?;
     Ok((config, source))
+}
+
+/// `validate-config`: [`load_checked`], or with `offline` the file and librdkafka properties
+/// only.
+fn check_config(path: &Path, offline: bool) -> Result<Config, ConfigErrors> {
+    if offline {
+        let config = Config::load(path)?;
+        config.preflight(Preflight::Offline)?;
+        Ok(config)
+    } else {
+        load_checked(path).map(|(config, _)| config)
+    }
 }
 
 async fn run(path: PathBuf) -> anyhow::Result<()> {

@@ -463,10 +463,11 @@ fn kubernetes_validate(file: &Path) -> Output {
 // ---------------------------------------------------------------------------------------------
 // The configs
 
-/// `schemabridge validate-config` on a file; returns the parsed config.
+/// `schemabridge validate-config --offline` on a file (its secrets exist only in the pod);
+/// returns the parsed config.
 fn validate_config_file(what: &str, path: &Path) -> Config {
     let out = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
-        .arg("validate-config")
+        .args(["validate-config", "--offline"])
         .arg(path)
         .output()
         .expect("run schemabridge validate-config");

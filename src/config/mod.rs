@@ -29,7 +29,7 @@ pub use file::{
     PipelineConfig, SourceTopics, SubjectVersion, TelemetryConfig, UnknownFieldsPolicy,
 };
 pub use kafka::ClientRole;
-pub use preflight::kafka_error_text;
+pub use preflight::{Preflight, kafka_error_text};
 pub use secret::{Secret, SecretRef};
 pub use summary::{is_secret_property, redact_url};
 
