@@ -1,12 +1,13 @@
 //! The Confluent Schema Registry REST client, through `schema_registry_converter`.
 //!
-//! Owns: turning our registry config into `SrSettings`, and the library's errors into
-//! transient/permanent ones. The library marks only 502/503 retriable; for a gateway that must
+//! Owns: turning our registry config into `SrSettings` (its HTTP client built by `tls`), the
+//! library's errors into transient/permanent ones, and counting each request by outcome. The library marks only 502/503 retriable; for a gateway that must
 //! never drop a message over an outage, everything except "this id/subject does not exist"
 //! or "this request is invalid" (422) is transient. "Does not exist" is a 404 whose body is a
 //! Confluent error with `error_code` 40401 (subject), 40402 (version) or 40403 (schema): any
 //! other 404 (an ingress default backend's HTML page, a wrong base path) says nothing about the
-//! schema, so it is an outage too.
+//! schema, so it is an outage too, and so is a TLS failure (unknown issuer, refused client
+//! certificate): the error text carries the whole cause chain, down to rustls' reason.
 
 use std::time::Duration;
 
@@ -16,12 +17,14 @@ use schema_registry_converter::async_impl::schema_registry::{
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{self as src, RawError, SchemaType};
 
-use super::{RegisteredSchema, RegistryError, SchemaKind, SchemaReference};
+use super::{RegisteredSchema, RegistryError, SchemaKind, SchemaReference, tls};
 use crate::config::{ConfigError, RegistryAuth, RegistryConfig, RegistrySource, SubjectVersion};
+use crate::telemetry::events::RegistryRequestEvents;
 use crate::wire::SchemaId;
 
 pub struct ConfluentRegistry {
     settings: SrSettings,
+    requests: RegistryRequestEvents,
 }
 
 impl ConfluentRegistry {
@@ -51,19 +54,36 @@ impl ConfluentRegistry {
             }
             None => {}
         }
-        let settings = builder.build().map_err(|e| ConfigError {
+        let client = tls::client_builder(cfg.tls.as_ref())?;
+        let settings = builder.build_with(client).map_err(|e| ConfigError {
             path: "registry".into(),
             message: format!("cannot build the registry HTTP client: {}", e.error),
         })?;
-        Ok(ConfluentRegistry { settings })
+        Ok(ConfluentRegistry {
+            settings,
+            requests: RegistryRequestEvents::new(),
+        })
+    }
+
+    /// Counts one request by how it ended.
+    fn count<T>(&self, result: Result<T, RegistryError>) -> Result<T, RegistryError> {
+        let counter = match &result {
+            Ok(_) => &self.requests.ok,
+            Err(RegistryError::NotFound(_)) => &self.requests.not_found,
+            Err(RegistryError::Transient(_)) => &self.requests.transient_error,
+            Err(RegistryError::Invalid(_)) => &self.requests.permanent_error,
+        };
+        counter.increment(1);
+        result
     }
 
     pub async fn by_id(&self, id: SchemaId) -> Result<RegisteredSchema, RegistryError> {
         let what = format!("schema id {id}");
-        let s = get_schema_by_id(id, &self.settings)
+        let result = get_schema_by_id(id, &self.settings)
             .await
-            .map_err(|e| classify(&what, e))?;
-        convert(&what, s)
+            .map_err(|e| classify(&what, e))
+            .and_then(|s| convert(&what, s));
+        self.count(result)
     }
 
     pub async fn by_subject(
@@ -76,19 +96,17 @@ impl ConfluentRegistry {
             SubjectVersion::Latest => None,
             SubjectVersion::Number(n) => Some(n),
         };
-        let s = get_schema_by_subject_and_version(&self.settings, subject, v)
+        let result = get_schema_by_subject_and_version(&self.settings, subject, v)
             .await
-            .map_err(|e| classify(&what, e))?;
-        convert(&what, s)
+            .map_err(|e| classify(&what, e))
+            .and_then(|s| convert(&what, s));
+        self.count(result)
     }
 }
 
 fn classify(what: &str, e: SRCError) -> RegistryError {
     let status = http_status(&e.error);
-    let detail = match &e.cause {
-        Some(cause) => format!("{}: {cause}", e.error),
-        None => e.error.clone(),
-    };
+    let detail = cause_chain(&e);
     match status {
         Some(404) if is_not_found_code(confluent_error_code(&e)) => {
             RegistryError::NotFound(format!("{what} not found in the registry ({detail})"))
@@ -101,6 +119,23 @@ fn classify(what: &str, e: SRCError) -> RegistryError {
         }
         _ => RegistryError::Transient(format!("{what}: {detail}")),
     }
+}
+
+/// The library's message and every cause under it (reqwest's "error sending request" says
+/// nothing; the reason, e.g. rustls' "invalid peer certificate: UnknownIssuer", is a few
+/// sources down). A cause whose text its parent already shows is skipped.
+fn cause_chain(e: &SRCError) -> String {
+    let mut detail = e.error.clone();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !detail.ends_with(&text) {
+            detail.push_str(": ");
+            detail.push_str(&text);
+        }
+        source = cause.source();
+    }
+    detail
 }
 
 /// The `error_code` of the registry's JSON error body, when the response had one. The library

@@ -6,6 +6,7 @@
 
 mod confluent;
 mod static_dir;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -50,6 +50,7 @@ pub const DROPPED_FIELDS: &str = "schemabridge_dropped_fields_total";
 pub const TRANSCODE_SECONDS: &str = "schemabridge_transcode_seconds";
 pub const REGISTRY_CACHE_HITS: &str = "schemabridge_registry_cache_hits_total";
 pub const REGISTRY_CACHE_MISSES: &str = "schemabridge_registry_cache_misses_total";
+pub const REGISTRY_REQUESTS: &str = "schemabridge_registry_requests_total";
 pub const REGISTRY_RETRIES: &str = "schemabridge_registry_retries_total";
 pub const REGISTRY_OUTAGES: &str = "schemabridge_registry_outages_total";
 pub const REGISTRY_PAUSED_SECONDS: &str = "schemabridge_registry_paused_seconds_total";
@@ -121,6 +122,12 @@ pub const CATALOGUE: &[Metric] = &[
         Kind::Counter,
         "",
         "key/value resolutions that waited for the schema registry (a fetch, or retries during an outage)",
+    ),
+    m(
+        REGISTRY_REQUESTS,
+        Kind::Counter,
+        "outcome",
+        "requests to the Confluent schema registry, by outcome: `ok`, `not_found`, `transient_error` (retried: unreachable, TLS, 5xx, timeout), `permanent_error` (422, unsupported schema type)",
     ),
     m(
         REGISTRY_RETRIES,
@@ -326,6 +333,33 @@ impl RegistryEvents {
 }
 
 impl Default for RegistryEvents {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The registry client's handles: one counter per request outcome, registered when the client
+/// is built.
+pub struct RegistryRequestEvents {
+    pub ok: Counter,
+    pub not_found: Counter,
+    pub transient_error: Counter,
+    pub permanent_error: Counter,
+}
+
+impl RegistryRequestEvents {
+    pub fn new() -> Self {
+        let outcome = |outcome: &'static str| metrics::counter!(REGISTRY_REQUESTS, "outcome" => outcome);
+        RegistryRequestEvents {
+            ok: outcome("ok"),
+            not_found: outcome("not_found"),
+            transient_error: outcome("transient_error"),
+            permanent_error: outcome("permanent_error"),
+        }
+    }
+}
+
+impl Default for RegistryRequestEvents {
     fn default() -> Self {
         Self::new()
     }
