@@ -349,7 +349,8 @@ pub struct RegistryRequestEvents {
 
 impl RegistryRequestEvents {
     pub fn new() -> Self {
-        let outcome = |outcome: &'static str| metrics::counter!(REGISTRY_REQUESTS, "outcome" => outcome);
+        let outcome =
+            |outcome: &'static str| metrics::counter!(REGISTRY_REQUESTS, "outcome" => outcome);
         RegistryRequestEvents {
             ok: outcome("ok"),
             not_found: outcome("not_found"),

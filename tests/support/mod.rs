@@ -17,3 +17,4 @@ pub mod process;
 pub mod python;
 pub mod registry;
 pub mod tansu;
+pub mod tls;

@@ -1,0 +1,342 @@
+//! The schema registry over HTTPS: a test CA, server and client certificates (rcgen), and the
+//! registry double behind a TLS front served by OpenSSL (Python's `ssl`, an implementation
+//! independent of the product's rustls) that requires a client certificate.
+//!
+//! - The registry client: with `registry.tls` (`ca_file` + client certificate) schemas come back
+//!   over https; trusting nothing but the built-in roots, or an unrelated CA, fails with
+//!   rustls' unknown-issuer reason; no client certificate fails with the server's
+//!   certificate-required alert. All are outages (transient: retried, never a dead letter),
+//!   counted by outcome in `schemabridge_registry_requests_total`.
+//! - End to end, the real binary (`schemabridge run`) on the mock cluster: a first run without
+//!   `ca_file` retries and forwards nothing; a second run in the same group, with it, forwards
+//!   every input exactly once with the reader schema's content, so the first run dropped and
+//!   dead-lettered nothing.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use apache_avro::Schema;
+use apache_avro::types::Value;
+use schemabridge::config::Config;
+use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v2};
+use schemabridge::registry::{RegistryError, SchemaSource};
+use schemabridge::wire;
+use support::kafka::{Cluster, ConfigText, Input, RouteSpec, unique};
+use support::orders::{decode, encode, expected_v1, framed, order_id, registry_with_orders};
+use support::process::{GatewayProcess, scratch_dir};
+use support::tls::{Pki, TlsFront};
+
+const WAIT: Duration = Duration::from_secs(60);
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// The `tls:` lines of a `registry:` block (indented for it); empty for no block.
+fn tls_block(ca: Option<&Path>, client: Option<(&Path, &Path)>) -> String {
+    let mut lines = Vec::new();
+    if let Some(ca) = ca {
+        lines.push(format!("    ca_file: {}", ca.display()));
+    }
+    if let Some((cert, key)) = client {
+        lines.push(format!("    cert_file: {}", cert.display()));
+        lines.push(format!("    key_file: {}", key.display()));
+    }
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("  tls:\n{}\n", lines.join("\n"))
+    }
+}
+
+/// A config whose registry is `url` with `tls` (from [`tls_block`]).
+fn config_text(bootstrap: &str, url: &str, group: &str, tls: &str, extra: &str) -> String {
+    let text = ConfigText {
+        bootstrap,
+        registry_url: url,
+        group,
+        route: RouteSpec {
+            source: "orders",
+            target: "orders-v1",
+            dlq: "orders-dlq",
+            reader_subject: "orders-value",
+            reader_version: "1",
+            extra_value: "",
+        },
+        delivery: "at_least_once",
+        registry_timeout_ms: 5000,
+        source_librdkafka: &[],
+    }
+    .yaml();
+    let text = text.replacen("registry:\n", &format!("registry:\n{tls}"), 1);
+    format!("{text}{extra}")
+}
+
+fn registry_source(url: &str, tls: &str) -> SchemaSource {
+    let text = config_text("127.0.0.1:9", url, "g", tls, "");
+    let config = Config::parse(&text).unwrap_or_else(|e| panic!("config: {e}\n{text}"));
+    SchemaSource::from_config(&config.registry).expect("registry client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_client_needs_the_ca_and_the_client_certificate() {
+    let dir = scratch_dir("registry-tls-client");
+    let pki = Pki::generate(&dir.join("pki"));
+    let (registry, v1_id, _) = registry_with_orders().await;
+    let front = TlsFront::start(&dir, &pki, &registry, true);
+    let client = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
+
+    // CA and client certificate: the schema, as registered, over https.
+    let source = registry_source(&front.url, &tls_block(Some(&pki.ca), client));
+    let schema = source.by_id(v1_id).await.expect("schema over mTLS");
+    assert_eq!(schema.id, v1_id);
+    assert_eq!(
+        Schema::parse_str(&schema.text).expect("schema text"),
+        Schema::parse_str(ORDER_V1).expect("v1")
+    );
+    let reader = source
+        .by_subject(
+            "orders-value",
+            schemabridge::config::SubjectVersion::Number(1),
+        )
+        .await
+        .expect("subject over mTLS");
+    assert_eq!(reader.id, v1_id);
+
+    // The built-in roots, or an unrelated CA, do not know the test CA: the handshake fails on
+    // our side, and says why.
+    for (what, tls) in [
+        ("built-in roots", tls_block(None, client)),
+        ("unrelated CA", tls_block(Some(&pki.other_ca), client)),
+    ] {
+        let e = registry_source(&front.url, &tls)
+            .by_id(v1_id)
+            .await
+            .expect_err(what);
+        assert!(e.is_transient(), "{what}: an outage, retried: {e:?}");
+        let text = e.to_string();
+        eprintln!("{what}: {text}");
+        assert!(text.contains("UnknownIssuer"), "{what}: {text}");
+        assert!(
+            text.contains(&format!("schema id {v1_id}")),
+            "{what}: {text}"
+        );
+    }
+
+    // OpenSSL saw both refusals come from our side.
+    front.wait_logged("TLSV1_ALERT_UNKNOWN_CA", 2);
+
+    // The CA but no client certificate: the server refuses the handshake (TLS 1.3: the client
+    // learns it from the server's alert).
+    let (ok_before, failed_before) = front.handshakes();
+    let e = registry_source(&front.url, &tls_block(Some(&pki.ca), None))
+        .by_id(v1_id)
+        .await
+        .expect_err("no client certificate");
+    assert!(matches!(e, RegistryError::Transient(_)), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("CertificateRequired") || text.contains("HandshakeFailure"),
+        "the server's alert is named: {text}"
+    );
+    eprintln!("no client certificate: {text}");
+    front.wait_logged("PEER_DID_NOT_RETURN_A_CERTIFICATE", 1);
+    let (ok_after, failed_after) = front.handshakes();
+    assert_eq!(ok_after, ok_before, "{}", front.log_text());
+    assert_eq!(failed_after, failed_before + 1, "{}", front.log_text());
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// `GET /metrics` over HTTP/1.0; `None` when nothing answers yet.
+fn metrics(addr: SocketAddr) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
+
+/// `schemabridge_registry_requests_total{outcome=...}` in a scrape (0 when absent).
+fn requests(scrape: &str, outcome: &str) -> u64 {
+    let prefix = format!("schemabridge_registry_requests_total{{outcome=\"{outcome}\"}} ");
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| {
+            v.trim().parse::<f64>().expect("counter value") as u64
+        })
+}
+
+/// Scrapes until `done` holds; panics with the gateway's log after `timeout`.
+async fn scrape_until(
+    addr: SocketAddr,
+    gw: &GatewayProcess,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let scrape = tokio::task::spawn_blocking(move || metrics(addr))
+            .await
+            .expect("scrape");
+        if let Some(s) = scrape.as_deref()
+            && done(s)
+        {
+            return s.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}; last scrape: {scrape:?}\nlog:\n{}",
+            gw.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_retries_an_untrusted_registry_then_forwards_everything_over_mtls() {
+    let dir = scratch_dir("registry-tls-gateway");
+    let pki = Pki::generate(&dir.join("pki"));
+    let cluster = Cluster::start(&[("orders", 2), ("orders-v1", 2), ("orders-dlq", 1)]);
+    let (registry, v1_id, v2_id) = registry_with_orders().await;
+    let front = TlsFront::start(&dir, &pki, &registry, true);
+    let client = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
+
+    let v2 = Schema::parse_str(ORDER_V2).expect("v2");
+    let v1 = Schema::parse_str(ORDER_V1).expect("v1");
+    let mut rng = SplitMix(11);
+    let mut values: HashMap<String, Value> = HashMap::new();
+    let mut inputs = Vec::new();
+    let mut produced: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for i in 0..40 {
+        let v = order_v2(i, &mut rng);
+        let id = order_id(&v);
+        let partition = (i % 2) as i32;
+        produced.entry(partition).or_default().push(id.clone());
+        inputs.push(Input {
+            partition,
+            key: Some(id.clone().into_bytes()),
+            value: Some(framed(v2_id, &encode(&v2, v.clone()))),
+            ..Input::default()
+        });
+        values.insert(id, v);
+    }
+    cluster.produce("orders", &inputs).await;
+    let group = format!("gw-tls-{}", unique());
+
+    // Run 1: the client certificate, but only the built-in roots: every request fails the
+    // handshake (unknown issuer) and is retried; nothing is forwarded or dead-lettered.
+    let port = free_port();
+    let telemetry = format!("telemetry:\n  listen: 127.0.0.1:{port}\n");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let yaml = config_text(
+        &cluster.bootstrap,
+        &front.url,
+        &group,
+        &tls_block(None, client),
+        &telemetry,
+    );
+    let mut gw = GatewayProcess::start(&dir, 1, &yaml);
+    let scrape = scrape_until(addr, &gw, "untrusted registry retried", |s| {
+        requests(s, "transient_error") >= 3
+    })
+    .await;
+    assert_eq!(requests(&scrape, "ok"), 0, "{scrape}");
+    let status = gw.terminate(WAIT).await;
+    assert!(status.success(), "clean stop: {status}\n{}", gw.log_tail());
+    let log = std::fs::read_to_string(&gw.log).expect("log");
+    assert!(
+        log.contains("UnknownIssuer"),
+        "the reason is logged:\n{log}"
+    );
+    assert!(
+        !log.contains("BEGIN") && !log.contains("PRIVATE KEY"),
+        "no PEM in the log:\n{log}"
+    );
+    assert_eq!(front.handshakes().0, 0, "{}", front.log_text());
+
+    // Run 2, same group: with the CA, every input arrives once on the target, as v1.
+    let port = free_port();
+    let telemetry = format!("telemetry:\n  listen: 127.0.0.1:{port}\n");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let yaml = config_text(
+        &cluster.bootstrap,
+        &front.url,
+        &group,
+        &tls_block(Some(&pki.ca), client),
+        &telemetry,
+    );
+    let mut gw = GatewayProcess::start(&dir, 2, &yaml);
+    let out = cluster
+        .consume(&["orders-v1", "orders-dlq"], inputs.len(), WAIT, SETTLE)
+        .await;
+    let scrape = scrape_until(addr, &gw, "registry requests counted", |s| {
+        requests(s, "ok") >= 2
+    })
+    .await;
+    let status = gw.terminate(WAIT).await;
+    assert!(status.success(), "clean stop: {status}\n{}", gw.log_tail());
+
+    assert_eq!(
+        out.len(),
+        inputs.len(),
+        "every input once:\n{}",
+        gw.log_tail()
+    );
+    assert!(
+        out.iter().all(|m| m.topic == "orders-v1"),
+        "nothing dead-lettered"
+    );
+    let mut arrived: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    for m in &out {
+        let key = String::from_utf8(m.key.clone().expect("key")).expect("utf-8 key");
+        let f = wire::parse(m.value.as_deref().expect("value")).expect("framed");
+        assert_eq!(f.schema_id, v1_id, "framed with the reader id");
+        let got = decode(&v1, f.payload);
+        assert_eq!(got, expected_v1(&values[&key]), "{key}");
+        arrived
+            .entry(m.partition)
+            .or_default()
+            .push((m.offset, order_id(&got)));
+    }
+    let arrived: BTreeMap<i32, Vec<String>> = arrived
+        .into_iter()
+        .map(|(p, mut v)| {
+            v.sort();
+            (p, v.into_iter().map(|(_, id)| id).collect())
+        })
+        .collect();
+    assert_eq!(arrived, produced, "per partition, in order");
+    assert_eq!(requests(&scrape, "transient_error"), 0, "{scrape}");
+    assert_eq!(requests(&scrape, "not_found"), 0, "{scrape}");
+    let (ok, failed) = front.handshakes();
+    assert!(ok >= 1, "{}", front.log_text());
+    assert!(
+        front
+            .log_text()
+            .contains("client CN: schemabridge-test-client"),
+        "the server saw our client certificate:\n{}",
+        front.log_text()
+    );
+    assert!(
+        failed >= 3,
+        "run 1's handshakes failed:\n{}",
+        front.log_text()
+    );
+    let committed = cluster.committed(&group, "orders", 2);
+    let expected: Vec<Option<i64>> = (0..2).map(|p| Some(produced[&p].len() as i64)).collect();
+    assert_eq!(committed, expected, "offsets committed to the end");
+}
