@@ -66,6 +66,8 @@ pub struct RegistryFile {
     pub static_dir: Option<PathBuf>,
     #[serde(default)]
     pub auth: Option<RegistryAuthFile>,
+    #[serde(default)]
+    pub tls: Option<crate::registry::tls::RegistryTls>,
     #[serde(default = "defaults::registry_timeout_ms")]
     pub timeout_ms: u64,
     /// How many parsed schemas to keep in memory.
@@ -418,6 +420,9 @@ impl ConfigFile {
                 auth.bearer.as_mut().and_then(|b| b.token_file.as_mut()),
             ];
             files.into_iter().flatten().for_each(fix);
+        }
+        if let Some(tls) = self.registry.tls.as_mut() {
+            tls.resolve_relative_paths(base);
         }
         for route in &mut self.routes {
             for part in [&mut route.key, &mut route.value] {

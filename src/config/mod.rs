@@ -88,6 +88,8 @@ pub struct RegistryConfig {
     /// First retry delay after a transient registry error; doubles up to `max_backoff_ms`.
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
+    /// `registry.tls`: CA bundle and client identity for https URLs.
+    pub tls: Option<crate::registry::tls::RegistryTls>,
 }
 
 /// A Confluent-compatible registry (`url` or `urls`, tried in order) or an offline directory.

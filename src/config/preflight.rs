@@ -77,6 +77,7 @@ impl Config {
                 message: format!("{} is not a directory", dir.display()),
             });
         }
+        errs.extend(self.registry.tls.iter().flat_map(|tls| tls.preflight()));
         for (i, route) in self.routes.iter().enumerate() {
             for (name, part) in [("key", &route.key), ("value", &route.value)] {
                 if let Some(ReaderSource::File { path, .. }) =

@@ -178,6 +178,9 @@ fn registry(r: RegistryFile, p: &mut Problems) -> Option<RegistryConfig> {
         None => Some(None),
         Some(a) => auth(a, p).map(Some),
     };
+    for e in r.tls.iter().flat_map(|tls| tls.validate()) {
+        p.add(e.path, e.message);
+    }
     bounded(p, "registry.cache_size", r.cache_size as u64, 1_000_000);
     bounded(p, "registry.timeout_ms", r.timeout_ms, 10 * 60_000);
     bounded(p, "registry.max_backoff_ms", r.max_backoff_ms, HOUR_MS);
@@ -194,6 +197,7 @@ fn registry(r: RegistryFile, p: &mut Problems) -> Option<RegistryConfig> {
         cache_size: r.cache_size,
         initial_backoff_ms: r.initial_backoff_ms,
         max_backoff_ms: r.max_backoff_ms,
+        tls: r.tls,
     })
 }
 
