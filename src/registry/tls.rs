@@ -60,8 +60,8 @@ impl RegistryTls {
         }
     }
 
-    /// Every problem with the block: `cert_file` without `key_file` (or the reverse), a named
-    /// file that is not there. Call it after [`Self::resolve_relative_paths`].
+    /// The problems a config file shows by itself: `cert_file` without `key_file` (or the
+    /// reverse), an empty file name. Nothing is read: see [`Self::preflight`].
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut errs = Vec::new();
         match (&self.cert_file, &self.key_file) {
@@ -78,12 +78,36 @@ impl RegistryTls {
         for (field, path) in self.files() {
             if path.as_os_str().is_empty() {
                 errs.push(error(field, "must not be empty".into()));
-            } else if !path.is_file() {
-                errs.push(error(
-                    field,
-                    format!("{} does not exist or is not a file", path.display()),
-                ));
             }
+        }
+        errs
+    }
+
+    /// The problems of the files on this machine, every one: a file that cannot be read, is not
+    /// PEM of the expected kind, a CA certificate rustls cannot use, a key that does not belong
+    /// to the certificate. Call it after [`Self::resolve_relative_paths`] and a clean
+    /// [`Self::validate`].
+    pub fn preflight(&self) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        if let Some(ca) = &self.ca_file
+            && let Err(e) = roots_from("ca_file", ca)
+        {
+            errs.push(e);
+        }
+        if let Some(cert) = &self.cert_file
+            && let Err(e) = certificates("cert_file", cert)
+        {
+            errs.push(e);
+        }
+        if let Some(key) = &self.key_file
+            && let Err(e) = private_key(key)
+        {
+            errs.push(e);
+        }
+        if errs.is_empty()
+            && let Err(e) = client_config(Some(self))
+        {
+            errs.push(e);
         }
         errs
     }
@@ -238,22 +262,40 @@ mod tests {
     }
 
     #[test]
-    fn cert_and_key_go_together_and_files_must_exist() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, "").expect("write");
+    fn cert_and_key_go_together_and_relative_paths_follow_the_config() {
+        let base = Path::new("/etc/schemabridge");
         let mut t = tls(Some("ca.pem"), Some("client.pem"), None);
-        t.resolve_relative_paths(dir.path());
-        assert_eq!(t.ca_file.as_deref(), Some(ca.as_path()));
+        t.resolve_relative_paths(base);
+        assert_eq!(t.ca_file.as_deref(), Some(base.join("ca.pem").as_path()));
         let errs = t.validate();
         let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["registry.tls.key_file", "registry.tls.cert_file"]);
-        assert!(errs[1].message.contains("client.pem"), "{}", errs[1]);
+        assert_eq!(paths, ["registry.tls.key_file"]);
 
-        let errs = tls(None, None, Some("/nonexistent/key.pem")).validate();
+        let errs = tls(None, Some(""), Some("/abs/key.pem")).validate();
         let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["registry.tls.cert_file", "registry.tls.key_file"]);
+        assert_eq!(paths, ["registry.tls.cert_file"]);
         assert!(tls(None, None, None).validate().is_empty());
+    }
+
+    #[test]
+    fn preflight_names_every_unreadable_file() {
+        let errs = tls(
+            Some("/nonexistent/ca.pem"),
+            Some("/nonexistent/client.pem"),
+            Some("/nonexistent/client.key"),
+        )
+        .preflight();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "registry.tls.ca_file",
+                "registry.tls.cert_file",
+                "registry.tls.key_file"
+            ]
+        );
+        assert!(errs[0].message.contains("/nonexistent/ca.pem"), "{}", errs[0]);
+        assert!(tls(None, None, None).preflight().is_empty());
     }
 
     #[test]
