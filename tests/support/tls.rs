@@ -4,7 +4,7 @@
 //! (PEM files in a test's directory), and `TlsFront`: Python's `ssl` module (OpenSSL, a TLS
 //! implementation independent of the rustls the product uses) terminating TLS, optionally
 //! requiring a client certificate signed by the CA, and relaying the plain bytes to a
-//! [`RegistryDouble`]. It runs as a child process with its output in a log file, stopped by pid
+//! [`RegistryDouble`] (or any loopback TCP service). It runs as a child process with its output in a log file, stopped by pid
 //! (kill + wait), also on panic. Must not: speak the registry's REST API (the double does).
 
 use std::fs::File;
@@ -167,6 +167,16 @@ impl TlsFront {
             .trim_start_matches("http://")
             .parse()
             .expect("registry double address");
+        TlsFront::start_to(dir, pki, upstream, require_client_cert)
+    }
+
+    /// The same front for any TCP service on 127.0.0.1 (e.g. a Kafka broker's bootstrap port).
+    pub fn start_to(
+        dir: &Path,
+        pki: &Pki,
+        upstream: SocketAddr,
+        require_client_cert: bool,
+    ) -> TlsFront {
         let script = dir.join("tls_front.py");
         std::fs::write(&script, FRONT_PY).expect("write front script");
         let port_file = dir.join("tls_front.port");
