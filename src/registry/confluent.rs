@@ -1,9 +1,10 @@
 //! The Confluent Schema Registry REST client, through `schema_registry_converter`.
 //!
 //! Owns: turning our registry config into `SrSettings` (its HTTP client built by `tls`), the
-//! library's errors into transient/permanent ones, and counting each request by outcome. The library marks only 502/503 retriable; for a gateway that must
-//! never drop a message over an outage, everything except "this id/subject does not exist"
-//! or "this request is invalid" (422) is transient. "Does not exist" is a 404 whose body is a
+//! library's errors into transient/permanent ones, and counting each request by outcome. The
+//! library marks only 502/503 retriable; for a gateway that must never drop a message over an
+//! outage, everything except "this id/subject does not exist" or "this request is invalid"
+//! (422) is transient. "Does not exist" is a 404 whose body is a
 //! Confluent error with `error_code` 40401 (subject), 40402 (version) or 40403 (schema): any
 //! other 404 (an ingress default backend's HTML page, a wrong base path) says nothing about the
 //! schema, so it is an outage too, and so is a TLS failure (unknown issuer, refused client
