@@ -25,7 +25,9 @@ use crate::wire::SchemaId;
 
 pub struct ConfluentRegistry {
     settings: SrSettings,
-    requests: RegistryRequestEvents,
+    /// Registered at the first request, not here: `run` builds the client (to check the config)
+    /// before it installs the metrics recorder, and a handle registered before that is a no-op.
+    requests: std::sync::OnceLock<RegistryRequestEvents>,
 }
 
 impl ConfluentRegistry {
@@ -62,17 +64,18 @@ impl ConfluentRegistry {
         })?;
         Ok(ConfluentRegistry {
             settings,
-            requests: RegistryRequestEvents::new(),
+            requests: std::sync::OnceLock::new(),
         })
     }
 
     /// Counts one request by how it ended.
     fn count<T>(&self, result: Result<T, RegistryError>) -> Result<T, RegistryError> {
+        let requests = self.requests.get_or_init(RegistryRequestEvents::new);
         let counter = match &result {
-            Ok(_) => &self.requests.ok,
-            Err(RegistryError::NotFound(_)) => &self.requests.not_found,
-            Err(RegistryError::Transient(_)) => &self.requests.transient_error,
-            Err(RegistryError::Invalid(_)) => &self.requests.permanent_error,
+            Ok(_) => &requests.ok,
+            Err(RegistryError::NotFound(_)) => &requests.not_found,
+            Err(RegistryError::Transient(_)) => &requests.transient_error,
+            Err(RegistryError::Invalid(_)) => &requests.permanent_error,
         };
         counter.increment(1);
         result

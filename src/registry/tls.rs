@@ -294,7 +294,11 @@ mod tests {
                 "registry.tls.key_file"
             ]
         );
-        assert!(errs[0].message.contains("/nonexistent/ca.pem"), "{}", errs[0]);
+        assert!(
+            errs[0].message.contains("/nonexistent/ca.pem"),
+            "{}",
+            errs[0]
+        );
         assert!(tls(None, None, None).preflight().is_empty());
     }
 

@@ -338,8 +338,8 @@ impl Default for RegistryEvents {
     }
 }
 
-/// The registry client's handles: one counter per request outcome, registered when the client
-/// is built.
+/// The registry client's handles: one counter per request outcome, registered (all four, so
+/// each series starts at 0) at the client's first request.
 pub struct RegistryRequestEvents {
     pub ok: Counter,
     pub not_found: Counter,
