@@ -456,6 +456,28 @@ fn validate_config_checks_the_tls_files_relative_to_the_config() {
     assert!(stderr.contains("registry.tls.ca_file:"), "{stderr}");
     assert!(stderr.contains("missing.pem"), "{stderr}");
 
+    // Offline (a config linted away from its pod) the files are not looked at.
+    let path = dir.join("check.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_schemabridge"))
+        .args(["validate-config", "--offline"])
+        .arg(&path)
+        .output()
+        .expect("run validate-config --offline");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+
+    // A key that is not corrupted PEM is named, its contents are not echoed.
+    std::fs::write(
+        dir.join("pki/bad.key"),
+        "-----BEGIN PRIVATE KEY-----\nc2VjcmV0!\n",
+    )
+    .expect("write");
+    let (code, stderr) = check(&tls_block(Some(&ca), Some((&cert, &rel("bad.key")))));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("registry.tls.key_file:"), "{stderr}");
+    assert!(stderr.contains("bad.key"), "{stderr}");
+    assert!(!stderr.contains("c2VjcmV0"), "{stderr}");
+
     let (code, stderr) = check("  tls:\n    ca_dir: pki\n");
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("ca_dir"), "{stderr}");
