@@ -1,12 +1,21 @@
 //! The YAML configuration: what a config file may say, what it means, and the Kafka client
 //! settings that follow from it.
 //!
-//! Owns: reading a config file into a validated [`Config`]. `file` holds the serde shapes (the
-//! file format and its defaults), `validate` the checks serde cannot express, `kafka` the
-//! translation into librdkafka settings for each client role (so a collision between our
-//! settings and a user's raw librdkafka option is caught in one place). Every error names the
-//! path of the key it came from (`routes[1].value.reader.subject: ...`), so a user can fix it
-//! without reading code. Must not: connect to anything.
+//! Owns: reading a config file into a validated [`Config`], in stages:
+//! - `load`: YAML syntax, then `interpolate` (`${VAR}`, `${VAR:default}`, `${file:PATH}` in
+//!   values), then serde into the shapes of `file` (the file format and its defaults), with
+//!   every error reported;
+//! - `validate`: the checks serde cannot express, converting each "one of these keys" group
+//!   into an enum (registry urls | static dir, auth basic | bearer, reader subject | file);
+//! - `preflight` (on demand, by `validate-config` and `run`): secrets and files readable, every
+//!   librdkafka property accepted, the clients built without connecting;
+//! - `kafka`: the librdkafka settings of each client role (so a collision between our settings
+//!   and a user's raw librdkafka option is caught in one place);
+//! - `secret` and `summary`: secrets that print as `***`, and the redacted effective config.
+//!
+//! Every error names the path of the key it came from (`routes[1].value.reader.subject: ...`),
+//! so a user can fix it without reading code, and never holds a secret's or a librdkafka
+//! property's value. Must not: connect to anything.
 
 mod file;
 mod interpolate;

@@ -3,7 +3,7 @@
 //! into the enum it stands for, done once here so nothing downstream matches on `Option`s.
 //! Every problem is reported, not just the first.
 //!
-//! Must not: read files or the environment, or connect to anything.
+//! Must not: read files or the environment (`preflight` does), or connect to anything.
 
 use super::file::{ConfigFile, PartFile, ReaderFile, RegistryAuthFile, RegistryFile, RouteFile};
 use super::kafka::{ClientRole, check_owned_keys};
