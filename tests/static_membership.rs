@@ -1,0 +1,371 @@
+//! Static group membership (`group_instance_id`, librdkafka `group.instance.id`, KIP-345): a
+//! gateway restarted within the session timeout gets its partitions back without a rebalance.
+//!
+//! The group has two members: the real `schemabridge run` process and a plain rdkafka consumer
+//! in the test ("B", `support::membership::GroupMember`) that records every rebalance callback
+//! it gets and every record it consumes. Input is spread over 4 source partitions in two
+//! phases: phase 1 once both members hold partitions, then the gateway is stopped with SIGTERM
+//! and started again with the same config, then phase 2. The gateway's partitions in a phase are
+//! the source partitions whose records it forwarded to the target (keys kept); B's are those it
+//! consumed. Every input key is accounted for: on the target (v1-framed, the same order) or
+//! consumed by B.
+//!
+//! - Static (`group_instance_id: gw-0`, B static too): B sees no revoke and no assign from the
+//!   end of phase 1 to the end of phase 2, and each member forwards/consumes phase 2 on exactly
+//!   the partitions it had in phase 1.
+//! - Control (no `group_instance_id`): the gateway leaves the group on SIGTERM and joins as a
+//!   new member, so B sees partitions revoked or assigned: the static assertions can fail.
+//!
+//! Brokers (measured, see `classic_protocol_*` below): librdkafka's mock cluster implements
+//! static membership only for the KIP-848 consumer group protocol (`group.protocol: consumer`:
+//! a static member's leave keeps its assignment until the session times out and a rejoin with
+//! the same instance id takes it back); its classic protocol group ignores the instance id
+//! (a rejoin is a new member and rebalances the group). The tests therefore run on the mock
+//! with `group.protocol: consumer`, set in `source.librdkafka`.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use apache_avro::Schema;
+use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v2};
+use schemabridge::wire;
+use support::kafka::{Cluster, ConfigText, Input, Reader, RouteSpec, produce_to, unique};
+use support::membership::{GroupMember, RebalanceEvent};
+use support::orders::{decode, encode, framed, order_id, registry_with_orders};
+use support::process::{GatewayProcess, scratch_dir};
+use support::tansu::Tansu;
+
+const SOURCE: &str = "orders";
+const TARGET: &str = "orders-v1";
+const DLQ: &str = "orders-dlq";
+/// Source (and target) partitions: two members get half each.
+const PARTITIONS: i32 = 4;
+/// Records per partition per phase.
+const PER_PARTITION: usize = 25;
+/// Upper bound of every wait (never reached when things work).
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Which group protocol the members use.
+#[derive(Clone, Copy, Debug)]
+enum Protocol {
+    /// Classic JoinGroup/SyncGroup (librdkafka's default), with this `session.timeout.ms`.
+    Classic { session_timeout_ms: u32 },
+    /// KIP-848 (`group.protocol=consumer`); the session timeout is the broker's.
+    Consumer,
+}
+
+impl Protocol {
+    fn librdkafka(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Protocol::Classic { session_timeout_ms } => {
+                vec![("session.timeout.ms", session_timeout_ms.to_string())]
+            }
+            Protocol::Consumer => vec![("group.protocol", "consumer".to_string())],
+        }
+    }
+}
+
+enum BrokerKind {
+    Mock,
+    Tansu,
+}
+
+/// A broker with the source, target and DLQ topics.
+enum Broker {
+    Mock(Cluster),
+    Tansu(Tansu),
+}
+
+impl Broker {
+    async fn start(kind: BrokerKind) -> Broker {
+        let topics = [(SOURCE, PARTITIONS), (TARGET, PARTITIONS), (DLQ, 1)];
+        match kind {
+            BrokerKind::Mock => Broker::Mock(Cluster::start(&topics)),
+            BrokerKind::Tansu => {
+                let t = Tansu::start();
+                t.create_topics(&topics).await;
+                Broker::Tansu(t)
+            }
+        }
+    }
+
+    fn bootstrap(&self) -> &str {
+        match self {
+            Broker::Mock(c) => &c.bootstrap,
+            Broker::Tansu(t) => &t.bootstrap,
+        }
+    }
+}
+
+/// One phase's input: `PER_PARTITION` v2 orders on each partition, keys `{phase}-{i}`.
+struct Phase {
+    inputs: Vec<Input>,
+    /// key → (source partition, order id)
+    expected: BTreeMap<String, (i32, String)>,
+}
+
+fn phase(name: &str, v2_id: u32, seed: u64) -> Phase {
+    let v2 = Schema::parse_str(ORDER_V2).expect("v2");
+    let mut rng = SplitMix(seed);
+    let mut expected = BTreeMap::new();
+    let inputs = (0..PER_PARTITION * PARTITIONS as usize)
+        .map(|i| {
+            let v = order_v2(i, &mut rng);
+            let partition = (i as i32) % PARTITIONS;
+            let key = format!("{name}-{i}");
+            expected.insert(key.clone(), (partition, order_id(&v)));
+            Input {
+                partition,
+                key: Some(key.into_bytes()),
+                value: Some(framed(v2_id, &encode(&v2, v))),
+                ..Input::default()
+            }
+        })
+        .collect();
+    Phase { inputs, expected }
+}
+
+/// Where one phase's records went.
+#[derive(Debug)]
+struct Placement {
+    /// Source partitions whose records the gateway forwarded.
+    gateway: BTreeSet<i32>,
+    /// Source partitions whose records B consumed.
+    member: BTreeSet<i32>,
+}
+
+/// What one restart did.
+#[derive(Debug)]
+struct Outcome {
+    before: Placement,
+    after: Placement,
+    /// B's rebalance callbacks from the end of phase 1 to the end of phase 2.
+    during_restart: Vec<RebalanceEvent>,
+    /// B's callbacks before that (its join).
+    joining: Vec<RebalanceEvent>,
+}
+
+/// Reads the target until every key of `phase` is on it or was consumed by `member`, checking
+/// each forwarded record's content; returns where the phase's records went.
+async fn account(
+    reader: &mut Reader,
+    member: &GroupMember,
+    phase: &Phase,
+    what: &str,
+) -> Placement {
+    let v1 = Schema::parse_str(ORDER_V1).expect("v1");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let consumed = member.records();
+        let by_member: BTreeSet<&str> = consumed.iter().map(|(_, _, k)| k.as_str()).collect();
+        let forwarded: BTreeSet<String> = reader
+            .received
+            .iter()
+            .filter_map(|m| m.key.as_deref())
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
+        let missing: Vec<&String> = phase
+            .expected
+            .keys()
+            .filter(|k| !forwarded.contains(*k) && !by_member.contains(k.as_str()))
+            .collect();
+        if missing.is_empty() {
+            let mut gateway = BTreeSet::new();
+            for m in &reader.received {
+                let key = String::from_utf8_lossy(m.key.as_deref().expect("key")).into_owned();
+                let Some((partition, id)) = phase.expected.get(&key) else {
+                    continue;
+                };
+                assert_eq!(
+                    m.partition, *partition,
+                    "{what}: {key} on another partition"
+                );
+                let f = wire::parse(m.value.as_deref().expect("value")).expect("framed");
+                assert_eq!(
+                    &order_id(&decode(&v1, f.payload)),
+                    id,
+                    "{what}: {key} content"
+                );
+                gateway.insert(*partition);
+            }
+            let mut member_parts = BTreeSet::new();
+            for (partition, _, key) in &consumed {
+                if let Some((p, _)) = phase.expected.get(key) {
+                    assert_eq!(partition, p, "{what}: B got {key} from another partition");
+                    member_parts.insert(*p);
+                }
+            }
+            return Placement {
+                gateway,
+                member: member_parts,
+            };
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} of {} records neither forwarded nor consumed by B within {WAIT:?}, e.g. {:?}",
+            missing.len(),
+            phase.expected.len(),
+            &missing[..missing.len().min(5)]
+        );
+        reader
+            .read_until(Duration::from_millis(200), Duration::ZERO, |_| false)
+            .await;
+    }
+}
+
+/// Waits (bounded by `WAIT`) until `done` holds.
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The scenario: gateway joins, B joins, phase 1, SIGTERM + restart of the gateway, phase 2.
+async fn restart(kind: BrokerKind, protocol: Protocol, statically: bool, name: &str) -> Outcome {
+    let dir = scratch_dir(name);
+    let broker = Broker::start(kind).await;
+    let bootstrap = broker.bootstrap().to_string();
+    let (registry, _v1, v2) = registry_with_orders().await;
+    let group = format!("static-{}", unique());
+    let settings = protocol.librdkafka();
+    let source_librdkafka: Vec<(&str, &str)> =
+        settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut yaml = ConfigText {
+        bootstrap: &bootstrap,
+        registry_url: &registry.url,
+        group: &group,
+        route: RouteSpec {
+            source: SOURCE,
+            target: TARGET,
+            dlq: DLQ,
+            reader_subject: "orders-value",
+            reader_version: "1",
+            extra_value: "",
+        },
+        delivery: "at_least_once",
+        registry_timeout_ms: 5000,
+        source_librdkafka: &source_librdkafka,
+    }
+    .yaml();
+    if statically {
+        yaml.push_str("group_instance_id: gw-0\n");
+    }
+
+    let mut gw = GatewayProcess::start(&dir, 1, &yaml);
+    wait_for("the gateway is assigned partitions", || {
+        std::fs::read_to_string(&gw.log)
+            .unwrap_or_default()
+            .contains("partitions assigned")
+    })
+    .await;
+    let mut member_settings = source_librdkafka.clone();
+    if statically {
+        member_settings.push(("group.instance.id", "b-0"));
+    }
+    let member = GroupMember::join(&bootstrap, &group, SOURCE, &member_settings);
+    wait_for("B holds half the partitions", || {
+        member.assignment().len() == (PARTITIONS / 2) as usize
+    })
+    .await;
+
+    let mut reader = Reader::new(&bootstrap, &[(TARGET, PARTITIONS)], false);
+    let one = phase("one", v2, 1);
+    produce_to(&bootstrap, SOURCE, &one.inputs).await;
+    let before = account(&mut reader, &member, &one, "phase 1").await;
+    let joining = member.events();
+
+    let status = gw.terminate(WAIT).await;
+    assert!(status.success(), "first run: {status}\n{}", gw.log_tail());
+    let mut gw = GatewayProcess::start(&dir, 2, &yaml);
+    let two = phase("two", v2, 2);
+    produce_to(&bootstrap, SOURCE, &two.inputs).await;
+    let after = account(&mut reader, &member, &two, "phase 2").await;
+    let during_restart = member.events()[joining.len()..].to_vec();
+
+    let status = gw.terminate(WAIT).await;
+    assert!(status.success(), "second run: {status}\n{}", gw.log_tail());
+    member.close();
+    let outcome = Outcome {
+        before,
+        after,
+        during_restart,
+        joining,
+    };
+    eprintln!("{name}: {outcome:#?}\nlogs in {}", dir.display());
+    outcome
+}
+
+/// The static-membership claims: no rebalance seen by B, same partitions on both sides.
+fn assert_kept(o: &Outcome) {
+    let all: BTreeSet<i32> = (0..PARTITIONS).collect();
+    assert!(
+        o.before.gateway.is_disjoint(&o.before.member)
+            && &(&o.before.gateway | &o.before.member) == &all,
+        "phase 1 split between the gateway and B: {o:#?}"
+    );
+    assert!(
+        o.during_restart.is_empty(),
+        "B saw a rebalance while the gateway restarted: {o:#?}"
+    );
+    assert_eq!(
+        o.after.gateway, o.before.gateway,
+        "the restarted gateway's partitions: {o:#?}"
+    );
+    assert_eq!(o.after.member, o.before.member, "B's partitions: {o:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_member_restart_keeps_its_partitions_without_a_rebalance() {
+    let o = restart(BrokerKind::Mock, Protocol::Consumer, true, "static-kip848").await;
+    assert_kept(&o);
+}
+
+/// The control: without `group_instance_id` the same restart rebalances the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_member_restart_rebalances_the_group() {
+    let o = restart(
+        BrokerKind::Mock,
+        Protocol::Consumer,
+        false,
+        "dynamic-kip848",
+    )
+    .await;
+    assert!(
+        !o.during_restart.is_empty(),
+        "B saw no rebalance although the gateway left and rejoined: {o:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement"]
+async fn classic_protocol_static_on_mock() {
+    let p = Protocol::Classic {
+        session_timeout_ms: 10_000,
+    };
+    let o = restart(BrokerKind::Mock, p, true, "static-classic-mock").await;
+    assert_kept(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement"]
+async fn classic_protocol_static_on_tansu() {
+    let p = Protocol::Classic {
+        session_timeout_ms: support::tansu::SESSION_TIMEOUT_MS,
+    };
+    let o = restart(BrokerKind::Tansu, p, true, "static-classic-tansu").await;
+    assert_kept(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement"]
+async fn classic_protocol_dynamic_on_tansu() {
+    let p = Protocol::Classic {
+        session_timeout_ms: support::tansu::SESSION_TIMEOUT_MS,
+    };
+    let o = restart(BrokerKind::Tansu, p, false, "dynamic-classic-tansu").await;
+    assert!(!o.during_restart.is_empty(), "{o:#?}");
+}
