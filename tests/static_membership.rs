@@ -4,24 +4,31 @@
 //! The group has two members: the real `schemabridge run` process and a plain rdkafka consumer
 //! in the test ("B", `support::membership::GroupMember`) that records every rebalance callback
 //! it gets and every record it consumes. Input is spread over 4 source partitions in two
-//! phases: phase 1 once both members hold partitions, then the gateway is stopped with SIGTERM
-//! and started again with the same config, then phase 2. The gateway's partitions in a phase are
-//! the source partitions whose records it forwarded to the target (keys kept); B's are those it
-//! consumed. Every input key is accounted for: on the target (v1-framed, the same order) or
-//! consumed by B.
+//! phases: phase 1 once both members hold partitions; then the gateway is stopped with SIGTERM
+//! and started again at once with the same config (its rejoin reaches the broker well inside
+//! the session timeout); then phase 2. The gateway's partitions in a phase are the source
+//! partitions whose records it forwarded to the target (keys kept); B's are those it consumed.
+//! Every input key is accounted for: on the target (v1-framed, same partition, same order id)
+//! or consumed by B.
 //!
 //! - Static (`group_instance_id: gw-0`, B static too): B sees no revoke and no assign from the
 //!   end of phase 1 to the end of phase 2, and each member forwards/consumes phase 2 on exactly
 //!   the partitions it had in phase 1.
-//! - Control (no `group_instance_id`): the gateway leaves the group on SIGTERM and joins as a
-//!   new member, so B sees partitions revoked or assigned: the static assertions can fail.
+//! - Control (no `group_instance_id`): the gateway leaves the group on SIGTERM and joins again
+//!   as a new member, so B sees partitions revoked or assigned: the static assertions can fail.
 //!
-//! Brokers (measured, see `classic_protocol_*` below): librdkafka's mock cluster implements
-//! static membership only for the KIP-848 consumer group protocol (`group.protocol: consumer`:
-//! a static member's leave keeps its assignment until the session times out and a rejoin with
-//! the same instance id takes it back); its classic protocol group ignores the instance id
-//! (a rejoin is a new member and rebalances the group). The tests therefore run on the mock
-//! with `group.protocol: consumer`, set in `source.librdkafka`.
+//! Brokers and protocols (measured 2026-11-25):
+//! - tansu 0.6 (`support::tansu`), classic protocol (librdkafka's default): implements static
+//!   membership. A static member's JoinGroup and SyncGroup are each held ~3 s (its
+//!   `PAUSE_MS`), so a (re)join of the gateway takes ~6 s; B sees nothing meanwhile.
+//! - librdkafka's mock cluster, KIP-848 protocol (`group.protocol: consumer` in
+//!   `source.librdkafka`): implements it (a static member's leave keeps its assignment until
+//!   the broker's session timeout, 30 s in the mock; a rejoin with the same instance id takes
+//!   it back). Its session timeout is the broker's, so no `session.timeout.ms` is set.
+//! - librdkafka's mock cluster, classic protocol: does NOT implement it. The group ignores the
+//!   instance id: the restarted gateway joins as a third member next to its own ghost, B is
+//!   revoked and assigned twice (the join, then the ghost's session timeout) and the gateway
+//!   holds only part of its partitions until the ghost expires. That test is `#[ignore]`d.
 
 mod support;
 
@@ -303,8 +310,12 @@ async fn restart(kind: BrokerKind, protocol: Protocol, statically: bool, name: &
 fn assert_kept(o: &Outcome) {
     let all: BTreeSet<i32> = (0..PARTITIONS).collect();
     assert!(
+        !o.joining.is_empty(),
+        "B's own join was not recorded: {o:#?}"
+    );
+    assert!(
         o.before.gateway.is_disjoint(&o.before.member)
-            && &(&o.before.gateway | &o.before.member) == &all,
+            && (&o.before.gateway | &o.before.member) == all,
         "phase 1 split between the gateway and B: {o:#?}"
     );
     assert!(
@@ -318,15 +329,48 @@ fn assert_kept(o: &Outcome) {
     assert_eq!(o.after.member, o.before.member, "B's partitions: {o:#?}");
 }
 
+/// The control's claim: B saw the gateway leave or come back.
+fn assert_rebalanced(o: &Outcome) {
+    assert!(
+        !o.during_restart.is_empty(),
+        "B saw no rebalance although the gateway left and rejoined: {o:#?}"
+    );
+}
+
+fn classic_on_tansu() -> Protocol {
+    Protocol::Classic {
+        session_timeout_ms: support::tansu::SESSION_TIMEOUT_MS,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn static_member_restart_keeps_its_partitions_without_a_rebalance() {
-    let o = restart(BrokerKind::Mock, Protocol::Consumer, true, "static-kip848").await;
+async fn static_member_restart_keeps_its_partitions_on_tansu_classic_protocol() {
+    let o = restart(BrokerKind::Tansu, classic_on_tansu(), true, "static-tansu").await;
     assert_kept(&o);
 }
 
 /// The control: without `group_instance_id` the same restart rebalances the group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dynamic_member_restart_rebalances_the_group() {
+async fn dynamic_member_restart_rebalances_on_tansu_classic_protocol() {
+    let o = restart(
+        BrokerKind::Tansu,
+        classic_on_tansu(),
+        false,
+        "dynamic-tansu",
+    )
+    .await;
+    assert_rebalanced(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_member_restart_keeps_its_partitions_on_mock_kip848_protocol() {
+    let o = restart(BrokerKind::Mock, Protocol::Consumer, true, "static-kip848").await;
+    assert_kept(&o);
+}
+
+/// The control: without `group_instance_id` the same restart moves partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_member_restart_rebalances_on_mock_kip848_protocol() {
     let o = restart(
         BrokerKind::Mock,
         Protocol::Consumer,
@@ -334,38 +378,21 @@ async fn dynamic_member_restart_rebalances_the_group() {
         "dynamic-kip848",
     )
     .await;
-    assert!(
-        !o.during_restart.is_empty(),
-        "B saw no rebalance although the gateway left and rejoined: {o:#?}"
-    );
+    assert_rebalanced(&o);
 }
 
+/// Documents a limitation of librdkafka's mock cluster (librdkafka 2.12.1): its classic
+/// protocol group finds members by member id only (`rd_kafka_mock_cgrp_classic_member_add`),
+/// so a static member's rejoin is a new member and rebalances the group. Measured: B saw
+/// Revoke, Assign, Revoke, Assign during the restart; the gateway first got 1 of its 2
+/// partitions, both only after its ghost's session timed out. Passes on a broker with KIP-345
+/// (tansu above; Apache Kafka 2.3+).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement"]
-async fn classic_protocol_static_on_mock() {
+#[ignore = "librdkafka's mock cluster ignores group.instance.id in classic-protocol groups (no KIP-345): the rejoin rebalances"]
+async fn static_member_restart_keeps_its_partitions_on_mock_classic_protocol() {
     let p = Protocol::Classic {
         session_timeout_ms: 10_000,
     };
     let o = restart(BrokerKind::Mock, p, true, "static-classic-mock").await;
     assert_kept(&o);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement"]
-async fn classic_protocol_static_on_tansu() {
-    let p = Protocol::Classic {
-        session_timeout_ms: support::tansu::SESSION_TIMEOUT_MS,
-    };
-    let o = restart(BrokerKind::Tansu, p, true, "static-classic-tansu").await;
-    assert_kept(&o);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement"]
-async fn classic_protocol_dynamic_on_tansu() {
-    let p = Protocol::Classic {
-        session_timeout_ms: support::tansu::SESSION_TIMEOUT_MS,
-    };
-    let o = restart(BrokerKind::Tansu, p, false, "dynamic-classic-tansu").await;
-    assert!(!o.during_restart.is_empty(), "{o:#?}");
 }
