@@ -19,8 +19,12 @@
 //!
 //! Brokers and protocols (measured 2026-11-25):
 //! - tansu 0.6 (`support::tansu`), classic protocol (librdkafka's default): implements static
-//!   membership. A static member's JoinGroup and SyncGroup are each held ~3 s (its
-//!   `PAUSE_MS`), so a (re)join of the gateway takes ~6 s; B sees nothing meanwhile.
+//!   membership only in part, and not reliably. A static member's JoinGroup and SyncGroup are
+//!   each held ~3 s (its `PAUSE_MS`). The gateway test passed 10 of 15 runs; in the others the
+//!   first run's consumer close hung past the shutdown timeout, B was revoked and the group
+//!   never formed again within 60 s. Two plain rdkafka consumers (no gateway) doing the same
+//!   restart: B was revoked and re-assigned and the restarted member waited 29 s for its
+//!   partitions. So the tansu tests are `#[ignore]`d (run them with `--ignored`).
 //! - librdkafka's mock cluster, KIP-848 protocol (`group.protocol: consumer` in
 //!   `source.librdkafka`): implements it (a static member's leave keeps its assignment until
 //!   the broker's session timeout, 30 s in the mock; a rejoin with the same instance id takes
@@ -57,8 +61,12 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Which group protocol the members use.
 #[derive(Clone, Copy, Debug)]
 enum Protocol {
-    /// Classic JoinGroup/SyncGroup (librdkafka's default), with this `session.timeout.ms`.
-    Classic { session_timeout_ms: u32 },
+    /// Classic JoinGroup/SyncGroup (librdkafka's default), with these `session.timeout.ms`
+    /// and `heartbeat.interval.ms`.
+    Classic {
+        session_timeout_ms: u32,
+        heartbeat_interval_ms: u32,
+    },
     /// KIP-848 (`group.protocol=consumer`); the session timeout is the broker's.
     Consumer,
 }
@@ -66,9 +74,13 @@ enum Protocol {
 impl Protocol {
     fn librdkafka(&self) -> Vec<(&'static str, String)> {
         match self {
-            Protocol::Classic { session_timeout_ms } => {
-                vec![("session.timeout.ms", session_timeout_ms.to_string())]
-            }
+            Protocol::Classic {
+                session_timeout_ms,
+                heartbeat_interval_ms,
+            } => vec![
+                ("session.timeout.ms", session_timeout_ms.to_string()),
+                ("heartbeat.interval.ms", heartbeat_interval_ms.to_string()),
+            ],
             Protocol::Consumer => vec![("group.protocol", "consumer".to_string())],
         }
     }
@@ -211,10 +223,13 @@ async fn account(
         }
         assert!(
             Instant::now() < deadline,
-            "{what}: {} of {} records neither forwarded nor consumed by B within {WAIT:?}, e.g. {:?}",
+            "{what}: {} of {} records neither forwarded nor consumed by B within {WAIT:?}, e.g. \
+             {:?}; B's rebalances: {:?}, its assignment: {:?}",
             missing.len(),
             phase.expected.len(),
-            &missing[..missing.len().min(5)]
+            &missing[..missing.len().min(5)],
+            member.events(),
+            member.assignment()
         );
         reader
             .read_until(Duration::from_millis(200), Duration::ZERO, |_| false)
@@ -339,18 +354,22 @@ fn assert_rebalanced(o: &Outcome) {
 
 fn classic_on_tansu() -> Protocol {
     Protocol::Classic {
-        session_timeout_ms: support::tansu::SESSION_TIMEOUT_MS,
+        session_timeout_ms: 10_000,
+        heartbeat_interval_ms: 1_000,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tansu 0.6's static membership is unreliable: 5 of 15 runs the group stalled (see the module doc)"]
 async fn static_member_restart_keeps_its_partitions_on_tansu_classic_protocol() {
     let o = restart(BrokerKind::Tansu, classic_on_tansu(), true, "static-tansu").await;
     assert_kept(&o);
 }
 
-/// The control: without `group_instance_id` the same restart rebalances the group.
+/// The control of the (ignored) static test on tansu: without `group_instance_id` the same
+/// restart rebalances the group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the control of an ignored test (tansu's static membership is unreliable)"]
 async fn dynamic_member_restart_rebalances_on_tansu_classic_protocol() {
     let o = restart(
         BrokerKind::Tansu,
@@ -392,6 +411,7 @@ async fn dynamic_member_restart_rebalances_on_mock_kip848_protocol() {
 async fn static_member_restart_keeps_its_partitions_on_mock_classic_protocol() {
     let p = Protocol::Classic {
         session_timeout_ms: 10_000,
+        heartbeat_interval_ms: 1_000,
     };
     let o = restart(BrokerKind::Mock, p, true, "static-classic-mock").await;
     assert_kept(&o);
