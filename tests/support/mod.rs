@@ -12,6 +12,7 @@
 
 pub mod kafka;
 pub mod logs;
+pub mod membership;
 pub mod orders;
 pub mod process;
 pub mod python;
