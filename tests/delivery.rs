@@ -20,12 +20,8 @@ const SETTLE: Duration = Duration::from_millis(500);
 
 fn route<'a>(extra: &'a str) -> RouteSpec<'a> {
     RouteSpec {
-        source: "orders",
-        target: "orders-v1",
-        dlq: "orders-dlq",
-        reader_subject: "orders-value",
-        reader_version: "1",
         extra_value: extra,
+        ..RouteSpec::ORDERS
     }
 }
 

@@ -37,14 +37,7 @@ async fn registry_with_orders() -> (RegistryDouble, u32, u32) {
     (registry, v1, v2)
 }
 
-const ROUTE: RouteSpec<'static> = RouteSpec {
-    source: "orders",
-    target: "orders-v1",
-    dlq: "orders-dlq",
-    reader_subject: "orders-value",
-    reader_version: "1",
-    extra_value: "",
-};
+const ROUTE: RouteSpec<'static> = RouteSpec::ORDERS;
 
 /// A tansu broker with the route's three topics.
 async fn tansu_with_topics() -> Tansu {

@@ -218,6 +218,18 @@ pub struct RouteSpec<'a> {
     pub extra_value: &'a str,
 }
 
+impl RouteSpec<'static> {
+    /// The reference route: `orders` → `orders-v1`, DLQ `orders-dlq`, reader `orders-value` v1.
+    pub const ORDERS: RouteSpec<'static> = RouteSpec {
+        source: "orders",
+        target: "orders-v1",
+        dlq: "orders-dlq",
+        reader_subject: "orders-value",
+        reader_version: "1",
+        extra_value: "",
+    };
+}
+
 impl RouteSpec<'_> {
     /// The `routes:` block of a config with this one route, named `test`.
     pub fn yaml(&self) -> String {

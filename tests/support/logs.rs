@@ -8,14 +8,16 @@
 //! registry's API.
 
 use std::fs::File;
+
+use super::process::Supervised;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 /// A `schemabridge` process whose stdout and stderr go to `dir/NAME.stdout` and
 /// `dir/NAME.stderr`. Killed (and reaped) on drop.
 pub struct LoggedProcess {
-    child: Option<Child>,
+    process: Supervised,
     pub stdout: PathBuf,
     pub stderr: PathBuf,
 }
@@ -36,7 +38,7 @@ impl LoggedProcess {
             .stderr(File::create(&stderr).expect("stderr file"));
         let child = cmd.spawn().expect("start schemabridge");
         LoggedProcess {
-            child: Some(child),
+            process: Supervised::new(child),
             stdout,
             stderr,
         }
@@ -44,52 +46,21 @@ impl LoggedProcess {
 
     /// SIGTERM, then waits up to `timeout` for it to exit (panics, after a SIGKILL, if not).
     pub async fn terminate(&mut self, timeout: Duration) -> ExitStatus {
-        let pid = self.child.as_ref().expect("running").id();
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill -TERM");
-        assert!(sent.success(), "kill -TERM {pid}");
-        self.wait(timeout).await
+        let stderr = self.stderr.clone();
+        let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
+        self.process.terminate(timeout, log).await
     }
 
     /// Waits up to `timeout` for it to exit by itself (panics, after a SIGKILL, if not).
     pub async fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        let child = self.child.as_mut().expect("running");
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return status;
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                panic!(
-                    "schemabridge did not exit within {timeout:?}; stderr:\n{}",
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let stderr = self.stderr.clone();
+        let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
+        self.process.wait(timeout, log).await
     }
 
     /// Its stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for LoggedProcess {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

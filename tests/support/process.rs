@@ -23,9 +23,80 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A child process stopped by pid: SIGTERM and a bounded wait, or SIGKILL and reap (also on
+/// drop, so a failing test leaves nothing running).
+pub struct Supervised {
+    child: Option<Child>,
+}
+
+impl Supervised {
+    pub fn new(child: Child) -> Supervised {
+        Supervised { child: Some(child) }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL, then reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then [`Supervised::wait`].
+    pub async fn terminate(&mut self, timeout: Duration, log: impl Fn() -> String) -> ExitStatus {
+        let pid = self.pid();
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill -TERM");
+        assert!(sent.success(), "kill -TERM {pid}");
+        self.wait(timeout, log).await
+    }
+
+    /// Waits up to `timeout` for it to exit; panics with `log()`, after a SIGKILL, if it does
+    /// not.
+    pub async fn wait(&mut self, timeout: Duration, log: impl Fn() -> String) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!(
+                    "schemabridge did not exit within {timeout:?}; log:\n{}",
+                    log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().expect("try_wait").is_none(),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A running gateway process. Stops (SIGKILL + wait) when dropped.
 pub struct GatewayProcess {
-    child: Option<Child>,
+    process: Supervised,
     pub log: PathBuf,
 }
 
@@ -49,76 +120,49 @@ impl GatewayProcess {
             .spawn()
             .expect("start schemabridge");
         GatewayProcess {
-            child: Some(child),
+            process: Supervised::new(child),
             log,
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        self.process.pid()
     }
 
     /// SIGKILL, then reap it: a crash, with no chance to flush or commit.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// SIGTERM, then waits up to `timeout` for it to exit; returns its exit status (panics,
     /// after a SIGKILL, if it did not exit in time).
     pub async fn terminate(&mut self, timeout: Duration) -> ExitStatus {
-        let pid = self.pid();
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill -TERM");
-        assert!(sent.success(), "kill -TERM {pid}");
-        self.wait(timeout).await
+        let log = self.log.clone();
+        self.process.terminate(timeout, || tail(&log)).await
     }
 
     /// Waits up to `timeout` for it to exit by itself.
     pub async fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        let child = self.child.as_mut().expect("running");
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return status;
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                panic!(
-                    "schemabridge did not exit within {timeout:?}; log:\n{}",
-                    self.log_tail()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let log = self.log.clone();
+        self.process.wait(timeout, || tail(&log)).await
     }
 
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => c.try_wait().expect("try_wait").is_none(),
-            None => false,
-        }
+        self.process.running()
     }
 
     /// The last 60 lines of its log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
+        tail(&self.log)
     }
 }
 
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// The last 60 lines of a log file.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
 /// tansu, an independent Kafka-API broker (Rust, by others), as a child process with in-memory
