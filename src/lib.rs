@@ -7,7 +7,8 @@
 //! without silently losing data.
 //!
 //! Where to start reading: [`pipeline::Gateway`] runs the job; [`config::Config`] is what a
-//! user writes; [`avro`] is the resolution engine; [`wire`] the framing.
+//! user writes; [`schema`] answers "what does writer W look like to reader R?"; [`avro`] and
+//! [`protobuf`] are the resolution engines; [`wire`] the framing.
 pub mod archive;
 pub mod avro;
 pub mod bench;
@@ -16,5 +17,6 @@ pub mod demo;
 pub mod pipeline;
 pub mod protobuf;
 pub mod registry;
+pub mod schema;
 pub mod telemetry;
 pub mod wire;

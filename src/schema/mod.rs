@@ -1,0 +1,331 @@
+//! Schemas and plans: the public layer between the registry and everything that resolves
+//! records (the gateway's pipeline today; `check`, `explain` and the archive writer next).
+//!
+//! Owns: reader selection for a route part (registry subject + version, or a file), writer
+//! schemas by id (fetched, references resolved, parsed once), compiled plans per (writer,
+//! writer message, reader, unknown-field policy), the caches holding them, and retries while
+//! the registry is unavailable. Asking "what does writer W look like to reader R?" is async
+//! ([`Schemas::plan`]: it may fetch); applying the answer ([`CompiledPlan::apply`]) is not.
+//! Must not: touch Kafka, or parse the Confluent framing of a message (the caller does).
+
+mod error;
+mod plan;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+pub use error::{FailureKind, PartFailure, ResolveError};
+use plan::kind_name;
+pub use plan::{CompiledPlan, ParsedSchema, ReaderSchema};
+
+use crate::avro;
+use crate::config::{Format, PartConfig, ReaderSource, SubjectVersion, UnknownFieldsPolicy};
+use crate::protobuf;
+use crate::registry::{
+    Backoff, LookupError, RegisteredSchema, RegistryError, SchemaKind, SchemaReference,
+    SchemaSource, retry_transient,
+};
+use crate::wire::{MessageIndexes, SchemaId};
+
+type PlanResult = Result<Arc<CompiledPlan>, PartFailure>;
+
+/// Plans are per (writer id, writer message index path, reader id, unknown-field policy).
+type PlanKey = (SchemaId, MessageIndexes, SchemaId, protobuf::UnknownFields);
+
+/// The schema source and the caches; owned by one user (the pipeline thread: no locks).
+pub struct Schemas {
+    source: Arc<SchemaSource>,
+    backoff: Backoff,
+    shutdown: CancellationToken,
+    capacity: usize,
+    writers: HashMap<SchemaId, Arc<ParsedSchema>>,
+    plans: HashMap<PlanKey, PlanResult>,
+}
+
+impl Schemas {
+    pub fn new(
+        source: Arc<SchemaSource>,
+        backoff: Backoff,
+        capacity: usize,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Schemas {
+            source,
+            backoff,
+            shutdown,
+            capacity,
+            writers: HashMap::new(),
+            plans: HashMap::new(),
+        }
+    }
+
+    /// Fetches and parses a route part's reader schema, retrying while the registry is down.
+    /// `at` names the config key (`routes[0].value.reader`) for errors.
+    pub async fn reader(
+        &self,
+        at: &str,
+        part: &PartConfig,
+    ) -> Result<Option<ReaderSchema>, ResolveError> {
+        let Some(reader) = &part.reader else {
+            return Ok(None);
+        };
+        let fail = |message: String| {
+            ResolveError::Failed(PartFailure {
+                kind: FailureKind::InvalidSchema,
+                message: format!("{at}: {message}"),
+                writer_id: None,
+            })
+        };
+        let kind = match part.format {
+            Format::Avro => SchemaKind::Avro,
+            Format::Protobuf => SchemaKind::Protobuf,
+            Format::Passthrough => return Ok(None),
+        };
+        let (registered, origin) = match &reader.source {
+            ReaderSource::File { path: file, id } => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
+                let schema = RegisteredSchema {
+                    id: *id,
+                    kind,
+                    text,
+                    references: Vec::new(),
+                    subject: None,
+                    version: None,
+                };
+                (schema, format!("file {}", file.display()))
+            }
+            ReaderSource::Registry { subject, version } => {
+                let s = self
+                    .fetch(
+                        &format!("reader schema {subject} version {version}"),
+                        || self.source.by_subject(subject, *version),
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        ResolveError::Failed(f) => fail(f.message),
+                        e => e,
+                    })?;
+                let origin = format!(
+                    "subject {subject} version {}",
+                    s.version
+                        .map_or_else(|| version.to_string(), |v| v.to_string())
+                );
+                (s, origin)
+            }
+        };
+        if registered.kind != kind {
+            return Err(fail(format!(
+                "{origin} is {:?}, but the route part's format is {:?}",
+                registered.kind, part.format
+            )));
+        }
+        let schema = self.load(&registered).await.map_err(|e| match e {
+            ResolveError::Failed(f) => fail(f.message),
+            e => e,
+        })?;
+        let message = match &schema {
+            ParsedSchema::Protobuf { pool, main } => {
+                let msg = match &reader.message {
+                    Some(name) => pool
+                        .get_message_by_name(name)
+                        .ok_or_else(|| fail(format!("message {name} is not in {origin}")))?,
+                    None => protobuf::message_for_indexes(pool, main, &MessageIndexes::first())
+                        .map_err(|e| fail(e.to_string()))?,
+                };
+                let indexes = protobuf::indexes_for_message(&msg);
+                Some((msg, indexes))
+            }
+            ParsedSchema::Avro(_) => None,
+        };
+        Ok(Some(ReaderSchema {
+            id: registered.id,
+            schema: Arc::new(schema),
+            origin,
+            message,
+            output: part.output,
+            unknown_fields: match part.unknown_fields.unwrap_or_default() {
+                UnknownFieldsPolicy::Preserve => protobuf::UnknownFields::Preserve,
+                UnknownFieldsPolicy::Drop => protobuf::UnknownFields::Drop,
+            },
+        }))
+    }
+
+    /// The compiled plan for this writer (and message) and reader, compiled on first use.
+    pub async fn plan(
+        &mut self,
+        writer_id: SchemaId,
+        indexes: MessageIndexes,
+        reader: &ReaderSchema,
+    ) -> Result<Arc<CompiledPlan>, ResolveError> {
+        let key = (writer_id, indexes, reader.id, reader.unknown_fields);
+        if let Some(p) = self.plans.get(&key) {
+            return p.clone().map_err(ResolveError::Failed);
+        }
+        let writer = self.writer(writer_id).await?;
+        let unresolvable = |e: String| PartFailure {
+            kind: FailureKind::Unresolvable,
+            message: format!(
+                "writer schema id {writer_id} cannot be read as reader schema id {} ({}): {e}",
+                reader.id, reader.origin
+            ),
+            writer_id: Some(writer_id),
+        };
+        let compiled = match (&*writer, &*reader.schema, &reader.message) {
+            (ParsedSchema::Avro(w), ParsedSchema::Avro(r), _) => avro::compile(w, r)
+                .map(|plan| {
+                    let dropped = plan
+                        .dropped_fields()
+                        .iter()
+                        .map(|f| Arc::<str>::from(f.as_str()))
+                        .collect();
+                    Arc::new(CompiledPlan::Avro {
+                        plan: Box::new(plan),
+                        dropped,
+                    })
+                })
+                .map_err(|e| unresolvable(e.to_string())),
+            (
+                ParsedSchema::Protobuf { pool, main },
+                ParsedSchema::Protobuf { .. },
+                Some((r, _)),
+            ) => protobuf::message_for_indexes(pool, main, &key.1)
+                .map_err(|e| PartFailure {
+                    kind: FailureKind::Framing,
+                    message: format!("writer schema id {writer_id}: {e}"),
+                    writer_id: Some(writer_id),
+                })
+                .and_then(|w| {
+                    protobuf::compile(&w, r, reader.unknown_fields)
+                        .map(|plan| {
+                            Arc::new(CompiledPlan::Protobuf {
+                                plan,
+                                writer: w.full_name().to_string(),
+                            })
+                        })
+                        .map_err(|e| unresolvable(e.to_string()))
+                }),
+            (w, _, _) => Err(PartFailure {
+                kind: FailureKind::InvalidSchema,
+                message: format!(
+                    "writer schema id {writer_id} is {}, but the route reads {}",
+                    kind_name(w),
+                    kind_name(&reader.schema)
+                ),
+                writer_id: Some(writer_id),
+            }),
+        };
+        if let Err(f) = &compiled {
+            tracing::warn!(writer_id, reader_id = reader.id, error = %f.message, "schemas do not resolve; messages with this writer schema go to the error policy");
+        }
+        if self.plans.len() >= self.capacity {
+            self.plans.clear();
+        }
+        self.plans.insert(key, compiled.clone());
+        compiled.map_err(ResolveError::Failed)
+    }
+
+    async fn writer(&mut self, id: SchemaId) -> Result<Arc<ParsedSchema>, ResolveError> {
+        if let Some(s) = self.writers.get(&id) {
+            return Ok(s.clone());
+        }
+        let registered = self
+            .fetch(&format!("writer schema id {id}"), || self.source.by_id(id))
+            .await
+            .map_err(|e| match e {
+                ResolveError::Failed(mut f) => {
+                    f.writer_id = Some(id);
+                    ResolveError::Failed(f)
+                }
+                e => e,
+            })?;
+        let parsed = Arc::new(self.load(&registered).await.map_err(|e| match e {
+            ResolveError::Failed(mut f) => {
+                f.writer_id = Some(id);
+                ResolveError::Failed(f)
+            }
+            e => e,
+        })?);
+        if self.writers.len() >= self.capacity {
+            self.writers.clear();
+        }
+        self.writers.insert(id, parsed.clone());
+        Ok(parsed)
+    }
+
+    /// One registry call, retried while the registry is unavailable.
+    async fn fetch<F, Fut>(&self, what: &str, call: F) -> Result<RegisteredSchema, ResolveError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<RegisteredSchema, RegistryError>>,
+    {
+        retry_transient(what, self.backoff, &self.shutdown, call)
+            .await
+            .map_err(|e| match e {
+                LookupError::Cancelled => ResolveError::Cancelled,
+                LookupError::Registry(e) => ResolveError::Failed(PartFailure {
+                    kind: match e {
+                        RegistryError::NotFound(_) => FailureKind::UnknownSchema,
+                        _ => FailureKind::InvalidSchema,
+                    },
+                    message: e.to_string(),
+                    writer_id: None,
+                }),
+            })
+    }
+
+    /// Parses a registered schema; for Protobuf, fetches its references (recursively, each once).
+    async fn load(&self, s: &RegisteredSchema) -> Result<ParsedSchema, ResolveError> {
+        let invalid = |message: String| {
+            ResolveError::Failed(PartFailure {
+                kind: FailureKind::InvalidSchema,
+                message,
+                writer_id: Some(s.id),
+            })
+        };
+        match s.kind {
+            SchemaKind::Avro => {
+                if !s.references.is_empty() {
+                    return Err(invalid(format!(
+                        "schema id {}: Avro schema references are not supported yet",
+                        s.id
+                    )));
+                }
+                avro::Schema::parse_str(&s.text)
+                    .map(ParsedSchema::Avro)
+                    .map_err(|e| invalid(format!("schema id {} is not valid Avro: {e}", s.id)))
+            }
+            SchemaKind::Protobuf => {
+                let mut refs: Vec<(String, String)> = Vec::new();
+                let mut todo: Vec<SchemaReference> = s.references.clone();
+                while let Some(r) = todo.pop() {
+                    if refs.iter().any(|(name, _)| *name == r.name) {
+                        continue;
+                    }
+                    let what = format!(
+                        "reference {} (subject {} version {}) of schema id {}",
+                        r.name, r.subject, r.version, s.id
+                    );
+                    let fetched = self
+                        .fetch(&what, || {
+                            self.source
+                                .by_subject(&r.subject, SubjectVersion::Number(r.version))
+                        })
+                        .await
+                        .map_err(|e| match e {
+                            ResolveError::Failed(f) => invalid(format!("{what}: {}", f.message)),
+                            e => e,
+                        })?;
+                    todo.extend(fetched.references);
+                    refs.push((r.name, fetched.text));
+                }
+                let main = format!("schemabridge/schema-{}.proto", s.id);
+                protobuf::build_pool(&main, &s.text, &refs)
+                    .map(|pool| ParsedSchema::Protobuf { pool, main })
+                    .map_err(|e| invalid(format!("schema id {}: {e}", s.id)))
+            }
+        }
+    }
+}
