@@ -6,7 +6,9 @@
 //! - a datum whose writer schema is the reader's is checked before it is forwarded unchanged;
 //! - routes that feed each other, or claim one topic twice, are refused at start-up;
 //! - shutdown does not wait for a registry request that never gets an answer;
-//! - a 404 that is not the registry's own "not found" is an outage, not a dead letter.
+//! - a 404 that is not the registry's own "not found" is an outage, not a dead letter;
+//! - an id the registry does not have is asked for once per `registry.not_found_ttl_ms`, not
+//!   once per message.
 
 mod support;
 
@@ -429,4 +431,69 @@ async fn a_404_without_a_registry_error_body_is_retried_not_dead_lettered() {
         })
         .collect();
     assert_eq!(got, expected);
+}
+
+/// 10,000 messages framed with an id the registry does not have: every one is dead-lettered as
+/// `unknown-schema` with its original bytes, and the registry is asked about that id once (the
+/// answer is believed for `registry.not_found_ttl_ms`, 60 s by default), not 10,000 times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_schema_id_is_asked_for_once_per_ttl_not_once_per_message() {
+    const UNKNOWN: u32 = 4242;
+    const N: usize = 10_000;
+    let cluster = Cluster::start(&[("orders", 2), ("orders-out", 2), ("orders-dlq", 2)]);
+    let registry = RegistryDouble::start().await;
+    let v1_id = registry.register_avro("orders-value", ORDER_V1);
+    let v1 = Schema::parse_str(ORDER_V1).unwrap();
+    let mut rng = SplitMix(5);
+
+    // One good message first: once it is through, the reader and its writer are cached.
+    let good = Input {
+        key: Some(b"good".to_vec()),
+        value: Some(framed(v1_id, &encode(&v1, order_v1(0, &mut rng)))),
+        ..Input::default()
+    };
+    cluster.produce("orders", &[good]).await;
+    let gw = Running::start(config(
+        &cluster.bootstrap,
+        &registry.url,
+        &format!("gw-{}", unique()),
+        &spec("1"),
+    ));
+    let first = cluster.consume(&["orders-out"], 1, WAIT, SETTLE).await;
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let before = registry.requests();
+
+    let inputs: Vec<Input> = (0..N)
+        .map(|i| Input {
+            partition: (i % 2) as i32,
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(framed(UNKNOWN, format!("body-{i}").as_bytes())),
+            ..Input::default()
+        })
+        .collect();
+    cluster.produce("orders", &inputs).await;
+    let dlq = cluster.consume(&["orders-dlq"], N, WAIT, SETTLE).await;
+    let summary = gw.stop().await.expect("clean stop");
+    let asked = registry.requests() - before;
+
+    assert_eq!(dlq.len(), N, "every message dead-lettered");
+    let mut keys = std::collections::HashSet::new();
+    for m in &dlq {
+        let key = key_of(m);
+        let i: usize = key[1..].parse().unwrap();
+        assert_eq!(m.value, inputs[i].value, "{key}: original bytes");
+        assert_eq!(
+            m.header(dlq_headers::KIND).as_deref(),
+            Some("unknown-schema"),
+            "{key}"
+        );
+        assert_eq!(m.header(dlq_headers::WRITER_ID), Some(UNKNOWN.to_string()));
+        keys.insert(key);
+    }
+    assert_eq!(keys.len(), N, "each input once");
+    assert_eq!(summary.dead_lettered, N as u64);
+    assert_eq!(
+        asked, 1,
+        "registry requests for {N} messages with one unknown id"
+    );
 }

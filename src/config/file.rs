@@ -73,6 +73,9 @@ pub struct RegistryFile {
     /// How many parsed schemas to keep in memory.
     #[serde(default = "defaults::cache_size")]
     pub cache_size: usize,
+    /// How long an id the registry says does not exist is believed before asking again.
+    #[serde(default = "defaults::not_found_ttl_ms")]
+    pub not_found_ttl_ms: u64,
     /// First retry delay after a transient registry error; doubles up to `max_backoff_ms`.
     #[serde(default = "defaults::initial_backoff_ms")]
     pub initial_backoff_ms: u64,
@@ -437,6 +440,9 @@ impl ConfigFile {
 mod defaults {
     pub const fn registry_timeout_ms() -> u64 {
         10_000
+    }
+    pub const fn not_found_ttl_ms() -> u64 {
+        60_000
     }
     pub const fn cache_size() -> usize {
         1_000

@@ -94,6 +94,8 @@ pub struct RegistryConfig {
     pub timeout_ms: u64,
     /// How many parsed schemas to keep in memory.
     pub cache_size: usize,
+    /// How long a "no such schema id" answer is believed before the registry is asked again.
+    pub not_found_ttl_ms: u64,
     /// First retry delay after a transient registry error; doubles up to `max_backoff_ms`.
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,

@@ -81,8 +81,8 @@ impl Config {
         }
         let _ = write!(
             reg,
-            " timeout_ms={} cache_size={} backoff_ms={}..{}",
-            r.timeout_ms, r.cache_size, r.initial_backoff_ms, r.max_backoff_ms
+            " timeout_ms={} cache_size={} not_found_ttl_ms={} backoff_ms={}..{}",
+            r.timeout_ms, r.cache_size, r.not_found_ttl_ms, r.initial_backoff_ms, r.max_backoff_ms
         );
         lines.push(reg);
         let p = &self.pipeline;

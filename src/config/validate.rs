@@ -182,6 +182,7 @@ fn registry(r: RegistryFile, p: &mut Problems) -> Option<RegistryConfig> {
         p.add(e.path, e.message);
     }
     bounded(p, "registry.cache_size", r.cache_size as u64, 1_000_000);
+    bounded(p, "registry.not_found_ttl_ms", r.not_found_ttl_ms, HOUR_MS);
     bounded(p, "registry.timeout_ms", r.timeout_ms, 10 * 60_000);
     bounded(p, "registry.max_backoff_ms", r.max_backoff_ms, HOUR_MS);
     if r.initial_backoff_ms == 0 || r.initial_backoff_ms > r.max_backoff_ms {
@@ -195,6 +196,7 @@ fn registry(r: RegistryFile, p: &mut Problems) -> Option<RegistryConfig> {
         auth: auth?,
         timeout_ms: r.timeout_ms,
         cache_size: r.cache_size,
+        not_found_ttl_ms: r.not_found_ttl_ms,
         initial_backoff_ms: r.initial_backoff_ms,
         max_backoff_ms: r.max_backoff_ms,
         tls: r.tls,

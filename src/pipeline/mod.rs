@@ -129,7 +129,10 @@ impl Gateway {
         let resolver = Resolver::new(
             self.source.clone(),
             Backoff::from_config(&cfg.registry),
-            cfg.registry.cache_size,
+            crate::schema::CachePolicy {
+                capacity: cfg.registry.cache_size,
+                not_found_ttl: std::time::Duration::from_millis(cfg.registry.not_found_ttl_ms),
+            },
             stop.clone(),
         );
         let Some(routes) = RouteTable::build(&cfg, &resolver).await? else {

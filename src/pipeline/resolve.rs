@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::PartConfig;
 use crate::registry::{Backoff, SchemaSource};
+use crate::schema::{CachePolicy, ParsedSchema, Schemas};
 pub use crate::schema::{FailureKind, PartFailure, ReaderSchema, ResolveError};
-use crate::schema::{ParsedSchema, Schemas};
 use crate::wire::{self, MessageIndexes, SchemaId};
 
 /// The schema layer plus the pipeline's scratch buffer; owned by the pipeline thread.
@@ -25,11 +25,11 @@ impl Resolver {
     pub fn new(
         source: Arc<SchemaSource>,
         backoff: Backoff,
-        capacity: usize,
+        policy: CachePolicy,
         shutdown: CancellationToken,
     ) -> Self {
         Resolver {
-            schemas: Schemas::new(source, backoff, capacity, shutdown),
+            schemas: Schemas::new(source, backoff, policy, shutdown),
             scratch: Vec::new(),
         }
     }

@@ -8,14 +8,16 @@
 //! ([`Schemas::plan`]: it may fetch); applying the answer ([`CompiledPlan::apply`]) is not.
 //! Must not: touch Kafka, or parse the Confluent framing of a message (the caller does).
 
+mod cache;
 mod error;
 mod plan;
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use cache::Cache;
 pub use error::{FailureKind, PartFailure, ResolveError};
 use plan::kind_name;
 pub use plan::{CompiledPlan, ParsedSchema, ReaderSchema};
@@ -34,30 +36,41 @@ type PlanResult = Result<Arc<CompiledPlan>, PartFailure>;
 /// Plans are per (writer id, writer message index path, reader id, unknown-field policy).
 type PlanKey = (SchemaId, MessageIndexes, SchemaId, protobuf::UnknownFields);
 
+/// How much the caches keep, and for how long a "no such schema id" answer is believed.
+#[derive(Debug, Clone, Copy)]
+pub struct CachePolicy {
+    /// Entries per cache (writer schemas; plans), least recently used evicted first.
+    pub capacity: usize,
+    /// An id the registry said does not exist is not asked for again for this long (its
+    /// messages fail as `unknown-schema` meanwhile without a registry request each).
+    pub not_found_ttl: Duration,
+}
+
 /// The schema source and the caches; owned by one user (the pipeline thread: no locks).
 pub struct Schemas {
     source: Arc<SchemaSource>,
     backoff: Backoff,
     shutdown: CancellationToken,
-    capacity: usize,
-    writers: HashMap<SchemaId, Arc<ParsedSchema>>,
-    plans: HashMap<PlanKey, PlanResult>,
+    policy: CachePolicy,
+    /// Parsed writer schemas by id, and (with a TTL) ids the registry does not have.
+    writers: Cache<SchemaId, Result<Arc<ParsedSchema>, PartFailure>>,
+    plans: Cache<PlanKey, PlanResult>,
 }
 
 impl Schemas {
     pub fn new(
         source: Arc<SchemaSource>,
         backoff: Backoff,
-        capacity: usize,
+        policy: CachePolicy,
         shutdown: CancellationToken,
     ) -> Self {
         Schemas {
             source,
             backoff,
             shutdown,
-            capacity,
-            writers: HashMap::new(),
-            plans: HashMap::new(),
+            policy,
+            writers: Cache::new(policy.capacity),
+            plans: Cache::new(policy.capacity),
         }
     }
 
@@ -161,7 +174,7 @@ impl Schemas {
         reader: &ReaderSchema,
     ) -> Result<Arc<CompiledPlan>, ResolveError> {
         let key = (writer_id, indexes, reader.id, reader.unknown_fields);
-        if let Some(p) = self.plans.get(&key) {
+        if let Some(p) = self.plans.get(&key, Instant::now()) {
             return p.clone().map_err(ResolveError::Failed);
         }
         let writer = self.writer(writer_id).await?;
@@ -220,38 +233,36 @@ impl Schemas {
         if let Err(f) = &compiled {
             tracing::warn!(writer_id, reader_id = reader.id, error = %f.message, "schemas do not resolve; messages with this writer schema go to the error policy");
         }
-        if self.plans.len() >= self.capacity {
-            self.plans.clear();
-        }
-        self.plans.insert(key, compiled.clone());
+        self.plans.insert(key, compiled.clone(), None);
         compiled.map_err(ResolveError::Failed)
     }
 
     async fn writer(&mut self, id: SchemaId) -> Result<Arc<ParsedSchema>, ResolveError> {
-        if let Some(s) = self.writers.get(&id) {
-            return Ok(s.clone());
+        if let Some(s) = self.writers.get(&id, Instant::now()) {
+            return s.clone().map_err(ResolveError::Failed);
         }
-        let registered = self
-            .fetch(&format!("writer schema id {id}"), || self.source.by_id(id))
-            .await
-            .map_err(|e| match e {
-                ResolveError::Failed(mut f) => {
-                    f.writer_id = Some(id);
-                    ResolveError::Failed(f)
-                }
-                e => e,
-            })?;
-        let parsed = Arc::new(self.load(&registered).await.map_err(|e| match e {
+        let with_id = |e: ResolveError| match e {
             ResolveError::Failed(mut f) => {
                 f.writer_id = Some(id);
                 ResolveError::Failed(f)
             }
             e => e,
-        })?);
-        if self.writers.len() >= self.capacity {
-            self.writers.clear();
-        }
-        self.writers.insert(id, parsed.clone());
+        };
+        let registered = match self
+            .fetch(&format!("writer schema id {id}"), || self.source.by_id(id))
+            .await
+            .map_err(with_id)
+        {
+            Ok(r) => r,
+            Err(ResolveError::Failed(f)) if f.kind == FailureKind::UnknownSchema => {
+                let ttl = (self.policy.not_found_ttl, Instant::now());
+                self.writers.insert(id, Err(f.clone()), Some(ttl));
+                return Err(ResolveError::Failed(f));
+            }
+            Err(e) => return Err(e),
+        };
+        let parsed = Arc::new(self.load(&registered).await.map_err(with_id)?);
+        self.writers.insert(id, Ok(parsed.clone()), None);
         Ok(parsed)
     }
 
