@@ -45,6 +45,7 @@ mod error;
 mod exec;
 pub mod json;
 mod lower;
+mod references;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -53,6 +54,7 @@ pub use apache_avro::Schema;
 /// Avro's zig-zag varint `long`, for the container-file writer and the record generator.
 pub(crate) use codec::write_long;
 pub use error::{Location, PlanError, TranscodeError};
+pub use references::inline_references;
 
 use compile::{Compiler, Node, NodeId};
 use schema::Types;

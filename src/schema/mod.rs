@@ -287,7 +287,7 @@ impl Schemas {
             })
     }
 
-    /// Parses a registered schema; for Protobuf, fetches its references (recursively, each once).
+    /// Parses a registered schema, with its references fetched (recursively, each once).
     async fn load(&self, s: &RegisteredSchema) -> Result<ParsedSchema, ResolveError> {
         let invalid = |message: String| {
             ResolveError::Failed(PartFailure {
@@ -296,47 +296,62 @@ impl Schemas {
                 writer_id: Some(s.id),
             })
         };
+        let refs = self.references(s).await?;
         match s.kind {
             SchemaKind::Avro => {
-                if !s.references.is_empty() {
-                    return Err(invalid(format!(
-                        "schema id {}: Avro schema references are not supported yet",
-                        s.id
-                    )));
-                }
-                avro::Schema::parse_str(&s.text)
+                let text = if refs.is_empty() {
+                    s.text.clone()
+                } else {
+                    let texts: Vec<String> = refs.into_iter().map(|(_, text)| text).collect();
+                    avro::inline_references(&s.text, &texts)
+                        .map_err(|e| invalid(format!("schema id {}: {e}", s.id)))?
+                };
+                avro::Schema::parse_str(&text)
                     .map(ParsedSchema::Avro)
                     .map_err(|e| invalid(format!("schema id {} is not valid Avro: {e}", s.id)))
             }
             SchemaKind::Protobuf => {
-                let mut refs: Vec<(String, String)> = Vec::new();
-                let mut todo: Vec<SchemaReference> = s.references.clone();
-                while let Some(r) = todo.pop() {
-                    if refs.iter().any(|(name, _)| *name == r.name) {
-                        continue;
-                    }
-                    let what = format!(
-                        "reference {} (subject {} version {}) of schema id {}",
-                        r.name, r.subject, r.version, s.id
-                    );
-                    let fetched = self
-                        .fetch(&what, || {
-                            self.source
-                                .by_subject(&r.subject, SubjectVersion::Number(r.version))
-                        })
-                        .await
-                        .map_err(|e| match e {
-                            ResolveError::Failed(f) => invalid(format!("{what}: {}", f.message)),
-                            e => e,
-                        })?;
-                    todo.extend(fetched.references);
-                    refs.push((r.name, fetched.text));
-                }
                 let main = format!("schemabridge/schema-{}.proto", s.id);
                 protobuf::build_pool(&main, &s.text, &refs)
                     .map(|pool| ParsedSchema::Protobuf { pool, main })
                     .map_err(|e| invalid(format!("schema id {}: {e}", s.id)))
             }
         }
+    }
+
+    /// The (name, text) of every schema `s` references, directly or through another reference,
+    /// each fetched once, in the order they were reached.
+    async fn references(
+        &self,
+        s: &RegisteredSchema,
+    ) -> Result<Vec<(String, String)>, ResolveError> {
+        let mut refs: Vec<(String, String)> = Vec::new();
+        let mut todo: Vec<SchemaReference> = s.references.iter().rev().cloned().collect();
+        while let Some(r) = todo.pop() {
+            if refs.iter().any(|(name, _)| *name == r.name) {
+                continue;
+            }
+            let what = format!(
+                "reference {} (subject {} version {}) of schema id {}",
+                r.name, r.subject, r.version, s.id
+            );
+            let fetched = self
+                .fetch(&what, || {
+                    self.source
+                        .by_subject(&r.subject, SubjectVersion::Number(r.version))
+                })
+                .await
+                .map_err(|e| match e {
+                    ResolveError::Failed(f) => ResolveError::Failed(PartFailure {
+                        kind: FailureKind::InvalidSchema,
+                        message: format!("{what}: {}", f.message),
+                        writer_id: Some(s.id),
+                    }),
+                    e => e,
+                })?;
+            todo.extend(fetched.references.into_iter().rev());
+            refs.push((r.name, fetched.text));
+        }
+        Ok(refs)
     }
 }
