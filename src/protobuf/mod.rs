@@ -1,6 +1,7 @@
 //! Protobuf writer → reader transcoding on the wire bytes.
 //!
-//! Owns: building descriptor pools from registry `.proto` text (protox, no `protoc`), mapping
+//! Owns: building descriptor pools from registry schemas, `.proto` text or base64
+//! `FileDescriptorProto` (protox, no `protoc`; see [`build_pool`]), mapping
 //! Confluent message-index paths to messages and back, compiling a writer × reader pair into a
 //! [`Plan`], and executing that plan bytes → bytes with the unknown-field policy
 //! ([`UnknownFields`]). Must not: do I/O, await, log per message, touch the Confluent header

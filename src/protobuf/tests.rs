@@ -838,3 +838,180 @@ fn mutated_messages_never_panic() {
     }
     assert!(ok > 0);
 }
+
+// ---- Schemas as base64 FileDescriptorProto (what confluent-kafka's Python serializer registers).
+
+/// `name`'s descriptor out of a pool compiled from the `.proto` text, serialized and base64'd.
+fn as_base64(pool: &prost_reflect::DescriptorPool, name: &str) -> String {
+    use base64::Engine as _;
+    let fd = pool.get_file_by_name(name).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(fd.file_descriptor_proto().encode_to_vec())
+}
+
+/// Every message in the pool: full name and (number, name, type, cardinality) of each field.
+fn shape(pool: &prost_reflect::DescriptorPool) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<_> = pool
+        .all_messages()
+        .map(|m| {
+            let fields = m
+                .fields()
+                .map(|f| {
+                    let ty = match f.kind() {
+                        prost_reflect::Kind::Message(m) => m.full_name().to_owned(),
+                        prost_reflect::Kind::Enum(e) => e.full_name().to_owned(),
+                        k => format!("{k:?}"),
+                    };
+                    format!("{} {} {ty} {:?}", f.number(), f.name(), f.cardinality())
+                })
+                .collect();
+            (m.full_name().to_owned(), fields)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn base64_descriptors_build_the_same_pool_as_text_in_every_mix() {
+    const MONEY_NAME: &str = "orders/money.proto";
+    const COMMON_NAME: &str = "orders/common.proto";
+    // v2 imports both references (v1 only money).
+    let v2_pool = build_pool(V2_NAME, V2, &refs()).unwrap();
+    let money_b64 = as_base64(&v2_pool, MONEY_NAME);
+    let common_b64 = as_base64(&v2_pool, COMMON_NAME);
+    for (main_name, main_text) in [(V1_NAME, V1), (V2_NAME, V2)] {
+        let text_pool = build_pool(main_name, main_text, &refs()).unwrap();
+        let expected = shape(&text_pool);
+        assert!(expected.iter().any(|(m, _)| m.ends_with(".OrderPlaced")));
+        let main_b64 = as_base64(&text_pool, main_name);
+        // Every combination of forms: bit 0 main, bit 1 money, bit 2 common (1 = base64).
+        for mix in 0..8u8 {
+            let pick = |bit: u8, b64: &str, text: &str| {
+                if mix & (1 << bit) != 0 {
+                    b64.to_owned()
+                } else {
+                    text.to_owned()
+                }
+            };
+            let references = vec![
+                (MONEY_NAME.to_owned(), pick(1, &money_b64, MONEY)),
+                (COMMON_NAME.to_owned(), pick(2, &common_b64, COMMON)),
+            ];
+            // Looked up under the gateway's own name, not the name inside the descriptor.
+            let lookup = "schemabridge/schema-7.proto";
+            let pool = build_pool(lookup, &pick(0, &main_b64, main_text), &references)
+                .unwrap_or_else(|e| panic!("{main_name} mix {mix:03b}: {e}"));
+            assert_eq!(shape(&pool), expected, "{main_name} mix {mix:03b}");
+            let msg = message_for_indexes(&pool, lookup, &MessageIndexes::first()).unwrap();
+            assert!(
+                msg.full_name().ends_with(".OrderPlaced"),
+                "{}",
+                msg.full_name()
+            );
+            assert!(
+                pool.get_message_by_name("google.protobuf.Timestamp")
+                    .is_some()
+            );
+        }
+    }
+    // The plan between descriptor-form schemas is the plan between text-form ones.
+    let b64_of = |name: &str, text: &str| {
+        let pool = build_pool(name, text, &refs()).unwrap();
+        let b64_refs = vec![
+            (MONEY_NAME.to_owned(), money_b64.clone()),
+            (COMMON_NAME.to_owned(), common_b64.clone()),
+        ];
+        let pool = build_pool(name, &as_base64(&pool, name), &b64_refs).unwrap();
+        message_for_indexes(&pool, name, &MessageIndexes::first()).unwrap()
+    };
+    let from_b64 = compile(
+        &b64_of(V2_NAME, V2),
+        &b64_of(V1_NAME, V1),
+        UnknownFields::Drop,
+    )
+    .unwrap();
+    let from_text = compile(&v2(), &v1(), UnknownFields::Drop).unwrap();
+    assert_eq!(from_b64.dropped_fields(), from_text.dropped_fields());
+}
+
+#[test]
+fn base64_detection_edges_and_errors_name_the_form() {
+    use base64::Engine as _;
+    // The empty schema is valid base64 (of an empty descriptor) but is read as empty text.
+    for empty in ["", " \n"] {
+        let pool = build_pool("e.proto", empty, &[]).unwrap();
+        assert!(pool.get_file_by_name("e.proto").is_some());
+    }
+    // Wrapped in lines (MIME style) and unpadded base64 are still descriptors.
+    let pool = build_pool(V1_NAME, V1, &refs()).unwrap();
+    let money = as_base64(&pool, "orders/money.proto");
+    let wrapped: Vec<String> = money
+        .as_bytes()
+        .chunks(20)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    for form in [wrapped.join("\n"), money.trim_end_matches('=').to_owned()] {
+        let pool = build_pool("m.proto", &form, &[]).unwrap();
+        assert!(pool.get_message_by_name("orders.common.Money").is_some());
+    }
+    // Base64 that is no descriptor: the text error says why it was not taken as one.
+    let not_fd = base64::engine::general_purpose::STANDARD.encode("hello, world");
+    let err = build_pool("x.proto", &not_fd, &[]).unwrap_err().to_string();
+    assert!(err.starts_with("protobuf schema x.proto:"), "{err}");
+    assert!(
+        err.contains("read as .proto text; it is valid base64 but not a FileDescriptorProto"),
+        "{err}"
+    );
+    // A descriptor main whose import is missing: named, with the form of the importing file.
+    let common = as_base64(
+        &build_pool(V2_NAME, V2, &refs()).unwrap(),
+        "orders/common.proto",
+    );
+    let err = build_pool("c.proto", &common, &[]).unwrap_err().to_string();
+    assert!(err.contains("orders/money.proto"), "{err}");
+    assert!(
+        err.contains("read as a base64 FileDescriptorProto"),
+        "{err}"
+    );
+    // A descriptor reference that does not fit what imports it: the error is in the text
+    // importer; a text reference that does not fit a descriptor importer: in the descriptor.
+    let wrong_money = base64::engine::general_purpose::STANDARD.encode(
+        prost_reflect::prost_types::FileDescriptorProto {
+            name: Some("orders/money.proto".to_owned()),
+            package: Some("orders.other".to_owned()),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    let err = build_pool(
+        "c.proto",
+        COMMON,
+        &[("orders/money.proto".to_owned(), wrong_money)],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("Money"), "{err}");
+    assert!(err.contains("(read as .proto text)"), "{err}");
+    assert!(err.starts_with("protobuf schema c.proto:"), "{err}");
+    let err = build_pool(
+        "schemabridge/schema-9.proto",
+        V2,
+        &[
+            ("orders/common.proto".to_owned(), common),
+            (
+                "orders/money.proto".to_owned(),
+                "syntax = \"proto3\"; package orders.other;".to_owned(),
+            ),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("in orders/common.proto (read as a base64 FileDescriptorProto)"),
+        "{err}"
+    );
+    assert!(
+        err.starts_with("protobuf schema schemabridge/schema-9.proto:"),
+        "{err}"
+    );
+}
