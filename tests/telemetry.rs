@@ -580,9 +580,12 @@ routes:
         misses >= 1.0 && misses <= requests_during as f64,
         "misses {misses}, registry requests {requests_during}"
     );
-    assert!(
-        requests_during as usize >= 2 + 2 * sent.unknown_id,
-        "v1 and v2 fetched once, unknown ids asked for every time: {requests_during} requests"
+    // v1 and v2 fetched once each; the unknown id asked for once (its 404 is believed for
+    // registry.not_found_ttl_ms), not once per message of either route.
+    assert!(sent.unknown_id > 1);
+    assert_eq!(
+        requests_during, 3,
+        "registry requests during the run (v1, v2, the unknown id)"
     );
     // The reader-schema request held at start-up timed out and was retried.
     assert!(s.sum("schemabridge_registry_retries_total", &[]) >= 1.0);
