@@ -174,7 +174,7 @@ impl Schemas {
         reader: &ReaderSchema,
     ) -> Result<Arc<CompiledPlan>, ResolveError> {
         let key = (writer_id, indexes, reader.id, reader.unknown_fields);
-        if let Some(p) = self.plans.get(&key, Instant::now()) {
+        if let Some(p) = self.plans.get(&key) {
             return p.clone().map_err(ResolveError::Failed);
         }
         let writer = self.writer(writer_id).await?;
@@ -238,7 +238,7 @@ impl Schemas {
     }
 
     async fn writer(&mut self, id: SchemaId) -> Result<Arc<ParsedSchema>, ResolveError> {
-        if let Some(s) = self.writers.get(&id, Instant::now()) {
+        if let Some(s) = self.writers.get(&id) {
             return s.clone().map_err(ResolveError::Failed);
         }
         let with_id = |e: ResolveError| match e {
