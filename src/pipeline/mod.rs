@@ -126,7 +126,7 @@ impl Gateway {
     pub async fn run(self, shutdown: CancellationToken) -> Result<RunSummary, GatewayError> {
         let cfg = self.config;
         let stop = shutdown.child_token();
-        let resolver = Resolver::new(
+        let resolver = Resolver::new(crate::schema::Schemas::new(
             self.source.clone(),
             Backoff::from_config(&cfg.registry),
             crate::schema::CachePolicy {
@@ -134,7 +134,7 @@ impl Gateway {
                 not_found_ttl: std::time::Duration::from_millis(cfg.registry.not_found_ttl_ms),
             },
             stop.clone(),
-        );
+        ));
         let Some(routes) = RouteTable::build(&cfg, &resolver).await? else {
             return Ok(RunSummary::default()); // shutdown while waiting for the registry
         };

@@ -6,12 +6,9 @@
 
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::config::PartConfig;
-use crate::registry::{Backoff, SchemaSource};
-use crate::schema::{CachePolicy, ParsedSchema, Schemas};
 pub use crate::schema::{FailureKind, PartFailure, ReaderSchema, ResolveError};
+use crate::schema::{ParsedSchema, Schemas};
 use crate::wire::{self, MessageIndexes, SchemaId};
 
 /// The schema layer plus the pipeline's scratch buffer; owned by the pipeline thread.
@@ -22,14 +19,9 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    pub fn new(
-        source: Arc<SchemaSource>,
-        backoff: Backoff,
-        policy: CachePolicy,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(schemas: Schemas) -> Self {
         Resolver {
-            schemas: Schemas::new(source, backoff, policy, shutdown),
+            schemas,
             scratch: Vec::new(),
         }
     }
