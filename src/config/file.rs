@@ -25,6 +25,11 @@ pub struct ConfigFile {
     #[serde(default)]
     pub group_instance_id: Option<String>,
     pub registry: RegistryFile,
+    /// Bridge mode between two registries: reader schemas are looked up (optionally registered)
+    /// in this registry and output is framed with its ids; writer schemas still come from
+    /// `registry`.
+    #[serde(default)]
+    pub target_registry: Option<TargetRegistryFile>,
     #[serde(default)]
     pub pipeline: PipelineConfig,
     pub routes: Vec<RouteFile>,
@@ -81,6 +86,51 @@ pub struct RegistryFile {
     pub initial_backoff_ms: u64,
     #[serde(default = "defaults::max_backoff_ms")]
     pub max_backoff_ms: u64,
+    /// How often readers that can change (`version: latest`, `metadata`) are selected again.
+    #[serde(default = "defaults::reader_refresh_ms")]
+    pub reader_refresh_ms: u64,
+}
+
+/// `target_registry:`: the registry of the target cluster (bridge mode). The same connection
+/// keys as `registry`, plus `register`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetRegistryFile {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub static_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub auth: Option<RegistryAuthFile>,
+    #[serde(default)]
+    pub tls: Option<crate::registry::tls::RegistryTls>,
+    #[serde(default = "defaults::registry_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Register a reader schema the target registry does not have (off: a start-up error).
+    #[serde(default)]
+    pub register: bool,
+}
+
+impl TargetRegistryFile {
+    /// The connection part as a `registry:` block (the keys `registry` has and this lacks take
+    /// their defaults), for the checks both share.
+    pub(super) fn as_registry(&self) -> RegistryFile {
+        RegistryFile {
+            url: self.url.clone(),
+            urls: self.urls.clone(),
+            static_dir: self.static_dir.clone(),
+            auth: self.auth.clone(),
+            tls: self.tls.clone(),
+            timeout_ms: self.timeout_ms,
+            cache_size: defaults::cache_size(),
+            not_found_ttl_ms: defaults::not_found_ttl_ms(),
+            initial_backoff_ms: defaults::initial_backoff_ms(),
+            max_backoff_ms: defaults::max_backoff_ms(),
+            reader_refresh_ms: defaults::reader_refresh_ms(),
+        }
+    }
 }
 
 /// Registry credentials: `basic` or `bearer`, each read from an environment variable or a file.
@@ -305,11 +355,17 @@ pub struct ReaderFile {
     pub subject: Option<String>,
     /// `latest` (default) or a version number.
     #[serde(default)]
-    pub version: SubjectVersion,
+    pub version: Option<SubjectVersion>,
+    /// Instead of `version`: the newest version of `subject` whose schema metadata
+    /// (`metadata.properties`) holds every one of these key/values (Confluent's
+    /// `use.latest.with.metadata`).
+    #[serde(default, deserialize_with = "optional_text_map")]
+    pub metadata: Option<BTreeMap<String, String>>,
     /// The reader schema from a file instead of the registry; needs `id`.
     #[serde(default)]
     pub schema_file: Option<PathBuf>,
-    /// Registry id to frame messages with when the schema comes from `schema_file`.
+    /// Registry id to frame messages with when the schema comes from `schema_file` (with
+    /// `target_registry`, `subject` instead: the id is the one the target registry has for it).
     #[serde(default)]
     pub id: Option<u32>,
     /// Protobuf only: the fully-qualified reader message (`orders.v1.OrderPlaced`); the
@@ -406,6 +462,13 @@ fn librdkafka_properties<'de, D: Deserializer<'de>>(
     Ok(map.into_iter().map(|(k, v)| (k, v.0)).collect())
 }
 
+/// A map of text values that may be written as YAML numbers or booleans (`major: 1`).
+fn optional_text_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    librdkafka_properties(d).map(Some)
+}
+
 impl ConfigFile {
     /// Files named in the config are relative to the config file's directory.
     pub(super) fn resolve_relative_paths(&mut self, base: &Path) {
@@ -426,6 +489,21 @@ impl ConfigFile {
         }
         if let Some(tls) = self.registry.tls.as_mut() {
             tls.resolve_relative_paths(base);
+        }
+        if let Some(target) = self.target_registry.as_mut() {
+            if let Some(dir) = target.static_dir.as_mut() {
+                fix(dir);
+            }
+            if let Some(auth) = target.auth.as_mut() {
+                let files = [
+                    auth.basic.as_mut().and_then(|b| b.password_file.as_mut()),
+                    auth.bearer.as_mut().and_then(|b| b.token_file.as_mut()),
+                ];
+                files.into_iter().flatten().for_each(fix);
+            }
+            if let Some(tls) = target.tls.as_mut() {
+                tls.resolve_relative_paths(base);
+            }
         }
         for route in &mut self.routes {
             for part in [&mut route.key, &mut route.value] {
@@ -452,6 +530,9 @@ mod defaults {
     }
     pub const fn max_backoff_ms() -> u64 {
         30_000
+    }
+    pub const fn reader_refresh_ms() -> u64 {
+        300_000
     }
     pub const fn commit_interval_ms() -> u64 {
         5_000

@@ -41,6 +41,7 @@ pub use kafka::ClientRole;
 pub use preflight::{Preflight, kafka_error_text};
 pub use secret::{Secret, SecretRef};
 pub use summary::{is_secret_property, redact_url};
+pub(crate) use validate::rekey as rekey_registry_path;
 
 /// A config problem, with the path of the key that caused it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -81,6 +82,9 @@ pub struct Config {
     /// restart within the session timeout gets its partitions back without a rebalance.
     pub group_instance_id: Option<String>,
     pub registry: RegistryConfig,
+    /// Bridge mode between two registries (`target_registry`): reader schemas are selected in
+    /// (and optionally registered with) this registry, and output is framed with its ids.
+    pub target_registry: Option<TargetRegistryConfig>,
     pub pipeline: PipelineConfig,
     pub routes: Vec<RouteConfig>,
     pub telemetry: TelemetryConfig,
@@ -101,6 +105,20 @@ pub struct RegistryConfig {
     pub max_backoff_ms: u64,
     /// `registry.tls`: CA bundle and client identity for https URLs.
     pub tls: Option<crate::registry::tls::RegistryTls>,
+    /// How often readers that can change (`version: latest`, `metadata`) are selected again.
+    pub reader_refresh_ms: u64,
+    /// The config key this block came from (`registry` or `target_registry`), for errors.
+    pub key: &'static str,
+}
+
+/// `target_registry:`: the registry whose ids the output is framed with (bridge mode).
+#[derive(Debug, Clone)]
+pub struct TargetRegistryConfig {
+    /// Connection settings, as for `registry` (`key` is `target_registry`; the cache and
+    /// backoff settings of `registry` apply to both).
+    pub registry: RegistryConfig,
+    /// Register a reader schema the target registry does not have, instead of failing start-up.
+    pub register: bool,
 }
 
 /// A Confluent-compatible registry (`url` or `urls`, tried in order) or an offline directory.
@@ -165,8 +183,31 @@ pub enum ReaderSource {
         subject: String,
         version: SubjectVersion,
     },
+    /// The newest version of a registry subject whose schema metadata (`metadata.properties`)
+    /// holds every one of these key/values.
+    Metadata {
+        subject: String,
+        metadata: std::collections::BTreeMap<String, String>,
+    },
     /// A schema file, framed with the registry id `id`.
     File { path: PathBuf, id: u32 },
+    /// Bridge mode: a schema file framed with the id the target registry has for it under
+    /// `subject` (looked up by content; registered when absent and `target_registry.register`).
+    FileBySubject { path: PathBuf, subject: String },
+}
+
+impl ReaderSource {
+    /// Whether the reader this selects can change while the gateway runs (and is re-selected
+    /// every `registry.reader_refresh_ms`).
+    pub fn can_change(&self) -> bool {
+        matches!(
+            self,
+            ReaderSource::Registry {
+                version: SubjectVersion::Latest,
+                ..
+            } | ReaderSource::Metadata { .. }
+        )
+    }
 }
 
 impl Config {

@@ -15,8 +15,8 @@ use rdkafka::types::RDKafkaConfRes;
 use rdkafka::{ClientConfig, ClientContext};
 
 use super::{
-    ClientRole, Config, ConfigError, ConfigErrors, ReaderSource, RegistryAuth, RegistrySource,
-    SecretRef, is_secret_property,
+    ClientRole, Config, ConfigError, ConfigErrors, ReaderSource, RegistryAuth, RegistryConfig,
+    RegistrySource, SecretRef, is_secret_property,
 };
 
 /// How much of the machine a preflight looks at.
@@ -27,6 +27,45 @@ pub enum Preflight {
     /// librdkafka properties only: for a config checked on another machine than the one it is
     /// for (CI linting a Kubernetes ConfigMap whose secrets exist only in the pod).
     Offline,
+}
+
+/// A registry block's secrets readable, its static directory present, its TLS files usable;
+/// errors name the block's key (`registry` or `target_registry`).
+fn check_registry(r: &RegistryConfig, errs: &mut Vec<ConfigError>) {
+    let key = r.key;
+    match &r.auth {
+        Some(RegistryAuth::Basic { password, .. }) => {
+            let field = match password {
+                SecretRef::Env(_) => "auth.basic.password_env",
+                SecretRef::File(_) => "auth.basic.password_file",
+            };
+            if let Err(e) = password.read(&format!("{key}.{field}")) {
+                errs.push(e);
+            }
+        }
+        Some(RegistryAuth::Bearer { token }) => {
+            let field = match token {
+                SecretRef::Env(_) => "auth.bearer.token_env",
+                SecretRef::File(_) => "auth.bearer.token_file",
+            };
+            if let Err(e) = token.read(&format!("{key}.{field}")) {
+                errs.push(e);
+            }
+        }
+        None => {}
+    }
+    if let RegistrySource::StaticDir(dir) = &r.source
+        && !dir.is_dir()
+    {
+        errs.push(ConfigError {
+            path: format!("{key}.static_dir"),
+            message: format!("{} is not a directory", dir.display()),
+        });
+    }
+    errs.extend(r.tls.iter().flat_map(|tls| tls.preflight()).map(|e| ConfigError {
+        path: super::rekey_registry_path(&e.path, key),
+        message: e.message,
+    }));
 }
 
 impl Config {
@@ -48,40 +87,22 @@ impl Config {
 
     /// Secrets readable, schema directory and files present.
     fn check_files(&self, errs: &mut Vec<ConfigError>) {
-        match &self.registry.auth {
-            Some(RegistryAuth::Basic { password, .. }) => {
-                let key = match password {
-                    SecretRef::Env(_) => "registry.auth.basic.password_env",
-                    SecretRef::File(_) => "registry.auth.basic.password_file",
-                };
-                if let Err(e) = password.read(key) {
-                    errs.push(e);
-                }
+        check_registry(&self.registry, errs);
+        if let Some(target) = &self.target_registry {
+            check_registry(&target.registry, errs);
+            // `run` builds the source registry's client before it starts (main.rs); the target
+            // registry's is built here, not contacted, so `validate-config` covers it too.
+            if errs.is_empty()
+                && let Err(e) = crate::registry::SchemaSource::from_config(&target.registry)
+            {
+                errs.push(e);
             }
-            Some(RegistryAuth::Bearer { token }) => {
-                let key = match token {
-                    SecretRef::Env(_) => "registry.auth.bearer.token_env",
-                    SecretRef::File(_) => "registry.auth.bearer.token_file",
-                };
-                if let Err(e) = token.read(key) {
-                    errs.push(e);
-                }
-            }
-            None => {}
         }
-        if let RegistrySource::StaticDir(dir) = &self.registry.source
-            && !dir.is_dir()
-        {
-            errs.push(ConfigError {
-                path: "registry.static_dir".into(),
-                message: format!("{} is not a directory", dir.display()),
-            });
-        }
-        errs.extend(self.registry.tls.iter().flat_map(|tls| tls.preflight()));
         for (i, route) in self.routes.iter().enumerate() {
             for (name, part) in [("key", &route.key), ("value", &route.value)] {
-                if let Some(ReaderSource::File { path, .. }) =
-                    part.reader.as_ref().map(|r| &r.source)
+                if let Some(
+                    ReaderSource::File { path, .. } | ReaderSource::FileBySubject { path, .. },
+                ) = part.reader.as_ref().map(|r| &r.source)
                     && let Err(e) = std::fs::metadata(path).and_then(|m| {
                         if m.is_file() {
                             Ok(())

@@ -59,32 +59,25 @@ impl Config {
             lines.push(format!("group_instance_id: {id} (static membership)"));
         }
         let r = &self.registry;
-        let mut reg = match &r.source {
-            RegistrySource::Urls(urls) => {
-                let urls: Vec<String> = urls.iter().map(|u| redact_url(u)).collect();
-                format!("registry: {}", urls.join(", "))
-            }
-            RegistrySource::StaticDir(dir) => format!("registry: static_dir {}", dir.display()),
-        };
-        match &r.auth {
-            Some(RegistryAuth::Basic { username, password }) => {
-                let _ = write!(
-                    reg,
-                    " auth=basic user {username} password from {}",
-                    password.describe()
-                );
-            }
-            Some(RegistryAuth::Bearer { token }) => {
-                let _ = write!(reg, " auth=bearer token from {}", token.describe());
-            }
-            None => {}
-        }
+        let mut reg = registry_line("registry", r);
         let _ = write!(
             reg,
-            " timeout_ms={} cache_size={} not_found_ttl_ms={} backoff_ms={}..{}",
-            r.timeout_ms, r.cache_size, r.not_found_ttl_ms, r.initial_backoff_ms, r.max_backoff_ms
+            " cache_size={} not_found_ttl_ms={} backoff_ms={}..{} reader_refresh_ms={}",
+            r.cache_size,
+            r.not_found_ttl_ms,
+            r.initial_backoff_ms,
+            r.max_backoff_ms,
+            r.reader_refresh_ms
         );
         lines.push(reg);
+        lines.push(match &self.target_registry {
+            Some(t) => {
+                let mut line = registry_line("target_registry", &t.registry);
+                let _ = write!(line, " register={}", t.register);
+                line
+            }
+            None => "target_registry: none (output framed with the registry's ids)".into(),
+        });
         let p = &self.pipeline;
         let mut pl = format!(
             "pipeline: delivery={} max_in_flight={} max_in_flight_bytes={} commit_interval_ms={} shutdown_timeout_ms={}",
@@ -114,6 +107,32 @@ impl Config {
         lines.extend(self.routes.iter().map(route));
         lines
     }
+}
+
+/// `label: urls | static_dir`, credentials only as where they are read from, and the timeout.
+fn registry_line(label: &str, r: &super::RegistryConfig) -> String {
+    let mut reg = match &r.source {
+        RegistrySource::Urls(urls) => {
+            let urls: Vec<String> = urls.iter().map(|u| redact_url(u)).collect();
+            format!("{label}: {}", urls.join(", "))
+        }
+        RegistrySource::StaticDir(dir) => format!("{label}: static_dir {}", dir.display()),
+    };
+    match &r.auth {
+        Some(RegistryAuth::Basic { username, password }) => {
+            let _ = write!(
+                reg,
+                " auth=basic user {username} password from {}",
+                password.describe()
+            );
+        }
+        Some(RegistryAuth::Bearer { token }) => {
+            let _ = write!(reg, " auth=bearer token from {}", token.describe());
+        }
+        None => {}
+    }
+    let _ = write!(reg, " timeout_ms={}", r.timeout_ms);
+    reg
 }
 
 fn cluster(c: &KafkaCluster) -> String {
@@ -157,7 +176,14 @@ fn part(p: &PartConfig) -> String {
         ReaderSource::Registry { subject, version } => {
             format!("subject {subject} version {version}")
         }
+        ReaderSource::Metadata { subject, metadata } => {
+            let pairs: Vec<String> = metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("subject {subject} latest with metadata {}", pairs.join(","))
+        }
         ReaderSource::File { path, id } => format!("file {} id {id}", path.display()),
+        ReaderSource::FileBySubject { path, subject } => {
+            format!("file {} looked up under subject {subject}", path.display())
+        }
     };
     let mut s = format!(
         "{:?} reader {from} output {:?} on_error {:?} on_lossy {:?}",

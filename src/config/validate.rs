@@ -5,12 +5,15 @@
 //!
 //! Must not: read files or the environment (`preflight` does), or connect to anything.
 
-use super::file::{ConfigFile, PartFile, ReaderFile, RegistryAuthFile, RegistryFile, RouteFile};
+use super::file::{
+    ConfigFile, PartFile, ReaderFile, RegistryAuthFile, RegistryFile, RouteFile,
+    TargetRegistryFile,
+};
 use super::kafka::{ClientRole, check_owned_keys};
 use super::{
     Config, ConfigError, ConfigErrors, ErrorPolicy, Format, LossyPolicy, Output, PartConfig,
     ReaderConfig, ReaderSource, RegistryAuth, RegistryConfig, RegistrySource, RouteConfig,
-    SecretRef, SourceTopics,
+    SecretRef, SourceTopics, SubjectVersion, TargetRegistryConfig,
 };
 
 /// Collects every problem found, each with its key path.
@@ -58,7 +61,18 @@ pub(super) fn build(f: ConfigFile) -> Result<Config, ConfigErrors> {
     if f.group_id.trim().is_empty() {
         p.add("group_id", "must not be empty");
     }
-    let registry = registry(f.registry, &mut p);
+    let static_registry = f.registry.static_dir.is_some();
+    let registry = registry("registry", f.registry, &mut p);
+    let target_registry = f.target_registry.map(|t| target_registry(t, &mut p));
+    // What a route's reader may say depends on where readers are selected.
+    let readers = Readers {
+        bridge: target_registry.is_some(),
+        metadata: match &target_registry {
+            Some(Some(t)) => !matches!(t.registry.source, RegistrySource::StaticDir(_)),
+            Some(None) => true, // reported already
+            None => !static_registry,
+        },
+    };
     let pl = &f.pipeline;
     // Upper bounds keep arithmetic and timers sane: a value above them is a typo, not a wish.
     let transaction_timeout_ms = f
@@ -126,10 +140,11 @@ pub(super) fn build(f: ConfigFile) -> Result<Config, ConfigErrors> {
         .routes
         .into_iter()
         .enumerate()
-        .map(|(i, r)| route(i, r, same_cluster, &mut p))
+        .map(|(i, r)| route(i, r, same_cluster, readers, &mut p))
         .collect();
     match registry {
         Some(registry) if p.0.is_empty() => Ok(Config {
+            target_registry: target_registry.flatten(),
             source: f.source,
             target: f.target,
             group_id: f.group_id,
@@ -144,12 +159,30 @@ pub(super) fn build(f: ConfigFile) -> Result<Config, ConfigErrors> {
     }
 }
 
-fn registry(r: RegistryFile, p: &mut Problems) -> Option<RegistryConfig> {
+/// `target_registry`: the shared checks of a registry block, and `register` against a static
+/// directory (which cannot register anything).
+fn target_registry(t: TargetRegistryFile, p: &mut Problems) -> Option<TargetRegistryConfig> {
+    if t.register && t.static_dir.is_some() {
+        p.add(
+            "target_registry.register",
+            "a `static_dir` cannot register schemas: use `urls`, or list the reader schemas in its schemas.yaml",
+        );
+    }
+    let registry = registry("target_registry", t.as_registry(), p)?;
+    Some(TargetRegistryConfig {
+        registry,
+        register: t.register,
+    })
+}
+
+/// A `registry`-shaped block at `key` (`registry` or `target_registry`).
+fn registry(key: &'static str, r: RegistryFile, p: &mut Problems) -> Option<RegistryConfig> {
+    let at = |k: &str| format!("{key}.{k}");
     for (i, url) in r.url.iter().chain(&r.urls).enumerate() {
         let key = if r.url.is_some() {
-            "registry.url".to_string()
+            at("url")
         } else {
-            format!("registry.urls[{i}]")
+            at(&format!("urls[{i}]"))
         };
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             p.add(key, "must start with http:// or https://");
@@ -167,28 +200,26 @@ fn registry(r: RegistryFile, p: &mut Problems) -> Option<RegistryConfig> {
         (None, false, None) => Some(RegistrySource::Urls(r.urls)),
         (None, true, Some(dir)) => Some(RegistrySource::StaticDir(dir)),
         _ => {
-            p.add(
-                "registry",
-                "set exactly one of `url`, `urls` or `static_dir`",
-            );
+            p.add(key, "set exactly one of `url`, `urls` or `static_dir`");
             None
         }
     };
     let auth = match r.auth {
         None => Some(None),
-        Some(a) => auth(a, p).map(Some),
+        Some(a) => auth(key, a, p).map(Some),
     };
     for e in r.tls.iter().flat_map(|tls| tls.validate()) {
-        p.add(e.path, e.message);
+        p.add(rekey(&e.path, key), e.message);
     }
-    bounded(p, "registry.cache_size", r.cache_size as u64, 1_000_000);
-    bounded(p, "registry.not_found_ttl_ms", r.not_found_ttl_ms, HOUR_MS);
-    bounded(p, "registry.timeout_ms", r.timeout_ms, 10 * 60_000);
-    bounded(p, "registry.max_backoff_ms", r.max_backoff_ms, HOUR_MS);
+    bounded(p, &at("cache_size"), r.cache_size as u64, 1_000_000);
+    bounded(p, &at("not_found_ttl_ms"), r.not_found_ttl_ms, HOUR_MS);
+    bounded(p, &at("timeout_ms"), r.timeout_ms, 10 * 60_000);
+    bounded(p, &at("max_backoff_ms"), r.max_backoff_ms, HOUR_MS);
+    bounded(p, &at("reader_refresh_ms"), r.reader_refresh_ms, HOUR_MS);
     if r.initial_backoff_ms == 0 || r.initial_backoff_ms > r.max_backoff_ms {
         p.add(
-            "registry.initial_backoff_ms",
-            "must be at least 1 and not above registry.max_backoff_ms",
+            at("initial_backoff_ms"),
+            format!("must be at least 1 and not above {key}.max_backoff_ms"),
         );
     }
     Some(RegistryConfig {
@@ -200,7 +231,17 @@ fn registry(r: RegistryFile, p: &mut Problems) -> Option<RegistryConfig> {
         initial_backoff_ms: r.initial_backoff_ms,
         max_backoff_ms: r.max_backoff_ms,
         tls: r.tls,
+        reader_refresh_ms: r.reader_refresh_ms,
+        key,
     })
+}
+
+/// A `registry.…` key path (as `registry::tls` names its keys) under `key` instead.
+pub(crate) fn rekey(path: &str, key: &str) -> String {
+    match path.strip_prefix("registry") {
+        Some(rest) if rest.is_empty() || rest.starts_with('.') => format!("{key}{rest}"),
+        _ => path.to_string(),
+    }
 }
 
 const HOUR_MS: u64 = 3_600_000;
@@ -240,7 +281,7 @@ fn secret_ref(env: Option<String>, file: Option<std::path::PathBuf>) -> Option<S
     }
 }
 
-fn auth(a: RegistryAuthFile, p: &mut Problems) -> Option<RegistryAuth> {
+fn auth(key: &str, a: RegistryAuthFile, p: &mut Problems) -> Option<RegistryAuth> {
     match (a.basic, a.bearer) {
         (Some(b), None) => match secret_ref(b.password_env, b.password_file) {
             Some(password) => Some(RegistryAuth::Basic {
@@ -249,7 +290,7 @@ fn auth(a: RegistryAuthFile, p: &mut Problems) -> Option<RegistryAuth> {
             }),
             None => {
                 p.add(
-                    "registry.auth.basic",
+                    format!("{key}.auth.basic"),
                     "set exactly one of `password_env` or `password_file`",
                 );
                 None
@@ -259,20 +300,38 @@ fn auth(a: RegistryAuthFile, p: &mut Problems) -> Option<RegistryAuth> {
             Some(token) => Some(RegistryAuth::Bearer { token }),
             None => {
                 p.add(
-                    "registry.auth.bearer",
+                    format!("{key}.auth.bearer"),
                     "set exactly one of `token_env` or `token_file`",
                 );
                 None
             }
         },
         _ => {
-            p.add("registry.auth", "set exactly one of `basic` or `bearer`");
+            p.add(
+                format!("{key}.auth"),
+                "set exactly one of `basic` or `bearer`",
+            );
             None
         }
     }
 }
 
-fn route(i: usize, route: RouteFile, same_cluster: bool, p: &mut Problems) -> RouteConfig {
+/// Where route readers are selected, as far as what a reader may say depends on it.
+#[derive(Clone, Copy)]
+struct Readers {
+    /// `target_registry` is set: readers come from it.
+    bridge: bool,
+    /// That registry answers metadata queries (not a static directory).
+    metadata: bool,
+}
+
+fn route(
+    i: usize,
+    route: RouteFile,
+    same_cluster: bool,
+    readers: Readers,
+    p: &mut Problems,
+) -> RouteConfig {
     let at = |k: &str| format!("routes[{i}].{k}");
     let src = &route.source;
     if src.topics.is_empty() == src.topic_regex.is_none() {
@@ -298,6 +357,7 @@ fn route(i: usize, route: RouteFile, same_cluster: bool, p: &mut Problems) -> Ro
         route.key,
         &route.target,
         src,
+        readers,
         p,
     );
     let value = part(
@@ -305,6 +365,7 @@ fn route(i: usize, route: RouteFile, same_cluster: bool, p: &mut Problems) -> Ro
         route.value,
         &route.target,
         src,
+        readers,
         p,
     );
     RouteConfig {
@@ -322,6 +383,7 @@ fn part(
     part: PartFile,
     target: &str,
     source: &SourceTopics,
+    readers: Readers,
     p: &mut Problems,
 ) -> PartConfig {
     let key = |k: &str| format!("{at}.{k}");
@@ -338,7 +400,7 @@ fn part(
             p.add(key("reader"), "required for this format");
             None
         }
-        (format, Some(r)) => reader(at, format, r, p),
+        (format, Some(r)) => reader(at, format, r, readers, p),
     };
     if part.format != Format::Protobuf && part.unknown_fields.is_some() {
         p.add(key("unknown_fields"), "only used with `format: protobuf`");
@@ -378,45 +440,102 @@ fn part(
     }
 }
 
-fn reader(at: &str, format: Format, r: ReaderFile, p: &mut Problems) -> Option<ReaderConfig> {
+fn reader(
+    at: &str,
+    format: Format,
+    r: ReaderFile,
+    readers: Readers,
+    p: &mut Problems,
+) -> Option<ReaderConfig> {
     let key = |k: &str| format!("{at}.reader.{k}");
     if format != Format::Protobuf && r.message.is_some() {
         p.add(key("message"), "only used with `format: protobuf`");
     }
-    let source = match (r.subject, r.schema_file) {
-        (Some(_), Some(_)) => {
+    if let Some(subject) = &r.subject
+        && subject.trim().is_empty()
+    {
+        p.add(key("subject"), "must not be empty");
+    }
+    if r.version.is_some() && r.metadata.is_some() {
+        p.add(
+            format!("{at}.reader"),
+            "set either `version` or `metadata`, not both",
+        );
+    }
+    if let Some(metadata) = &r.metadata {
+        if metadata.is_empty() {
+            p.add(
+                key("metadata"),
+                "name at least one key (e.g. `{ major: \"1\" }`)",
+            );
+        }
+        if !readers.metadata {
+            p.add(
+                key("metadata"),
+                "needs a registry with `url`/`urls`: a `static_dir` has no schema metadata",
+            );
+        }
+    }
+    let file_only = |p: &mut Problems| {
+        if r.version.is_some() || r.metadata.is_some() {
             p.add(
                 format!("{at}.reader"),
-                "set either `subject` (+ `version`) or `schema_file` (+ `id`), not both",
+                "`version` and `metadata` select a registry subject's version: not used with `schema_file`",
             );
-            None
         }
+    };
+    let source = match (r.subject, r.schema_file) {
         (None, None) => {
             p.add(key("subject"), "required (or `schema_file` with `id`)");
             None
         }
         (Some(subject), None) => {
-            if subject.trim().is_empty() {
-                p.add(key("subject"), "must not be empty");
-            }
             if r.id.is_some() {
                 p.add(key("id"), "only used with `schema_file`");
             }
-            Some(ReaderSource::Registry {
-                subject,
-                version: r.version,
-            })
+            match r.metadata {
+                Some(metadata) => Some(ReaderSource::Metadata { subject, metadata }),
+                None => Some(ReaderSource::Registry {
+                    subject,
+                    version: r.version.unwrap_or(SubjectVersion::Latest),
+                }),
+            }
         }
-        (None, Some(path)) => match r.id {
-            Some(id) => Some(ReaderSource::File { path, id }),
-            None => {
+        (None, Some(path)) => {
+            file_only(p);
+            match r.id {
+                Some(id) => Some(ReaderSource::File { path, id }),
+                None => {
+                    p.add(
+                        key("id"),
+                        if readers.bridge {
+                            "required with `schema_file`: the registry id to frame messages with, or `subject` to look the file up in the target registry"
+                        } else {
+                            "required with `schema_file`: the registry id to frame messages with"
+                        },
+                    );
+                    None
+                }
+            }
+        }
+        (Some(subject), Some(path)) => {
+            file_only(p);
+            if !readers.bridge {
                 p.add(
-                    key("id"),
-                    "required with `schema_file`: the registry id to frame messages with",
+                    format!("{at}.reader"),
+                    "set either `subject` (+ `version`) or `schema_file` (+ `id`), not both (`schema_file` with `subject` is for `target_registry`)",
                 );
                 None
+            } else if r.id.is_some() {
+                p.add(
+                    key("id"),
+                    "not used with `schema_file` + `subject`: the id is the one the target registry has for the file",
+                );
+                None
+            } else {
+                Some(ReaderSource::FileBySubject { path, subject })
             }
-        },
+        }
     };
     Some(ReaderConfig {
         source: source?,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::config::PartConfig;
 pub use crate::schema::{FailureKind, PartFailure, ReaderSchema, ResolveError};
-use crate::schema::{ParsedSchema, Schemas};
+use crate::schema::{ParsedSchema, Readers, Schemas, TargetRegistry};
 use crate::wire::{self, MessageIndexes, SchemaId};
 
 /// The schema layer plus the pipeline's scratch buffer; owned by the pipeline thread.
@@ -26,13 +26,9 @@ impl Resolver {
         }
     }
 
-    /// A route part's reader schema (see [`Schemas::reader`]).
-    pub async fn reader(
-        &self,
-        at: &str,
-        part: &PartConfig,
-    ) -> Result<Option<ReaderSchema>, ResolveError> {
-        self.schemas.reader(at, part).await
+    /// Reader selection, in `target` in bridge mode (see [`Schemas::readers`]).
+    pub fn readers(&self, target: Option<TargetRegistry>) -> Readers {
+        self.schemas.readers(target)
     }
 
     /// Resolves one framed `input` to `reader`, appending the result (framed, or JSON) to `out`

@@ -1,12 +1,17 @@
 //! Routes at run time: which route a source topic belongs to, its reader schemas, its target
 //! partition rule and its metric handles (registered once, not per message).
 //!
-//! Owns: matching topics to routes, start-up checks of target and dead-letter topics, and the
+//! Owns: matching topics to routes, start-up checks of target and dead-letter topics, the
 //! partition rule settled once per source topic when it is first assigned (metadata calls are
-//! blocking: made on the pipeline thread, never on the async runtime). Must not: produce or
-//! consume.
+//! blocking: made on the pipeline thread, never on the async runtime), and the readers a route
+//! part holds: selected at start-up (in the target registry in bridge mode), re-selected every
+//! `registry.reader_refresh_ms` by a task on the async runtime when they can change (`latest`,
+//! `metadata`), and taken up by the pipeline thread between two messages, so each message is
+//! resolved with one reader from start to end. Must not: produce or consume.
 
+use std::cell::{Cell, Ref, RefCell};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +22,9 @@ use regex::Regex;
 
 use super::GatewayError;
 use super::resolve::{FailureKind, ReaderSchema, ResolveError, Resolver};
-use crate::config::{Config, PartConfig, Partitioning};
+use crate::config::{Config, PartConfig, Partitioning, RegistrySource, redact_url};
+use crate::registry::SchemaSource;
+use crate::schema::{Readers, RefreshError, TargetRegistry};
 use crate::telemetry::events::{self, RouteEvents};
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,7 +47,7 @@ impl Part {
 pub struct PartRuntime {
     pub config: PartConfig,
     /// `None` for passthrough.
-    pub reader: Option<ReaderSchema>,
+    reader: Option<ReaderCell>,
     route: String,
     part: Part,
     /// Per dropped field name (as the plan shares it): its metric handle and the messages
@@ -48,7 +55,60 @@ pub struct PartRuntime {
     lossy: Mutex<Vec<(Arc<str>, Counter, u64)>>,
 }
 
+/// A part's reader on the pipeline thread, and where the refresh task publishes a new one.
+struct ReaderCell {
+    current: RefCell<ReaderSchema>,
+    /// The `published` generation `current` reflects.
+    seen: Cell<u64>,
+    published: Arc<Published>,
+}
+
+/// A reader the refresh task selected, waiting for the pipeline thread to take it up.
+#[derive(Default)]
+struct Published {
+    /// Bumped after `next` is set: the pipeline thread reads only this, per message.
+    generation: AtomicU64,
+    next: Mutex<Option<ReaderSchema>>,
+}
+
+impl Published {
+    fn publish(&self, reader: ReaderSchema) {
+        *self.next.lock().unwrap_or_else(|p| p.into_inner()) = Some(reader);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
 impl PartRuntime {
+    /// The reader to resolve with (`None`: passthrough). Borrowed for one message; call
+    /// [`Route::take_up_readers`] between messages, never while a borrow is held.
+    pub fn reader(&self) -> Option<Ref<'_, ReaderSchema>> {
+        self.reader.as_ref().map(|c| c.current.borrow())
+    }
+
+    pub fn has_reader(&self) -> bool {
+        self.reader.is_some()
+    }
+
+    /// Takes up a reader the refresh task published since the last message (one atomic load
+    /// when there is none).
+    fn take_up_reader(&self) {
+        let Some(cell) = &self.reader else { return };
+        let generation = cell.published.generation.load(Ordering::Acquire);
+        if generation == cell.seen.get() {
+            return;
+        }
+        let next = cell
+            .published
+            .next
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(next) = next {
+            *cell.current.borrow_mut() = next;
+        }
+        cell.seen.set(generation);
+    }
+
     /// Counts one message in which `field` was dropped while holding data.
     pub fn record_lossy(&self, field: &Arc<str>) {
         let mut seen = self.lossy.lock().unwrap_or_else(|p| p.into_inner());
@@ -94,23 +154,23 @@ pub fn kind_index(kind: FailureKind) -> usize {
 /// writer schema id, registered at the first sight of an id.
 pub struct RouteMetrics {
     pub events: RouteEvents,
-    /// The value part's reader id (a label of the per-writer counters).
-    reader_id: Option<u32>,
-    /// Few entries (writer ids in use), searched linearly: no hashing per message.
-    by_writer: Mutex<Vec<(Option<u32>, Counter)>>,
+    /// Per (value writer id, value reader id): few entries (ids in use; the reader changes only
+    /// on a refresh), searched linearly: no hashing per message.
+    by_writer: Mutex<Vec<(Option<u32>, Option<u32>, Counter)>>,
 }
 
 impl RouteMetrics {
-    /// Counts a forwarded message whose value was written with `writer`.
-    pub fn forwarded(&self, route: &str, writer: Option<u32>) {
+    /// Counts a forwarded message whose value was written with `writer` and resolved to
+    /// `reader`.
+    pub fn forwarded(&self, route: &str, writer: Option<u32>, reader: Option<u32>) {
         self.events.forwarded.increment(1);
         let mut seen = self.by_writer.lock().unwrap_or_else(|p| p.into_inner());
-        match seen.iter().find(|(w, _)| *w == writer) {
-            Some((_, counter)) => counter.increment(1),
+        match seen.iter().find(|(w, r, _)| *w == writer && *r == reader) {
+            Some((_, _, counter)) => counter.increment(1),
             None => {
-                let counter = events::forwarded_by_schema(route, writer, self.reader_id);
+                let counter = events::forwarded_by_schema(route, writer, reader);
                 counter.increment(1);
-                seen.push((writer, counter));
+                seen.push((writer, reader, counter));
             }
         }
     }
@@ -132,6 +192,13 @@ impl Route {
             Part::Key => &self.key,
             Part::Value => &self.value,
         }
+    }
+
+    /// Takes up readers the refresh task selected since the last message: call between two
+    /// messages (no reader borrowed), so each message sees one reader per part.
+    pub fn take_up_readers(&self) {
+        self.key.take_up_reader();
+        self.value.take_up_reader();
     }
 
     /// `partitioning: same` needs a target partition for every source partition.
@@ -162,22 +229,59 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Resolves every route's reader schemas. `None` if shutdown came first.
+    /// Resolves every route's reader schemas (in the target registry in bridge mode), and
+    /// starts the task that re-selects those that can change. `None` if shutdown came first.
     pub async fn build(cfg: &Config, resolver: &Resolver) -> Result<Option<Self>, GatewayError> {
+        let target = match &cfg.target_registry {
+            Some(t) => Some(TargetRegistry {
+                source: Arc::new(SchemaSource::from_config(&t.registry)?),
+                register: t.register,
+                name: match &t.registry.source {
+                    RegistrySource::Urls(urls) => {
+                        let urls: Vec<String> = urls.iter().map(|u| redact_url(u)).collect();
+                        format!("the target registry (target_registry: {})", urls.join(", "))
+                    }
+                    RegistrySource::StaticDir(dir) => format!(
+                        "the target registry (target_registry.static_dir {})",
+                        dir.display()
+                    ),
+                },
+            }),
+            None => None,
+        };
+        let readers = resolver.readers(target);
+        let mut refresh = Vec::new();
         let mut routes = Vec::new();
         let mut matchers = Vec::new();
         for (i, rc) in cfg.routes.iter().enumerate() {
             let mut parts = Vec::new();
             for (part, pc) in [(Part::Key, &rc.key), (Part::Value, &rc.value)] {
                 let at = format!("routes[{i}].{}.reader", part.as_str());
-                let reader = match resolver.reader(&at, pc).await {
+                let reader = match readers.reader(&at, pc).await {
                     Ok(r) => r,
                     Err(ResolveError::Cancelled) => return Ok(None),
                     Err(ResolveError::Failed(f)) => return Err(GatewayError::Startup(f.message)),
                 };
-                if let Some(r) = &reader {
+                let reader = reader.map(|r| {
                     tracing::info!(route = %rc.name, part = part.as_str(), reader_id = r.id, origin = %r.origin, "reader schema");
-                }
+                    let published = Arc::new(Published::default());
+                    if pc.reader.as_ref().is_some_and(|r| r.source.can_change()) {
+                        refresh.push(Refreshed {
+                            at: at.clone(),
+                            route: rc.name.clone(),
+                            part,
+                            config: pc.clone(),
+                            id: r.id,
+                            origin: r.origin.clone(),
+                            published: published.clone(),
+                        });
+                    }
+                    ReaderCell {
+                        current: RefCell::new(r),
+                        seen: Cell::new(0),
+                        published,
+                    }
+                });
                 parts.push(PartRuntime {
                     config: pc.clone(),
                     reader,
@@ -193,7 +297,6 @@ impl RouteTable {
                 .pop()
                 .ok_or_else(|| GatewayError::Startup("route parts".into()))?;
             let kinds = KINDS.map(FailureKind::as_str);
-            let reader_id = value.reader.as_ref().map(|r| r.id);
             routes.push(Route {
                 name: rc.name.clone(),
                 target: rc.target.clone(),
@@ -202,7 +305,6 @@ impl RouteTable {
                 value,
                 metrics: RouteMetrics {
                     events: RouteEvents::new(&rc.name, &kinds),
-                    reader_id,
                     by_writer: Mutex::new(Vec::new()),
                 },
                 target_partitions: 0,
@@ -218,6 +320,10 @@ impl RouteTable {
                 regex,
                 subscription: rc.source.topic_regex.as_ref().map(|re| format!("^({re})$")),
             });
+        }
+        if !refresh.is_empty() {
+            let every = Duration::from_millis(cfg.registry.reader_refresh_ms);
+            tokio::spawn(refresh_readers(readers, refresh, every));
         }
         Ok(Some(RouteTable {
             routes,
@@ -266,7 +372,7 @@ impl RouteTable {
         for (route, matcher) in self.routes.iter_mut().zip(&self.matchers) {
             let dlqs = [&route.key, &route.value]
                 .into_iter()
-                .filter(|p| p.reader.is_some())
+                .filter(|p| p.has_reader())
                 .filter_map(|p| p.config.dlq.clone());
             let topics: Vec<(&str, String)> = std::iter::once(("target", route.target.clone()))
                 .chain(dlqs.map(|t| ("dead-letter", t)))
@@ -393,6 +499,71 @@ pub fn warn_size_limits(
         .spawn(move || check_size_limits(&source, &target, &checks, producer_max));
     if let Err(e) = spawned {
         tracing::debug!(error = %e, "size-limit check not started");
+    }
+}
+
+/// A reader that can change, as the refresh task tracks it.
+struct Refreshed {
+    at: String,
+    route: String,
+    part: Part,
+    config: PartConfig,
+    /// The reader the pipeline has (or will take up next).
+    id: u32,
+    origin: String,
+    published: Arc<Published>,
+}
+
+/// Every `every`, selects each changing reader again and publishes the ones that changed
+/// (logged at INFO, old → new). A registry that cannot answer leaves every reader as it is
+/// and is asked again after the registry backoff (doubling, at most `every`); an answer that
+/// is not a usable reader (subject gone, no version matches the metadata any more) is logged
+/// and asked again at the next refresh. Ends at shutdown, or once the pipeline has dropped
+/// its routes.
+async fn refresh_readers(readers: Readers, mut parts: Vec<Refreshed>, every: Duration) {
+    let backoff = readers.backoff();
+    let shutdown = readers.shutdown().clone();
+    let mut delay = every;
+    let mut retry = backoff.initial;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        if parts.iter().all(|p| Arc::strong_count(&p.published) == 1) {
+            return; // the pipeline is gone
+        }
+        let mut unavailable = false;
+        for p in &mut parts {
+            match readers.refresh(&p.at, &p.config, p.id).await {
+                Ok(None) => {}
+                Ok(Some(new)) => {
+                    tracing::info!(
+                        route = %p.route, part = p.part.as_str(), old_reader_id = p.id,
+                        old_origin = %p.origin, reader_id = new.id, origin = %new.origin,
+                        "reader schema changed: {} -> {}; messages from now on are framed with {}", p.id, new.id, new.id
+                    );
+                    p.id = new.id;
+                    p.origin = new.origin.clone();
+                    p.published.publish(new);
+                }
+                Err(RefreshError::Cancelled) => return,
+                Err(RefreshError::Unavailable(e)) => {
+                    unavailable = true;
+                    tracing::warn!(route = %p.route, part = p.part.as_str(), reader_id = p.id, error = %e, retry_in = ?retry.min(every), "reader refresh failed (registry unavailable); keeping the current reader");
+                }
+                Err(RefreshError::Failed(e)) => {
+                    tracing::warn!(route = %p.route, part = p.part.as_str(), reader_id = p.id, error = %e, "reader refresh found no usable reader; keeping the current one until the next refresh");
+                }
+            }
+        }
+        if unavailable {
+            delay = retry.min(every);
+            retry = (retry * 2).min(backoff.max);
+        } else {
+            delay = every;
+            retry = backoff.initial;
+        }
     }
 }
 

@@ -103,6 +103,8 @@ impl Worker {
     ) -> Result<Flow, GatewayError> {
         self.summary.consumed += 1;
         route.metrics.events.consumed.increment(1);
+        // A reader the refresh task re-selected applies from this message on, to all of it.
+        route.take_up_readers();
         // Transcode latency: every TRANSCODE_SAMPLE_EVERY-th message, so the clock is not read
         // per message; recorded only when no registry wait was in it.
         let sampled = (self.summary.consumed % TRANSCODE_SAMPLE_EVERY == 0).then(Instant::now);
@@ -117,13 +119,13 @@ impl Worker {
             };
             buf.clear();
             let rt = route.part(part);
-            let (Some(input), Some(reader)) = (input, &rt.reader) else {
+            let (Some(input), Some(reader)) = (input, rt.reader()) else {
                 continue;
             };
             self.lossy.clear();
             let (resolved, hit) = block_on(
                 &self.runtime,
-                self.resolver.resolve(input, reader, buf, &mut self.lossy),
+                self.resolver.resolve(input, &reader, buf, &mut self.lossy),
                 &self.registry,
                 &mut || io.idle(),
             );
@@ -186,7 +188,8 @@ impl Worker {
                 return self.fail(route, Part::Value, f, pos, msg, &mut delivery);
             }
         }
-        route.metrics.forwarded(&route.name, writer_id);
+        let reader_id = route.part(Part::Value).reader().map(|r| r.id);
+        route.metrics.forwarded(&route.name, writer_id, reader_id);
         self.summary.forwarded += 1;
         *self.summary.by_writer.entry(writer_id).or_default() += 1;
         Ok(Flow::Continue)
@@ -318,7 +321,7 @@ fn lossy_failure(
         return None;
     }
     let names: Vec<&str> = fields.iter().map(|f| &**f).collect();
-    let origin = rt.reader.as_ref().map_or("", |r| r.origin.as_str());
+    let origin = rt.reader().map(|r| r.origin.clone()).unwrap_or_default();
     Some(PartFailure {
         kind: FailureKind::Lossy,
         message: format!(
@@ -331,9 +334,9 @@ fn lossy_failure(
 
 /// The bytes to forward for a part: the resolved buffer, or the original when passed through.
 fn output<'a>(rt: &PartRuntime, original: Option<&'a [u8]>, buf: &'a [u8]) -> Option<&'a [u8]> {
-    match (original, &rt.reader) {
-        (Some(_), Some(_)) => Some(buf),
-        (original, _) => original,
+    match original {
+        Some(_) if rt.has_reader() => Some(buf),
+        original => original,
     }
 }
 

@@ -9,6 +9,9 @@
 //! other 404 (an ingress default backend's HTML page, a wrong base path) says nothing about the
 //! schema, so it is an outage too, and so is a TLS failure (unknown issuer, refused client
 //! certificate): the error text carries the whole cause chain, down to rustls' reason.
+//!
+//! The calls the library lacks (schema metadata, lookup by text, registration; see `rest`)
+//! go through the same HTTP client settings (TLS, timeout, auth) and the same classification.
 
 use std::time::Duration;
 
@@ -18,6 +21,7 @@ use schema_registry_converter::async_impl::schema_registry::{
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{self as src, RawError, SchemaType};
 
+use super::rest::Rest;
 use super::{RegisteredSchema, RegistryError, SchemaKind, SchemaReference, tls};
 use crate::config::{ConfigError, RegistryAuth, RegistryConfig, RegistrySource, SubjectVersion};
 use crate::telemetry::events::RegistryRequestEvents;
@@ -25,6 +29,8 @@ use crate::wire::SchemaId;
 
 pub struct ConfluentRegistry {
     settings: SrSettings,
+    /// Our own calls (metadata, lookup, register).
+    rest: Rest,
     /// Registered at the first request, not here: `run` builds the client (to check the config)
     /// before it installs the metrics recorder, and a handle registered before that is a no-op.
     requests: std::sync::OnceLock<RegistryRequestEvents>,
@@ -37,8 +43,13 @@ impl ConfluentRegistry {
             RegistrySource::StaticDir(_) => &[],
         };
         let mut urls = urls.iter();
+        let key = cfg.key;
+        let all: Vec<String> = urls
+            .clone()
+            .map(|u| u.trim_end_matches('/').to_string())
+            .collect();
         let first = urls.next().ok_or_else(|| ConfigError {
-            path: "registry.url".into(),
+            path: format!("{key}.url"),
             message: "required".into(),
         })?;
         let mut builder = SrSettings::new_builder(first.trim_end_matches('/').to_string());
@@ -46,24 +57,40 @@ impl ConfluentRegistry {
             builder.add_url(url.trim_end_matches('/').to_string());
         }
         builder.set_timeout(Duration::from_millis(cfg.timeout_ms));
-        match &cfg.auth {
+        let rekey = |e: ConfigError| ConfigError {
+            path: crate::config::rekey_registry_path(&e.path, key),
+            message: e.message,
+        };
+        let auth = match &cfg.auth {
             Some(RegistryAuth::Basic { username, password }) => {
-                let password = password.read("registry.auth.basic")?;
+                let password = password.read(&format!("{key}.auth.basic"))?;
                 builder.set_basic_authorization(username, Some(password.expose()));
+                super::rest::Auth::Basic(username.clone(), password)
             }
             Some(RegistryAuth::Bearer { token }) => {
-                let token = token.read("registry.auth.bearer")?;
+                let token = token.read(&format!("{key}.auth.bearer"))?;
                 builder.set_token_authorization(token.expose());
+                super::rest::Auth::Bearer(token)
             }
-            None => {}
-        }
-        let client = tls::client_builder(cfg.tls.as_ref())?;
+            None => super::rest::Auth::None,
+        };
+        let timeout = Duration::from_millis(cfg.timeout_ms);
+        let client = tls::client_builder(cfg.tls.as_ref()).map_err(rekey)?;
         let settings = builder.build_with(client).map_err(|e| ConfigError {
-            path: "registry".into(),
+            path: key.into(),
             message: format!("cannot build the registry HTTP client: {}", e.error),
         })?;
+        let rest_client = tls::client_builder(cfg.tls.as_ref())
+            .map_err(rekey)?
+            .timeout(timeout)
+            .build()
+            .map_err(|e| ConfigError {
+                path: key.into(),
+                message: format!("cannot build the registry HTTP client: {e}"),
+            })?;
         Ok(ConfluentRegistry {
             settings,
+            rest: Rest::new(all, rest_client, auth),
             requests: std::sync::OnceLock::new(),
         })
     }
@@ -104,6 +131,37 @@ impl ConfluentRegistry {
             .await
             .map_err(|e| classify(&what, e))
             .and_then(|s| convert(&what, s));
+        self.count(result)
+    }
+
+    pub async fn by_metadata(
+        &self,
+        subject: &str,
+        metadata: &std::collections::BTreeMap<String, String>,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        let result = self.rest.by_metadata(subject, metadata).await;
+        self.count(result)
+    }
+
+    pub async fn lookup(
+        &self,
+        subject: &str,
+        kind: SchemaKind,
+        text: &str,
+        references: &[SchemaReference],
+    ) -> Result<RegisteredSchema, RegistryError> {
+        let result = self.rest.lookup(subject, kind, text, references).await;
+        self.count(result)
+    }
+
+    pub async fn register(
+        &self,
+        subject: &str,
+        kind: SchemaKind,
+        text: &str,
+        references: &[SchemaReference],
+    ) -> Result<SchemaId, RegistryError> {
+        let result = self.rest.register(subject, kind, text, references).await;
         self.count(result)
     }
 }

@@ -1,13 +1,17 @@
 //! Where schemas come from: a Confluent-compatible registry over HTTP, or a static directory.
 //!
-//! Owns: fetching schema text by id and by subject/version, and classifying failures as
-//! transient (retry; never drop a message over it) or permanent (the id or subject does not
-//! exist). Must not: parse schemas (see `schemas`), or know about Kafka.
+//! Owns: fetching schema text by id, by subject/version and by subject + schema metadata,
+//! looking a schema up by its text under a subject and registering one (bridge mode's target
+//! registry), and classifying failures as transient (retry; never drop a message over it) or
+//! permanent (the id or subject does not exist). Must not: parse schemas (see `schema`), or
+//! know about Kafka.
 
 mod confluent;
+mod rest;
 mod static_dir;
 pub mod tls;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -37,7 +41,7 @@ impl SchemaKind {
 }
 
 /// A schema another schema imports (Protobuf import name / Avro named type).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaReference {
     pub name: String,
@@ -87,7 +91,7 @@ impl SchemaSource {
             RegistrySource::StaticDir(dir) => {
                 Ok(SchemaSource::Static(StaticDir::load(dir).map_err(|e| {
                     crate::config::ConfigError {
-                        path: "registry.static_dir".into(),
+                        path: format!("{}.static_dir", cfg.key),
                         message: e,
                     }
                 })?))
@@ -113,6 +117,55 @@ impl SchemaSource {
         match self {
             SchemaSource::Confluent(c) => c.by_subject(subject, version).await,
             SchemaSource::Static(s) => s.by_subject(subject, version),
+        }
+    }
+}
+
+impl SchemaSource {
+    /// The newest version of `subject` whose schema metadata (`metadata.properties`) holds
+    /// every key/value of `metadata` (Confluent's `GET /subjects/{subject}/metadata`).
+    pub async fn by_metadata(
+        &self,
+        subject: &str,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        match self {
+            SchemaSource::Confluent(c) => c.by_metadata(subject, metadata).await,
+            SchemaSource::Static(_) => Err(RegistryError::Invalid(format!(
+                "subject {subject}: a static schema directory has no schema metadata"
+            ))),
+        }
+    }
+
+    /// The schema registered under `subject` with this text (Confluent's
+    /// `POST /subjects/{subject}`); `NotFound` when the subject does not hold it.
+    pub async fn lookup(
+        &self,
+        subject: &str,
+        kind: SchemaKind,
+        text: &str,
+        references: &[SchemaReference],
+    ) -> Result<RegisteredSchema, RegistryError> {
+        match self {
+            SchemaSource::Confluent(c) => c.lookup(subject, kind, text, references).await,
+            SchemaSource::Static(s) => s.lookup(subject, kind, text),
+        }
+    }
+
+    /// Registers `text` under `subject` (Confluent's `POST /subjects/{subject}/versions`; the
+    /// registry answers with the existing id when it has it already); returns its id.
+    pub async fn register(
+        &self,
+        subject: &str,
+        kind: SchemaKind,
+        text: &str,
+        references: &[SchemaReference],
+    ) -> Result<SchemaId, RegistryError> {
+        match self {
+            SchemaSource::Confluent(c) => c.register(subject, kind, text, references).await,
+            SchemaSource::Static(_) => Err(RegistryError::Invalid(format!(
+                "subject {subject}: a static schema directory cannot register schemas"
+            ))),
         }
     }
 }

@@ -118,6 +118,33 @@ impl StaticDir {
     }
 }
 
+impl StaticDir {
+    /// The schema listed under `subject` whose text is `text` (as written, or the same JSON
+    /// for Avro: key order and whitespace aside).
+    pub fn lookup(
+        &self,
+        subject: &str,
+        kind: SchemaKind,
+        text: &str,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        let json = |t: &str| serde_json::from_str::<serde_json::Value>(t).ok();
+        let wanted = (kind == SchemaKind::Avro).then(|| json(text)).flatten();
+        self.schemas
+            .iter()
+            .filter(|s| s.subject.as_deref() == Some(subject) && s.kind == kind)
+            .find(|s| {
+                s.text.trim() == text.trim()
+                    || wanted.as_ref().is_some_and(|w| json(&s.text).as_ref() == Some(w))
+            })
+            .cloned()
+            .ok_or_else(|| {
+                RegistryError::NotFound(format!(
+                    "subject {subject} of the static schema directory does not list this schema"
+                ))
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@
 mod cache;
 mod error;
 mod plan;
+mod readers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,9 +22,10 @@ use cache::Cache;
 pub use error::{FailureKind, PartFailure, ResolveError};
 use plan::kind_name;
 pub use plan::{CompiledPlan, ParsedSchema, ReaderSchema};
+pub use readers::{Readers, RefreshError, TargetRegistry};
 
 use crate::avro;
-use crate::config::{Format, PartConfig, ReaderSource, SubjectVersion, UnknownFieldsPolicy};
+use crate::config::{PartConfig, SubjectVersion};
 use crate::protobuf;
 use crate::registry::{
     Backoff, LookupError, RegisteredSchema, RegistryError, SchemaKind, SchemaReference,
@@ -75,95 +77,25 @@ impl Schemas {
     }
 
     /// Fetches and parses a route part's reader schema, retrying while the registry is down.
-    /// `at` names the config key (`routes[0].value.reader`) for errors.
+    /// `at` names the config key (`routes[0].value.reader`) for errors. Readers come from the
+    /// source registry; see [`Schemas::readers`] for bridge mode.
     pub async fn reader(
         &self,
         at: &str,
         part: &PartConfig,
     ) -> Result<Option<ReaderSchema>, ResolveError> {
-        let Some(reader) = &part.reader else {
-            return Ok(None);
-        };
-        let fail = |message: String| {
-            ResolveError::Failed(PartFailure {
-                kind: FailureKind::InvalidSchema,
-                message: format!("{at}: {message}"),
-                writer_id: None,
-            })
-        };
-        let kind = match part.format {
-            Format::Avro => SchemaKind::Avro,
-            Format::Protobuf => SchemaKind::Protobuf,
-            Format::Passthrough => return Ok(None),
-        };
-        let (registered, origin) = match &reader.source {
-            ReaderSource::File { path: file, id } => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
-                let schema = RegisteredSchema {
-                    id: *id,
-                    kind,
-                    text,
-                    references: Vec::new(),
-                    subject: None,
-                    version: None,
-                };
-                (schema, format!("file {}", file.display()))
-            }
-            ReaderSource::Registry { subject, version } => {
-                let s = self
-                    .fetch(
-                        &format!("reader schema {subject} version {version}"),
-                        || self.source.by_subject(subject, *version),
-                    )
-                    .await
-                    .map_err(|e| match e {
-                        ResolveError::Failed(f) => fail(f.message),
-                        e => e,
-                    })?;
-                let origin = format!(
-                    "subject {subject} version {}",
-                    s.version
-                        .map_or_else(|| version.to_string(), |v| v.to_string())
-                );
-                (s, origin)
-            }
-        };
-        if registered.kind != kind {
-            return Err(fail(format!(
-                "{origin} is {:?}, but the route part's format is {:?}",
-                registered.kind, part.format
-            )));
+        self.readers(None).reader(at, part).await
+    }
+
+    /// Reader selection over this layer's registry, or (bridge mode) `target`'s: a handle
+    /// that any task may hold (the pipeline's start-up, the periodic refresh).
+    pub fn readers(&self, target: Option<TargetRegistry>) -> Readers {
+        Readers {
+            source: self.source.clone(),
+            target,
+            backoff: self.backoff,
+            shutdown: self.shutdown.clone(),
         }
-        let schema = self.load(&registered).await.map_err(|e| match e {
-            ResolveError::Failed(f) => fail(f.message),
-            e => e,
-        })?;
-        let message = match &schema {
-            ParsedSchema::Protobuf { pool, main } => {
-                let msg = match &reader.message {
-                    Some(name) => pool
-                        .get_message_by_name(name)
-                        .ok_or_else(|| fail(format!("message {name} is not in {origin}")))?,
-                    None => protobuf::message_for_indexes(pool, main, &MessageIndexes::first())
-                        .map_err(|e| fail(e.to_string()))?,
-                };
-                let indexes = protobuf::indexes_for_message(&msg);
-                Some((msg, indexes))
-            }
-            ParsedSchema::Avro(_) => None,
-        };
-        Ok(Some(ReaderSchema {
-            id: registered.id,
-            schema: Arc::new(schema),
-            origin,
-            message,
-            output: part.output,
-            unknown_fields: match part.unknown_fields.unwrap_or_default() {
-                UnknownFieldsPolicy::Preserve => protobuf::UnknownFields::Preserve,
-                UnknownFieldsPolicy::Drop => protobuf::UnknownFields::Drop,
-            },
-        }))
     }
 
     /// The compiled plan for this writer (and message) and reader, compiled on first use.
@@ -272,86 +204,111 @@ impl Schemas {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<RegisteredSchema, RegistryError>>,
     {
-        retry_transient(what, self.backoff, &self.shutdown, call)
-            .await
-            .map_err(|e| match e {
-                LookupError::Cancelled => ResolveError::Cancelled,
-                LookupError::Registry(e) => ResolveError::Failed(PartFailure {
-                    kind: match e {
-                        RegistryError::NotFound(_) => FailureKind::UnknownSchema,
-                        _ => FailureKind::InvalidSchema,
-                    },
-                    message: e.to_string(),
-                    writer_id: None,
-                }),
-            })
+        fetch(self.backoff, &self.shutdown, what, call).await
     }
 
     /// Parses a registered schema, with its references fetched (recursively, each once).
     async fn load(&self, s: &RegisteredSchema) -> Result<ParsedSchema, ResolveError> {
-        let invalid = |message: String| {
-            ResolveError::Failed(PartFailure {
-                kind: FailureKind::InvalidSchema,
-                message,
-                writer_id: Some(s.id),
-            })
-        };
-        let refs = self.references(s).await?;
-        match s.kind {
-            SchemaKind::Avro => {
-                let text = if refs.is_empty() {
-                    s.text.clone()
-                } else {
-                    let texts: Vec<String> = refs.into_iter().map(|(_, text)| text).collect();
-                    avro::inline_references(&s.text, &texts)
-                        .map_err(|e| invalid(format!("schema id {}: {e}", s.id)))?
-                };
-                avro::Schema::parse_str(&text)
-                    .map(ParsedSchema::Avro)
-                    .map_err(|e| invalid(format!("schema id {} is not valid Avro: {e}", s.id)))
-            }
-            SchemaKind::Protobuf => {
-                let main = format!("schemabridge/schema-{}.proto", s.id);
-                protobuf::build_pool(&main, &s.text, &refs)
-                    .map(|pool| ParsedSchema::Protobuf { pool, main })
-                    .map_err(|e| invalid(format!("schema id {}: {e}", s.id)))
-            }
-        }
+        load(&self.source, self.backoff, &self.shutdown, s).await
     }
+}
 
-    /// The (name, text) of every schema `s` references, directly or through another reference,
-    /// each fetched once, in the order they were reached.
-    async fn references(
-        &self,
-        s: &RegisteredSchema,
-    ) -> Result<Vec<(String, String)>, ResolveError> {
-        let mut refs: Vec<(String, String)> = Vec::new();
-        let mut todo: Vec<SchemaReference> = s.references.iter().rev().cloned().collect();
-        while let Some(r) = todo.pop() {
-            if refs.iter().any(|(name, _)| *name == r.name) {
-                continue;
-            }
-            let what = format!(
-                "reference {} (subject {} version {}) of schema id {}",
-                r.name, r.subject, r.version, s.id
-            );
-            let fetched = self
-                .fetch(&what, || {
-                    self.source
-                        .by_subject(&r.subject, SubjectVersion::Number(r.version))
-                })
-                .await
-                .map_err(|e| match e {
-                    ResolveError::Failed(f) => ResolveError::Failed(PartFailure {
-                        kind: FailureKind::InvalidSchema,
-                        message: format!("{what}: {}", f.message),
-                        writer_id: Some(s.id),
-                    }),
-                    e => e,
-                })?;
-            todo.extend(fetched.references.into_iter().rev());
-            refs.push((r.name, fetched.text));
+/// One registry call, retried while the registry is unavailable.
+async fn fetch<T, F, Fut>(
+    backoff: Backoff,
+    shutdown: &CancellationToken,
+    what: &str,
+    call: F,
+) -> Result<T, ResolveError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RegistryError>>,
+{
+    retry_transient(what, backoff, shutdown, call)
+        .await
+        .map_err(|e| match e {
+            LookupError::Cancelled => ResolveError::Cancelled,
+            LookupError::Registry(e) => ResolveError::Failed(PartFailure {
+                kind: match e {
+                    RegistryError::NotFound(_) => FailureKind::UnknownSchema,
+                    _ => FailureKind::InvalidSchema,
+                },
+                message: e.to_string(),
+                writer_id: None,
+            }),
+        })
+}
+
+/// Parses a registered schema, with its references fetched from `source` (recursively, each
+/// once).
+async fn load(
+    source: &SchemaSource,
+    backoff: Backoff,
+    shutdown: &CancellationToken,
+    s: &RegisteredSchema,
+) -> Result<ParsedSchema, ResolveError> {
+    let invalid = |message: String| {
+        ResolveError::Failed(PartFailure {
+            kind: FailureKind::InvalidSchema,
+            message,
+            writer_id: Some(s.id),
+        })
+    };
+    let refs = references(source, backoff, shutdown, s).await?;
+    match s.kind {
+        SchemaKind::Avro => {
+            let text = if refs.is_empty() {
+                s.text.clone()
+            } else {
+                let texts: Vec<String> = refs.into_iter().map(|(_, text)| text).collect();
+                avro::inline_references(&s.text, &texts)
+                    .map_err(|e| invalid(format!("schema id {}: {e}", s.id)))?
+            };
+            avro::Schema::parse_str(&text)
+                .map(ParsedSchema::Avro)
+                .map_err(|e| invalid(format!("schema id {} is not valid Avro: {e}", s.id)))
         }
-        Ok(refs)
+        SchemaKind::Protobuf => {
+            let main = format!("schemabridge/schema-{}.proto", s.id);
+            protobuf::build_pool(&main, &s.text, &refs)
+                .map(|pool| ParsedSchema::Protobuf { pool, main })
+                .map_err(|e| invalid(format!("schema id {}: {e}", s.id)))
+        }
     }
+}
+
+/// The (name, text) of every schema `s` references, directly or through another reference,
+/// each fetched once, in the order they were reached.
+async fn references(
+    source: &SchemaSource,
+    backoff: Backoff,
+    shutdown: &CancellationToken,
+    s: &RegisteredSchema,
+) -> Result<Vec<(String, String)>, ResolveError> {
+    let mut refs: Vec<(String, String)> = Vec::new();
+    let mut todo: Vec<SchemaReference> = s.references.iter().rev().cloned().collect();
+    while let Some(r) = todo.pop() {
+        if refs.iter().any(|(name, _)| *name == r.name) {
+            continue;
+        }
+        let what = format!(
+            "reference {} (subject {} version {}) of schema id {}",
+            r.name, r.subject, r.version, s.id
+        );
+        let fetched: RegisteredSchema = fetch(backoff, shutdown, &what, || {
+            source.by_subject(&r.subject, SubjectVersion::Number(r.version))
+        })
+        .await
+        .map_err(|e| match e {
+            ResolveError::Failed(f) => ResolveError::Failed(PartFailure {
+                kind: FailureKind::InvalidSchema,
+                message: format!("{what}: {}", f.message),
+                writer_id: Some(s.id),
+            }),
+            e => e,
+        })?;
+        todo.extend(fetched.references.into_iter().rev());
+        refs.push((r.name, fetched.text));
+    }
+    Ok(refs)
 }
