@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use crate::config::PartConfig;
 pub use crate::schema::{FailureKind, PartFailure, ReaderSchema, ResolveError};
 use crate::schema::{ParsedSchema, Readers, Schemas, TargetRegistry};
 use crate::wire::{self, MessageIndexes, SchemaId};

@@ -13,7 +13,8 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::extract::RawQuery;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
@@ -26,6 +27,8 @@ struct Stored {
     schema_type: Option<String>,
     schema: String,
     references: Vec<Value>,
+    /// `metadata.properties` (Confluent data contracts), as registered.
+    properties: BTreeMap<String, String>,
 }
 
 #[derive(Default)]
@@ -62,6 +65,8 @@ impl RegistryDouble {
             .route("/subjects", get(subjects))
             .route("/subjects/{subject}/versions", get(versions).post(register))
             .route("/subjects/{subject}/versions/{version}", get(by_subject))
+            .route("/subjects/{subject}", post(lookup))
+            .route("/subjects/{subject}/metadata", get(by_metadata))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
@@ -88,7 +93,33 @@ impl RegistryDouble {
         references: Vec<Value>,
     ) -> u32 {
         let mut inner = self.inner.lock().unwrap();
-        inner.register(subject, schema_type, schema, references)
+        inner.register(subject, schema_type, schema, references, BTreeMap::new())
+    }
+
+    /// Registers an Avro schema under `subject` with `metadata.properties` (Confluent data
+    /// contracts); returns its id.
+    pub fn register_avro_with_metadata(
+        &self,
+        subject: &str,
+        schema: &str,
+        properties: &[(&str, &str)],
+    ) -> u32 {
+        let properties = properties
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut inner = self.inner.lock().unwrap();
+        inner.register(subject, None, schema, Vec::new(), properties)
+    }
+
+    /// The (subject, version) pairs registered, in registration order.
+    pub fn versions(&self) -> Vec<(String, u32, u32)> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .schemas
+            .iter()
+            .map(|s| (s.subject.clone(), s.version, s.id))
+            .collect()
     }
 
     /// The next `n` requests answer HTTP 500 with a Confluent error body.
@@ -114,15 +145,21 @@ impl Inner {
         schema_type: Option<&str>,
         schema: &str,
         references: Vec<Value>,
+        properties: BTreeMap<String, String>,
     ) -> u32 {
+        // Confluent: the same schema (and metadata) under a subject is the same version.
         if let Some(s) = self
             .schemas
             .iter()
-            .find(|s| s.subject == subject && s.schema == schema)
+            .find(|s| s.subject == subject && s.schema == schema && s.properties == properties)
         {
             return s.id;
         }
-        let id = match self.schemas.iter().find(|s| s.schema == schema) {
+        let id = match self
+            .schemas
+            .iter()
+            .find(|s| s.schema == schema && s.properties == properties)
+        {
             Some(s) => s.id,
             None => {
                 let id = self.next_id;
@@ -145,6 +182,7 @@ impl Inner {
             schema_type: schema_type.map(str::to_string),
             schema: schema.to_string(),
             references,
+            properties,
         });
         id
     }
@@ -198,6 +236,12 @@ fn schema_body(s: &Stored, with_subject: bool) -> Value {
     body.insert("schema".into(), json!(s.schema));
     if !s.references.is_empty() {
         body.insert("references".into(), json!(s.references));
+    }
+    if !s.properties.is_empty() {
+        body.insert(
+            "metadata".into(),
+            json!({ "properties": s.properties }),
+        );
     }
     Value::Object(body)
 }
@@ -321,8 +365,137 @@ async fn register(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let id = inner.register(&subject, schema_type, schema, references);
+    let properties: BTreeMap<String, String> = req
+        .pointer("/metadata/properties")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let id = inner.register(&subject, schema_type, schema, references, properties);
     ok(json!({ "id": id }))
+}
+
+/// `POST /subjects/{subject}`: whether the subject holds this schema (by its text, type and
+/// references); answers the version's full body, else 40401 (no such subject) or 40403.
+async fn lookup(
+    State(inner): Shared,
+    Path(subject): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    if let Some(r) = inner.gate() {
+        return r;
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, 400, "Unrecognized field");
+    };
+    let Some(schema) = req.get("schema").and_then(Value::as_str) else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42201,
+            "Invalid schema: missing schema",
+        );
+    };
+    let schema_type = req
+        .get("schemaType")
+        .and_then(Value::as_str)
+        .filter(|t| *t != "AVRO");
+    let references = req
+        .get("references")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !inner.schemas.iter().any(|s| s.subject == subject) {
+        return error(
+            StatusCode::NOT_FOUND,
+            40401,
+            &format!("Subject '{subject}' not found."),
+        );
+    }
+    match inner.schemas.iter().rev().find(|s| {
+        s.subject == subject
+            && s.schema == schema
+            && s.schema_type.as_deref() == schema_type
+            && s.references == references
+    }) {
+        Some(s) => ok(schema_body(s, true)),
+        None => error(StatusCode::NOT_FOUND, 40403, "Schema not found"),
+    }
+}
+
+/// `GET /subjects/{subject}/metadata?key=k&value=v[&key=..&value=..]`: the newest version whose
+/// `metadata.properties` holds every pair; 40401 for an unknown subject, 40403 when none
+/// matches (Confluent's answers).
+async fn by_metadata(
+    State(inner): Shared,
+    Path(subject): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    if let Some(r) = inner.gate() {
+        return r;
+    }
+    let pairs: Vec<(String, String)> =
+        url_pairs(query.as_deref().unwrap_or_default()).collect();
+    let keys = pairs.iter().filter(|(k, _)| k == "key").map(|(_, v)| v);
+    let values = pairs.iter().filter(|(k, _)| k == "value").map(|(_, v)| v);
+    let wanted: Vec<(&String, &String)> = keys.zip(values).collect();
+    if !inner.schemas.iter().any(|s| s.subject == subject) {
+        return error(
+            StatusCode::NOT_FOUND,
+            40401,
+            &format!("Subject '{subject}' not found."),
+        );
+    }
+    let found = inner
+        .schemas
+        .iter()
+        .filter(|s| s.subject == subject)
+        .filter(|s| {
+            wanted
+                .iter()
+                .all(|(k, v)| s.properties.get(*k) == Some(*v))
+        })
+        .max_by_key(|s| s.version);
+    match found {
+        Some(s) => ok(schema_body(s, true)),
+        None => error(StatusCode::NOT_FOUND, 40403, "Schema not found"),
+    }
+}
+
+/// `k=v` pairs of a query string, percent-decoded (`+` is a space).
+fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        (decode_component(k), decode_component(v))
+    })
+}
+
+fn decode_component(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 // ---- Added for tests/faults.rs: a registry that accepts connections and never answers. ----
