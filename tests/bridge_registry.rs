@@ -73,7 +73,12 @@ fn route(name: &str, source: &str, target: &str, reader: &str) -> String {
 
 /// v2 and v1 orders framed with the SOURCE registry's ids, and per key the v1 record a v1
 /// consumer must see.
-fn inputs(n: usize, partitions: i32, v1_id: u32, v2_id: u32) -> (Vec<Input>, HashMap<Vec<u8>, Value>) {
+fn inputs(
+    n: usize,
+    partitions: i32,
+    v1_id: u32,
+    v2_id: u32,
+) -> (Vec<Input>, HashMap<Vec<u8>, Value>) {
     let v1 = Schema::parse_str(ORDER_V1).unwrap();
     let v2 = Schema::parse_str(ORDER_V2).unwrap();
     let mut rng = SplitMix(11);
@@ -187,7 +192,15 @@ async fn output_is_framed_with_the_target_registrys_ids() {
         .consume(&["orders-v1", "orders-dlq"], inputs.len(), WAIT, SETTLE)
         .await;
     let summary = gw.stop().await.expect("clean stop");
-    assert_translated(&out, "orders-v1", &inputs, &expected, &target.url, target_v1).await;
+    assert_translated(
+        &out,
+        "orders-v1",
+        &inputs,
+        &expected,
+        &target.url,
+        target_v1,
+    )
+    .await;
     assert_eq!(summary.forwarded, inputs.len() as u64);
     assert_eq!(summary.by_writer.get(&Some(v2_id)), Some(&40));
     assert_eq!(summary.by_writer.get(&Some(v1_id)), Some(&20));
@@ -257,7 +270,10 @@ async fn with_register_an_absent_reader_is_registered_on_the_target_and_used() {
         .collect();
     let by_file = registered["orders.v1-value"];
     let by_subject = registered["orders-value"];
-    assert!(by_file > 3 && by_subject > 3, "registered after the unrelated ones");
+    assert!(
+        by_file > 3 && by_subject > 3,
+        "registered after the unrelated ones"
+    );
     let a_out: Vec<Received> = out
         .iter()
         .filter(|m| m.topic.starts_with("orders"))
@@ -269,7 +285,15 @@ async fn with_register_an_absent_reader_is_registered_on_the_target_and_used() {
         .cloned()
         .collect();
     assert_translated(&a_out, "orders-v1", &a, &expected_a, &target.url, by_file).await;
-    assert_translated(&b_out, "legacy-v1", &b, &expected_b, &target.url, by_subject).await;
+    assert_translated(
+        &b_out,
+        "legacy-v1",
+        &b,
+        &expected_b,
+        &target.url,
+        by_subject,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +321,9 @@ async fn without_register_an_absent_reader_fails_start_up_naming_subject_and_reg
         );
         let result = tokio::time::timeout(
             WAIT,
-            Gateway::new(cfg).expect("gateway").run(CancellationToken::new()),
+            Gateway::new(cfg)
+                .expect("gateway")
+                .run(CancellationToken::new()),
         )
         .await
         .expect("start-up fails, it does not hang");

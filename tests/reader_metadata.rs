@@ -29,7 +29,12 @@ fn v1_text(pretty: bool) -> String {
     }
 }
 
-fn batch(from: usize, n: usize, v2_id: u32, rng: &mut SplitMix) -> (Vec<Input>, Vec<apache_avro::types::Value>) {
+fn batch(
+    from: usize,
+    n: usize,
+    v2_id: u32,
+    rng: &mut SplitMix,
+) -> (Vec<Input>, Vec<apache_avro::types::Value>) {
     let v2 = Schema::parse_str(ORDER_V2).unwrap();
     let mut inputs = Vec::new();
     let mut expected = Vec::new();
@@ -89,7 +94,11 @@ routes:
     );
     let cfg = Config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let gw = Running::start(cfg);
-    let mut reader = Reader::new(&cluster.bootstrap, &[("orders-v1", 1), ("orders-dlq", 1)], false);
+    let mut reader = Reader::new(
+        &cluster.bootstrap,
+        &[("orders-v1", 1), ("orders-dlq", 1)],
+        false,
+    );
     let mut rng = SplitMix(5);
     let mut expected = Vec::new();
 
@@ -116,7 +125,8 @@ routes:
 
     // A newer major=1 version appears while the gateway runs: produce in small batches until
     // the refresh has taken it up (a message framed with it arrives), then one more batch.
-    let newer = registry.register_avro_with_metadata("orders-value", &v1_text(true), &[("major", "1")]);
+    let newer =
+        registry.register_avro_with_metadata("orders-value", &v1_text(true), &[("major", "1")]);
     assert!(![first, newest_1, v2_id].contains(&newer));
     let mut switched = false;
     for round in 0..200 {
@@ -125,7 +135,9 @@ routes:
         expected.extend(want);
         let n = expected.len();
         assert!(
-            reader.read_until(WAIT, Duration::ZERO, |r| r.len() >= n).await,
+            reader
+                .read_until(WAIT, Duration::ZERO, |r| r.len() >= n)
+                .await,
             "round {round} arrived"
         );
         if ids(&reader.received).contains(&newer) {
@@ -144,13 +156,22 @@ routes:
 
     // Nothing lost, nothing twice, in order; old id up to one point, the new one after it.
     let got = &reader.received;
-    assert!(got.iter().all(|m| m.topic == "orders-v1"), "nothing dead-lettered");
+    assert!(
+        got.iter().all(|m| m.topic == "orders-v1"),
+        "nothing dead-lettered"
+    );
     assert_eq!(got.len(), expected.len(), "every input once");
     let frame_ids = ids(got);
     let switch = frame_ids.iter().position(|id| *id == newer).unwrap();
     assert!(switch >= 20, "phase 1 kept the old reader");
-    assert!(frame_ids[..switch].iter().all(|id| *id == newest_1), "{frame_ids:?}");
-    assert!(frame_ids[switch..].iter().all(|id| *id == newer), "{frame_ids:?}");
+    assert!(
+        frame_ids[..switch].iter().all(|id| *id == newest_1),
+        "{frame_ids:?}"
+    );
+    assert!(
+        frame_ids[switch..].iter().all(|id| *id == newer),
+        "{frame_ids:?}"
+    );
     let v1 = Schema::parse_str(ORDER_V1).unwrap();
     let mut sorted: Vec<_> = got.iter().collect();
     sorted.sort_by_key(|m| m.offset);

@@ -8,7 +8,9 @@
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
-use super::file::{ConfigFile, KafkaCluster, PipelineConfig, RegistryFile, TelemetryConfig};
+use super::file::{
+    ConfigFile, KafkaCluster, PipelineConfig, RegistryFile, TargetRegistryFile, TelemetryConfig,
+};
 use super::interpolate::{self, Interpolated, Lookup, Seg, node_mut, path_string};
 use super::{ConfigError, ConfigErrors};
 
@@ -111,6 +113,7 @@ impl Ctx {
                 "source" | "target" => self.de::<KafkaCluster>(&at).map(drop),
                 "group_id" | "group_instance_id" => self.de::<String>(&at).map(drop),
                 "registry" => self.de::<RegistryFile>(&at).map(drop),
+                "target_registry" => self.de::<TargetRegistryFile>(&at).map(drop),
                 "pipeline" => self.de::<PipelineConfig>(&at).map(drop),
                 "telemetry" => self.de::<TelemetryConfig>(&at).map(drop),
                 "routes" => {
@@ -134,7 +137,7 @@ impl Ctx {
                 other => Err(ConfigError {
                     path: ".".into(),
                     message: format!(
-                        "unknown field `{other}`, expected one of `source`, `target`, `group_id`, `group_instance_id`, `registry`, `pipeline`, `routes`, `telemetry`"
+                        "unknown field `{other}`, expected one of `source`, `target`, `group_id`, `group_instance_id`, `registry`, `target_registry`, `pipeline`, `routes`, `telemetry`"
                     ),
                 }),
             };

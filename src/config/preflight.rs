@@ -62,10 +62,15 @@ fn check_registry(r: &RegistryConfig, errs: &mut Vec<ConfigError>) {
             message: format!("{} is not a directory", dir.display()),
         });
     }
-    errs.extend(r.tls.iter().flat_map(|tls| tls.preflight()).map(|e| ConfigError {
-        path: super::rekey_registry_path(&e.path, key),
-        message: e.message,
-    }));
+    errs.extend(
+        r.tls
+            .iter()
+            .flat_map(|tls| tls.preflight())
+            .map(|e| ConfigError {
+                path: super::rekey_registry_path(&e.path, key),
+                message: e.message,
+            }),
+    );
 }
 
 impl Config {

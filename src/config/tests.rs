@@ -281,3 +281,154 @@ fn a_target_or_dlq_matched_by_a_source_regex_is_a_loop() {
     );
     Config::parse(&bridged).unwrap();
 }
+
+#[test]
+fn metadata_readers_and_reader_refresh() {
+    let text = GOOD.replace(
+        "reader: { subject: orders-value, version: 1 }",
+        "reader: { subject: orders-value, metadata: { major: 1, team: payments } }",
+    );
+    let c = Config::parse(&text).unwrap();
+    let source = &c.routes[0].value.reader.as_ref().unwrap().source;
+    assert_eq!(
+        source,
+        &ReaderSource::Metadata {
+            subject: "orders-value".into(),
+            metadata: [("major", "1"), ("team", "payments")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        }
+    );
+    assert!(source.can_change());
+    assert_eq!(c.registry.reader_refresh_ms, 300_000);
+    assert!(
+        c.summary()
+            .iter()
+            .any(|l| l.contains("reader_refresh_ms=300000"))
+    );
+    assert!(
+        c.summary()
+            .iter()
+            .any(|l| l.contains("latest with metadata major=1,team=payments"))
+    );
+
+    let both = GOOD.replace(
+        "reader: { subject: orders-value, version: 1 }",
+        "reader: { subject: orders-value, version: 1, metadata: { major: \"1\" } }",
+    );
+    assert_eq!(
+        errors(&both),
+        ["routes[0].value.reader: set either `version` or `metadata`, not both"]
+    );
+    let empty = GOOD.replace(
+        "reader: { subject: orders-value, version: 1 }",
+        "reader: { subject: orders-value, metadata: {} }",
+    );
+    assert!(
+        errors(&empty)[0].starts_with("routes[0].value.reader.metadata: name at least one key")
+    );
+    let typo = GOOD.replace(
+        "url: http://localhost:8081",
+        "url: http://localhost:8081\n  reader_refresh: 5",
+    );
+    assert!(
+        errors(&typo)[0].starts_with("registry: unknown field `reader_refresh`"),
+        "{:?}",
+        errors(&typo)
+    );
+    for (value, message) in [
+        ("0", "must be at least 1"),
+        ("3600001", "must be at most 3600000"),
+    ] {
+        let bad = GOOD.replace(
+            "url: http://localhost:8081",
+            &format!("url: http://localhost:8081\n  reader_refresh_ms: {value}"),
+        );
+        assert_eq!(
+            errors(&bad),
+            [format!("registry.reader_refresh_ms: {message}")]
+        );
+    }
+    let static_dir = GOOD
+        .replace("url: http://localhost:8081", "static_dir: schemas")
+        .replace(
+            "reader: { subject: orders-value, version: 1 }",
+            "reader: { subject: orders-value, metadata: { major: \"1\" } }",
+        );
+    assert!(
+        errors(&static_dir)[0]
+            .starts_with("routes[0].value.reader.metadata: needs a registry with `url`/`urls`")
+    );
+}
+
+#[test]
+fn target_registry_keys_are_checked_and_named() {
+    let bridge = GOOD.replace(
+        "routes:",
+        "target_registry:\n  urls: [http://target-a:8081, http://target-b:8081]\n  register: true\nroutes:",
+    );
+    let c = Config::parse(&bridge).unwrap();
+    let t = c.target_registry.as_ref().unwrap();
+    assert!(t.register);
+    assert_eq!(t.registry.key, "target_registry");
+    assert_eq!(
+        t.registry.source,
+        RegistrySource::Urls(vec![
+            "http://target-a:8081".into(),
+            "http://target-b:8081".into()
+        ])
+    );
+    assert!(c.summary().iter().any(|l| l
+        == "target_registry: http://target-a:8081, http://target-b:8081 timeout_ms=10000 register=true"));
+    assert!(Config::parse(GOOD).unwrap().target_registry.is_none());
+
+    // A file reader looked up by subject in the target registry; only in bridge mode.
+    let file_reader = "reader: { schema_file: order_v1.avsc, subject: orders.v1-value }";
+    let with_file = bridge.replace("reader: { subject: orders-value, version: 1 }", file_reader);
+    assert!(matches!(
+        Config::parse(&with_file).unwrap().routes[0]
+            .value
+            .reader
+            .as_ref()
+            .unwrap()
+            .source,
+        ReaderSource::FileBySubject { .. }
+    ));
+    let not_bridge = GOOD.replace("reader: { subject: orders-value, version: 1 }", file_reader);
+    assert!(errors(&not_bridge)[0].starts_with("routes[0].value.reader: set either `subject`"));
+
+    let bad = GOOD.replace(
+        "routes:",
+        "target_registry:\n  urls: [ftp://target]\n  auth: { basic: { username: u } }\n  timeout_ms: 0\n  tls: { cert_file: c.pem }\n  regster: true\nroutes:",
+    );
+    assert_eq!(
+        errors(&bad),
+        [
+            "target_registry: unknown field `regster`, expected one of `url`, `urls`, `static_dir`, `auth`, `tls`, `timeout_ms`, `register`"
+        ]
+    );
+    let bad = bad.replace("\n  regster: true", "");
+    let errs = errors(&bad);
+    for key in [
+        "target_registry.urls[0]: must start with http:// or https://",
+        "target_registry.auth.basic: set exactly one of",
+        "target_registry.timeout_ms: must be at least 1",
+        "target_registry.tls.key_file: required with `cert_file`",
+    ] {
+        assert!(errs.iter().any(|e| e.starts_with(key)), "{key} in {errs:?}");
+    }
+    let neither = GOOD.replace("routes:", "target_registry: { register: false }\nroutes:");
+    assert_eq!(
+        errors(&neither),
+        ["target_registry: set exactly one of `url`, `urls` or `static_dir`"]
+    );
+    let static_register = GOOD.replace(
+        "routes:",
+        "target_registry: { static_dir: target, register: true }\nroutes:",
+    );
+    assert!(
+        errors(&static_register)[0]
+            .starts_with("target_registry.register: a `static_dir` cannot register")
+    );
+}

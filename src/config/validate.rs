@@ -6,8 +6,7 @@
 //! Must not: read files or the environment (`preflight` does), or connect to anything.
 
 use super::file::{
-    ConfigFile, PartFile, ReaderFile, RegistryAuthFile, RegistryFile, RouteFile,
-    TargetRegistryFile,
+    ConfigFile, PartFile, ReaderFile, RegistryAuthFile, RegistryFile, RouteFile, TargetRegistryFile,
 };
 use super::kafka::{ClientRole, check_owned_keys};
 use super::{

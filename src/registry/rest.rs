@@ -75,16 +75,18 @@ impl Rest {
         metadata: &BTreeMap<String, String>,
     ) -> Result<RegisteredSchema, RegistryError> {
         let pairs: Vec<String> = metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let what = format!(
-            "subject {subject} latest with metadata {}",
-            pairs.join(",")
-        );
+        let what = format!("subject {subject} latest with metadata {}", pairs.join(","));
         let query: Vec<(&str, &str)> = metadata
             .iter()
             .flat_map(|(k, v)| [("key", k.as_str()), ("value", v.as_str())])
             .collect();
         let body = self
-            .call(&what, &["subjects", subject, "metadata"], &query, Method::Get)
+            .call(
+                &what,
+                &["subjects", subject, "metadata"],
+                &query,
+                Method::Get,
+            )
             .await?;
         schema(&what, &body)
     }

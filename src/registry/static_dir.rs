@@ -134,7 +134,9 @@ impl StaticDir {
             .filter(|s| s.subject.as_deref() == Some(subject) && s.kind == kind)
             .find(|s| {
                 s.text.trim() == text.trim()
-                    || wanted.as_ref().is_some_and(|w| json(&s.text).as_ref() == Some(w))
+                    || wanted
+                        .as_ref()
+                        .is_some_and(|w| json(&s.text).as_ref() == Some(w))
             })
             .cloned()
             .ok_or_else(|| {

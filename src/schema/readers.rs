@@ -63,9 +63,7 @@ async fn by_subject(
     reader: &ReaderSource,
 ) -> Result<RegisteredSchema, RegistryError> {
     match reader {
-        ReaderSource::Metadata { subject, metadata } => {
-            source.by_metadata(subject, metadata).await
-        }
+        ReaderSource::Metadata { subject, metadata } => source.by_metadata(subject, metadata).await,
         ReaderSource::Registry { subject, version } => source.by_subject(subject, *version).await,
         _ => Err(RegistryError::Invalid("not a registry reader".into())),
     }
@@ -237,7 +235,10 @@ impl Readers {
                 };
                 (schema, format!("file {}", file.display()))
             }
-            ReaderSource::FileBySubject { path: file, subject } => {
+            ReaderSource::FileBySubject {
+                path: file,
+                subject,
+            } => {
                 let text = std::fs::read_to_string(file)
                     .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
                 let what = format!(
@@ -249,7 +250,10 @@ impl Readers {
                     .await?;
                 let id = match found {
                     Some(s) => s.id,
-                    None => self.register(attempts, subject, kind, &text, &[], &what).await?,
+                    None => {
+                        self.register(attempts, subject, kind, &text, &[], &what)
+                            .await?
+                    }
                 };
                 let schema = RegisteredSchema {
                     id,

@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use axum::extract::RawQuery;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::extract::RawQuery;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
@@ -238,10 +238,7 @@ fn schema_body(s: &Stored, with_subject: bool) -> Value {
         body.insert("references".into(), json!(s.references));
     }
     if !s.properties.is_empty() {
-        body.insert(
-            "metadata".into(),
-            json!({ "properties": s.properties }),
-        );
+        body.insert("metadata".into(), json!({ "properties": s.properties }));
     }
     Value::Object(body)
 }
@@ -438,8 +435,7 @@ async fn by_metadata(
     if let Some(r) = inner.gate() {
         return r;
     }
-    let pairs: Vec<(String, String)> =
-        url_pairs(query.as_deref().unwrap_or_default()).collect();
+    let pairs: Vec<(String, String)> = url_pairs(query.as_deref().unwrap_or_default()).collect();
     let keys = pairs.iter().filter(|(k, _)| k == "key").map(|(_, v)| v);
     let values = pairs.iter().filter(|(k, _)| k == "value").map(|(_, v)| v);
     let wanted: Vec<(&String, &String)> = keys.zip(values).collect();
@@ -454,11 +450,7 @@ async fn by_metadata(
         .schemas
         .iter()
         .filter(|s| s.subject == subject)
-        .filter(|s| {
-            wanted
-                .iter()
-                .all(|(k, v)| s.properties.get(*k) == Some(*v))
-        })
+        .filter(|s| wanted.iter().all(|(k, v)| s.properties.get(*k) == Some(*v)))
         .max_by_key(|s| s.version);
     match found {
         Some(s) => ok(schema_body(s, true)),
