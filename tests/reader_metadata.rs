@@ -2,7 +2,8 @@
 //! periodic refresh: a reader `{subject, metadata: {major: "1"}}` picks the newest version
 //! whose `metadata.properties` match, and a newer match registered while the gateway runs
 //! takes over for later messages, with nothing lost or duplicated. Registry double over HTTP,
-//! the mock Kafka cluster, the library gateway.
+//! the mock Kafka cluster, the library gateway. A refresh that meets a registry outage keeps the
+//! current reader and tries again.
 
 mod support;
 
@@ -123,8 +124,11 @@ routes:
         ids(&reader.received)
     );
 
-    // A newer major=1 version appears while the gateway runs: produce in small batches until
-    // the refresh has taken it up (a message framed with it arrives), then one more batch.
+    // The registry fails the next requests (the refreshes; writer schemas are cached): the
+    // current reader stays and messages keep flowing. Then a newer major=1 version appears
+    // while the gateway runs: produce in small batches until the refresh has taken it up (a
+    // message framed with it arrives), then one more batch.
+    registry.fail_next(5);
     let newer =
         registry.register_avro_with_metadata("orders-value", &v1_text(true), &[("major", "1")]);
     assert!(![first, newest_1, v2_id].contains(&newer));
@@ -147,6 +151,11 @@ routes:
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(switched, "the new major=1 version was taken up");
+    assert_eq!(
+        registry.failed_requests(),
+        5,
+        "the refresh met the outage and retried"
+    );
     let (inputs, want) = batch(expected.len(), 10, v2_id, &mut rng);
     cluster.produce("orders", &inputs).await;
     expected.extend(want);

@@ -156,8 +156,11 @@ pub struct RouteMetrics {
     pub events: RouteEvents,
     /// Per (value writer id, value reader id): few entries (ids in use; the reader changes only
     /// on a refresh), searched linearly: no hashing per message.
-    by_writer: Mutex<Vec<(Option<u32>, Option<u32>, Counter)>>,
+    by_writer: Mutex<Vec<ForwardedBy>>,
 }
+
+/// (value writer id, value reader id, their forwarded counter).
+type ForwardedBy = (Option<u32>, Option<u32>, Counter);
 
 impl RouteMetrics {
     /// Counts a forwarded message whose value was written with `writer` and resolved to

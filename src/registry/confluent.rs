@@ -29,8 +29,8 @@ use crate::wire::SchemaId;
 
 pub struct ConfluentRegistry {
     settings: SrSettings,
-    /// Our own calls (metadata, lookup, register).
-    rest: Rest,
+    /// Our own calls (metadata, lookup, register); boxed, as `SchemaSource` holds this inline.
+    rest: Box<Rest>,
     /// Registered at the first request, not here: `run` builds the client (to check the config)
     /// before it installs the metrics recorder, and a handle registered before that is a no-op.
     requests: std::sync::OnceLock<RegistryRequestEvents>,
@@ -90,7 +90,7 @@ impl ConfluentRegistry {
             })?;
         Ok(ConfluentRegistry {
             settings,
-            rest: Rest::new(all, rest_client, auth),
+            rest: Box::new(Rest::new(all, rest_client, auth)),
             requests: std::sync::OnceLock::new(),
         })
     }
