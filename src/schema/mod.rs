@@ -1,7 +1,8 @@
 //! Schemas and plans: the public layer between the registry and everything that resolves
 //! records (the gateway's pipeline today; `check`, `explain` and the archive writer next).
 //!
-//! Owns: reader selection for a route part (registry subject + version, or a file), writer
+//! Owns: reader selection for a route part (`readers`: registry subject + version, newest
+//! version matching schema metadata, or a file; in the target registry in bridge mode), writer
 //! schemas by id (fetched, references resolved, parsed once), compiled plans per (writer,
 //! writer message, reader, unknown-field policy), the caches holding them, and retries while
 //! the registry is unavailable. Asking "what does writer W look like to reader R?" is async
