@@ -14,6 +14,7 @@ pub mod avro;
 pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod explain;
 pub mod pipeline;
 pub mod protobuf;
 pub mod registry;

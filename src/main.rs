@@ -87,6 +87,76 @@ enum Command {
     /// Benchmarks, printed as a table.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Explain what reading WRITER data with READER does, field by field: kept, renamed (via
+    /// which alias), promoted, defaulted, dropped, enum symbols and union branches remapped.
+    /// With --sample, one writer record before and after. Exit 1 when the pair is incompatible.
+    Explain(ExplainArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("writer").required(true).args(["writer_schema", "writer_id"])))]
+#[command(group(clap::ArgGroup::new("reader").required(true).args(["reader_schema", "reader_subject"])))]
+struct ExplainArgs {
+    /// The writer schema file (.avsc, or .proto).
+    #[arg(long, value_name = "W.avsc|W.proto")]
+    writer_schema: Option<PathBuf>,
+    /// The reader schema file (.avsc, or .proto).
+    #[arg(long, value_name = "R.avsc|R.proto")]
+    reader_schema: Option<PathBuf>,
+    /// A Confluent-compatible schema registry, for --writer-id / --reader-subject.
+    #[arg(long, value_name = "URL")]
+    registry: Option<String>,
+    /// The writer schema by registry id.
+    #[arg(long, value_name = "N", requires = "registry")]
+    writer_id: Option<u32>,
+    /// The reader schema by registry subject...
+    #[arg(long, value_name = "SUBJECT", requires = "registry")]
+    reader_subject: Option<String>,
+    /// ...at this version (a number or `latest`).
+    #[arg(long, value_name = "V|latest", default_value = "latest", value_parser = parse_version, requires = "reader_subject")]
+    reader_version: schemabridge::config::SubjectVersion,
+    /// Protobuf: the writer message (fully qualified); default the schema's first message.
+    #[arg(long, value_name = "pkg.Message")]
+    writer_message: Option<String>,
+    /// Protobuf: the reader message (fully qualified); default the schema's first message.
+    #[arg(long, value_name = "pkg.Message")]
+    reader_message: Option<String>,
+    /// Protobuf files: a directory imports are found in (repeatable); default the schema
+    /// file's directory and its ancestors.
+    #[arg(long, value_name = "DIR")]
+    proto_path: Vec<PathBuf>,
+    /// Protobuf: what happens to writer fields the reader lacks (as the route option).
+    #[arg(long, value_enum, default_value_t = UnknownArg::Preserve)]
+    unknown_fields: UnknownArg,
+    /// One writer record, JSON (Avro: Avro's JSON encoding as fastavro/avro-tools write it;
+    /// Protobuf: canonical JSON): print it before and after, and which dropped fields held data.
+    #[arg(long, value_name = "RECORD.json")]
+    sample: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputArg::Table)]
+    format: OutputArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum UnknownArg {
+    Preserve,
+    Drop,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputArg {
+    Table,
+    Json,
+}
+
+fn parse_version(s: &str) -> Result<schemabridge::config::SubjectVersion, String> {
+    use schemabridge::config::SubjectVersion;
+    match s {
+        "latest" => Ok(SubjectVersion::Latest),
+        n => n
+            .parse()
+            .map(SubjectVersion::Number)
+            .map_err(|_| format!("{n:?} is neither a version number nor `latest`")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -278,6 +348,7 @@ fn main() -> ExitCode {
             .map(|n| eprintln!("copy loop stopped: {n} records copied"))
             .map_err(anyhow::Error::msg),
         ),
+        Command::Explain(args) => report(explain(args)),
         Command::Run { config } => {
             let format = telemetry::init_tracing("info", format);
             let result = runtime().and_then(|rt| rt.block_on(run(config)));
@@ -376,6 +447,54 @@ fn bench_pipeline(mut opts: schemabridge::bench::pipeline::PipelineOptions) -> a
         );
     }
     Ok(())
+}
+
+fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    use schemabridge::explain::{self, Request, SchemaArg};
+    let side = |file: Option<PathBuf>, registry: SchemaArg| file.map_or(registry, SchemaArg::File);
+    let req = Request {
+        writer: side(
+            args.writer_schema,
+            SchemaArg::Id(args.writer_id.unwrap_or_default()),
+        ),
+        reader: side(
+            args.reader_schema,
+            SchemaArg::Subject {
+                subject: args.reader_subject.unwrap_or_default(),
+                version: args.reader_version,
+            },
+        ),
+        writer_message: args.writer_message,
+        reader_message: args.reader_message,
+        registry: args.registry,
+        proto_paths: args.proto_path,
+        unknown_fields: match args.unknown_fields {
+            UnknownArg::Preserve => schemabridge::protobuf::UnknownFields::Preserve,
+            UnknownArg::Drop => schemabridge::protobuf::UnknownFields::Drop,
+        },
+    };
+    let sample: Option<serde_json::Value> = match &args.sample {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not JSON", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (writer, reader) = rt.block_on(explain::load(&req))?;
+    let e = explain::explain(&writer, &reader, req.unknown_fields, sample.as_ref())?;
+    let text = match args.format {
+        OutputArg::Table => explain::render_table(&e),
+        OutputArg::Json => serde_json::to_string_pretty(&e)? + "\n",
+    };
+    std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()).context("stdout")
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
