@@ -122,7 +122,7 @@ fn list(s: &str) -> Vec<String> {
     s.split(',').map(|x| x.trim().to_owned()).collect()
 }
 
-fn enum_field<'a>(record: &'a Json) -> (&'a str, &'a Json) {
+fn enum_field(record: &Json) -> (&str, &Json) {
     record["fields"]
         .as_array()
         .expect("fields")
