@@ -211,23 +211,21 @@ async fn load_side(
             };
             (path.display().to_string(), registered, refs)
         }
-        SchemaArg::Id(_) | SchemaArg::Subject { .. } => {
-            let Some(source) = source else {
-                return Err(err("a registry schema needs --registry URL".into()));
-            };
-            let (origin, fetched) = match arg {
-                SchemaArg::Id(id) => (format!("registry schema id {id}"), source.by_id(*id).await),
-                SchemaArg::Subject { subject, version } => (
-                    format!("registry subject {subject} version {version}"),
-                    source.by_subject(subject, *version).await,
-                ),
-                SchemaArg::File(_) => unreachable!("handled above"),
-            };
-            let registered = fetched.map_err(|e| err(format!("{origin}: {e}")))?;
-            let refs = registry_references(source, &registered)
+        SchemaArg::Id(id) => {
+            let source = source.ok_or_else(|| err(NEEDS_REGISTRY.into()))?;
+            let origin = format!("registry schema id {id}");
+            let fetched = source.by_id(*id).await;
+            with_references(source, origin, fetched)
                 .await
-                .map_err(|e| err(format!("{origin}: {e}")))?;
-            (origin, registered, refs)
+                .map_err(err)?
+        }
+        SchemaArg::Subject { subject, version } => {
+            let source = source.ok_or_else(|| err(NEEDS_REGISTRY.into()))?;
+            let origin = format!("registry subject {subject} version {version}");
+            let fetched = source.by_subject(subject, *version).await;
+            with_references(source, origin, fetched)
+                .await
+                .map_err(err)?
         }
     };
     let schema = parse(&registered, &refs).map_err(|e| err(format!("{origin}: {e}")))?;
@@ -243,6 +241,21 @@ async fn load_side(
         schema,
         message,
     })
+}
+
+const NEEDS_REGISTRY: &str = "a registry schema needs --registry URL";
+
+/// A fetched schema with its references, or why not (naming `origin`).
+async fn with_references(
+    source: &SchemaSource,
+    origin: String,
+    fetched: Result<RegisteredSchema, crate::registry::RegistryError>,
+) -> Result<(String, RegisteredSchema, Vec<(String, String)>), String> {
+    let registered = fetched.map_err(|e| format!("{origin}: {e}"))?;
+    let refs = registry_references(source, &registered)
+        .await
+        .map_err(|e| format!("{origin}: {e}"))?;
+    Ok((origin, registered, refs))
 }
 
 fn read(path: &Path) -> Result<String, String> {
@@ -393,7 +406,10 @@ pub fn explain(
         }
         (ParsedSchema::Protobuf { .. }, ParsedSchema::Protobuf { .. }) => {
             let (Some(wm), Some(rm)) = (&writer.message, &reader.message) else {
-                return Err(ExplainError::Sample("no Protobuf message selected".into()));
+                return Err(ExplainError::Load {
+                    side: "writer or reader",
+                    message: "no Protobuf message selected".into(),
+                });
             };
             let plan = protobuf::compile(wm, rm, unknown)
                 .map_err(|e| ExplainError::Incompatible(e.to_string()))?;

@@ -2,7 +2,9 @@
 //!
 //! Owns: the Avro 1.11 "Schema Resolution" rules (field matching by name then alias, defaults,
 //! promotions, enum and union remapping, named-type matching), the plan node arena, the list of
-//! dropped writer fields with their lossiness baselines, and the copy-collapse pass. Must not
+//! dropped writer fields with their lossiness baselines, the resolution report (one
+//! `resolution::Change` per field, enum symbol and union branch; rolled back with a failed
+//! union branch like the dropped fields), and the copy-collapse pass. Must not
 //! touch: input bytes (that is `exec.rs`); no I/O. Runs once per (writer id, reader id) pair.
 //!
 //! Recursive types: a record pair that is still being compiled further up the stack is looked up

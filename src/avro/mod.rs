@@ -1,8 +1,9 @@
 //! Avro schema resolution, compiled: writer bytes in, reader bytes out.
 //!
 //! Owns: resolving a datum written with a *writer* schema into the encoding of a *reader* schema
-//! (Avro 1.11 specification, "Schema Resolution"), and reporting which writer data the reader
-//! drops. Must not touch: framing (schema ids live in `wire`), schema fetching (`registry`),
+//! (Avro 1.11 specification, "Schema Resolution"), reporting which writer data the reader
+//! drops, and (built once, at compile time) the field-by-field resolution report
+//! ([`Plan::changes`], in the [`crate::resolution`] vocabulary shared with Protobuf). Must not touch: framing (schema ids live in `wire`), schema fetching (`registry`),
 //! policy (what to do with a lossy or failing datum is the pipeline's call). No I/O, never
 //! awaits, never panics on input bytes.
 //!

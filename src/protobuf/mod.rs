@@ -9,7 +9,8 @@
 //! policy; this module only reports [`Lossiness`]).
 //!
 //! Where to start: [`build_pool`] → [`message_for_indexes`] for both schemas → [`compile`] once per
-//! (writer id, reader id) → [`Plan::transcode`] per message → [`indexes_for_message`] and
+//! (writer id, reader id) ([`Plan::changes`] says what it does to each field) →
+//! [`Plan::transcode`] per message → [`indexes_for_message`] and
 //! [`crate::wire::write_message_indexes`] to frame the result.
 //!
 //! The transcoder walks the writer bytes once, matching fields by number as any protobuf parser

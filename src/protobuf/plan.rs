@@ -1,7 +1,8 @@
 //! Compiling a writer × reader message pair into an indexed plan.
 //!
 //! Owns: the compatibility rules (which writer field can be read as which reader field, and
-//! what has to be checked per value), the plan arena and the lossy-site table. Must not: look
+//! what has to be checked per value), the plan arena, the lossy-site table and the resolution
+//! report (`Plan::changes`, the `crate::resolution` vocabulary shared with Avro). Must not: look
 //! at message bytes (that is `transcode.rs`).
 //!
 //! The plan is an arena of [`Node`]s, one per writer × reader message pair *per path* from the
