@@ -17,10 +17,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
-use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
 use schemabridge::pipeline::dlq_headers;
 use schemabridge::wire;
 use support::kafka::{Input, Received, RouteSpec, Running, unique};
+use support::orders::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
 use support::orders::{decode, encode, expected_v1, framed, order_id};
 use support::registry::RegistryDouble;
 use support::tansu::{Tansu, gateway_config, gateway_config_text, send_all};
