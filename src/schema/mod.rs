@@ -191,7 +191,9 @@ impl Schemas {
         compiled.map_err(ResolveError::Failed)
     }
 
-    async fn writer(&mut self, id: SchemaId) -> Result<Arc<ParsedSchema>, ResolveError> {
+    /// The writer schema with this id, parsed with its references (cached; a 404 is cached for
+    /// `not_found_ttl`).
+    pub async fn writer(&mut self, id: SchemaId) -> Result<Arc<ParsedSchema>, ResolveError> {
         if let Some(s) = self.writers.get(&id) {
             return s.clone().map_err(ResolveError::Failed);
         }
@@ -242,7 +244,7 @@ impl Schemas {
     }
 
     /// Parses a registered schema, with its references fetched (recursively, each once).
-    async fn load(&self, s: &RegisteredSchema) -> Result<ParsedSchema, ResolveError> {
+    pub async fn load(&self, s: &RegisteredSchema) -> Result<ParsedSchema, ResolveError> {
         let invalid = |message: String| {
             ResolveError::Failed(PartFailure {
                 kind: FailureKind::InvalidSchema,
