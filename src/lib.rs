@@ -17,6 +17,7 @@ pub mod demo;
 pub mod pipeline;
 pub mod protobuf;
 pub mod registry;
+pub mod resolution;
 pub mod schema;
 pub mod telemetry;
 pub mod wire;

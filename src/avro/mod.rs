@@ -56,6 +56,7 @@ pub(crate) use codec::write_long;
 pub use error::{Location, PlanError, TranscodeError};
 pub use references::inline_references;
 
+use crate::resolution::{Change, ChangeKind};
 use compile::{Compiler, Node, NodeId};
 use schema::Types;
 
@@ -84,6 +85,8 @@ pub struct Plan {
     /// `nodes` lowered to the flat op program the executor runs.
     pub(crate) prog: lower::Program,
     dropped: Vec<String>,
+    /// The resolution report, built at compile time (see [`Plan::changes`]).
+    changes: Vec<Change>,
     identity: bool,
     /// Prefix of error paths: the reader root's name (empty for an unnamed root).
     root_label: String,
@@ -104,6 +107,12 @@ pub fn compile(writer: &Schema, reader: &Schema) -> Result<Plan, PlanError> {
     let identity = writer.canonical_form() == reader.canonical_form();
     if identity {
         // Same parsing canonical form: same encoding, nothing to resolve. One validating copy.
+        // The report walks the schema against itself (every field `Kept`); should that walk
+        // fail (a default the identity never needs is invalid), it is one `Kept` for the root.
+        let changes = match Compiler::new(&w, &w, &root_label).run() {
+            Ok(c) => c.changes,
+            Err(_) => vec![Change::new("", ChangeKind::Kept)],
+        };
         let nodes = vec![Node::Copy(w.root)];
         return Ok(Plan {
             prog: lower_with_path(&nodes, 0, &w, &root_label)?,
@@ -112,6 +121,7 @@ pub fn compile(writer: &Schema, reader: &Schema) -> Result<Plan, PlanError> {
             writer: w,
             consts: Vec::new(),
             dropped: Vec::new(),
+            changes,
             identity,
             root_label,
         });
@@ -127,6 +137,7 @@ pub fn compile(writer: &Schema, reader: &Schema) -> Result<Plan, PlanError> {
         root: compiled.root,
         consts: compiled.consts,
         dropped: compiled.dropped,
+        changes: compiled.changes,
         root_label,
     })
 }
@@ -213,6 +224,16 @@ impl Plan {
     /// the first one the compiler reached it by.
     pub fn dropped_fields(&self) -> &[String] {
         &self.dropped
+    }
+
+    /// The resolution report: what reading writer data with the reader schema does to each
+    /// field (kept, renamed through an alias, promoted, defaulted, dropped, enum symbols the
+    /// reader lacks, union branches remapped), built once at compile time; paths as in
+    /// [`Plan::dropped_fields`]. An identity plan reports every field `Kept`. Inside a
+    /// recursive type (or a shared record, see `compile.rs`) a place is reported once, at the
+    /// first path the compiler reached it by.
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
     }
 }
 
