@@ -13,6 +13,7 @@ use super::{FailureKind, PartFailure};
 use crate::avro;
 use crate::config::Output;
 use crate::protobuf;
+use crate::resolution::Change;
 use crate::wire::{self, MessageIndexes, SchemaId};
 
 /// A schema parsed once and shared by every plan that uses it.
@@ -55,6 +56,15 @@ pub enum CompiledPlan {
 }
 
 impl CompiledPlan {
+    /// What the plan does to each field (kept, renamed, promoted, defaulted, dropped, ...),
+    /// recorded when it was compiled.
+    pub fn changes(&self) -> &[Change] {
+        match self {
+            CompiledPlan::Avro { plan, .. } => plan.changes(),
+            CompiledPlan::Protobuf { plan, .. } => plan.changes(),
+        }
+    }
+
     /// Resolves one message body written with `writer_id` to `reader`, appending the result
     /// (framed, or JSON) to `out` and the dropped writer fields that held data to `lossy`.
     /// `input` is the whole framed message (reframed as is when the schemas are identical);
