@@ -12,6 +12,7 @@
 pub mod archive;
 pub mod avro;
 pub mod bench;
+pub mod check;
 pub mod config;
 pub mod demo;
 pub mod explain;

@@ -70,6 +70,44 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Before shipping a schema: for every route, what its consumer receives from each writer
+    /// schema registered under the source subjects (all versions), from a schema file not
+    /// registered yet (--writer-schema), and from the ids seen on the topic (--scan-topic): `ok`,
+    /// `lossy` (which fields, optional or not) or `incompatible` (why, with the field path); and
+    /// what the registry's compatibility levels say of each subject's history. Exit 0 when every
+    /// writer is ok (or lossy, without --strict), 1 when records would be dead-lettered, 2 for
+    /// a usage, config or connection error.
+    Check {
+        /// YAML config file (the same one `run` uses).
+        #[arg(short, long, env = "SCHEMABRIDGE_CONFIG", hide_env_values = true)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+        /// A schema that is not registered yet ("what happens if I ship this?"): .avsc, or
+        /// .proto (its imports read from beside it), by the route's format.
+        #[arg(long, value_name = "FILE")]
+        writer_schema: Option<PathBuf>,
+        /// The part --writer-schema is for.
+        #[arg(long, value_enum, default_value_t = PartArg::Value)]
+        part: PartArg,
+        /// Also read the source topics from the beginning (assigned partitions: no group join,
+        /// nothing committed) and check every writer id actually seen there.
+        #[arg(long)]
+        scan_topic: bool,
+        /// Fail (exit 1) on lossy writers too.
+        #[arg(long)]
+        strict: bool,
+        /// Only this route (repeatable).
+        #[arg(long = "route", value_name = "NAME")]
+        routes: Vec<String>,
+        /// Check these subjects instead of `<topic>-value` / `<topic>-key` (repeatable; for
+        /// producers using RecordNameStrategy).
+        #[arg(long = "subject", value_name = "SUBJECT")]
+        subjects: Vec<String>,
+        /// Give up (exit 2) when the registry or brokers do not answer within this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
     /// Rewrite an Avro object container file (writer schema from its header) into one written
     /// with READER's schema, through the gateway's compiled plan. Same codec as the input (null,
     /// deflate). On any error OUTPUT is not created.
@@ -157,6 +195,18 @@ fn parse_version(s: &str) -> Result<schemabridge::config::SubjectVersion, String
             .map(SubjectVersion::Number)
             .map_err(|_| format!("{n:?} is neither a version number nor `latest`")),
     }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PartArg {
+    Key,
+    Value,
 }
 
 #[derive(Subcommand)]
@@ -267,6 +317,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Check {
+            config,
+            format: report_format,
+            writer_schema,
+            part,
+            scan_topic,
+            strict,
+            routes,
+            subjects,
+            timeout_secs,
+        } => {
+            telemetry::init_tracing("warn", format);
+            let opts = schemabridge::check::CheckOptions {
+                writer_schema,
+                part: match part {
+                    PartArg::Key => schemabridge::check::Part::Key,
+                    PartArg::Value => schemabridge::check::Part::Value,
+                },
+                scan_topic,
+                routes,
+                subjects,
+                timeout: std::time::Duration::from_secs(timeout_secs),
+            };
+            check(&config, &opts, report_format, strict)
+        }
         Command::Transcode {
             reader_schema,
             input,
@@ -379,6 +454,53 @@ fn main() -> ExitCode {
                 print!("{text}");
                 Ok(())
             }))
+        }
+    }
+}
+
+/// `check`: exit 0 pass, 1 records would be dead-lettered (or lossy, `strict`), 2 could not
+/// check (config, registry or brokers).
+fn check(
+    path: &Path,
+    opts: &schemabridge::check::CheckOptions,
+    format: ReportFormat,
+    strict: bool,
+) -> ExitCode {
+    let config = match Config::load(path).and_then(|c| c.preflight(Preflight::Full).map(|()| c)) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{}: invalid configuration", path.display());
+            for e in &errors.0 {
+                eprintln!("  {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime().map_err(|e| format!("{e:#}")).and_then(|rt| {
+        rt.block_on(schemabridge::check::check(&config, opts))
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(report) => {
+            match format {
+                ReportFormat::Table => print!("{}", report.table(strict)),
+                ReportFormat::Json => match serde_json::to_string_pretty(&report.json(strict)) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => {
+                        eprintln!("error: cannot render the report: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+            }
+            if report.failed(strict) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

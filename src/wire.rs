@@ -69,7 +69,7 @@ pub fn reframe(bytes: &[u8], schema_id: SchemaId, out: &mut Vec<u8>) {
 
 /// The Protobuf message-index path (which message in the .proto file, by position, nested).
 /// `[0]` is the first top-level message; Confluent writes it as the single byte `0`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct MessageIndexes(pub Vec<i32>);
 
 impl MessageIndexes {

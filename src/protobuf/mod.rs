@@ -53,9 +53,9 @@
 //! Hostile input (truncated varints or lengths, bad tags, unbalanced groups, nesting deeper than
 //! [`MAX_DEPTH`]) is a [`TranscodeError`]; nothing here panics on input.
 
-mod plan;
+mod compile;
+mod exec;
 mod schema;
-mod transcode;
 
 #[cfg(test)]
 mod tests;
@@ -63,7 +63,7 @@ mod tests;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use thiserror::Error;
 
-pub use plan::{LossKind, LossSite, Plan, compile};
+pub use compile::{LossKind, LossSite, Plan, compile};
 pub use schema::{build_pool, indexes_for_message, message_for_indexes};
 
 /// Nested messages (and groups) deeper than this fail with [`TranscodeError::TooDeep`].

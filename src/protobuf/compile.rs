@@ -3,7 +3,7 @@
 //! Owns: the compatibility rules (which writer field can be read as which reader field, and
 //! what has to be checked per value), the plan arena, the lossy-site table and the resolution
 //! report (`Plan::changes`, the `crate::resolution` vocabulary shared with Avro). Must not: look
-//! at message bytes (that is `transcode.rs`).
+//! at message bytes (that is `exec.rs`, which also holds `Plan::transcode`).
 //!
 //! The plan is an arena of [`Node`]s, one per writer × reader message pair *per path* from the
 //! root, so a lossy site can be named by its path (`shipping.geo`). Recursive types point back
@@ -18,7 +18,7 @@ use prost_reflect::{
     Cardinality, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, Syntax,
 };
 
-use super::{Lossiness, PlanError, TranscodeError, UnknownFields};
+use super::{PlanError, UnknownFields};
 use crate::resolution::{Change, ChangeKind};
 
 /// Beyond this many nodes a message pair reached by another path reuses the first node.
@@ -181,28 +181,13 @@ pub struct Plan {
     dropped: Vec<String>,
     /// The resolution report, built at compile time (see [`Plan::changes`]).
     changes: Vec<Change>,
-    identity: bool,
+    pub(super) identity: bool,
     pub(super) unknown: UnknownFields,
     writer: String,
     reader: String,
 }
 
 impl Plan {
-    /// Transcodes one message: `input` is the writer-encoded payload AFTER the message indexes;
-    /// the reader-encoded bytes (no framing) are appended to `out`. On error `out` is left as
-    /// it was.
-    pub fn transcode<'p>(
-        &'p self,
-        input: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<Lossiness<'p>, TranscodeError> {
-        if self.identity {
-            out.extend_from_slice(input);
-            return Ok(Lossiness::new(&self.sites));
-        }
-        super::transcode::run(self, input, out)
-    }
-
     /// Writer field paths the reader does not declare, e.g. `email`, `shipping.geo`.
     pub fn dropped_fields(&self) -> &[String] {
         &self.dropped
