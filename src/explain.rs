@@ -2,13 +2,15 @@
 //! schema does, and optionally one sample record before and after.
 //!
 //! Owns: loading the two schemas explain compares (files, with Protobuf imports found on an
-//! include path; or a schema registry, references fetched recursively as the schema layer
-//! does), running the engine's plan compiler on them, turning its resolution report
+//! include path; or a schema registry), parsed with their references by the schema layer
+//! (`Schemas::load`, as for the gateway), running the engine's plan compiler on them, turning its resolution report
 //! (`crate::resolution`) and a sample record into an [`Explanation`], and rendering that as a
 //! table or JSON. Must not touch: the engines' rules (the report is theirs), the gateway's
 //! caches, Kafka. Loading ([`load`]) is the only I/O; [`explain`] and [`render_table`] are pure.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use apache_avro::schema::{InnerDecimalSchema, Name, ResolvedSchema, UuidSchema};
 use prost::Message as _;
@@ -16,13 +18,16 @@ use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use serde::Serialize;
 use serde_json::Value as Json;
 use thiserror::Error;
+use tokio_util::sync::CancellationToken;
 
 use crate::avro;
 use crate::config::{RegistryConfig, RegistrySource, SubjectVersion};
 use crate::protobuf::{self, UnknownFields};
-use crate::registry::{RegisteredSchema, SchemaKind, SchemaSource};
+use crate::registry::{
+    Backoff, RegisteredSchema, SchemaKind, SchemaReference, SchemaSource, StaticDir, StaticEntry,
+};
 use crate::resolution::{Change, ChangeKind};
-use crate::schema::ParsedSchema;
+use crate::schema::{CachePolicy, ParsedSchema, ResolveError, Schemas};
 use crate::wire::MessageIndexes;
 
 /// Where one side's schema comes from.
@@ -161,7 +166,7 @@ pub async fn load(req: &Request) -> Result<(Side, Side), ExplainError> {
     Ok((writer, reader))
 }
 
-fn registry(url: &str) -> Result<SchemaSource, ExplainError> {
+fn registry(url: &str) -> Result<Arc<SchemaSource>, ExplainError> {
     let cfg = RegistryConfig {
         source: RegistrySource::Urls(vec![url.to_owned()]),
         auth: None,
@@ -173,7 +178,7 @@ fn registry(url: &str) -> Result<SchemaSource, ExplainError> {
         tls: None,
     };
     crate::registry::ConfluentRegistry::new(&cfg)
-        .map(SchemaSource::Confluent)
+        .map(|r| Arc::new(SchemaSource::Confluent(r)))
         .map_err(|e| ExplainError::Load {
             side: "registry",
             message: e.to_string(),
@@ -185,18 +190,45 @@ async fn load_side(
     arg: &SchemaArg,
     message: &Option<String>,
     req: &Request,
-    source: Option<&SchemaSource>,
+    registry: Option<&Arc<SchemaSource>>,
 ) -> Result<Side, ExplainError> {
     let err = |message: String| ExplainError::Load { side, message };
-    let (origin, registered, refs) = match arg {
+    let need_registry = || registry.cloned().ok_or_else(|| err(NEEDS_REGISTRY.into()));
+    let (origin, registered, source) = match arg {
         SchemaArg::File(path) => {
             let text = read(path).map_err(err)?;
             let is_proto = path.extension().is_some_and(|e| e == "proto");
-            let refs = if is_proto {
+            let imports = if is_proto {
                 proto_imports(path, &text, &req.proto_paths).map_err(err)?
             } else {
                 Vec::new()
             };
+            // The imported files become a static schema source, and the schema's references
+            // name them: the schema layer then resolves them as it does a registry's.
+            let references = imports
+                .iter()
+                .map(|(name, _)| SchemaReference {
+                    name: name.clone(),
+                    subject: name.clone(),
+                    version: 1,
+                })
+                .collect();
+            let entries = imports
+                .into_iter()
+                .zip(1..)
+                .map(|((name, text), id)| {
+                    let entry = StaticEntry {
+                        id,
+                        subject: name.clone(),
+                        version: 1,
+                        file: name,
+                        schema_type: Some("protobuf".into()),
+                        references: Vec::new(),
+                    };
+                    (entry, text)
+                })
+                .collect();
+            let source = StaticDir::from_entries(entries).map_err(err)?;
             let registered = RegisteredSchema {
                 id: 0,
                 kind: if is_proto {
@@ -205,30 +237,54 @@ async fn load_side(
                     SchemaKind::Avro
                 },
                 text,
-                references: Vec::new(),
+                references,
                 subject: None,
                 version: None,
             };
-            (path.display().to_string(), registered, refs)
+            let origin = path.display().to_string();
+            (origin, registered, Arc::new(SchemaSource::Static(source)))
         }
         SchemaArg::Id(id) => {
-            let source = source.ok_or_else(|| err(NEEDS_REGISTRY.into()))?;
+            let source = need_registry()?;
             let origin = format!("registry schema id {id}");
             let fetched = source.by_id(*id).await;
-            with_references(source, origin, fetched)
-                .await
-                .map_err(err)?
+            let registered = fetched.map_err(|e| err(format!("{origin}: {e}")))?;
+            (origin, registered, source)
         }
         SchemaArg::Subject { subject, version } => {
-            let source = source.ok_or_else(|| err(NEEDS_REGISTRY.into()))?;
+            let source = need_registry()?;
             let origin = format!("registry subject {subject} version {version}");
             let fetched = source.by_subject(subject, *version).await;
-            with_references(source, origin, fetched)
-                .await
-                .map_err(err)?
+            let registered = fetched.map_err(|e| err(format!("{origin}: {e}")))?;
+            (origin, registered, source)
         }
     };
-    let schema = parse(&registered, &refs).map_err(|e| err(format!("{origin}: {e}")))?;
+    // The schema layer parses it and fetches its references (recursively), as for the gateway;
+    // it retries while the registry is unavailable, so the whole load is bounded here.
+    let schemas = Schemas::new(
+        source,
+        Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        },
+        CachePolicy {
+            capacity: 16,
+            not_found_ttl: Duration::from_secs(60),
+        },
+        CancellationToken::new(),
+    );
+    let schema = tokio::time::timeout(LOAD_TIMEOUT, schemas.load(&registered))
+        .await
+        .map_err(|_| {
+            err(format!(
+                "{origin}: the registry did not answer within {} s",
+                LOAD_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| match e {
+            ResolveError::Failed(f) => err(format!("{origin}: {}", f.message)),
+            ResolveError::Cancelled => err(format!("{origin}: cancelled")),
+        })?;
     let message = match &schema {
         ParsedSchema::Protobuf { pool, main } => Some(
             proto_message(pool, main, message.as_deref())
@@ -245,44 +301,11 @@ async fn load_side(
 
 const NEEDS_REGISTRY: &str = "a registry schema needs --registry URL";
 
-/// A fetched schema with its references, or why not (naming `origin`).
-async fn with_references(
-    source: &SchemaSource,
-    origin: String,
-    fetched: Result<RegisteredSchema, crate::registry::RegistryError>,
-) -> Result<(String, RegisteredSchema, Vec<(String, String)>), String> {
-    let registered = fetched.map_err(|e| format!("{origin}: {e}"))?;
-    let refs = registry_references(source, &registered)
-        .await
-        .map_err(|e| format!("{origin}: {e}"))?;
-    Ok((origin, registered, refs))
-}
+/// How long loading one schema (with its references) may take while the registry is down.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-}
-
-/// Parses a schema with its references' (name, text), as the schema layer does.
-fn parse(s: &RegisteredSchema, refs: &[(String, String)]) -> Result<ParsedSchema, String> {
-    match s.kind {
-        SchemaKind::Avro => {
-            let text = if refs.is_empty() {
-                s.text.clone()
-            } else {
-                let texts: Vec<String> = refs.iter().map(|(_, t)| t.clone()).collect();
-                avro::inline_references(&s.text, &texts).map_err(|e| e.to_string())?
-            };
-            avro::Schema::parse_str(&text)
-                .map(ParsedSchema::Avro)
-                .map_err(|e| format!("not a valid Avro schema: {e}"))
-        }
-        SchemaKind::Protobuf => {
-            let main = "schemabridge/explain.proto".to_owned();
-            protobuf::build_pool(&main, &s.text, refs)
-                .map(|pool| ParsedSchema::Protobuf { pool, main })
-                .map_err(|e| e.to_string())
-        }
-    }
 }
 
 fn proto_message(
@@ -297,32 +320,6 @@ fn proto_message(
         None => protobuf::message_for_indexes(pool, main, &MessageIndexes::first())
             .map_err(|e| e.to_string()),
     }
-}
-
-/// Every reference of `s`, recursively, each fetched once (name, text) in the order reached.
-async fn registry_references(
-    source: &SchemaSource,
-    s: &RegisteredSchema,
-) -> Result<Vec<(String, String)>, String> {
-    let mut refs: Vec<(String, String)> = Vec::new();
-    let mut todo: Vec<_> = s.references.iter().rev().cloned().collect();
-    while let Some(r) = todo.pop() {
-        if refs.iter().any(|(name, _)| *name == r.name) {
-            continue;
-        }
-        let fetched = source
-            .by_subject(&r.subject, SubjectVersion::Number(r.version))
-            .await
-            .map_err(|e| {
-                format!(
-                    "reference {} (subject {} version {}): {e}",
-                    r.name, r.subject, r.version
-                )
-            })?;
-        todo.extend(fetched.references.into_iter().rev());
-        refs.push((r.name, fetched.text));
-    }
-    Ok(refs)
 }
 
 /// The files a `.proto` file imports (recursively), as (import name, text). Well-known types
