@@ -21,13 +21,16 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::avro;
+use crate::config::Output;
 use crate::config::{RegistryConfig, RegistrySource, SubjectVersion};
 use crate::protobuf::{self, UnknownFields};
 use crate::registry::{
     Backoff, RegisteredSchema, SchemaKind, SchemaReference, SchemaSource, StaticDir, StaticEntry,
 };
 use crate::resolution::{Change, ChangeKind};
-use crate::schema::{CachePolicy, ParsedSchema, ResolveError, Schemas};
+use crate::schema::{
+    CachePolicy, CompiledPlan, FailureKind, ParsedSchema, ReaderSchema, ResolveError, Schemas,
+};
 use crate::wire::MessageIndexes;
 
 /// Where one side's schema comes from.
@@ -80,21 +83,21 @@ pub enum ExplainError {
 pub struct Side {
     /// Where it came from (`proto/orders/order_v2.avsc`, `registry schema id 3`).
     pub origin: String,
-    pub schema: ParsedSchema,
+    pub schema: Arc<ParsedSchema>,
     /// Protobuf: the message explained.
     pub message: Option<MessageDescriptor>,
 }
 
 impl Side {
     fn format(&self) -> &'static str {
-        match self.schema {
+        match *self.schema {
             ParsedSchema::Avro(_) => "avro",
             ParsedSchema::Protobuf { .. } => "protobuf",
         }
     }
 
     fn name(&self) -> String {
-        match (&self.schema, &self.message) {
+        match (&*self.schema, &self.message) {
             (_, Some(m)) => m.full_name().to_owned(),
             (ParsedSchema::Avro(s), None) => s
                 .name()
@@ -294,7 +297,7 @@ async fn load_side(
     };
     Ok(Side {
         origin,
-        schema,
+        schema: Arc::new(schema),
         message,
     })
 }
@@ -394,33 +397,50 @@ pub fn explain(
     unknown: UnknownFields,
     sample: Option<&Json>,
 ) -> Result<Explanation, ExplainError> {
-    let (changes, identical, sample, unknown_fields) = match (&writer.schema, &reader.schema) {
-        (ParsedSchema::Avro(w), ParsedSchema::Avro(r)) => {
-            let plan =
-                avro::compile(w, r).map_err(|e| ExplainError::Incompatible(e.to_string()))?;
-            let sample = sample.map(|s| avro_sample(&plan, w, r, s)).transpose()?;
-            (plan.changes().to_vec(), plan.is_identity(), sample, None)
+    // The gateway's own compile step: the reader as a route part would hold it.
+    let reader_schema = ReaderSchema {
+        id: 0,
+        schema: reader.schema.clone(),
+        origin: reader.origin.clone(),
+        message: reader
+            .message
+            .as_ref()
+            .map(|m| (m.clone(), protobuf::indexes_for_message(m))),
+        output: Output::Framed,
+        unknown_fields: unknown,
+    };
+    let indexes = writer
+        .message
+        .as_ref()
+        .map_or_else(MessageIndexes::first, protobuf::indexes_for_message);
+    let plan =
+        CompiledPlan::compile(&writer.schema, &indexes, &reader_schema).map_err(|e| {
+            match e.kind {
+                FailureKind::InvalidSchema => ExplainError::MixedFormats {
+                    writer: writer.format(),
+                    reader: reader.format(),
+                },
+                _ => ExplainError::Incompatible(e.reason),
+            }
+        })?;
+    let (identical, sample, unknown_fields) = match (&plan, &*writer.schema, &*reader.schema) {
+        (CompiledPlan::Avro { plan, .. }, ParsedSchema::Avro(w), ParsedSchema::Avro(r)) => {
+            let sample = sample.map(|s| avro_sample(plan, w, r, s)).transpose()?;
+            (plan.is_identity(), sample, None)
         }
-        (ParsedSchema::Protobuf { .. }, ParsedSchema::Protobuf { .. }) => {
+        (CompiledPlan::Protobuf { plan, .. }, _, _) => {
             let (Some(wm), Some(rm)) = (&writer.message, &reader.message) else {
                 return Err(ExplainError::Load {
                     side: "writer or reader",
                     message: "no Protobuf message selected".into(),
                 });
             };
-            let plan = protobuf::compile(wm, rm, unknown)
-                .map_err(|e| ExplainError::Incompatible(e.to_string()))?;
-            let sample = sample.map(|s| proto_sample(&plan, wm, rm, s)).transpose()?;
+            let sample = sample.map(|s| proto_sample(plan, wm, rm, s)).transpose()?;
             let policy = match unknown {
                 UnknownFields::Preserve => "preserve",
                 UnknownFields::Drop => "drop",
             };
-            (
-                plan.changes().to_vec(),
-                plan.is_identity(),
-                sample,
-                Some(policy),
-            )
+            (plan.is_identity(), sample, Some(policy))
         }
         _ => {
             return Err(ExplainError::MixedFormats {
@@ -429,6 +449,7 @@ pub fn explain(
             });
         }
     };
+    let changes = plan.changes().to_vec();
     let changes = changes
         .into_iter()
         .map(|change| {
