@@ -390,6 +390,21 @@ fn avro_sample_before_and_after_flags_dropped_fields_that_held_data() {
         .find(|l| l.starts_with("shipping.geo "))
         .expect("geo line");
     assert!(geo.contains("empty in the sample"), "{geo}");
+
+    // A union holding a named record (keyed by its full name, as fastavro writes it).
+    let mut with_geo = record.clone();
+    with_geo["shipping"]["geo"] = json!({"com.example.orders.Geo": {"lat": 1.5, "lon": -2.25}});
+    let sample = write_json(dir.path(), "geo.json", &with_geo);
+    let mut args = file_args("order_v2.avsc", "order_v1.avsc");
+    args.extend(["--sample".into(), sample.display().to_string()]);
+    let report = explain_json(&refs(&args));
+    assert_eq!(report["sample"]["before"], with_geo);
+    assert!(
+        report["sample"]["lost"]
+            .as_array()
+            .expect("lost")
+            .contains(&json!("shipping.geo"))
+    );
 }
 
 /// What order_v1.proto's header comment says v2 → v1 changes, as (path, change) pairs.
