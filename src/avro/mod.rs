@@ -52,8 +52,9 @@ mod schema;
 mod tests;
 
 pub use apache_avro::Schema;
-/// Avro's zig-zag varint `long`, for the container-file writer and the record generator.
-pub(crate) use codec::write_long;
+/// Avro's zig-zag varint `long`, the one reader and writer for the container files, the
+/// Confluent message indexes, the JSON renderer and the record generator.
+pub(crate) use codec::{read_long, write_long};
 pub use error::{Location, PlanError, TranscodeError};
 pub use references::inline_references;
 
