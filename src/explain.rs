@@ -1,14 +1,15 @@
 //! `schemabridge explain`: a field-by-field account of what reading writer data with a reader
 //! schema does, and optionally one sample record before and after.
 //!
-//! Owns: loading the two schemas explain compares (files, with Protobuf imports found on an
-//! include path; or a schema registry), parsed with their references by the schema layer
-//! (`Schemas::load`, as for the gateway), running the engine's plan compiler on them, turning its resolution report
+//! Owns: loading the two schemas explain compares (files through `schema::parse_file`, with
+//! Protobuf imports found on an include path; or a schema registry, parsed with their
+//! references by `Schemas::load`, as for the gateway), running the engine's plan compiler on
+//! them, turning its resolution report
 //! (`crate::resolution`) and a sample record into an [`Explanation`], and rendering that as a
 //! table or JSON. Must not touch: the engines' rules (the report is theirs), the gateway's
 //! caches, Kafka. Loading ([`load`]) is the only I/O; [`explain`] and [`render_table`] are pure.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,12 +25,11 @@ use crate::avro;
 use crate::config::Output;
 use crate::config::{RegistryConfig, RegistrySource, SubjectVersion};
 use crate::protobuf::{self, UnknownFields};
-use crate::registry::{
-    Backoff, RegisteredSchema, SchemaKind, SchemaReference, SchemaSource, StaticDir, StaticEntry,
-};
+use crate::registry::{Backoff, SchemaKind, SchemaSource};
 use crate::resolution::{Change, ChangeKind};
 use crate::schema::{
     CachePolicy, CompiledPlan, FailureKind, ParsedSchema, ReaderSchema, ResolveError, Schemas,
+    parse_file,
 };
 use crate::wire::MessageIndexes;
 
@@ -199,53 +199,13 @@ async fn load_side(
     let need_registry = || registry.cloned().ok_or_else(|| err(NEEDS_REGISTRY.into()));
     let (origin, registered, source) = match arg {
         SchemaArg::File(path) => {
-            let text = read(path).map_err(err)?;
-            let is_proto = path.extension().is_some_and(|e| e == "proto");
-            let imports = if is_proto {
-                proto_imports(path, &text, &req.proto_paths).map_err(err)?
+            let kind = if path.extension().is_some_and(|e| e == "proto") {
+                SchemaKind::Protobuf
             } else {
-                Vec::new()
+                SchemaKind::Avro
             };
-            // The imported files become a static schema source, and the schema's references
-            // name them: the schema layer then resolves them as it does a registry's.
-            let references = imports
-                .iter()
-                .map(|(name, _)| SchemaReference {
-                    name: name.clone(),
-                    subject: name.clone(),
-                    version: 1,
-                })
-                .collect();
-            let entries = imports
-                .into_iter()
-                .zip(1..)
-                .map(|((name, text), id)| {
-                    let entry = StaticEntry {
-                        id,
-                        subject: name.clone(),
-                        version: 1,
-                        file: name,
-                        schema_type: Some("protobuf".into()),
-                        references: Vec::new(),
-                    };
-                    (entry, text)
-                })
-                .collect();
-            let source = StaticDir::from_entries(entries).map_err(err)?;
-            let registered = RegisteredSchema {
-                id: 0,
-                kind: if is_proto {
-                    SchemaKind::Protobuf
-                } else {
-                    SchemaKind::Avro
-                },
-                text,
-                references,
-                subject: None,
-                version: None,
-            };
-            let origin = path.display().to_string();
-            (origin, registered, Arc::new(SchemaSource::Static(source)))
+            let schema = parse_file(path, kind, &req.proto_paths).map_err(err)?;
+            return side_of(path.display().to_string(), schema, message.as_deref()).map_err(err);
         }
         SchemaArg::Id(id) => {
             let source = need_registry()?;
@@ -288,11 +248,15 @@ async fn load_side(
             ResolveError::Failed(f) => err(format!("{origin}: {}", f.message)),
             ResolveError::Cancelled => err(format!("{origin}: cancelled")),
         })?;
+    side_of(origin, schema, message.as_deref()).map_err(err)
+}
+
+/// A loaded schema as one side of the comparison (Protobuf: the message it names, or its first).
+fn side_of(origin: String, schema: ParsedSchema, message: Option<&str>) -> Result<Side, String> {
     let message = match &schema {
-        ParsedSchema::Protobuf { pool, main } => Some(
-            proto_message(pool, main, message.as_deref())
-                .map_err(|e| err(format!("{origin}: {e}")))?,
-        ),
+        ParsedSchema::Protobuf { pool, main } => {
+            Some(proto_message(pool, main, message).map_err(|e| format!("{origin}: {e}"))?)
+        }
         ParsedSchema::Avro(_) => None,
     };
     Ok(Side {
@@ -307,10 +271,6 @@ const NEEDS_REGISTRY: &str = "a registry schema needs --registry URL";
 /// How long loading one schema (with its references) may take while the registry is down.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-}
-
 fn proto_message(
     pool: &DescriptorPool,
     main: &str,
@@ -323,70 +283,6 @@ fn proto_message(
         None => protobuf::message_for_indexes(pool, main, &MessageIndexes::first())
             .map_err(|e| e.to_string()),
     }
-}
-
-/// The files a `.proto` file imports (recursively), as (import name, text). Well-known types
-/// (`google/protobuf/...`) are built in. Each import is looked up in `include` or, when that is
-/// empty, in the file's directory and then each of its ancestors.
-fn proto_imports(
-    file: &Path,
-    text: &str,
-    include: &[PathBuf],
-) -> Result<Vec<(String, String)>, String> {
-    let dirs: Vec<PathBuf> = if include.is_empty() {
-        file.parent()
-            .map(|p| p.ancestors().map(Path::to_path_buf).collect())
-            .unwrap_or_default()
-    } else {
-        include.to_vec()
-    };
-    let mut found: Vec<(String, String)> = Vec::new();
-    let mut todo: Vec<(String, String)> = import_names(text)
-        .into_iter()
-        .map(|n| (n, file.display().to_string()))
-        .collect();
-    while let Some((name, by)) = todo.pop() {
-        if name.starts_with("google/protobuf/") || found.iter().any(|(n, _)| *n == name) {
-            continue;
-        }
-        let path = dirs
-            .iter()
-            .map(|d| d.join(&name))
-            .find(|p| p.is_file())
-            .ok_or_else(|| {
-                format!(
-                    "import {name:?} (in {by}) not found in {}",
-                    dirs.iter()
-                        .map(|d| d.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })?;
-        let text = read(&path)?;
-        todo.extend(
-            import_names(&text)
-                .into_iter()
-                .map(|n| (n, path.display().to_string())),
-        );
-        found.push((name, text));
-    }
-    Ok(found)
-}
-
-fn import_names(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.trim_start().strip_prefix("import")?;
-            let rest = rest.trim_start();
-            let rest = rest
-                .strip_prefix("public")
-                .or_else(|| rest.strip_prefix("weak"))
-                .unwrap_or(rest)
-                .trim_start();
-            let rest = rest.strip_prefix('"')?;
-            rest.find('"').map(|end| rest[..end].to_owned())
-        })
-        .collect()
 }
 
 /// The account of reading `writer` data with `reader` (pure): the plan's report and, with a

@@ -14,7 +14,7 @@ mod scan;
 mod verdict;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -333,7 +333,8 @@ impl Ctx {
                 Format::Protobuf => SchemaKind::Protobuf,
                 _ => SchemaKind::Avro,
             };
-            let parsed = schema_file(path, kind)?;
+            let parsed = crate::schema::parse_file(path, kind, &[])
+                .map_err(|e| CheckError::Config(format!("--writer-schema: {e}")))?;
             let indexes = writer_message(&parsed, reader);
             pr.writers.push(WriterReport {
                 writer: format!("file {}", path.display()),
@@ -519,62 +520,4 @@ fn as_reader(schema: &Arc<ParsedSchema>, route_reader: &ReaderSchema) -> ReaderS
         message,
         ..route_reader.clone()
     }
-}
-
-/// A schema file, parsed. A `.proto` file's imports are read from its directory or the nearest
-/// ancestor that has them (as `protoc -I` with the proto root would), recursively.
-fn schema_file(path: &Path, kind: SchemaKind) -> Result<ParsedSchema, CheckError> {
-    let fail = |e: String| CheckError::Config(format!("--writer-schema {}: {e}", path.display()));
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    match kind {
-        SchemaKind::Avro => crate::avro::Schema::parse_str(&text)
-            .map(ParsedSchema::Avro)
-            .map_err(|e| fail(format!("not valid Avro: {e}"))),
-        SchemaKind::Protobuf => {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            let mut references: Vec<(String, String)> = Vec::new();
-            let mut todo = imports(&text);
-            while let Some(name) = todo.pop() {
-                if name.starts_with("google/protobuf/")
-                    || references.iter().any(|(n, _)| *n == name)
-                {
-                    continue;
-                }
-                let found = dir
-                    .ancestors()
-                    .map(|root| root.join(&name))
-                    .find(|p| p.is_file())
-                    .ok_or_else(|| fail(format!("import {name:?} not found next to it")))?;
-                let imported = std::fs::read_to_string(&found)
-                    .map_err(|e| fail(format!("{}: {e}", found.display())))?;
-                todo.extend(imports(&imported));
-                references.push((name, imported));
-            }
-            let main = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "writer.proto".into());
-            protobuf::build_pool(&main, &text, &references)
-                .map(|pool| ParsedSchema::Protobuf { pool, main })
-                .map_err(|e| fail(e.to_string()))
-        }
-    }
-}
-
-/// The files a `.proto` text imports (`import "x";`, `import public "x";`, `import weak "x";`).
-fn imports(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.trim().strip_prefix("import")?;
-            let rest = rest.trim_start();
-            let rest = rest
-                .strip_prefix("public")
-                .or_else(|| rest.strip_prefix("weak"))
-                .unwrap_or(rest)
-                .trim_start();
-            let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
-            let inner = &rest[1..];
-            inner.find(quote).map(|end| inner[..end].to_string())
-        })
-        .collect()
 }

@@ -10,6 +10,7 @@
 
 mod cache;
 mod error;
+mod files;
 mod plan;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use cache::Cache;
 pub use error::{FailureKind, PartFailure, ResolveError};
+pub use files::parse_file;
 pub use plan::{CompileError, CompiledPlan, ParsedSchema, ReaderSchema};
 
 use crate::avro;
