@@ -11,7 +11,9 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group};
 use schemabridge::avro::{self, Schema};
 use schemabridge::bench::{apply_reader_aliases, random_datums};
-use schemabridge::demo::{ORDER_V1, ORDER_V2};
+
+const ORDER_V1: &str = include_str!("../proto/orders/order_v1.avsc");
+const ORDER_V2: &str = include_str!("../proto/orders/order_v2.avsc");
 
 fn reference_pair(c: &mut Criterion) {
     let writer = Schema::parse_str(ORDER_V2).expect("v2");

@@ -401,21 +401,23 @@ enum ReadErr {
     Bad,
 }
 
+/// Reads the bytes of one varint from the stream (at most ten), then decodes them with the
+/// crate's one varint reader.
 fn read_long(src: &mut impl Read) -> Result<i64, ReadErr> {
-    let mut value: u64 = 0;
-    let mut byte = [0u8; 1];
-    for (i, shift) in (0..64).step_by(7).enumerate() {
-        match src.read(&mut byte) {
-            Ok(0) if i == 0 => return Err(ReadErr::Eof),
+    let mut bytes = [0u8; 10];
+    let mut n = 0;
+    while n < bytes.len() {
+        match src.read(&mut bytes[n..=n]) {
+            Ok(0) if n == 0 => return Err(ReadErr::Eof),
             Ok(0) | Err(_) => return Err(ReadErr::Bad),
             Ok(_) => {}
         }
-        value |= u64::from(byte[0] & 0x7f) << shift;
-        if byte[0] & 0x80 == 0 {
-            return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+        n += 1;
+        if bytes[n - 1] & 0x80 == 0 {
+            break;
         }
     }
-    Err(ReadErr::Bad)
+    crate::avro::read_long(&mut &bytes[..n]).map_err(|_| ReadErr::Bad)
 }
 
 fn read_bytes(src: &mut impl Read, limit: u64) -> Result<Vec<u8>, ReadErr> {

@@ -12,11 +12,14 @@
 pub mod archive;
 pub mod avro;
 pub mod bench;
+pub mod check;
 pub mod config;
 pub mod demo;
+pub mod explain;
 pub mod pipeline;
 pub mod protobuf;
 pub mod registry;
+pub mod resolution;
 pub mod schema;
 pub mod telemetry;
 pub mod wire;

@@ -70,6 +70,44 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Before shipping a schema: for every route, what its consumer receives from each writer
+    /// schema registered under the source subjects (all versions), from a schema file not
+    /// registered yet (--writer-schema), and from the ids seen on the topic (--scan-topic): `ok`,
+    /// `lossy` (which fields, optional or not) or `incompatible` (why, with the field path); and
+    /// what the registry's compatibility levels say of each subject's history. Exit 0 when every
+    /// writer is ok (or lossy, without --strict), 1 when records would be dead-lettered, 2 for
+    /// a usage, config or connection error.
+    Check {
+        /// YAML config file (the same one `run` uses).
+        #[arg(short, long, env = "SCHEMABRIDGE_CONFIG", hide_env_values = true)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+        /// A schema that is not registered yet ("what happens if I ship this?"): .avsc, or
+        /// .proto (its imports read from beside it), by the route's format.
+        #[arg(long, value_name = "FILE")]
+        writer_schema: Option<PathBuf>,
+        /// The part --writer-schema is for.
+        #[arg(long, value_enum, default_value_t = PartArg::Value)]
+        part: PartArg,
+        /// Also read the source topics from the beginning (assigned partitions: no group join,
+        /// nothing committed) and check every writer id actually seen there.
+        #[arg(long)]
+        scan_topic: bool,
+        /// Fail (exit 1) on lossy writers too.
+        #[arg(long)]
+        strict: bool,
+        /// Only this route (repeatable).
+        #[arg(long = "route", value_name = "NAME")]
+        routes: Vec<String>,
+        /// Check these subjects instead of `<topic>-value` / `<topic>-key` (repeatable; for
+        /// producers using RecordNameStrategy).
+        #[arg(long = "subject", value_name = "SUBJECT")]
+        subjects: Vec<String>,
+        /// Give up (exit 2) when the registry or brokers do not answer within this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
     /// Rewrite an Avro object container file (writer schema from its header) into one written
     /// with READER's schema, through the gateway's compiled plan. Same codec as the input (null,
     /// deflate). On any error OUTPUT is not created.
@@ -87,6 +125,88 @@ enum Command {
     /// Benchmarks, printed as a table.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Explain what reading WRITER data with READER does, field by field: kept, renamed (via
+    /// which alias), promoted, defaulted, dropped, enum symbols and union branches remapped.
+    /// With --sample, one writer record before and after. Exit 1 when the pair is incompatible.
+    Explain(ExplainArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("writer").required(true).args(["writer_schema", "writer_id"])))]
+#[command(group(clap::ArgGroup::new("reader").required(true).args(["reader_schema", "reader_subject"])))]
+struct ExplainArgs {
+    /// The writer schema file (.avsc, or .proto).
+    #[arg(long, value_name = "W.avsc|W.proto")]
+    writer_schema: Option<PathBuf>,
+    /// The reader schema file (.avsc, or .proto).
+    #[arg(long, value_name = "R.avsc|R.proto")]
+    reader_schema: Option<PathBuf>,
+    /// A Confluent-compatible schema registry, for --writer-id / --reader-subject.
+    #[arg(long, value_name = "URL")]
+    registry: Option<String>,
+    /// The writer schema by registry id.
+    #[arg(long, value_name = "N", requires = "registry")]
+    writer_id: Option<u32>,
+    /// The reader schema by registry subject...
+    #[arg(long, value_name = "SUBJECT", requires = "registry")]
+    reader_subject: Option<String>,
+    /// ...at this version (a number or `latest`).
+    #[arg(long, value_name = "V|latest", default_value = "latest", value_parser = parse_version, requires = "reader_subject")]
+    reader_version: schemabridge::config::SubjectVersion,
+    /// Protobuf: the writer message (fully qualified); default the schema's first message.
+    #[arg(long, value_name = "pkg.Message")]
+    writer_message: Option<String>,
+    /// Protobuf: the reader message (fully qualified); default the schema's first message.
+    #[arg(long, value_name = "pkg.Message")]
+    reader_message: Option<String>,
+    /// Protobuf files: a directory imports are found in (repeatable); default the schema
+    /// file's directory and its ancestors.
+    #[arg(long, value_name = "DIR")]
+    proto_path: Vec<PathBuf>,
+    /// Protobuf: what happens to writer fields the reader lacks (as the route option).
+    #[arg(long, value_enum, default_value_t = UnknownArg::Preserve)]
+    unknown_fields: UnknownArg,
+    /// One writer record, JSON (Avro: Avro's JSON encoding as fastavro/avro-tools write it;
+    /// Protobuf: canonical JSON): print it before and after, and which dropped fields held data.
+    #[arg(long, value_name = "RECORD.json")]
+    sample: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputArg::Table)]
+    format: OutputArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum UnknownArg {
+    Preserve,
+    Drop,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputArg {
+    Table,
+    Json,
+}
+
+fn parse_version(s: &str) -> Result<schemabridge::config::SubjectVersion, String> {
+    use schemabridge::config::SubjectVersion;
+    match s {
+        "latest" => Ok(SubjectVersion::Latest),
+        n => n
+            .parse()
+            .map(SubjectVersion::Number)
+            .map_err(|_| format!("{n:?} is neither a version number nor `latest`")),
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PartArg {
+    Key,
+    Value,
 }
 
 #[derive(Subcommand)]
@@ -197,6 +317,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Check {
+            config,
+            format: report_format,
+            writer_schema,
+            part,
+            scan_topic,
+            strict,
+            routes,
+            subjects,
+            timeout_secs,
+        } => {
+            telemetry::init_tracing("warn", format);
+            let opts = schemabridge::check::CheckOptions {
+                writer_schema,
+                part: match part {
+                    PartArg::Key => schemabridge::check::Part::Key,
+                    PartArg::Value => schemabridge::check::Part::Value,
+                },
+                scan_topic,
+                routes,
+                subjects,
+                timeout: std::time::Duration::from_secs(timeout_secs),
+            };
+            check(&config, &opts, report_format, strict)
+        }
         Command::Transcode {
             reader_schema,
             input,
@@ -278,6 +423,7 @@ fn main() -> ExitCode {
             .map(|n| eprintln!("copy loop stopped: {n} records copied"))
             .map_err(anyhow::Error::msg),
         ),
+        Command::Explain(args) => report(explain(args)),
         Command::Run { config } => {
             let format = telemetry::init_tracing("info", format);
             let result = runtime().and_then(|rt| rt.block_on(run(config)));
@@ -308,6 +454,53 @@ fn main() -> ExitCode {
                 print!("{text}");
                 Ok(())
             }))
+        }
+    }
+}
+
+/// `check`: exit 0 pass, 1 records would be dead-lettered (or lossy, `strict`), 2 could not
+/// check (config, registry or brokers).
+fn check(
+    path: &Path,
+    opts: &schemabridge::check::CheckOptions,
+    format: ReportFormat,
+    strict: bool,
+) -> ExitCode {
+    let config = match Config::load(path).and_then(|c| c.preflight(Preflight::Full).map(|()| c)) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{}: invalid configuration", path.display());
+            for e in &errors.0 {
+                eprintln!("  {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime().map_err(|e| format!("{e:#}")).and_then(|rt| {
+        rt.block_on(schemabridge::check::check(&config, opts))
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(report) => {
+            match format {
+                ReportFormat::Table => print!("{}", report.table(strict)),
+                ReportFormat::Json => match serde_json::to_string_pretty(&report.json(strict)) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => {
+                        eprintln!("error: cannot render the report: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+            }
+            if report.failed(strict) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }
@@ -376,6 +569,54 @@ fn bench_pipeline(mut opts: schemabridge::bench::pipeline::PipelineOptions) -> a
         );
     }
     Ok(())
+}
+
+fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    use schemabridge::explain::{self, Request, SchemaArg};
+    let side = |file: Option<PathBuf>, registry: SchemaArg| file.map_or(registry, SchemaArg::File);
+    let req = Request {
+        writer: side(
+            args.writer_schema,
+            SchemaArg::Id(args.writer_id.unwrap_or_default()),
+        ),
+        reader: side(
+            args.reader_schema,
+            SchemaArg::Subject {
+                subject: args.reader_subject.unwrap_or_default(),
+                version: args.reader_version,
+            },
+        ),
+        writer_message: args.writer_message,
+        reader_message: args.reader_message,
+        registry: args.registry,
+        proto_paths: args.proto_path,
+        unknown_fields: match args.unknown_fields {
+            UnknownArg::Preserve => schemabridge::protobuf::UnknownFields::Preserve,
+            UnknownArg::Drop => schemabridge::protobuf::UnknownFields::Drop,
+        },
+    };
+    let sample: Option<serde_json::Value> = match &args.sample {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not JSON", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (writer, reader) = rt.block_on(explain::load(&req))?;
+    let e = explain::explain(&writer, &reader, req.unknown_fields, sample.as_ref())?;
+    let text = match args.format {
+        OutputArg::Table => explain::render_table(&e),
+        OutputArg::Json => serde_json::to_string_pretty(&e)? + "\n",
+    };
+    std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()).context("stdout")
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -69,7 +69,7 @@ pub fn reframe(bytes: &[u8], schema_id: SchemaId, out: &mut Vec<u8>) {
 
 /// The Protobuf message-index path (which message in the .proto file, by position, nested).
 /// `[0]` is the first top-level message; Confluent writes it as the single byte `0`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct MessageIndexes(pub Vec<i32>);
 
 impl MessageIndexes {
@@ -111,26 +111,13 @@ pub fn write_message_indexes(indexes: &MessageIndexes, out: &mut Vec<u8>) {
     }
 }
 
+/// The message indexes are zig-zag varints, the same encoding as an Avro `long`.
 fn read_zigzag(buf: &mut &[u8]) -> Result<i64, FramingError> {
-    let mut value: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = buf.split_first().ok_or(FramingError::BadIndexVarint)?;
-        *buf = rest;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
-        }
-    }
-    Err(FramingError::BadIndexVarint)
+    crate::avro::read_long(buf).map_err(|_| FramingError::BadIndexVarint)
 }
 
 fn write_zigzag(n: i64, out: &mut Vec<u8>) {
-    let mut v = ((n << 1) ^ (n >> 63)) as u64;
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+    crate::avro::write_long(out, n);
 }
 
 #[cfg(test)]

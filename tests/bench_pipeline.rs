@@ -11,9 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
-use schemabridge::demo::ORDER_V1;
 use schemabridge::wire;
 use support::kafka::{Cluster, Received, unique};
+use support::orders::ORDER_V1;
 
 const PARTITIONS: i32 = 2;
 const PER_PARTITION: usize = 500;

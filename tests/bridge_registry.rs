@@ -13,11 +13,12 @@ use std::time::Duration;
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use schemabridge::config::Config;
-use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
 use schemabridge::pipeline::{Gateway, GatewayError};
 use schemabridge::wire;
 use support::kafka::{Cluster, Input, Received, Running, unique};
-use support::orders::{decode, encode, expected_v1, framed, order_id};
+use support::orders::{
+    ORDER_V1, ORDER_V2, SplitMix, decode, encode, expected_v1, framed, order_id, order_v1, order_v2,
+};
 use support::registry::RegistryDouble;
 use tokio_util::sync::CancellationToken;
 

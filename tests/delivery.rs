@@ -144,7 +144,7 @@ async fn a_record_too_large_for_the_producer_is_dead_lettered_without_its_value(
         let big_order_id = "o".repeat(1_500_000);
         let body = {
             use apache_avro::Schema;
-            use schemabridge::demo::{ORDER_V2, SplitMix, order_v2};
+            use support::orders::{ORDER_V2, SplitMix, order_v2};
             let v2 = Schema::parse_str(ORDER_V2).unwrap();
             let mut v = order_v2(99, &mut SplitMix(1));
             if let apache_avro::types::Value::Record(fields) = &mut v {

@@ -45,13 +45,13 @@ use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v2};
 use schemabridge::pipeline::dlq_headers;
 use schemabridge::wire;
 use support::kafka::{
     Cluster, ConfigText, Input, Reader, Received, RouteSpec, Running, committed_on, create_topics,
     produce_to, unique,
 };
+use support::orders::{ORDER_V1, ORDER_V2, SplitMix, order_v2};
 use support::orders::{decode, encode, framed, order_id};
 use support::process::{GatewayProcess, TansuBroker, scratch_dir};
 use support::registry::{RegistryDouble, StallingFront};

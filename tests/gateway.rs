@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use apache_avro::types::Value;
-use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
 use schemabridge::pipeline::{GatewayError, RunSummary, dlq_headers};
 use schemabridge::wire;
 use support::kafka::{Cluster, Input, Received, RouteSpec, Running, config, unique};
+use support::orders::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
 use support::orders::{decode, encode, expected_v1, field, framed, order_id, registry_with_orders};
 use support::registry::RegistryDouble;
 

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use schemabridge::config::Config;
-use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
 use schemabridge::pipeline::dlq_headers;
 use schemabridge::wire;
 use support::kafka::{Cluster, Input, Received, RouteSpec, Running, config, unique};
+use support::orders::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
 use support::registry::{ProxyAction, RegistryDouble, RegistryProxy};
 
 const WAIT: Duration = Duration::from_secs(60);

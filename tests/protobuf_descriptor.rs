@@ -96,34 +96,9 @@ fn protoc_descriptors(dir: &Path) -> (DescriptorPool, HashMap<String, String>) {
 }
 
 /// Registers money, common, v1 and v2 in base64 form with their references, as the Python
-/// serializer would (subjects as in tests/protobuf_routes.rs). Returns (v1 id, v2 id).
+/// serializer would. Returns (v1 id, v2 id).
 fn register_orders(registry: &RegistryDouble, b64: &HashMap<String, String>) -> (u32, u32) {
-    let reference =
-        |name: &str, subject: &str| json!({"name": name, "subject": subject, "version": 1});
-    let money_ref = reference("orders/money.proto", "orders-money");
-    let common_ref = reference("orders/common.proto", "orders-common");
-    let pb = Some("PROTOBUF");
-    registry.register("orders-money", pb, &b64["orders/money.proto"], vec![]);
-    registry.register(
-        "orders-common",
-        pb,
-        &b64["orders/common.proto"],
-        vec![money_ref.clone()],
-    );
-    let v1 = registry.register(
-        "orders-proto-value",
-        pb,
-        &b64["orders/order_v1.proto"],
-        vec![money_ref.clone()],
-    );
-    let v2 = registry.register(
-        "orders-proto-value",
-        pb,
-        &b64["orders/order_v2.proto"],
-        vec![common_ref, money_ref],
-    );
-    assert_ne!(v1, v2);
-    (v1, v2)
+    support::protos::register_orders(registry, "orders-proto-value", |name| b64[name].clone())
 }
 
 fn v2_order(desc: &MessageDescriptor, i: usize) -> DynamicMessage {

@@ -14,47 +14,15 @@ use schemabridge::protobuf::{build_pool, message_for_indexes};
 use schemabridge::wire::{self, MessageIndexes};
 use serde_json::json;
 use support::kafka::{Cluster, Input, Running, unique};
+use support::protos::proto;
 use support::registry::RegistryDouble;
 
 const WAIT: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_millis(500);
 
-fn proto(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/proto/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-/// Registers money and common as their own subjects, and both OrderPlaced versions referencing
-/// them, as a Confluent producer's serializer would. Returns (v1 id, v2 id).
+/// Money, common and both OrderPlaced versions, as .proto text. Returns (v1 id, v2 id).
 fn register_orders(registry: &RegistryDouble) -> (u32, u32) {
-    let money = registry.register(
-        "orders-money",
-        Some("PROTOBUF"),
-        &proto("orders/money.proto"),
-        vec![],
-    );
-    let money_ref = json!({"name": "orders/money.proto", "subject": "orders-money", "version": 1});
-    registry.register(
-        "orders-common",
-        Some("PROTOBUF"),
-        &proto("orders/common.proto"),
-        vec![money_ref.clone()],
-    );
-    let common_ref =
-        json!({"name": "orders/common.proto", "subject": "orders-common", "version": 1});
-    let v1 = registry.register(
-        "orders-proto-value",
-        Some("PROTOBUF"),
-        &proto("orders/order_v1.proto"),
-        vec![money_ref.clone()],
-    );
-    let v2 = registry.register(
-        "orders-proto-value",
-        Some("PROTOBUF"),
-        &proto("orders/order_v2.proto"),
-        vec![common_ref, money_ref],
-    );
-    assert!(money < v1 && v1 < v2);
-    (v1, v2)
+    support::protos::register_orders(registry, "orders-proto-value", proto)
 }
 
 /// The OrderPlaced descriptor of `orders/<file>`, built like the pipeline builds it.

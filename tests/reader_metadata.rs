@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use schemabridge::config::Config;
-use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v2};
 use schemabridge::wire;
 use support::kafka::{Cluster, Input, Reader, Running, unique};
-use support::orders::{decode, encode, expected_v1, framed, order_id};
+use support::orders::{
+    ORDER_V1, ORDER_V2, SplitMix, decode, encode, expected_v1, framed, order_id, order_v2,
+};
 use support::registry::RegistryDouble;
 
 const WAIT: Duration = Duration::from_secs(60);

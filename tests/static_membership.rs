@@ -40,10 +40,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
-use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v2};
 use schemabridge::wire;
 use support::kafka::{Cluster, ConfigText, Input, Reader, RouteSpec, produce_to, unique};
 use support::membership::{GroupMember, RebalanceEvent};
+use support::orders::{ORDER_V1, ORDER_V2, SplitMix, order_v2};
 use support::orders::{decode, encode, framed, order_id, registry_with_orders};
 use support::process::{GatewayProcess, scratch_dir};
 use support::tansu::Tansu;

@@ -11,17 +11,15 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use apache_avro::Schema;
-use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
 use schemabridge::pipeline::dlq_headers;
 use schemabridge::wire;
 use support::kafka::{Input, Received, RouteSpec, Running, unique};
+use support::orders::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
 use support::orders::{decode, encode, expected_v1, framed, order_id};
+use support::process::{GatewayProcess, scratch_dir};
 use support::registry::RegistryDouble;
 use support::tansu::{Tansu, gateway_config, gateway_config_text, send_all};
 
@@ -594,87 +592,6 @@ async fn stopping_mid_stream_and_restarting_loses_nothing_and_keeps_order() {
     );
 }
 
-/// The gateway binary, `schemabridge run --config FILE`, with its config and output in a temp
-/// dir under `target/tmp` (kept when the test panics); killed by pid (kill, then wait) when
-/// dropped, also on panic.
-struct GatewayProcess {
-    child: Child,
-    log: PathBuf,
-    dir: Option<tempfile::TempDir>,
-}
-
-impl GatewayProcess {
-    fn start(name: &str, config_text: &str) -> GatewayProcess {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("gateway-{name}-"))
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-            .expect("temp dir");
-        let config = dir.path().join("schemabridge.yaml");
-        std::fs::write(&config, config_text).expect("write config");
-        let log = dir.path().join("schemabridge.log");
-        let out = File::create(&log).expect("create log");
-        let err = out.try_clone().expect("clone log handle");
-        let child = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start schemabridge run");
-        GatewayProcess {
-            child,
-            log,
-            dir: Some(dir),
-        }
-    }
-
-    /// SIGKILL: a crash, nothing drained or committed.
-    fn crash(&mut self) {
-        self.child.kill().expect("SIGKILL schemabridge");
-        self.child.wait().expect("reap schemabridge");
-    }
-
-    /// SIGTERM, then waits (at most a minute) for the process to exit; returns its status.
-    async fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill -TERM");
-        assert!(sent.success(), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "schemabridge did not exit within 60 s of SIGTERM; log: {}",
-                self.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            if let Some(dir) = self.dir.take() {
-                let kept = dir.keep();
-                eprintln!(
-                    "gateway log kept: {}",
-                    kept.join("schemabridge.log").display()
-                );
-            }
-        }
-    }
-}
-
 /// (5) The gateway process is killed (SIGKILL, a crash: nothing drained, nothing committed)
 /// mid-stream and started again with the same group: every input arrives at least once (all
 /// the first run forwarded comes twice: it had committed nothing), first occurrences in source
@@ -694,12 +611,13 @@ async fn a_crashed_gateway_process_restarted_delivers_everything_at_least_once_i
     let (early, during, late, stop_at) = phases(&inputs);
     let mut acks = tansu.produce(ROUTE.source, early).await;
 
-    let mut gw = GatewayProcess::start("first", &config);
+    let dir = scratch_dir("tansu-crash");
+    let mut gw = GatewayProcess::start(&dir, 1, &config);
     let joined = tansu
         .consume(&[ROUTE.target], 1, WAIT, Duration::ZERO)
         .await;
     assert!(!joined.is_empty(), "gateway log: {}", gw.log.display());
-    let (during_acks, ()) = stop_mid_stream(&tansu, during, stop_at, async || gw.crash()).await;
+    let (during_acks, ()) = stop_mid_stream(&tansu, during, stop_at, async || gw.kill()).await;
     acks.extend(during_acks);
     assert_eq!(
         tansu.committed(&group, ROUTE.source, PARTITIONS),
@@ -708,9 +626,9 @@ async fn a_crashed_gateway_process_restarted_delivers_everything_at_least_once_i
     );
     acks.extend(tansu.produce(ROUTE.source, late).await);
 
-    let mut gw = GatewayProcess::start("second", &config);
+    let mut gw = GatewayProcess::start(&dir, 2, &config);
     wait_for_all(&tansu, &ids, &v1, v1_id).await;
-    let status = gw.terminate().await;
+    let status = gw.terminate(Duration::from_secs(60)).await;
     assert!(
         status.success(),
         "SIGTERM: exit 0 ({status}); log: {}",

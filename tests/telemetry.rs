@@ -18,9 +18,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
-use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
 use schemabridge::telemetry::events::CATALOGUE;
 use support::kafka::{Cluster, Input, Reader, Received, unique};
+use support::orders::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
 use support::orders::{encode, framed};
 use support::process::{GatewayProcess, scratch_dir};
 use support::registry::{RegistryDouble, StallingFront};

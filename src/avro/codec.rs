@@ -30,8 +30,9 @@ pub(crate) fn at(offset: usize) -> Location {
     }
 }
 
-/// Why a multi-byte varint could not be read.
-enum VarintFail {
+/// Why a varint could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VarintFail {
     Truncated,
     Malformed,
 }
@@ -56,6 +57,15 @@ fn varint_slow(rest: &[u8]) -> Result<(i64, usize), VarintFail> {
     } else {
         Err(VarintFail::Malformed)
     }
+}
+
+/// Reads one zig-zag varint `long` from the start of `buf` and advances `buf` past it: the one
+/// varint reader for everything outside the executor's cursor (container-file headers, the
+/// Confluent message indexes, the JSON renderer). Same limits as the cursor: at most ten bytes.
+pub(crate) fn read_long(buf: &mut &[u8]) -> Result<i64, VarintFail> {
+    let (value, used) = varint_slow(buf)?;
+    *buf = buf.get(used..).unwrap_or(&[]);
+    Ok(value)
 }
 
 #[cold]

@@ -2,7 +2,9 @@
 //!
 //! Owns: the Avro 1.11 "Schema Resolution" rules (field matching by name then alias, defaults,
 //! promotions, enum and union remapping, named-type matching), the plan node arena, the list of
-//! dropped writer fields with their lossiness baselines, and the copy-collapse pass. Must not
+//! dropped writer fields with their lossiness baselines, the resolution report (one
+//! `resolution::Change` per field, enum symbol and union branch; rolled back with a failed
+//! union branch like the dropped fields), and the copy-collapse pass. Must not
 //! touch: input bytes (that is `exec.rs`); no I/O. Runs once per (writer id, reader id) pair.
 //!
 //! Recursive types: a record pair that is still being compiled further up the stack is looked up
@@ -19,6 +21,7 @@ use super::MAX_PLAN_NODES;
 use super::default::{encode_default, encode_zero};
 use super::error::PlanError;
 use super::schema::{FieldDef, Ty, TyId, Types};
+use crate::resolution::{Change, ChangeKind};
 
 pub(crate) type NodeId = u32;
 
@@ -154,6 +157,7 @@ pub(crate) struct Compiled {
     pub root: NodeId,
     pub consts: Vec<u8>,
     pub dropped: Vec<String>,
+    pub changes: Vec<Change>,
 }
 
 pub(crate) struct Compiler<'a> {
@@ -164,6 +168,8 @@ pub(crate) struct Compiler<'a> {
     node_writer: Vec<TyId>,
     consts: Vec<u8>,
     dropped: Vec<String>,
+    /// The resolution report (`Plan::changes`), paths relative to the root like `dropped`.
+    changes: Vec<Change>,
     in_progress: HashMap<(TyId, TyId), NodeId>,
     /// Shared mode: finished record pairs, reused at every later use.
     shared: Option<HashMap<(TyId, TyId), NodeId>>,
@@ -188,6 +194,7 @@ impl<'a> Compiler<'a> {
             node_writer: Vec::new(),
             consts: Vec::new(),
             dropped: Vec::new(),
+            changes: Vec::new(),
             in_progress: HashMap::new(),
             shared: None,
             root_label,
@@ -210,7 +217,36 @@ impl<'a> Compiler<'a> {
             root,
             consts: self.consts,
             dropped: self.dropped,
+            changes: self.changes,
         })
+    }
+
+    /// `path` without the reader root's name: the form `dropped_fields()` and the report use.
+    fn rel(&self, path: &str) -> String {
+        path.strip_prefix(self.root_label)
+            .map(|s| s.trim_start_matches('.'))
+            .unwrap_or(path)
+            .to_string()
+    }
+
+    fn report(&mut self, path: &str, kind: ChangeKind) {
+        let path = self.rel(path);
+        self.changes.push(Change { path, kind });
+    }
+
+    /// Like [`Compiler::report`], but placed at `at` (before what a subtree reported since).
+    fn report_at(&mut self, at: usize, path: &str, kind: ChangeKind) {
+        let path = self.rel(path);
+        let at = at.min(self.changes.len());
+        self.changes.insert(at, Change { path, kind });
+    }
+
+    fn describe_w(&self, t: TyId) -> String {
+        self.w.get(t).describe()
+    }
+
+    fn describe_r(&self, t: TyId) -> String {
+        self.r.get(t).describe()
     }
 
     fn add_const(&mut self, bytes: &[u8]) -> Consts {
@@ -251,12 +287,13 @@ impl<'a> Compiler<'a> {
     /// Compiles a subtree and undoes everything it added if it fails, so that a union branch
     /// that cannot be resolved (a runtime error, not a plan error) leaves no stray dropped fields.
     fn attempt(&mut self, w: TyId, r: TyId, path: &str) -> Result<NodeId, PlanError> {
-        let (n, d) = (self.nodes.len(), self.dropped.len());
+        let (n, d, c) = (self.nodes.len(), self.dropped.len(), self.changes.len());
         let res = self.resolve(w, r, path);
         if res.is_err() {
             self.nodes.truncate(n);
             self.node_writer.truncate(n);
             self.dropped.truncate(d);
+            self.changes.truncate(c);
         }
         res
     }
@@ -267,8 +304,9 @@ impl<'a> Compiler<'a> {
         let node = match (wt, rt) {
             (Union(wb), Union(rb)) => {
                 let mut branches = Vec::with_capacity(wb.len());
-                for &b in wb {
-                    branches.push(match self.best_branch(b, rb) {
+                for (wi, &b) in wb.iter().enumerate() {
+                    let at = self.changes.len();
+                    let branch = match self.best_branch(b, rb) {
                         Some(j) => match self.attempt(b, rb[j], path) {
                             Ok(node) => Branch::To {
                                 index: j as u32,
@@ -277,37 +315,93 @@ impl<'a> Compiler<'a> {
                             Err(e) => self.fail(b, e.to_string()),
                         },
                         None => self.fail(b, "the reader union has no branch for it".into()),
-                    });
+                    };
+                    let to = match &branch {
+                        Branch::To { index, .. } if *index as usize == wi => None,
+                        Branch::To { index, .. } => Some(Some(*index)),
+                        Branch::Fail { .. } => Some(None),
+                    };
+                    if let Some(to_index) = to {
+                        let kind = ChangeKind::UnionBranch {
+                            writer: self.describe_w(b),
+                            writer_index: Some(wi as u32),
+                            to: to_index
+                                .and_then(|j| rb.get(j as usize))
+                                .map(|&t| self.describe_r(t)),
+                            to_index,
+                        };
+                        self.report_at(at, path, kind);
+                    }
+                    branches.push(branch);
                 }
                 Node::UnionToUnion(branches.into())
             }
             (Union(wb), _) => {
                 let mut branches = Vec::with_capacity(wb.len());
-                for &b in wb {
-                    branches.push(match self.attempt(b, r, path) {
+                for (wi, &b) in wb.iter().enumerate() {
+                    let at = self.changes.len();
+                    let branch = match self.attempt(b, r, path) {
                         Ok(node) => Branch::To { index: 0, node },
                         Err(e) => self.fail(b, e.to_string()),
-                    });
+                    };
+                    let kind = ChangeKind::UnionBranch {
+                        writer: self.describe_w(b),
+                        writer_index: Some(wi as u32),
+                        to: matches!(branch, Branch::To { .. }).then(|| self.describe_r(r)),
+                        to_index: None,
+                    };
+                    self.report_at(at, path, kind);
+                    branches.push(branch);
                 }
                 Node::UnionToOne(branches.into())
             }
             (_, Union(rb)) => match self.best_branch(w, rb) {
-                Some(j) => Node::OneToUnion {
-                    index: j as u32,
-                    node: self.resolve(w, rb[j], path)?,
-                },
+                Some(j) => {
+                    let kind = ChangeKind::UnionBranch {
+                        writer: self.describe_w(w),
+                        writer_index: None,
+                        to: Some(self.describe_r(rb[j])),
+                        to_index: Some(j as u32),
+                    };
+                    self.report(path, kind);
+                    Node::OneToUnion {
+                        index: j as u32,
+                        node: self.resolve(w, rb[j], path)?,
+                    }
+                }
                 None => return Err(self.mismatch(w, r, path)),
             },
             (Null, Null) | (Boolean, Boolean) | (Int, Int) | (Long, Long) => Node::Copy(w),
             (Float, Float) | (Double, Double) | (Bytes, Bytes) | (String, String) => Node::Copy(w),
-            // Same varint / length-prefixed encoding on both sides: a plain copy.
-            (Int, Long) | (String, Bytes) => Node::Copy(w),
-            (Int, Float) => Node::IntToFloat,
-            (Int, Double) => Node::IntToDouble,
-            (Long, Float) => Node::LongToFloat,
-            (Long, Double) => Node::LongToDouble,
-            (Float, Double) => Node::FloatToDouble,
-            (Bytes, String) => Node::BytesToString,
+            (Int, Long | Float | Double) | (Long, Float | Double) | (Float, Double) => {
+                let kind = ChangeKind::Promoted {
+                    from: wt.describe(),
+                    to: rt.describe(),
+                };
+                self.report(path, kind);
+                match (wt, rt) {
+                    (Int, Float) => Node::IntToFloat,
+                    (Int, Double) => Node::IntToDouble,
+                    (Long, Float) => Node::LongToFloat,
+                    (Long, Double) => Node::LongToDouble,
+                    (Float, Double) => Node::FloatToDouble,
+                    // Int → long: the same varint encoding on both sides, a plain copy.
+                    _ => Node::Copy(w),
+                }
+            }
+            (String, Bytes) | (Bytes, String) => {
+                let kind = ChangeKind::Promoted {
+                    from: wt.describe(),
+                    to: rt.describe(),
+                };
+                self.report(path, kind);
+                match wt {
+                    // Checked: the bytes must be UTF-8 to be a valid reader string.
+                    Bytes => Node::BytesToString,
+                    // Same length-prefixed encoding: a plain copy.
+                    _ => Node::Copy(w),
+                }
+            }
             (
                 Fixed {
                     named: wn,
@@ -368,6 +462,17 @@ impl<'a> Compiler<'a> {
                         None => default.map_or(EnumTarget::Missing, EnumTarget::Default),
                     })
                     .collect();
+                let missing: Vec<ChangeKind> = ws
+                    .iter()
+                    .filter(|s| !rs.contains(s))
+                    .map(|s| ChangeKind::EnumSymbol {
+                        symbol: s.clone(),
+                        to: rd.clone(),
+                    })
+                    .collect();
+                for kind in missing {
+                    self.report(path, kind);
+                }
                 Node::Enum { writer: w, targets }
             }
             (Array(wi), Array(ri)) => {
@@ -502,6 +607,8 @@ impl<'a> Compiler<'a> {
             Default(Consts),
         }
         let mut defaults: Vec<Option<Consts>> = vec![None; rf.len()];
+        // Reported after the writer fields (the report lists writer order, then reader-only).
+        let mut defaulted: Vec<Change> = Vec::new();
         for (ri, f) in rf.iter().enumerate() {
             if source[ri].is_some() {
                 continue;
@@ -526,6 +633,12 @@ impl<'a> Compiler<'a> {
                 }
             })?;
             defaults[ri] = Some(self.add_const(&buf));
+            defaulted.push(Change {
+                path: self.rel(&fpath),
+                kind: ChangeKind::Defaulted {
+                    value: default.clone(),
+                },
+            });
         }
 
         // Writer fields in writer order (so `dropped_fields` lists them depth-first in writer
@@ -542,15 +655,23 @@ impl<'a> Compiler<'a> {
         for (wi, f) in wf.iter().enumerate() {
             if let Some(ri) = reader_of[wi] {
                 let fpath = join(path, &rf[ri].name);
+                let at = self.changes.len();
                 nodes[ri] = Some(self.resolve(f.ty, rf[ri].ty, &fpath)?);
+                if f.name != rf[ri].name {
+                    let from = f.name.clone();
+                    self.report_at(at, &fpath, ChangeKind::Renamed { from });
+                } else {
+                    // Kept unless the type itself changed here (a promotion, enum symbols,
+                    // union branches: entries at this very path).
+                    let rel = self.rel(&fpath);
+                    if !self.changes[at..].iter().any(|c| c.path == rel) {
+                        self.report_at(at, &fpath, ChangeKind::Kept);
+                    }
+                }
                 continue;
             }
             let full = join(path, &f.name);
-            let rel = full
-                .strip_prefix(self.root_label)
-                .map(|s| s.trim_start_matches('.'))
-                .unwrap_or(&full)
-                .to_string();
+            let rel = self.rel(&full);
             let mut buf = Vec::new();
             let from_default = f
                 .default
@@ -567,8 +688,18 @@ impl<'a> Compiler<'a> {
                 baseline,
                 field: f.name.as_str().into(),
             });
+            let optional = f.default.is_some()
+                || matches!(self.w.get(f.ty), Ty::Union(b) if b.iter().any(|&t| matches!(self.w.get(t), Ty::Null)));
+            self.changes.push(Change {
+                path: rel.clone(),
+                kind: ChangeKind::Dropped {
+                    optional,
+                    preserved: false,
+                },
+            });
             self.dropped.push(rel);
         }
+        self.changes.extend(defaulted);
         let srcs: Vec<Src> = (0..rf.len())
             .filter_map(|ri| match (source[ri], nodes[ri], defaults[ri]) {
                 (Some(wi), Some(node), _) => Some(Src::Writer(wi, node)),

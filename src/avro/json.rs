@@ -74,15 +74,12 @@ impl<'s> Walker<'s, '_> {
     }
 
     fn long(&mut self) -> Result<i64, String> {
-        let mut v: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let b = self.take(1)?[0];
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(((v >> 1) as i64) ^ -((v & 1) as i64));
-            }
-        }
-        Err(format!("bad varint at byte {}", self.pos))
+        let mut rest = self.buf.get(self.pos..).unwrap_or(&[]);
+        let before = rest.len();
+        let v = super::read_long(&mut rest)
+            .map_err(|e| format!("bad varint at byte {} ({e:?})", self.pos))?;
+        self.pos += before - rest.len();
+        Ok(v)
     }
 
     fn len(&mut self) -> Result<usize, String> {

@@ -1,8 +1,9 @@
 //! Avro schema resolution, compiled: writer bytes in, reader bytes out.
 //!
 //! Owns: resolving a datum written with a *writer* schema into the encoding of a *reader* schema
-//! (Avro 1.11 specification, "Schema Resolution"), and reporting which writer data the reader
-//! drops. Must not touch: framing (schema ids live in `wire`), schema fetching (`registry`),
+//! (Avro 1.11 specification, "Schema Resolution"), reporting which writer data the reader
+//! drops, and (built once, at compile time) the field-by-field resolution report
+//! ([`Plan::changes`], in the [`crate::resolution`] vocabulary shared with Protobuf). Must not touch: framing (schema ids live in `wire`), schema fetching (`registry`),
 //! policy (what to do with a lossy or failing datum is the pipeline's call). No I/O, never
 //! awaits, never panics on input bytes.
 //!
@@ -51,11 +52,13 @@ mod schema;
 mod tests;
 
 pub use apache_avro::Schema;
-/// Avro's zig-zag varint `long`, for the container-file writer and the record generator.
-pub(crate) use codec::write_long;
+/// Avro's zig-zag varint `long`, the one reader and writer for the container files, the
+/// Confluent message indexes, the JSON renderer and the record generator.
+pub(crate) use codec::{read_long, write_long};
 pub use error::{Location, PlanError, TranscodeError};
 pub use references::inline_references;
 
+use crate::resolution::{Change, ChangeKind};
 use compile::{Compiler, Node, NodeId};
 use schema::Types;
 
@@ -84,6 +87,8 @@ pub struct Plan {
     /// `nodes` lowered to the flat op program the executor runs.
     pub(crate) prog: lower::Program,
     dropped: Vec<String>,
+    /// The resolution report, built at compile time (see [`Plan::changes`]).
+    changes: Vec<Change>,
     identity: bool,
     /// Prefix of error paths: the reader root's name (empty for an unnamed root).
     root_label: String,
@@ -104,6 +109,12 @@ pub fn compile(writer: &Schema, reader: &Schema) -> Result<Plan, PlanError> {
     let identity = writer.canonical_form() == reader.canonical_form();
     if identity {
         // Same parsing canonical form: same encoding, nothing to resolve. One validating copy.
+        // The report walks the schema against itself (every field `Kept`); should that walk
+        // fail (a default the identity never needs is invalid), it is one `Kept` for the root.
+        let changes = match Compiler::new(&w, &w, &root_label).run() {
+            Ok(c) => c.changes,
+            Err(_) => vec![Change::new("", ChangeKind::Kept)],
+        };
         let nodes = vec![Node::Copy(w.root)];
         return Ok(Plan {
             prog: lower_with_path(&nodes, 0, &w, &root_label)?,
@@ -112,6 +123,7 @@ pub fn compile(writer: &Schema, reader: &Schema) -> Result<Plan, PlanError> {
             writer: w,
             consts: Vec::new(),
             dropped: Vec::new(),
+            changes,
             identity,
             root_label,
         });
@@ -127,6 +139,7 @@ pub fn compile(writer: &Schema, reader: &Schema) -> Result<Plan, PlanError> {
         root: compiled.root,
         consts: compiled.consts,
         dropped: compiled.dropped,
+        changes: compiled.changes,
         root_label,
     })
 }
@@ -213,6 +226,16 @@ impl Plan {
     /// the first one the compiler reached it by.
     pub fn dropped_fields(&self) -> &[String] {
         &self.dropped
+    }
+
+    /// The resolution report: what reading writer data with the reader schema does to each
+    /// field (kept, renamed through an alias, promoted, defaulted, dropped, enum symbols the
+    /// reader lacks, union branches remapped), built once at compile time; paths as in
+    /// [`Plan::dropped_fields`]. An identity plan reports every field `Kept`. Inside a
+    /// recursive type (or a shared record, see `compile.rs`) a place is reported once, at the
+    /// first path the compiler reached it by.
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
     }
 }
 

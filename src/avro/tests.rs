@@ -1671,3 +1671,238 @@ fn validate_agrees_with_an_identity_transcode_on_random_and_mutated_input() {
     }
     assert!(ok > 100 && failed > 100, "{ok} accepted, {failed} rejected");
 }
+
+// ---- the resolution report (`Plan::changes`) ----
+
+use crate::resolution::{Change, ChangeKind};
+
+fn kept(path: &str) -> Change {
+    Change::new(path, ChangeKind::Kept)
+}
+
+fn dropped(path: &str, optional: bool) -> Change {
+    Change::new(
+        path,
+        ChangeKind::Dropped {
+            optional,
+            preserved: false,
+        },
+    )
+}
+
+fn branch(
+    path: &str,
+    writer: &str,
+    writer_index: Option<u32>,
+    to: Option<(&str, Option<u32>)>,
+) -> Change {
+    Change::new(
+        path,
+        ChangeKind::UnionBranch {
+            writer: writer.into(),
+            writer_index,
+            to: to.map(|(t, _)| t.to_string()),
+            to_index: to.and_then(|(_, i)| i),
+        },
+    )
+}
+
+#[test]
+fn report_of_the_reference_pair_lists_every_field_in_writer_order() {
+    let p = plan(V2, V1);
+    let expected = vec![
+        kept("order_id"),
+        kept("customer_id"),
+        kept("placed_at"),
+        Change::new(
+            "status",
+            ChangeKind::EnumSymbol {
+                symbol: "REFUNDED".into(),
+                to: Some("PENDING".into()),
+            },
+        ),
+        Change::new(
+            "amount_cents",
+            ChangeKind::Renamed {
+                from: "total_cents".into(),
+            },
+        ),
+        kept("currency"),
+        Change::new(
+            "quantity",
+            ChangeKind::Promoted {
+                from: "int".into(),
+                to: "long".into(),
+            },
+        ),
+        kept("discount"),
+        dropped("email", true),
+        kept("shipping"),
+        kept("shipping.line1"),
+        kept("shipping.city"),
+        kept("shipping.postcode"),
+        kept("shipping.country"),
+        dropped("shipping.geo", true),
+        kept("items"),
+        kept("items[].sku"),
+        kept("items[].qty"),
+        kept("items[].unit_cents"),
+        dropped("items[].gift_wrap", true),
+        kept("tags"),
+        kept("attributes"),
+        dropped("loyalty_tier", true),
+        dropped("fraud_score", true),
+        dropped("payload_hash", false),
+        dropped("notes", true),
+        dropped("channel", true),
+        Change::new(
+            "source",
+            ChangeKind::Defaulted {
+                value: serde_json::json!("unknown"),
+            },
+        ),
+    ];
+    assert_eq!(p.changes(), expected.as_slice());
+    // Every dropped field of the plan is in the report, with the same path.
+    let from_report: Vec<&str> = p
+        .changes()
+        .iter()
+        .filter(|c| matches!(c.kind, ChangeKind::Dropped { .. }))
+        .map(|c| c.path.as_str())
+        .collect();
+    assert_eq!(from_report, p.dropped_fields());
+}
+
+#[test]
+fn report_of_an_identity_plan_keeps_every_field() {
+    let p = plan(V1, V1);
+    assert!(p.is_identity());
+    let paths: Vec<&str> = p.changes().iter().map(|c| c.path.as_str()).collect();
+    assert!(p.changes().iter().all(|c| c.kind == ChangeKind::Kept));
+    assert_eq!(paths.len(), 20, "{paths:?}");
+    assert!(paths.contains(&"shipping.country") && paths.contains(&"items[].unit_cents"));
+}
+
+#[test]
+fn report_of_promotions_renames_and_defaults_in_nested_places() {
+    let w = r#"{"type":"record","name":"R","fields":[
+        {"name":"xs","type":{"type":"array","items":"int"}},
+        {"name":"m","type":{"type":"map","values":"float"}},
+        {"name":"old","type":"bytes"},
+        {"name":"u","type":["null","long"]}]}"#;
+    let r = r#"{"type":"record","name":"R","fields":[
+        {"name":"xs","type":{"type":"array","items":"double"}},
+        {"name":"m","type":{"type":"map","values":"double"}},
+        {"name":"new","aliases":["old"],"type":"string"},
+        {"name":"u","type":["null","double"]},
+        {"name":"added","type":{"type":"array","items":"int"},"default":[1,2]}]}"#;
+    let promoted = |path: &str, from: &str, to: &str| {
+        Change::new(
+            path,
+            ChangeKind::Promoted {
+                from: from.into(),
+                to: to.into(),
+            },
+        )
+    };
+    assert_eq!(
+        plan(w, r).changes(),
+        [
+            kept("xs"),
+            promoted("xs[]", "int", "double"),
+            kept("m"),
+            promoted("m{}", "float", "double"),
+            Change::new("new", ChangeKind::Renamed { from: "old".into() }),
+            promoted("new", "bytes", "string"),
+            promoted("u", "long", "double"),
+            Change::new(
+                "added",
+                ChangeKind::Defaulted {
+                    value: serde_json::json!([1, 2])
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn report_of_enum_symbols_without_a_reader_default() {
+    let w = r#"{"type":"enum","name":"E","symbols":["A","B","C"]}"#;
+    let r = r#"{"type":"enum","name":"E","symbols":["C","A"]}"#;
+    assert_eq!(
+        plan(w, r).changes(),
+        [Change::new(
+            "",
+            ChangeKind::EnumSymbol {
+                symbol: "B".into(),
+                to: None
+            }
+        )]
+    );
+}
+
+#[test]
+fn report_of_union_branches_remapped_missing_and_one_sided() {
+    let rec = |reader_u: &str, writer_u: &str| {
+        (
+            format!(
+                r#"{{"type":"record","name":"R","fields":[{{"name":"u","type":{writer_u}}}]}}"#
+            ),
+            format!(
+                r#"{{"type":"record","name":"R","fields":[{{"name":"u","type":{reader_u}}}]}}"#
+            ),
+        )
+    };
+    // Union to union: reordered, and one writer branch the reader lacks.
+    let (w, r) = rec(r#"["string","null"]"#, r#"["null","string","boolean"]"#);
+    assert_eq!(
+        plan(&w, &r).changes(),
+        [
+            branch("u", "null", Some(0), Some(("null", Some(1)))),
+            branch("u", "string", Some(1), Some(("string", Some(0)))),
+            branch("u", "boolean", Some(2), None),
+        ]
+    );
+    // Same union: nothing but kept.
+    let (w, r) = rec(r#"["null","string"]"#, r#"["null","string"]"#);
+    assert_eq!(plan(&w, &r).changes(), [kept("u")]);
+    // Union to a non-union: every branch, the null one failing.
+    let (w, r) = rec(r#""string""#, r#"["null","string"]"#);
+    assert_eq!(
+        plan(&w, &r).changes(),
+        [
+            branch("u", "null", Some(0), None),
+            branch("u", "string", Some(1), Some(("string", None))),
+        ]
+    );
+    // A non-union into a union.
+    let (w, r) = rec(r#"["null","long"]"#, r#""int""#);
+    assert_eq!(
+        plan(&w, &r).changes(),
+        [
+            branch("u", "int", None, Some(("long", Some(1)))),
+            Change::new(
+                "u",
+                ChangeKind::Promoted {
+                    from: "int".into(),
+                    to: "long".into()
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn report_is_rolled_back_with_a_union_branch_that_cannot_compile() {
+    // The writer's record branch resolves its first field, then fails on the second: the
+    // branch is a runtime failure, and neither its kept field nor its dropped one is reported.
+    let w = r#"{"type":"record","name":"Top","fields":[{"name":"u","type":["null",
+        {"type":"record","name":"R","fields":[{"name":"a","type":"int"},
+         {"name":"gone","type":"int"},{"name":"b","type":"string"}]}]}]}"#;
+    let r = r#"{"type":"record","name":"Top","fields":[{"name":"u","type":["null",
+        {"type":"record","name":"R","fields":[{"name":"a","type":"int"},
+         {"name":"b","type":"int"}]}]}]}"#;
+    let p = plan(w, r);
+    assert!(p.dropped_fields().is_empty());
+    assert_eq!(p.changes(), [branch("u", "record R", Some(1), None)]);
+}

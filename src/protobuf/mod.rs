@@ -9,7 +9,8 @@
 //! policy; this module only reports [`Lossiness`]).
 //!
 //! Where to start: [`build_pool`] → [`message_for_indexes`] for both schemas → [`compile`] once per
-//! (writer id, reader id) → [`Plan::transcode`] per message → [`indexes_for_message`] and
+//! (writer id, reader id) ([`Plan::changes`] says what it does to each field) →
+//! [`Plan::transcode`] per message → [`indexes_for_message`] and
 //! [`crate::wire::write_message_indexes`] to frame the result.
 //!
 //! The transcoder walks the writer bytes once, matching fields by number as any protobuf parser
@@ -52,9 +53,9 @@
 //! Hostile input (truncated varints or lengths, bad tags, unbalanced groups, nesting deeper than
 //! [`MAX_DEPTH`]) is a [`TranscodeError`]; nothing here panics on input.
 
-mod plan;
+mod compile;
+mod exec;
 mod schema;
-mod transcode;
 
 #[cfg(test)]
 mod tests;
@@ -62,7 +63,7 @@ mod tests;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use thiserror::Error;
 
-pub use plan::{LossKind, LossSite, Plan, compile};
+pub use compile::{LossKind, LossSite, Plan, compile};
 pub use schema::{build_pool, indexes_for_message, message_for_indexes};
 
 /// Nested messages (and groups) deeper than this fail with [`TranscodeError::TooDeep`].

@@ -1015,3 +1015,202 @@ fn base64_detection_edges_and_errors_name_the_form() {
         "{err}"
     );
 }
+
+// ---- the resolution report (`Plan::changes`) ----
+
+use crate::resolution::{Change, ChangeKind};
+
+fn change(path: &str, kind: ChangeKind) -> Change {
+    Change::new(path, kind)
+}
+
+const REPORT_PAIR: &str = r#"
+syntax = "proto3";
+message W {
+  enum E { E0 = 0; E1 = 1; E2 = 2; }
+  message Sub { string x = 1; }
+  int32 a = 1;
+  int64 b = 2;
+  string old_name = 3;
+  E e = 4;
+  string gone = 5;
+  Sub sub = 6;
+}
+message R {
+  enum E { E0 = 0; E1 = 1; }
+  message Sub { string x = 1; }
+  int64 a = 1;
+  int32 b = 2;
+  string new_name = 3;
+  E e = 4;
+  Sub sub = 6;
+  bool added = 7;
+}
+"#;
+
+#[test]
+fn report_names_every_kind_of_change() {
+    let w = inline(REPORT_PAIR, "W");
+    let r = inline(REPORT_PAIR, "R");
+    let expected = |preserved: bool| {
+        vec![
+            change(
+                "a",
+                ChangeKind::Promoted {
+                    from: "int32".into(),
+                    to: "int64".into(),
+                },
+            ),
+            change(
+                "b",
+                ChangeKind::Narrowed {
+                    from: "int64".into(),
+                    to: "int32".into(),
+                },
+            ),
+            change(
+                "new_name",
+                ChangeKind::Renamed {
+                    from: "old_name".into(),
+                },
+            ),
+            change(
+                "e",
+                ChangeKind::UnknownEnumValue {
+                    symbol: "E2".into(),
+                    number: 2,
+                },
+            ),
+            change(
+                "gone",
+                ChangeKind::Dropped {
+                    optional: true,
+                    preserved,
+                },
+            ),
+            change("sub", ChangeKind::Kept),
+            change("sub.x", ChangeKind::Kept),
+            change(
+                "added",
+                ChangeKind::Defaulted {
+                    value: serde_json::json!(false),
+                },
+            ),
+        ]
+    };
+    let preserve = compile(&w, &r, UnknownFields::Preserve).unwrap();
+    assert_eq!(preserve.changes(), expected(true).as_slice());
+    let drop = compile(&w, &r, UnknownFields::Drop).unwrap();
+    assert_eq!(drop.changes(), expected(false).as_slice());
+}
+
+#[test]
+fn report_of_required_and_custom_defaults_in_proto2() {
+    let text = r#"
+syntax = "proto2";
+message W { required string id = 1; optional int64 big = 3; }
+message R { optional int32 n = 2 [default = 7]; optional uint64 big = 3; repeated string l = 4; }
+"#;
+    let plan = compile(&inline(text, "W"), &inline(text, "R"), UnknownFields::Drop).unwrap();
+    assert_eq!(
+        plan.changes(),
+        [
+            change(
+                "id",
+                ChangeKind::Dropped {
+                    optional: false,
+                    preserved: false
+                }
+            ),
+            change(
+                "big",
+                ChangeKind::Narrowed {
+                    from: "int64".into(),
+                    to: "uint64".into()
+                }
+            ),
+            change(
+                "n",
+                ChangeKind::Defaulted {
+                    value: serde_json::json!(7)
+                }
+            ),
+            change(
+                "l",
+                ChangeKind::Defaulted {
+                    value: serde_json::json!([])
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn report_of_the_reference_pair_and_of_an_identity() {
+    let plan = compile(&v2(), &v1(), UnknownFields::Preserve).unwrap();
+    let differences: Vec<(&str, &str)> = plan
+        .changes()
+        .iter()
+        .filter(|c| c.kind.is_difference())
+        .map(|c| (c.path.as_str(), c.kind.name()))
+        .collect();
+    let mut expected: Vec<(&str, &str)> = vec![
+        ("status", "unknown_enum_value"),
+        ("quantity", "promoted"),
+        ("shipping.geo", "dropped"),
+        ("items.gift_wrap", "dropped"),
+    ];
+    for f in [
+        "email",
+        "loyalty_tier",
+        "fraud_score",
+        "payload_hash",
+        "notes",
+        "coupon_code",
+        "channel",
+        "adjustments",
+        "refund",
+    ] {
+        expected.push((f, "dropped"));
+    }
+    expected.push(("source", "defaulted"));
+    let mut sorted = differences.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "{differences:?}");
+    // Every dropped field of the plan is in the report, with the same path, as preserved.
+    let dropped: Vec<&str> = plan
+        .changes()
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.kind,
+                ChangeKind::Dropped {
+                    optional: true,
+                    preserved: true
+                }
+            )
+        })
+        .map(|c| c.path.as_str())
+        .collect();
+    assert_eq!(dropped, plan.dropped_fields());
+    // Kept fields include those inside identical sub-messages (copied without a node).
+    for p in [
+        "order_id",
+        "placed_at.seconds",
+        "discount_amount.cents",
+        "items.components",
+    ] {
+        assert!(
+            plan.changes()
+                .iter()
+                .any(|c| c.path == p && c.kind == ChangeKind::Kept),
+            "{p} not kept"
+        );
+    }
+
+    let same = compile(&v1(), &v1(), UnknownFields::Preserve).unwrap();
+    assert!(same.is_identity());
+    assert!(same.changes().iter().all(|c| c.kind == ChangeKind::Kept));
+    assert!(same.changes().iter().any(|c| c.path == "shipping.country"));
+}

@@ -170,6 +170,34 @@ impl SchemaSource {
     }
 }
 
+/// A subject's history, for `check`: what is registered, and what the registry enforces.
+impl SchemaSource {
+    /// Every subject.
+    pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
+        match self {
+            SchemaSource::Confluent(c) => c.subjects().await,
+            SchemaSource::Static(s) => Ok(s.subjects()),
+        }
+    }
+
+    /// The versions registered under `subject`, ascending (`NotFound` for an unknown subject).
+    pub async fn versions(&self, subject: &str) -> Result<Vec<u32>, RegistryError> {
+        match self {
+            SchemaSource::Confluent(c) => c.versions(subject).await,
+            SchemaSource::Static(s) => s.versions(subject),
+        }
+    }
+
+    /// The compatibility level the registry enforces for `subject` (`BACKWARD`, `FULL_TRANSITIVE`,
+    /// `NONE`, ...); `None` for a static directory, which enforces nothing.
+    pub async fn compatibility(&self, subject: &str) -> Result<Option<String>, RegistryError> {
+        match self {
+            SchemaSource::Confluent(c) => c.compatibility(subject).await.map(Some),
+            SchemaSource::Static(_) => Ok(None),
+        }
+    }
+}
+
 /// Exponential backoff for transient registry failures.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {

@@ -97,6 +97,35 @@ impl StaticDir {
             })
     }
 
+    /// Every subject in the directory, sorted.
+    pub fn subjects(&self) -> Vec<String> {
+        let mut subjects: Vec<String> = self
+            .schemas
+            .iter()
+            .filter_map(|s| s.subject.clone())
+            .collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        subjects
+    }
+
+    /// The versions of `subject`, ascending.
+    pub fn versions(&self, subject: &str) -> Result<Vec<u32>, RegistryError> {
+        let mut versions: Vec<u32> = self
+            .schemas
+            .iter()
+            .filter(|s| s.subject.as_deref() == Some(subject))
+            .filter_map(|s| s.version)
+            .collect();
+        if versions.is_empty() {
+            return Err(RegistryError::NotFound(format!(
+                "subject {subject} not found in the static schema directory"
+            )));
+        }
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
     pub fn by_subject(
         &self,
         subject: &str,

@@ -11,6 +11,7 @@
 
 mod cache;
 mod error;
+mod files;
 mod plan;
 mod readers;
 
@@ -21,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use cache::Cache;
 pub use error::{FailureKind, PartFailure, ResolveError};
-use plan::kind_name;
-pub use plan::{CompiledPlan, ParsedSchema, ReaderSchema};
+pub use files::parse_file;
+pub use plan::{CompileError, CompiledPlan, ParsedSchema, ReaderSchema};
 pub use readers::{Readers, RefreshError, TargetRegistry};
 
 use crate::avro;
@@ -111,58 +112,13 @@ impl Schemas {
             return p.clone().map_err(ResolveError::Failed);
         }
         let writer = self.writer(writer_id).await?;
-        let unresolvable = |e: String| PartFailure {
-            kind: FailureKind::Unresolvable,
-            message: format!(
-                "writer schema id {writer_id} cannot be read as reader schema id {} ({}): {e}",
-                reader.id, reader.origin
-            ),
-            writer_id: Some(writer_id),
-        };
-        let compiled = match (&*writer, &*reader.schema, &reader.message) {
-            (ParsedSchema::Avro(w), ParsedSchema::Avro(r), _) => avro::compile(w, r)
-                .map(|plan| {
-                    let dropped = plan
-                        .dropped_fields()
-                        .iter()
-                        .map(|f| Arc::<str>::from(f.as_str()))
-                        .collect();
-                    Arc::new(CompiledPlan::Avro {
-                        plan: Box::new(plan),
-                        dropped,
-                    })
-                })
-                .map_err(|e| unresolvable(e.to_string())),
-            (
-                ParsedSchema::Protobuf { pool, main },
-                ParsedSchema::Protobuf { .. },
-                Some((r, _)),
-            ) => protobuf::message_for_indexes(pool, main, &key.1)
-                .map_err(|e| PartFailure {
-                    kind: FailureKind::Framing,
-                    message: format!("writer schema id {writer_id}: {e}"),
-                    writer_id: Some(writer_id),
-                })
-                .and_then(|w| {
-                    protobuf::compile(&w, r, reader.unknown_fields)
-                        .map(|plan| {
-                            Arc::new(CompiledPlan::Protobuf {
-                                plan,
-                                writer: w.full_name().to_string(),
-                            })
-                        })
-                        .map_err(|e| unresolvable(e.to_string()))
-                }),
-            (w, _, _) => Err(PartFailure {
-                kind: FailureKind::InvalidSchema,
-                message: format!(
-                    "writer schema id {writer_id} is {}, but the route reads {}",
-                    kind_name(w),
-                    kind_name(&reader.schema)
-                ),
+        let compiled = CompiledPlan::compile(&writer, &key.1, reader)
+            .map(Arc::new)
+            .map_err(|e| PartFailure {
+                kind: e.kind,
+                message: e.message(&format!("writer schema id {writer_id}"), reader),
                 writer_id: Some(writer_id),
-            }),
-        };
+            });
         if let Err(f) = &compiled {
             tracing::warn!(writer_id, reader_id = reader.id, error = %f.message, "schemas do not resolve; messages with this writer schema go to the error policy");
         }
@@ -170,7 +126,9 @@ impl Schemas {
         compiled.map_err(ResolveError::Failed)
     }
 
-    async fn writer(&mut self, id: SchemaId) -> Result<Arc<ParsedSchema>, ResolveError> {
+    /// The writer schema with this id, parsed with its references (cached; a 404 is cached for
+    /// `not_found_ttl`).
+    pub async fn writer(&mut self, id: SchemaId) -> Result<Arc<ParsedSchema>, ResolveError> {
         if let Some(s) = self.writers.get(&id) {
             return s.clone().map_err(ResolveError::Failed);
         }
@@ -209,7 +167,7 @@ impl Schemas {
     }
 
     /// Parses a registered schema, with its references fetched (recursively, each once).
-    async fn load(&self, s: &RegisteredSchema) -> Result<ParsedSchema, ResolveError> {
+    pub async fn load(&self, s: &RegisteredSchema) -> Result<ParsedSchema, ResolveError> {
         load(&self.source, self.backoff, &self.shutdown, s).await
     }
 }

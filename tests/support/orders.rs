@@ -1,15 +1,29 @@
 //! The reference OrderPlaced records for gateway tests: encoding, Confluent framing, and reading
-//! back what arrived (by partition, in offset order).
+//! back what arrived (by partition, in offset order). The record generator is the demo's own
+//! (`src/demo/orders.rs`), compiled in here: the library does not export test fixtures.
 
 use std::collections::BTreeMap;
 
 use apache_avro::Schema;
 use apache_avro::types::Value;
-use schemabridge::demo::{ORDER_V1, ORDER_V2, SplitMix, order_v2};
 use schemabridge::wire;
 
 use super::kafka::{Input, Received};
 use super::registry::RegistryDouble;
+
+/// The reference schema pair (the same files the demo and the benchmarks embed).
+pub const ORDER_V1: &str = include_str!("../../proto/orders/order_v1.avsc");
+pub const ORDER_V2: &str = include_str!("../../proto/orders/order_v2.avsc");
+
+/// The demo's deterministic record generator, compiled from the library's own source file so
+/// the tests generate exactly what the demo does, without the library exporting it.
+#[path = "../../src/demo/orders.rs"]
+mod generator;
+
+#[allow(unused_imports)] // not every test binary generates both versions
+pub use generator::{order_v1, order_v2};
+/// The generator's random numbers (SplitMix64), the benchmarks' `Rng`.
+pub use schemabridge::bench::Rng as SplitMix;
 
 #[allow(deprecated)]
 pub fn encode(schema: &Schema, value: Value) -> Vec<u8> {

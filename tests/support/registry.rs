@@ -38,6 +38,8 @@ struct Inner {
     fail_next: u32,
     requests: u64,
     failed: u64,
+    /// Subject-level compatibility (`PUT /config/{subject}` in Confluent's API).
+    compatibility: BTreeMap<String, String>,
 }
 
 /// A running registry double. Dropping it stops the server.
@@ -67,6 +69,7 @@ impl RegistryDouble {
             .route("/subjects/{subject}/versions/{version}", get(by_subject))
             .route("/subjects/{subject}", post(lookup))
             .route("/subjects/{subject}/metadata", get(by_metadata))
+            .route("/config/{subject}", get(subject_config))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
@@ -120,6 +123,14 @@ impl RegistryDouble {
             .iter()
             .map(|s| (s.subject.clone(), s.version, s.id))
             .collect()
+    }
+
+    /// Sets `subject`'s compatibility level (the global one is Confluent's default, BACKWARD).
+    pub fn set_compatibility(&self, subject: &str, level: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        inner
+            .compatibility
+            .insert(subject.to_string(), level.to_string());
     }
 
     /// The next `n` requests answer HTTP 500 with a Confluent error body.
@@ -884,4 +895,29 @@ async fn proxy_write_all(s: &tokio::net::TcpStream, mut bytes: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// `GET /config/{subject}[?defaultToGlobal=true]`: `{"compatibilityLevel": "..."}`; without a
+/// subject-level setting, the global level (BACKWARD) or error 40408.
+async fn subject_config(
+    State(inner): Shared,
+    Path(subject): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    if let Some(r) = inner.gate() {
+        return r;
+    }
+    let to_global = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "defaultToGlobal=true"));
+    match inner.compatibility.get(&subject) {
+        Some(level) => ok(json!({ "compatibilityLevel": level })),
+        None if to_global => ok(json!({ "compatibilityLevel": "BACKWARD" })),
+        None => error(
+            StatusCode::NOT_FOUND,
+            40408,
+            &format!("Subject '{subject}' does not have subject-level compatibility configured"),
+        ),
+    }
 }

@@ -1,8 +1,9 @@
 //! Compiling a writer × reader message pair into an indexed plan.
 //!
 //! Owns: the compatibility rules (which writer field can be read as which reader field, and
-//! what has to be checked per value), the plan arena and the lossy-site table. Must not: look
-//! at message bytes (that is `transcode.rs`).
+//! what has to be checked per value), the plan arena, the lossy-site table and the resolution
+//! report (`Plan::changes`, the `crate::resolution` vocabulary shared with Avro). Must not: look
+//! at message bytes (that is `exec.rs`, which also holds `Plan::transcode`).
 //!
 //! The plan is an arena of [`Node`]s, one per writer × reader message pair *per path* from the
 //! root, so a lossy site can be named by its path (`shipping.geo`). Recursive types point back
@@ -17,10 +18,14 @@ use prost_reflect::{
     Cardinality, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, Syntax,
 };
 
-use super::{Lossiness, PlanError, TranscodeError, UnknownFields};
+use super::{PlanError, UnknownFields};
+use crate::resolution::{Change, ChangeKind};
 
 /// Beyond this many nodes a message pair reached by another path reuses the first node.
 const NODE_CAP: usize = 4096;
+/// The resolution report stops growing here (a schema reusing identical sub-messages on many
+/// paths); the plan itself is unaffected.
+const MAX_CHANGES: usize = 100_000;
 /// Field numbers below this are looked up in a dense table; larger ones by binary search.
 const DENSE_LIMIT: u32 = 256;
 
@@ -174,31 +179,29 @@ pub struct Plan {
     pub(super) root: u32,
     pub(super) sites: Vec<LossSite>,
     dropped: Vec<String>,
-    identity: bool,
+    /// The resolution report, built at compile time (see [`Plan::changes`]).
+    changes: Vec<Change>,
+    pub(super) identity: bool,
     pub(super) unknown: UnknownFields,
     writer: String,
     reader: String,
 }
 
 impl Plan {
-    /// Transcodes one message: `input` is the writer-encoded payload AFTER the message indexes;
-    /// the reader-encoded bytes (no framing) are appended to `out`. On error `out` is left as
-    /// it was.
-    pub fn transcode<'p>(
-        &'p self,
-        input: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<Lossiness<'p>, TranscodeError> {
-        if self.identity {
-            out.extend_from_slice(input);
-            return Ok(Lossiness::new(&self.sites));
-        }
-        super::transcode::run(self, input, out)
-    }
-
     /// Writer field paths the reader does not declare, e.g. `email`, `shipping.geo`.
     pub fn dropped_fields(&self) -> &[String] {
         &self.dropped
+    }
+
+    /// The resolution report: what reading writer messages with the reader message does to
+    /// each field (kept, renamed by number, promoted or narrowed, defaulted, dropped (and
+    /// whether preserved as an unknown field), enum values the reader lacks), built once at
+    /// compile time. Paths are writer field paths as in [`Plan::dropped_fields`], except that a
+    /// renamed or defaulted field is named by its reader name. An identity plan reports every
+    /// field `Kept` (or `Renamed`). Inside a recursive message a place is reported once, at its
+    /// shallowest path.
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
     }
 
     /// Every site where this plan can lose data, dropped fields included.
@@ -231,6 +234,8 @@ pub fn compile(
         nodes: Vec::new(),
         sites: Vec::new(),
         dropped: Vec::new(),
+        changes: Vec::new(),
+        unknown,
         stack: Vec::new(),
         shared: HashMap::new(),
         identical: HashMap::new(),
@@ -242,6 +247,7 @@ pub fn compile(
         root: root.unwrap_or(0),
         sites: c.sites,
         dropped: c.dropped,
+        changes: c.changes,
         identity,
         unknown,
         writer: writer.full_name().to_owned(),
@@ -259,6 +265,9 @@ struct Compiler {
     nodes: Vec<Node>,
     sites: Vec<LossSite>,
     dropped: Vec<String>,
+    changes: Vec<Change>,
+    /// For the report: whether a dropped field's bytes are passed on.
+    unknown: UnknownFields,
     /// Pairs being compiled (ancestors of the current one) and their nodes.
     stack: Vec<(PairKey, u32)>,
     /// First node of each pair, reused past [`NODE_CAP`].
@@ -280,6 +289,8 @@ impl Compiler {
             return Ok(Some(*idx));
         }
         if self.is_identical(w, r, &key) {
+            let mut seen = self.stack.iter().map(|(k, _)| k.clone()).collect();
+            self.report_identical(w, r, path, &mut seen);
             return Ok(None);
         }
         if self.nodes.len() >= NODE_CAP
@@ -334,9 +345,17 @@ impl Compiler {
             };
             let label = format!("{}.{} (field {})", w.full_name(), wf.name(), wf.number());
             let wire_mask = wire_mask(&wf);
+            let at = self.changes.len();
             let (op, merge) = match r.get_field(wf.number()) {
                 None => {
                     let site = self.site(&fpath, LossKind::Dropped);
+                    self.report(
+                        &fpath,
+                        ChangeKind::Dropped {
+                            optional: !wf.is_required(),
+                            preserved: self.unknown == UnknownFields::Preserve,
+                        },
+                    );
                     self.dropped.push(fpath);
                     let always = wf.supports_presence() || is_repeated(&wf);
                     (Op::Drop { site, always }, None)
@@ -350,7 +369,17 @@ impl Compiler {
                     } else {
                         None
                     };
-                    (self.field_op(&wf, &rf, r, &fpath)?, merge)
+                    let op = self.field_op(&wf, &rf, r, &fpath)?;
+                    let entries = field_changes(&wf, &rf, path, &fpath);
+                    let own = |c: &Change| c.path == fpath;
+                    let nested_here = self.changes[at..].iter().any(own);
+                    let entries = if entries.is_empty() && !nested_here {
+                        vec![Change::new(fpath.as_str(), ChangeKind::Kept)]
+                    } else {
+                        entries
+                    };
+                    self.report_all_at(at, entries);
+                    (op, merge)
                 }
             };
             fields.push(FieldPlan {
@@ -360,6 +389,12 @@ impl Compiler {
                 op,
                 merge,
             });
+        }
+        for rf in r.fields() {
+            if w.get_field(rf.number()).is_none() {
+                let value = default_json(&rf);
+                self.report(&join(path, rf.name()), ChangeKind::Defaulted { value });
+            }
         }
         let max = fields.last().map_or(0, |f| f.number);
         let dense_len = if max < DENSE_LIMIT {
@@ -374,6 +409,58 @@ impl Compiler {
             }
         }
         Ok((dense.into_boxed_slice(), fields))
+    }
+
+    fn report(&mut self, path: &str, kind: ChangeKind) {
+        if self.changes.len() < MAX_CHANGES {
+            self.changes.push(Change::new(path, kind));
+        }
+    }
+
+    fn report_all_at(&mut self, at: usize, entries: Vec<Change>) {
+        if self.changes.len() < MAX_CHANGES {
+            let at = at.min(self.changes.len());
+            self.changes.splice(at..at, entries);
+        }
+    }
+
+    /// The report for a structurally identical pair, which the plan copies without a node:
+    /// every field kept (or renamed: identity ignores names), recursively.
+    fn report_identical(
+        &mut self,
+        w: &MessageDescriptor,
+        r: &MessageDescriptor,
+        path: &str,
+        seen: &mut Vec<PairKey>,
+    ) {
+        let key = pair_key(w, r);
+        if seen.contains(&key) || self.changes.len() >= MAX_CHANGES {
+            return;
+        }
+        seen.push(key);
+        let mut wfields: Vec<FieldDescriptor> = w.fields().collect();
+        wfields.sort_by_key(|f| f.number());
+        for wf in wfields {
+            let Some(rf) = r.get_field(wf.number()) else {
+                continue;
+            };
+            let fpath = join(path, wf.name());
+            let kind = if wf.name() == rf.name() {
+                ChangeKind::Kept
+            } else {
+                ChangeKind::Renamed {
+                    from: wf.name().to_owned(),
+                }
+            };
+            self.report(&join(path, rf.name()), kind);
+            // Map entries (key, value) are not listed: the map field stands for them.
+            if let (Kind::Message(wm), Kind::Message(rm)) = (wf.kind(), rf.kind())
+                && !wf.is_map()
+            {
+                self.report_identical(&wm, &rm, &fpath, seen);
+            }
+        }
+        seen.pop();
     }
 
     fn site(&mut self, path: &str, kind: LossKind) -> u32 {
@@ -534,6 +621,130 @@ impl Compiler {
         let result = identical(w, r, &mut HashSet::new());
         self.identical.insert(key.clone(), result);
         result
+    }
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// The field-level report entries of a writer field the reader declares (its number): renamed,
+/// a type change (promoted or narrowed), enum values the reader lacks. Empty when none applies.
+fn field_changes(
+    wf: &FieldDescriptor,
+    rf: &FieldDescriptor,
+    parent: &str,
+    fpath: &str,
+) -> Vec<Change> {
+    let mut out = Vec::new();
+    if wf.name() != rf.name() {
+        out.push(Change::new(
+            join(parent, rf.name()),
+            ChangeKind::Renamed {
+                from: wf.name().to_owned(),
+            },
+        ));
+    }
+    let (wr, rr) = (is_repeated(wf), is_repeated(rf));
+    let (wk, rk) = (kind_tag(wf), kind_tag(rf));
+    if wr != rr || wk != rk {
+        let (from, to) = (describe(wf), describe(rf));
+        let narrowed = (wr && !rr) || narrows(wf, rf);
+        out.push(Change::new(
+            fpath,
+            if narrowed {
+                ChangeKind::Narrowed { from, to }
+            } else {
+                ChangeKind::Promoted { from, to }
+            },
+        ));
+    }
+    if let (Kind::Enum(we), Kind::Enum(re)) = (wf.kind(), rf.kind()) {
+        for v in we.values() {
+            if re.get_value(v.number()).is_none() {
+                out.push(Change::new(
+                    fpath,
+                    ChangeKind::UnknownEnumValue {
+                        symbol: v.name().to_owned(),
+                        number: v.number(),
+                    },
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// A field's type for "did it change": enum and message types by kind only (their contents are
+/// compared value by value and field by field).
+fn kind_tag(f: &FieldDescriptor) -> String {
+    match f.kind() {
+        Kind::Enum(_) => "enum".into(),
+        Kind::Message(_) if f.is_group() => "group".into(),
+        Kind::Message(_) => "message".into(),
+        _ => describe_kind(f),
+    }
+}
+
+/// Whether reading `wf`'s values as `rf`'s type can change a value (C++ cast semantics): a
+/// narrower or differently signed integer, sign reinterpretation of fixed types. Widenings
+/// (int32 → int64, uint32 → uint64 / int64, bool → any integer, sint32 → sint64, enum ↔ int32)
+/// and string / bytes / message changes are not narrowing.
+fn narrows(wf: &FieldDescriptor, rf: &FieldDescriptor) -> bool {
+    use IntDomain::*;
+    match (family(wf), family(rf)) {
+        (Family::Varint(wd, _), Family::Varint(rd, _)) => {
+            !matches!(
+                (wd, rd),
+                (I32, I64) | (U32, U64) | (U32, I64) | (Bool, _) | (I32, I32)
+            ) && wd != rd
+        }
+        (Family::Zigzag(w64), Family::Zigzag(r64)) => w64 && !r64,
+        (Family::Fixed32(a), Family::Fixed32(b)) | (Family::Fixed64(a), Family::Fixed64(b)) => {
+            a != b
+        }
+        _ => false,
+    }
+}
+
+/// The value a reader sees for a field the writer never writes, as canonical JSON would show
+/// it (64-bit integers as strings, bytes as base64, enums by name).
+fn default_json(f: &FieldDescriptor) -> serde_json::Value {
+    use base64::Engine as _;
+    use prost_reflect::Value as V;
+    use serde_json::Value as J;
+    if f.is_map() {
+        return J::Object(serde_json::Map::new());
+    }
+    if is_repeated(f) {
+        return J::Array(Vec::new());
+    }
+    match f.default_value() {
+        V::Bool(b) => J::Bool(b),
+        V::I32(n) => J::from(n),
+        V::U32(n) => J::from(n),
+        V::I64(n) => J::String(n.to_string()),
+        V::U64(n) => J::String(n.to_string()),
+        V::F32(x) => {
+            serde_json::Number::from_f64(f64::from(x)).map_or(J::String(x.to_string()), J::Number)
+        }
+        V::F64(x) => serde_json::Number::from_f64(x).map_or(J::String(x.to_string()), J::Number),
+        V::String(s) => J::String(s),
+        V::Bytes(b) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        V::EnumNumber(n) => match f.kind() {
+            Kind::Enum(e) => e
+                .get_value(n)
+                .map_or(J::from(n), |v| J::String(v.name().to_owned())),
+            _ => J::from(n),
+        },
+        // An absent message field: unset.
+        V::Message(_) => J::Null,
+        V::List(_) => J::Array(Vec::new()),
+        V::Map(_) => J::Object(serde_json::Map::new()),
     }
 }
 

@@ -1,18 +1,35 @@
-//! The bytes → bytes executor for a compiled [`Plan`].
+//! The bytes → bytes executor for a compiled [`Plan`], and [`Plan::transcode`] over it.
 //!
 //! Owns: walking writer-encoded bytes once, field by field, and appending the reader encoding.
 //! Must not: allocate per field (the only allocations are `out` growing and a [`Lossiness`]
 //! entry when something is lost), panic or loop on hostile input, or consult descriptors.
 
-use super::plan::{
+use super::compile::{
     FieldPlan, Node, Op, Plan, WT_EGROUP, WT_I32, WT_I64, WT_LEN, WT_SGROUP, WT_VARINT,
 };
 use super::{Lossiness, MAX_DEPTH, TranscodeError, UnknownFields};
 
+impl Plan {
+    /// Transcodes one message: `input` is the writer-encoded payload AFTER the message indexes;
+    /// the reader-encoded bytes (no framing) are appended to `out`. On error `out` is left as
+    /// it was.
+    pub fn transcode<'p>(
+        &'p self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Lossiness<'p>, TranscodeError> {
+        if self.identity {
+            out.extend_from_slice(input);
+            return Ok(Lossiness::new(&self.sites));
+        }
+        run(self, input, out)
+    }
+}
+
 /// The largest field number protobuf allows.
 const MAX_FIELD_NUMBER: u64 = (1 << 29) - 1;
 
-pub(super) fn run<'p>(
+fn run<'p>(
     plan: &'p Plan,
     input: &[u8],
     out: &mut Vec<u8>,
