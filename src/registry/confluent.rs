@@ -32,9 +32,6 @@ pub struct ConfluentRegistry {
     settings: SrSettings,
     /// Our own calls (metadata, lookup, register); boxed, as `SchemaSource` holds this inline.
     rest: Box<Rest>,
-    /// For the few endpoints the library has no call for (`/config/{subject}`): the same TLS
-    /// settings and credentials, the same URLs in order.
-    raw: Box<RawClient>,
     /// Registered at the first request, not here: `run` builds the client (to check the config)
     /// before it installs the metrics recorder, and a handle registered before that is a no-op.
     requests: std::sync::OnceLock<RegistryRequestEvents>,
@@ -92,11 +89,9 @@ impl ConfluentRegistry {
                 path: key.into(),
                 message: format!("cannot build the registry HTTP client: {e}"),
             })?;
-        let raw = Box::new(RawClient::new(cfg).map_err(rekey)?);
         Ok(ConfluentRegistry {
             settings,
             rest: Box::new(Rest::new(all, rest_client, auth)),
-            raw,
             requests: std::sync::OnceLock::new(),
         })
     }
@@ -198,127 +193,8 @@ impl ConfluentRegistry {
     /// one): `GET /config/{subject}?defaultToGlobal=true`.
     pub async fn compatibility(&self, subject: &str) -> Result<String, RegistryError> {
         let what = format!("compatibility level of subject {subject}");
-        let result = self
-            .raw
-            .get(&["config", subject], &[("defaultToGlobal", "true")], &what)
-            .await
-            .and_then(|body| {
-                body.get("compatibilityLevel")
-                    .or_else(|| body.get("compatibility"))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-                    .ok_or_else(|| {
-                        RegistryError::Invalid(format!("{what}: no compatibilityLevel in {body}"))
-                    })
-            });
+        let result = self.rest.compatibility(subject, &what).await;
         self.count(result)
-    }
-}
-
-/// GET requests the library has no call for, classified as `classify` does.
-struct RawClient {
-    http: reqwest::Client,
-    urls: Vec<url::Url>,
-    auth: Option<RawAuth>,
-}
-
-enum RawAuth {
-    Basic(String, crate::config::Secret),
-    Bearer(crate::config::Secret),
-}
-
-impl RawClient {
-    fn new(cfg: &RegistryConfig) -> Result<Self, ConfigError> {
-        let at = |message: String| ConfigError {
-            path: "registry.url".into(),
-            message,
-        };
-        let urls = match &cfg.source {
-            RegistrySource::Urls(urls) => urls
-                .iter()
-                .map(|u| url::Url::parse(u).map_err(|e| at(format!("{u}: {e}"))))
-                .collect::<Result<Vec<_>, _>>()?,
-            RegistrySource::StaticDir(_) => Vec::new(),
-        };
-        let auth = match &cfg.auth {
-            Some(RegistryAuth::Basic { username, password }) => Some(RawAuth::Basic(
-                username.clone(),
-                password.read("registry.auth.basic")?,
-            )),
-            Some(RegistryAuth::Bearer { token }) => {
-                Some(RawAuth::Bearer(token.read("registry.auth.bearer")?))
-            }
-            None => None,
-        };
-        let http = tls::client_builder(cfg.tls.as_ref())?
-            .timeout(Duration::from_millis(cfg.timeout_ms))
-            .build()
-            .map_err(|e| ConfigError {
-                path: "registry".into(),
-                message: format!("cannot build the registry HTTP client: {e}"),
-            })?;
-        Ok(RawClient { http, urls, auth })
-    }
-
-    /// `GET {url}/{segments...}?{query}` on each URL in turn until one answers.
-    async fn get(
-        &self,
-        segments: &[&str],
-        query: &[(&str, &str)],
-        what: &str,
-    ) -> Result<serde_json::Value, RegistryError> {
-        let mut last = RegistryError::Transient(format!("{what}: no registry URL"));
-        for base in &self.urls {
-            let mut url = base.clone();
-            if let Ok(mut path) = url.path_segments_mut() {
-                path.pop_if_empty().extend(segments);
-            }
-            url.query_pairs_mut().extend_pairs(query);
-            let mut req = self
-                .http
-                .get(url)
-                .header("Accept", "application/vnd.schemaregistry.v1+json");
-            req = match &self.auth {
-                Some(RawAuth::Basic(user, password)) => {
-                    req.basic_auth(user, Some(password.expose()))
-                }
-                Some(RawAuth::Bearer(token)) => req.bearer_auth(token.expose()),
-                None => req,
-            };
-            let response = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    last = RegistryError::Transient(format!("{what}: {e}"));
-                    continue;
-                }
-            };
-            let status = response.status().as_u16();
-            let body: Option<serde_json::Value> = response.json().await.ok();
-            let code = body
-                .as_ref()
-                .and_then(|b| b.get("error_code"))
-                .and_then(|c| c.as_u64());
-            last = match (status, code) {
-                (200..=299, _) => {
-                    return body.ok_or_else(|| {
-                        RegistryError::Invalid(format!("{what}: the registry's answer is not JSON"))
-                    });
-                }
-                (404, Some(40401..=40403 | 40408)) => {
-                    return Err(RegistryError::NotFound(format!(
-                        "{what}: not found (HTTP 404, error_code {})",
-                        code.unwrap_or(0)
-                    )));
-                }
-                (422, _) => {
-                    return Err(RegistryError::Invalid(format!(
-                        "{what}: registry rejected the request (HTTP 422)"
-                    )));
-                }
-                _ => RegistryError::Transient(format!("{what}: HTTP {status}")),
-            };
-        }
-        Err(last)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The Confluent REST calls `schema_registry_converter` does not make: the newest version with
 //! given schema metadata (`GET /subjects/{subject}/metadata?key=..&value=..`), a lookup by
-//! schema text (`POST /subjects/{subject}`) and registration (`POST /subjects/{subject}/versions`).
+//! schema text (`POST /subjects/{subject}`), registration (`POST /subjects/{subject}/versions`)
+//! and a subject's compatibility level (`GET /config/{subject}`).
 //!
 //! Owns: building those requests (the subject percent-encoded as one path segment), trying the
 //! configured URLs in order while a registry is unavailable, and classifying answers exactly as
@@ -135,6 +136,31 @@ impl Rest {
                     "{what}: the answer is not a schema registry's id body: {e}"
                 ))
             })
+    }
+
+    /// The compatibility level that applies to `subject`: its own, else the registry's global
+    /// one (`GET /config/{subject}?defaultToGlobal=true`).
+    pub async fn compatibility(&self, subject: &str, what: &str) -> Result<String, RegistryError> {
+        let body = self
+            .call(
+                what,
+                &["config", subject],
+                &[("defaultToGlobal", "true")],
+                Method::Get,
+            )
+            .await?;
+        let level = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|b| {
+                b.get("compatibilityLevel")
+                    .or_else(|| b.get("compatibility"))
+                    .and_then(|v| v.as_str().map(str::to_string))
+            });
+        level.ok_or_else(|| {
+            RegistryError::Transient(format!(
+                "{what}: the answer is not a schema registry's config body"
+            ))
+        })
     }
 
     /// One request, to each URL in turn while the registry there is unavailable; the body of
