@@ -280,19 +280,11 @@ pub struct PartFile {
     /// Protobuf only: keep the bytes of fields the reader does not know (`preserve`, default),
     /// so a reader that re-encodes does not lose them, or strip them (`drop`).
     #[serde(default)]
-    pub unknown_fields: Option<UnknownFieldsPolicy>,
+    pub unknown_fields: Option<crate::protobuf::UnknownFields>,
     /// `framed` (default): Confluent-framed reader encoding. `json`: the reader-resolved value
     /// as JSON (Avro JSON encoding / protobuf canonical JSON), for consumers without a registry.
     #[serde(default)]
     pub output: Output,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnknownFieldsPolicy {
-    #[default]
-    Preserve,
-    Drop,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

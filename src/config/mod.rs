@@ -35,7 +35,7 @@ use thiserror::Error;
 
 pub use file::{
     DeliveryMode, ErrorPolicy, Format, KafkaCluster, LossyPolicy, Output, Partitioning,
-    PipelineConfig, SourceTopics, SubjectVersion, TelemetryConfig, UnknownFieldsPolicy,
+    PipelineConfig, SourceTopics, SubjectVersion, TelemetryConfig,
 };
 pub use kafka::ClientRole;
 pub use preflight::{Preflight, kafka_error_text};
@@ -163,7 +163,7 @@ pub struct PartConfig {
     pub dlq: Option<String>,
     pub on_lossy: LossyPolicy,
     /// Protobuf only.
-    pub unknown_fields: Option<UnknownFieldsPolicy>,
+    pub unknown_fields: Option<crate::protobuf::UnknownFields>,
     pub output: Output,
 }
 

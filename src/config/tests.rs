@@ -159,7 +159,7 @@ fn protobuf_only_keys_are_refused_elsewhere() {
     let c = Config::parse(&text).unwrap();
     assert_eq!(
         c.routes[0].value.unknown_fields,
-        Some(UnknownFieldsPolicy::Drop)
+        Some(crate::protobuf::UnknownFields::Drop)
     );
     assert_eq!(
         c.producer_config().get("allow.auto.create.topics"),

@@ -70,8 +70,10 @@ pub use schema::{build_pool, indexes_for_message, message_for_indexes};
 /// Matches the default recursion limit of the reference protobuf parsers.
 pub const MAX_DEPTH: u32 = 100;
 
-/// What to do with writer fields the reader does not declare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// What to do with writer fields the reader does not declare (a route part's
+/// `unknown_fields: preserve | drop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum UnknownFields {
     /// Copy their bytes through unchanged (the reader parses them as unknown fields and keeps
     /// them when it re-encodes).

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{ParsedSchema, ReaderSchema};
 use super::{FailureKind, PartFailure, ResolveError, fetch, load};
-use crate::config::{Format, PartConfig, ReaderSource, UnknownFieldsPolicy};
+use crate::config::{Format, PartConfig, ReaderSource};
 use crate::protobuf;
 use crate::registry::{Backoff, RegisteredSchema, RegistryError, SchemaKind, SchemaSource};
 use crate::wire::{MessageIndexes, SchemaId};
@@ -352,10 +352,7 @@ impl Readers {
             origin,
             message,
             output: part.output,
-            unknown_fields: match part.unknown_fields.unwrap_or_default() {
-                UnknownFieldsPolicy::Preserve => protobuf::UnknownFields::Preserve,
-                UnknownFieldsPolicy::Drop => protobuf::UnknownFields::Drop,
-            },
+            unknown_fields: part.unknown_fields.unwrap_or_default(),
         }))
     }
 
