@@ -25,7 +25,7 @@ use crate::avro;
 use crate::config::Output;
 use crate::config::{RegistryConfig, RegistrySource, SubjectVersion};
 use crate::protobuf::{self, UnknownFields};
-use crate::registry::{Backoff, SchemaKind, SchemaSource};
+use crate::registry::{Backoff, Format, SchemaSource};
 use crate::resolution::{Change, ChangeKind};
 use crate::schema::{
     CachePolicy, CompiledPlan, FailureKind, ParsedSchema, ReaderSchema, ResolveError, Schemas,
@@ -202,9 +202,9 @@ async fn load_side(
     let (origin, registered, source) = match arg {
         SchemaArg::File(path) => {
             let kind = if path.extension().is_some_and(|e| e == "proto") {
-                SchemaKind::Protobuf
+                Format::Protobuf
             } else {
-                SchemaKind::Avro
+                Format::Avro
             };
             let schema = parse_file(path, kind, &req.proto_paths).map_err(err)?;
             return side_of(path.display().to_string(), schema, message.as_deref()).map_err(err);

@@ -25,9 +25,7 @@ pub use verdict::{Level, LevelCheck, Loss, Verdict};
 
 use crate::config::{Config, Format, PartConfig, RouteConfig, SubjectVersion};
 use crate::protobuf;
-use crate::registry::{
-    Backoff, LookupError, RegistryError, SchemaKind, SchemaSource, retry_transient,
-};
+use crate::registry::{Backoff, LookupError, RegistryError, SchemaSource, retry_transient};
 use crate::schema::{CachePolicy, CompiledPlan, ParsedSchema, ReaderSchema, ResolveError, Schemas};
 use crate::wire::{MessageIndexes, SchemaId};
 
@@ -223,7 +221,7 @@ async fn check_all(config: &Config, opts: &CheckOptions) -> Result<Report, Check
         for (part, cfg) in [(Part::Key, &route.key), (Part::Value, &route.value)] {
             let at = format!("routes[{i}].{}.reader", part.name());
             let Some(reader) = ctx.reader(&at, cfg).await? else {
-                if cfg.format != Format::Passthrough || part == Part::Value {
+                if cfg.format.is_some() || part == Part::Value {
                     report
                         .skipped
                         .push(format!("{}.{}", route.name, part.name()));
@@ -315,9 +313,9 @@ impl Ctx {
             route: route.name.clone(),
             part,
             format: match cfg.format {
-                Format::Avro => "avro",
-                Format::Protobuf => "protobuf",
-                Format::Passthrough => "passthrough",
+                Some(Format::Avro) => "avro",
+                Some(Format::Protobuf) => "protobuf",
+                None => "passthrough",
             },
             reader: reader.origin.clone(),
             reader_id: reader.id,
@@ -329,10 +327,7 @@ impl Ctx {
             self.subject(&subject, reader, &mut pr).await?;
         }
         if let (Some(path), true) = (&opts.writer_schema, part == opts.part) {
-            let kind = match cfg.format {
-                Format::Protobuf => SchemaKind::Protobuf,
-                _ => SchemaKind::Avro,
-            };
+            let kind = cfg.format.unwrap_or(Format::Avro);
             let parsed = crate::schema::parse_file(path, kind, &[])
                 .map_err(|e| CheckError::Config(format!("--writer-schema: {e}")))?;
             let indexes = writer_message(&parsed, reader);

@@ -139,7 +139,7 @@ pub fn scan(config: &Config, routes: &[String], timeout: Duration) -> Result<See
             (Part::Key, &route.key, msg.key()),
             (Part::Value, &route.value, msg.payload()),
         ] {
-            if cfg.format == Format::Passthrough {
+            if cfg.format.is_none() {
                 continue;
             }
             let key = (route.name.clone(), part);
@@ -147,7 +147,7 @@ pub fn scan(config: &Config, routes: &[String], timeout: Duration) -> Result<See
             match framed {
                 Some(Ok(f)) => {
                     let indexes = match cfg.format {
-                        Format::Protobuf => match wire::parse_message_indexes(f.payload) {
+                        Some(Format::Protobuf) => match wire::parse_message_indexes(f.payload) {
                             Ok((idx, _)) => idx,
                             Err(_) => {
                                 *seen.unframed.entry(key).or_default() += 1;

@@ -265,7 +265,9 @@ pub enum Partitioning {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartFile {
-    pub format: Format,
+    /// `None`: passthrough.
+    #[serde(deserialize_with = "part_format")]
+    pub format: Option<Format>,
     /// The schema the downstream consumer reads. Required unless `format: passthrough`.
     #[serde(default)]
     pub reader: Option<ReaderFile>,
@@ -298,7 +300,7 @@ pub enum Output {
 impl PartFile {
     fn passthrough() -> Self {
         PartFile {
-            format: Format::Passthrough,
+            format: None,
             reader: None,
             on_error: ErrorPolicy::Dlq,
             dlq: None,
@@ -309,13 +311,27 @@ impl PartFile {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// A schema language: what a route part's messages are written in, and what a registered
+/// schema is. The one enum that names the two engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     Avro,
     Protobuf,
-    /// Bytes are forwarded unchanged.
-    Passthrough,
+}
+
+/// A part's `format:` key: `avro`, `protobuf`, or `passthrough` (`None`: bytes are forwarded
+/// unchanged).
+fn part_format<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Format>, D::Error> {
+    match String::deserialize(d)?.as_str() {
+        "avro" => Ok(Some(Format::Avro)),
+        "protobuf" => Ok(Some(Format::Protobuf)),
+        "passthrough" => Ok(None),
+        other => Err(serde::de::Error::unknown_variant(
+            other,
+            &["avro", "protobuf", "passthrough"],
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

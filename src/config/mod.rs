@@ -155,7 +155,8 @@ pub struct RouteConfig {
 /// How one part (key or value) of a route's messages is resolved.
 #[derive(Debug, Clone)]
 pub struct PartConfig {
-    pub format: Format,
+    /// The schema language, or `None` for passthrough (bytes forwarded unchanged).
+    pub format: Option<Format>,
     /// The schema the downstream consumer reads; `None` exactly when `format` is passthrough.
     pub reader: Option<ReaderConfig>,
     pub on_error: ErrorPolicy,

@@ -26,8 +26,11 @@ fn errors(text: &str) -> Vec<String> {
 #[test]
 fn good_config_parses_with_defaults() {
     let c = Config::parse(GOOD).unwrap();
-    assert_eq!(c.routes[0].value.format, Format::Avro);
-    assert_eq!(c.routes[0].key.format, Format::Passthrough);
+    assert_eq!(c.routes[0].value.format, Some(Format::Avro));
+    assert_eq!(
+        c.routes[0].key.format, None,
+        "a key without a format is passthrough"
+    );
     assert_eq!(c.routes[0].value.on_error, ErrorPolicy::Dlq);
     assert_eq!(
         c.routes[0].value.reader.as_ref().unwrap().source,

@@ -387,31 +387,31 @@ fn part(
 ) -> PartConfig {
     let key = |k: &str| format!("{at}.{k}");
     let reader = match (part.format, part.reader) {
-        (Format::Passthrough, Some(_)) => {
+        (None, Some(_)) => {
             p.add(
                 key("reader"),
                 "not used with `format: passthrough`; remove it",
             );
             None
         }
-        (Format::Passthrough, None) => None,
+        (None, None) => None,
         (_, None) => {
             p.add(key("reader"), "required for this format");
             None
         }
-        (format, Some(r)) => reader(at, format, r, readers, p),
+        (Some(format), Some(r)) => reader(at, format, r, readers, p),
     };
-    if part.format != Format::Protobuf && part.unknown_fields.is_some() {
+    if part.format != Some(Format::Protobuf) && part.unknown_fields.is_some() {
         p.add(key("unknown_fields"), "only used with `format: protobuf`");
     }
-    if part.format == Format::Passthrough && part.output != Output::Framed {
+    if part.format.is_none() && part.output != Output::Framed {
         p.add(
             key("output"),
             "`json` needs a schema: not used with `format: passthrough`",
         );
     }
     let needs_dlq = part.on_error == ErrorPolicy::Dlq || part.on_lossy == LossyPolicy::Dlq;
-    if part.format != Format::Passthrough && needs_dlq && part.dlq.is_none() {
+    if part.format.is_some() && needs_dlq && part.dlq.is_none() {
         p.add(
             key("dlq"),
             "required when `on_error` or `on_lossy` is `dlq` (the default for on_error)",

@@ -23,7 +23,7 @@ use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{self as src, RawError, SchemaType};
 
 use super::rest::Rest;
-use super::{RegisteredSchema, RegistryError, SchemaKind, SchemaReference, tls};
+use super::{Format, RegisteredSchema, RegistryError, SchemaReference, tls};
 use crate::config::{ConfigError, RegistryAuth, RegistryConfig, RegistrySource, SubjectVersion};
 use crate::telemetry::events::RegistryRequestEvents;
 use crate::wire::SchemaId;
@@ -147,7 +147,7 @@ impl ConfluentRegistry {
     pub async fn lookup(
         &self,
         subject: &str,
-        kind: SchemaKind,
+        kind: Format,
         text: &str,
         references: &[SchemaReference],
     ) -> Result<RegisteredSchema, RegistryError> {
@@ -158,7 +158,7 @@ impl ConfluentRegistry {
     pub async fn register(
         &self,
         subject: &str,
-        kind: SchemaKind,
+        kind: Format,
         text: &str,
         references: &[SchemaReference],
     ) -> Result<SchemaId, RegistryError> {
@@ -258,8 +258,8 @@ fn http_status(error: &str) -> Option<u16> {
 
 fn convert(what: &str, s: src::RegisteredSchema) -> Result<RegisteredSchema, RegistryError> {
     let kind = match &s.schema_type {
-        SchemaType::Avro => SchemaKind::Avro,
-        SchemaType::Protobuf => SchemaKind::Protobuf,
+        SchemaType::Avro => Format::Avro,
+        SchemaType::Protobuf => Format::Protobuf,
         other => {
             return Err(RegistryError::Invalid(format!(
                 "{what} is of type {other:?}, which schemabridge does not support"

@@ -23,18 +23,14 @@ pub use static_dir::{StaticDir, StaticEntry};
 use crate::config::{RegistryConfig, RegistrySource, SubjectVersion};
 use crate::wire::SchemaId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SchemaKind {
-    Avro,
-    Protobuf,
-}
+pub use crate::config::Format;
 
-impl SchemaKind {
+impl Format {
     /// The registry's `schemaType` value (absent means AVRO).
     pub fn from_registry(s: Option<&str>) -> Result<Self, String> {
         match s {
-            None | Some("AVRO") => Ok(SchemaKind::Avro),
-            Some("PROTOBUF") => Ok(SchemaKind::Protobuf),
+            None | Some("AVRO") => Ok(Format::Avro),
+            Some("PROTOBUF") => Ok(Format::Protobuf),
             Some(other) => Err(format!("schema type {other} is not supported")),
         }
     }
@@ -53,7 +49,7 @@ pub struct SchemaReference {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisteredSchema {
     pub id: SchemaId,
-    pub kind: SchemaKind,
+    pub kind: Format,
     pub text: String,
     pub references: Vec<SchemaReference>,
     pub subject: Option<String>,
@@ -142,7 +138,7 @@ impl SchemaSource {
     pub async fn lookup(
         &self,
         subject: &str,
-        kind: SchemaKind,
+        kind: Format,
         text: &str,
         references: &[SchemaReference],
     ) -> Result<RegisteredSchema, RegistryError> {
@@ -157,7 +153,7 @@ impl SchemaSource {
     pub async fn register(
         &self,
         subject: &str,
-        kind: SchemaKind,
+        kind: Format,
         text: &str,
         references: &[SchemaReference],
     ) -> Result<SchemaId, RegistryError> {

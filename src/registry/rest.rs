@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::Deserialize;
 
-use super::{RegisteredSchema, RegistryError, SchemaKind, SchemaReference};
+use super::{Format, RegisteredSchema, RegistryError, SchemaReference};
 use crate::config::Secret;
 use crate::wire::SchemaId;
 
@@ -95,7 +95,7 @@ impl Rest {
     pub async fn lookup(
         &self,
         subject: &str,
-        kind: SchemaKind,
+        kind: Format,
         text: &str,
         references: &[SchemaReference],
     ) -> Result<RegisteredSchema, RegistryError> {
@@ -115,7 +115,7 @@ impl Rest {
     pub async fn register(
         &self,
         subject: &str,
-        kind: SchemaKind,
+        kind: Format,
         text: &str,
         references: &[SchemaReference],
     ) -> Result<SchemaId, RegistryError> {
@@ -268,14 +268,14 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn request_body(kind: SchemaKind, text: &str, references: &[SchemaReference]) -> String {
+fn request_body(kind: Format, text: &str, references: &[SchemaReference]) -> String {
     let mut body = serde_json::Map::new();
     body.insert("schema".into(), text.into());
     body.insert(
         "schemaType".into(),
         match kind {
-            SchemaKind::Avro => "AVRO",
-            SchemaKind::Protobuf => "PROTOBUF",
+            Format::Avro => "AVRO",
+            Format::Protobuf => "PROTOBUF",
         }
         .into(),
     );
@@ -294,7 +294,7 @@ fn schema(what: &str, body: &[u8]) -> Result<RegisteredSchema, RegistryError> {
             "{what}: the answer is not a schema registry's schema body: {e}"
         ))
     })?;
-    let kind = SchemaKind::from_registry(b.schema_type.as_deref())
+    let kind = Format::from_registry(b.schema_type.as_deref())
         .map_err(|m| RegistryError::Invalid(format!("{what}: {m}")))?;
     Ok(RegisteredSchema {
         id: b.id,
@@ -312,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_lookup_body_is_confluents_and_references_only_when_present() {
-        let body = request_body(SchemaKind::Avro, "\"string\"", &[]);
+        let body = request_body(Format::Avro, "\"string\"", &[]);
         assert_eq!(body, r#"{"schema":"\"string\"","schemaType":"AVRO"}"#);
         let refs = [SchemaReference {
             name: "m.proto".into(),
@@ -320,7 +320,7 @@ mod tests {
             version: 2,
         }];
         let body: serde_json::Value =
-            serde_json::from_str(&request_body(SchemaKind::Protobuf, "x", &refs)).unwrap();
+            serde_json::from_str(&request_body(Format::Protobuf, "x", &refs)).unwrap();
         assert_eq!(
             body["references"],
             serde_json::json!([{"name": "m.proto", "subject": "m", "version": 2}])

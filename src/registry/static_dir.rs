@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{RegisteredSchema, RegistryError, SchemaKind, SchemaReference};
+use super::{Format, RegisteredSchema, RegistryError, SchemaReference};
 use crate::config::SubjectVersion;
 use crate::wire::SchemaId;
 
@@ -64,7 +64,7 @@ impl StaticDir {
     pub fn from_entries(entries: Vec<(StaticEntry, String)>) -> Result<Self, String> {
         let mut schemas: Vec<RegisteredSchema> = Vec::new();
         for (e, text) in entries {
-            let kind = SchemaKind::from_registry(e.schema_type.as_deref().map(|t| match t {
+            let kind = Format::from_registry(e.schema_type.as_deref().map(|t| match t {
                 "avro" => "AVRO",
                 "protobuf" => "PROTOBUF",
                 other => other,
@@ -153,11 +153,11 @@ impl StaticDir {
     pub fn lookup(
         &self,
         subject: &str,
-        kind: SchemaKind,
+        kind: Format,
         text: &str,
     ) -> Result<RegisteredSchema, RegistryError> {
         let json = |t: &str| serde_json::from_str::<serde_json::Value>(t).ok();
-        let wanted = (kind == SchemaKind::Avro).then(|| json(text)).flatten();
+        let wanted = (kind == Format::Avro).then(|| json(text)).flatten();
         self.schemas
             .iter()
             .filter(|s| s.subject.as_deref() == Some(subject) && s.kind == kind)
@@ -192,9 +192,9 @@ mod tests {
         std::fs::write(dir.path().join("b.proto"), "syntax = \"proto3\";").unwrap();
         let src = StaticDir::load(dir.path()).unwrap();
         let a = src.by_id(7).unwrap();
-        assert_eq!((a.kind, a.text.as_str()), (SchemaKind::Avro, "\"string\""));
+        assert_eq!((a.kind, a.text.as_str()), (Format::Avro, "\"string\""));
         let latest = src.by_subject("s", SubjectVersion::Latest).unwrap();
-        assert_eq!((latest.id, latest.kind), (9, SchemaKind::Protobuf));
+        assert_eq!((latest.id, latest.kind), (9, Format::Protobuf));
         assert_eq!(latest.references[0].subject, "m");
         assert_eq!(
             src.by_subject("s", SubjectVersion::Number(1)).unwrap().id,

@@ -10,21 +10,17 @@ use std::path::{Path, PathBuf};
 use super::ParsedSchema;
 use crate::avro;
 use crate::protobuf;
-use crate::registry::SchemaKind;
+use crate::registry::Format;
 
 /// `path` parsed as a `kind` schema; a `.proto` file's imports are read from `include` (or,
 /// when empty, the file's directory and its ancestors). Errors name the file.
-pub fn parse_file(
-    path: &Path,
-    kind: SchemaKind,
-    include: &[PathBuf],
-) -> Result<ParsedSchema, String> {
+pub fn parse_file(path: &Path, kind: Format, include: &[PathBuf]) -> Result<ParsedSchema, String> {
     let text = read(path)?;
     match kind {
-        SchemaKind::Avro => avro::Schema::parse_str(&text)
+        Format::Avro => avro::Schema::parse_str(&text)
             .map(ParsedSchema::Avro)
             .map_err(|e| format!("{}: not valid Avro: {e}", path.display())),
-        SchemaKind::Protobuf => {
+        Format::Protobuf => {
             let imports = proto_imports(path, &text, include)?;
             let main = path
                 .file_name()

@@ -30,8 +30,8 @@ use crate::avro;
 use crate::config::{PartConfig, SubjectVersion};
 use crate::protobuf;
 use crate::registry::{
-    Backoff, LookupError, RegisteredSchema, RegistryError, SchemaKind, SchemaReference,
-    SchemaSource, retry_transient,
+    Backoff, Format, LookupError, RegisteredSchema, RegistryError, SchemaReference, SchemaSource,
+    retry_transient,
 };
 use crate::wire::{MessageIndexes, SchemaId};
 
@@ -215,7 +215,7 @@ async fn load(
     };
     let refs = references(source, backoff, shutdown, s).await?;
     match s.kind {
-        SchemaKind::Avro => {
+        Format::Avro => {
             let text = if refs.is_empty() {
                 s.text.clone()
             } else {
@@ -227,7 +227,7 @@ async fn load(
                 .map(ParsedSchema::Avro)
                 .map_err(|e| invalid(format!("schema id {} is not valid Avro: {e}", s.id)))
         }
-        SchemaKind::Protobuf => {
+        Format::Protobuf => {
             let main = format!("schemabridge/schema-{}.proto", s.id);
             protobuf::build_pool(&main, &s.text, &refs)
                 .map(|pool| ParsedSchema::Protobuf { pool, main })

@@ -16,7 +16,7 @@ use super::plan::{ParsedSchema, ReaderSchema};
 use super::{FailureKind, PartFailure, ResolveError, fetch, load};
 use crate::config::{Format, PartConfig, ReaderSource};
 use crate::protobuf;
-use crate::registry::{Backoff, RegisteredSchema, RegistryError, SchemaKind, SchemaSource};
+use crate::registry::{Backoff, RegisteredSchema, RegistryError, SchemaSource};
 use crate::wire::{MessageIndexes, SchemaId};
 
 /// Bridge mode: the registry reader schemas are selected in, whose ids frame the output.
@@ -215,10 +215,8 @@ impl Readers {
             message,
             transient: false,
         };
-        let kind = match part.format {
-            Format::Avro => SchemaKind::Avro,
-            Format::Protobuf => SchemaKind::Protobuf,
-            Format::Passthrough => return Ok(None),
+        let Some(kind) = part.format else {
+            return Ok(None);
         };
         let (home, home_name) = self.home();
         let (registered, origin) = match &reader.source {
@@ -361,7 +359,7 @@ impl Readers {
         &self,
         attempts: Attempts,
         subject: &str,
-        kind: SchemaKind,
+        kind: Format,
         text: &str,
         references: &[crate::registry::SchemaReference],
         what: &str,
