@@ -121,8 +121,11 @@ async fn registry_client_needs_the_ca_and_the_client_certificate() {
     // OpenSSL saw both refusals come from our side.
     front.wait_logged("TLSV1_ALERT_UNKNOWN_CA", 2);
 
-    // The CA but no client certificate: the server refuses the handshake (TLS 1.3: the client
-    // learns it from the server's alert).
+    // The CA but no client certificate: the server refuses the handshake. With TLS 1.3 the
+    // client has finished its side before the server checks for a certificate, so it learns of
+    // the refusal from the server's alert, or (when it has already sent the request on the
+    // connection the server is closing) only as that connection closing; the server's log
+    // below says which refusal it was either way.
     let (ok_before, failed_before) = front.handshakes();
     let e = registry_source(&front.url, &tls_block(Some(&pki.ca), None))
         .by_id(v1_id)
@@ -131,8 +134,11 @@ async fn registry_client_needs_the_ca_and_the_client_certificate() {
     assert!(matches!(e, RegistryError::Transient(_)), "{e:?}");
     let text = e.to_string();
     assert!(
-        text.contains("CertificateRequired") || text.contains("HandshakeFailure"),
-        "the server's alert is named: {text}"
+        text.contains("CertificateRequired")
+            || text.contains("HandshakeFailure")
+            || text.contains("connection was not ready")
+            || text.contains("connection closed"),
+        "the server's alert, or the connection it closed, is named: {text}"
     );
     eprintln!("no client certificate: {text}");
     front.wait_logged("PEER_DID_NOT_RETURN_A_CERTIFICATE", 1);

@@ -345,6 +345,50 @@ async fn by_subject(
     }
 }
 
+/// A register or lookup body: the whole request, its `schema`, its `schemaType` (absent for
+/// AVRO) and its `references`.
+struct SchemaRequest {
+    req: Value,
+    schema: String,
+    schema_type: Option<String>,
+    references: Vec<Value>,
+}
+
+/// Parses a register or lookup body, or answers the registry's error for a body without one.
+fn schema_request(body: &[u8]) -> Result<SchemaRequest, Box<Response>> {
+    let invalid = |status, code, message| Box::new(error(status, code, message));
+    let Ok(req) = serde_json::from_slice::<Value>(body) else {
+        return Err(invalid(StatusCode::BAD_REQUEST, 400, "Unrecognized field"));
+    };
+    let Some(schema) = req
+        .get("schema")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return Err(invalid(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42201,
+            "Invalid schema: missing schema",
+        ));
+    };
+    let schema_type = req
+        .get("schemaType")
+        .and_then(Value::as_str)
+        .filter(|t| *t != "AVRO")
+        .map(str::to_string);
+    let references = req
+        .get("references")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    Ok(SchemaRequest {
+        req,
+        schema,
+        schema_type,
+        references,
+    })
+}
+
 async fn register(
     State(inner): Shared,
     Path(subject): Path<String>,
@@ -354,25 +398,16 @@ async fn register(
     if let Some(r) = inner.gate() {
         return r;
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, 400, "Unrecognized field");
+    let SchemaRequest {
+        req,
+        schema,
+        schema_type,
+        references,
+    } = match schema_request(&body) {
+        Ok(r) => r,
+        Err(answer) => return *answer,
     };
-    let Some(schema) = req.get("schema").and_then(Value::as_str) else {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            42201,
-            "Invalid schema: missing schema",
-        );
-    };
-    let schema_type = req
-        .get("schemaType")
-        .and_then(Value::as_str)
-        .filter(|t| *t != "AVRO");
-    let references = req
-        .get("references")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let (schema, schema_type) = (schema.as_str(), schema_type.as_deref());
     let properties: BTreeMap<String, String> = req
         .pointer("/metadata/properties")
         .and_then(Value::as_object)
@@ -397,25 +432,16 @@ async fn lookup(
     if let Some(r) = inner.gate() {
         return r;
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, 400, "Unrecognized field");
+    let SchemaRequest {
+        schema,
+        schema_type,
+        references,
+        ..
+    } = match schema_request(&body) {
+        Ok(r) => r,
+        Err(answer) => return *answer,
     };
-    let Some(schema) = req.get("schema").and_then(Value::as_str) else {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            42201,
-            "Invalid schema: missing schema",
-        );
-    };
-    let schema_type = req
-        .get("schemaType")
-        .and_then(Value::as_str)
-        .filter(|t| *t != "AVRO");
-    let references = req
-        .get("references")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let (schema, schema_type) = (schema.as_str(), schema_type.as_deref());
     if !inner.schemas.iter().any(|s| s.subject == subject) {
         return error(
             StatusCode::NOT_FOUND,
