@@ -513,3 +513,65 @@ async fn protobuf_routes_are_checked_with_their_unknown_field_policy() {
         assert!(w[2]["writer"].as_str().unwrap().ends_with("order_v2.proto"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_mode_checks_against_the_reader_in_the_target_registry_without_registering() {
+    // Writers in the source registry; the reader only in the target one, under other ids.
+    let source = registry_with_history(true).await;
+    let target = RegistryDouble::start().await;
+    for i in 0..4 {
+        target.register_avro(
+            "unrelated-value",
+            &format!(
+                "{{\"type\": \"fixed\", \"name\": \"F{i}\", \"size\": {}}}",
+                i + 1
+            ),
+        );
+    }
+    let reader_id = target.register_avro("orders-reader", ORDER_V1);
+    assert_ne!(reader_id, 1, "the target's ids differ from the source's");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &source.url, "127.0.0.1:9");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "routes:\n",
+        &format!(
+            "target_registry:\n  url: {}\n  register: true\nroutes:\n",
+            target.url
+        ),
+    );
+    std::fs::write(&cfg, text).unwrap();
+
+    let run = check(&["--config", cfg.to_str().unwrap(), "--format", "json"]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["parts"][0]["reader_id"], reader_id);
+    let verdicts: Vec<&str> = writers(&report)
+        .iter()
+        .map(|w| w["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["ok", "lossy", "incompatible"]);
+
+    // A reader the target lacks is a config error, and check does not register it even with
+    // `register: true` (that is `run`'s job).
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("subject: orders-reader", "subject: orders-value");
+    std::fs::write(&cfg, text).unwrap();
+    let before = target.requests();
+    let missing = check(&["--config", cfg.to_str().unwrap()]).await;
+    assert_eq!(missing.code, Some(2), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("orders-value"),
+        "{}",
+        missing.stderr
+    );
+    assert!(target.requests() > before, "the target registry was asked");
+    assert!(
+        target
+            .versions()
+            .iter()
+            .all(|(s, _, _)| s != "orders-value"),
+        "nothing registered: {:?}",
+        target.versions()
+    );
+}

@@ -26,7 +26,10 @@ pub use verdict::{Level, LevelCheck, Loss, Verdict};
 use crate::config::{Config, Format, PartConfig, RouteConfig, SubjectVersion};
 use crate::protobuf;
 use crate::registry::{Backoff, LookupError, RegistryError, SchemaSource, retry_transient};
-use crate::schema::{CachePolicy, CompiledPlan, ParsedSchema, ReaderSchema, ResolveError, Schemas};
+use crate::schema::{
+    CachePolicy, CompiledPlan, ParsedSchema, ReaderSchema, Readers, ResolveError, Schemas,
+    TargetRegistry,
+};
 use crate::wire::{MessageIndexes, SchemaId};
 
 /// What to check besides the registered history.
@@ -184,8 +187,19 @@ async fn check_all(config: &Config, opts: &CheckOptions) -> Result<Report, Check
         capacity: config.registry.cache_size,
         not_found_ttl: Duration::from_millis(config.registry.not_found_ttl_ms),
     };
+    // Bridge mode: readers are the target registry's, as the gateway selects them, but `check`
+    // never registers one (a reader missing there is reported, as `run` would fail on it).
+    let target = match &config.target_registry {
+        Some(t) => Some(TargetRegistry {
+            register: false,
+            ..TargetRegistry::from_config(t).map_err(|e| CheckError::Config(e.to_string()))?
+        }),
+        None => None,
+    };
+    let schemas = Schemas::new(source.clone(), backoff, policy, never.clone());
     let mut ctx = Ctx {
-        schemas: Schemas::new(source.clone(), backoff, policy, never.clone()),
+        readers: schemas.readers(target),
+        schemas,
         source,
         backoff,
         never,
@@ -249,6 +263,8 @@ async fn check_all(config: &Config, opts: &CheckOptions) -> Result<Report, Check
 
 struct Ctx {
     schemas: Schemas,
+    /// Reader selection (in the target registry in bridge mode).
+    readers: Readers,
     source: Arc<SchemaSource>,
     backoff: Backoff,
     /// Never cancelled: `check` bounds the whole run with a timeout instead.
@@ -275,7 +291,7 @@ impl Ctx {
         at: &str,
         part: &PartConfig,
     ) -> Result<Option<ReaderSchema>, CheckError> {
-        self.schemas
+        self.readers
             .reader(at, part)
             .await
             .map_err(|e| self.resolve_error(e))

@@ -22,8 +22,7 @@ use regex::Regex;
 
 use super::GatewayError;
 use super::resolve::{FailureKind, ReaderSchema, ResolveError, Resolver};
-use crate::config::{Config, PartConfig, Partitioning, RegistrySource, redact_url};
-use crate::registry::SchemaSource;
+use crate::config::{Config, PartConfig, Partitioning};
 use crate::schema::{Readers, RefreshError, TargetRegistry};
 use crate::telemetry::events::{self, RouteEvents};
 
@@ -236,20 +235,7 @@ impl RouteTable {
     /// starts the task that re-selects those that can change. `None` if shutdown came first.
     pub async fn build(cfg: &Config, resolver: &Resolver) -> Result<Option<Self>, GatewayError> {
         let target = match &cfg.target_registry {
-            Some(t) => Some(TargetRegistry {
-                source: Arc::new(SchemaSource::from_config(&t.registry)?),
-                register: t.register,
-                name: match &t.registry.source {
-                    RegistrySource::Urls(urls) => {
-                        let urls: Vec<String> = urls.iter().map(|u| redact_url(u)).collect();
-                        format!("the target registry (target_registry: {})", urls.join(", "))
-                    }
-                    RegistrySource::StaticDir(dir) => format!(
-                        "the target registry (target_registry.static_dir {})",
-                        dir.display()
-                    ),
-                },
-            }),
+            Some(t) => Some(TargetRegistry::from_config(t)?),
             None => None,
         };
         let readers = resolver.readers(target);

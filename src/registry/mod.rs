@@ -2,7 +2,7 @@
 //!
 //! Owns: fetching schema text by id, by subject/version and by subject + schema metadata,
 //! looking a schema up by its text under a subject and registering one (bridge mode's target
-//! registry), and classifying failures as transient (retry; never drop a message over it) or
+//! registry), a subject's versions and compatibility level (`check`), and classifying failures as transient (retry; never drop a message over it) or
 //! permanent (the id or subject does not exist). Must not: parse schemas (see `schema`), or
 //! know about Kafka.
 

@@ -1,11 +1,12 @@
 //! Schemas and plans: the public layer between the registry and everything that resolves
-//! records (the gateway's pipeline today; `check`, `explain` and the archive writer next).
+//! records (the gateway's pipeline, `check` and `explain`; the archive writer next).
 //!
 //! Owns: reader selection for a route part (`readers`: registry subject + version, newest
 //! version matching schema metadata, or a file; in the target registry in bridge mode), writer
 //! schemas by id (fetched, references resolved, parsed once), compiled plans per (writer,
 //! writer message, reader, unknown-field policy), the caches holding them, and retries while
-//! the registry is unavailable. Asking "what does writer W look like to reader R?" is async
+//! the registry is unavailable; and schema files (`files`: Avro, or `.proto` with its imports)
+//! for the commands that take one. Asking "what does writer W look like to reader R?" is async
 //! ([`Schemas::plan`]: it may fetch); applying the answer ([`CompiledPlan::apply`]) is not.
 //! Must not: touch Kafka, or parse the Confluent framing of a message (the caller does).
 

@@ -29,6 +29,30 @@ pub struct TargetRegistry {
     pub name: String,
 }
 
+impl TargetRegistry {
+    /// The target registry a config names (`target_registry`), if any: its client built (not
+    /// contacted) and its name for errors, URLs redacted.
+    pub fn from_config(
+        cfg: &crate::config::TargetRegistryConfig,
+    ) -> Result<Self, crate::config::ConfigError> {
+        use crate::config::{RegistrySource, redact_url};
+        Ok(TargetRegistry {
+            source: Arc::new(SchemaSource::from_config(&cfg.registry)?),
+            register: cfg.register,
+            name: match &cfg.registry.source {
+                RegistrySource::Urls(urls) => {
+                    let urls: Vec<String> = urls.iter().map(|u| redact_url(u)).collect();
+                    format!("the target registry (target_registry: {})", urls.join(", "))
+                }
+                RegistrySource::StaticDir(dir) => format!(
+                    "the target registry (target_registry.static_dir {})",
+                    dir.display()
+                ),
+            },
+        })
+    }
+}
+
 /// Reader selection; cheap to clone, used from any task.
 #[derive(Clone)]
 pub struct Readers {
