@@ -463,7 +463,9 @@ impl Ctx {
                 .await?
                 .map_err(|e| CheckError::Config(e.to_string()))?;
             let writer = format!("{subject} version {v} (id {})", registered.id);
-            let verdict = match self.schemas.writer(registered.id).await {
+            // Parsed from the answer already in hand (references fetched), not asked for
+            // again by id.
+            let verdict = match self.schemas.load(&registered).await.map(Arc::new) {
                 Ok(parsed) => {
                     let indexes = writer_message(&parsed, reader);
                     history.push((*v, parsed.clone()));
