@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::kafka::{Cluster, Input};
+use support::kafka::{Cluster, Input, RouteSpec};
 use support::orders::{ORDER_V1, ORDER_V2, framed};
 use support::protos::{proto, register_orders};
 use support::registry::RegistryDouble;
@@ -66,30 +66,19 @@ fn v2_field_is_optional(path: &str) -> bool {
     field.get("default").is_some()
 }
 
+/// A one-route config (the reference route, its reader under subject `orders-reader`), written
+/// to `dir`.
 fn config(dir: &Path, registry: &str, bootstrap: &str) -> PathBuf {
+    let route = RouteSpec {
+        reader_subject: "orders-reader",
+        ..RouteSpec::ORDERS
+    };
     let path = dir.join("schemabridge.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"source:
-  bootstrap_servers: "{bootstrap}"
-group_id: check-test
-registry:
-  url: {registry}
-  initial_backoff_ms: 10
-  max_backoff_ms: 100
-routes:
-  - name: orders
-    source: {{ topics: [orders] }}
-    target: orders-v1
-    value:
-      format: avro
-      reader: {{ subject: orders-reader, version: 1 }}
-      dlq: orders-dlq
-"#
-        ),
-    )
-    .unwrap();
+    let text = format!(
+        "source:\n  bootstrap_servers: \"{bootstrap}\"\ngroup_id: check-test\nregistry:\n  url: {registry}\n  initial_backoff_ms: 10\n  max_backoff_ms: 100\n{}",
+        route.yaml()
+    );
+    std::fs::write(&path, text).unwrap();
     path
 }
 

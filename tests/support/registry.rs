@@ -345,13 +345,13 @@ async fn by_subject(
     }
 }
 
-/// A register or lookup body: the whole request, its `schema`, its `schemaType` (absent for
-/// AVRO) and its `references`.
+/// A register or lookup body: its `schema`, `schemaType` (absent for AVRO), `references` and
+/// `metadata.properties`.
 struct SchemaRequest {
-    req: Value,
     schema: String,
     schema_type: Option<String>,
     references: Vec<Value>,
+    properties: BTreeMap<String, String>,
 }
 
 /// Parses a register or lookup body, or answers the registry's error for a body without one.
@@ -381,11 +381,20 @@ fn schema_request(body: &[u8]) -> Result<SchemaRequest, Box<Response>> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    let properties = req
+        .pointer("/metadata/properties")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(SchemaRequest {
-        req,
         schema,
         schema_type,
         references,
+        properties,
     })
 }
 
@@ -399,24 +408,15 @@ async fn register(
         return r;
     }
     let SchemaRequest {
-        req,
         schema,
         schema_type,
         references,
+        properties,
     } = match schema_request(&body) {
         Ok(r) => r,
         Err(answer) => return *answer,
     };
     let (schema, schema_type) = (schema.as_str(), schema_type.as_deref());
-    let properties: BTreeMap<String, String> = req
-        .pointer("/metadata/properties")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default();
     let id = inner.register(&subject, schema_type, schema, references, properties);
     ok(json!({ "id": id }))
 }
