@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::avro;
 use crate::config::Output;
-use crate::config::{RegistryConfig, RegistrySource, SubjectVersion};
+use crate::config::{RegistryConfig, SubjectVersion};
 use crate::protobuf::{self, UnknownFields};
 use crate::registry::{Backoff, Format, SchemaSource};
 use crate::resolution::{Change, ChangeKind};
@@ -170,18 +170,7 @@ pub async fn load(req: &Request) -> Result<(Side, Side), ExplainError> {
 }
 
 fn registry(url: &str) -> Result<Arc<SchemaSource>, ExplainError> {
-    let cfg = RegistryConfig {
-        source: RegistrySource::Urls(vec![url.to_owned()]),
-        auth: None,
-        timeout_ms: 10_000,
-        cache_size: 16,
-        not_found_ttl_ms: 60_000,
-        initial_backoff_ms: 100,
-        max_backoff_ms: 1_000,
-        tls: None,
-        reader_refresh_ms: 300_000,
-        key: "registry",
-    };
+    let cfg = RegistryConfig::for_url(url);
     crate::registry::ConfluentRegistry::new(&cfg)
         .map(|r| Arc::new(SchemaSource::Confluent(r)))
         .map_err(|e| ExplainError::Load {

@@ -523,7 +523,7 @@ impl ConfigFile {
     }
 }
 
-mod defaults {
+pub(super) mod defaults {
     pub const fn registry_timeout_ms() -> u64 {
         10_000
     }

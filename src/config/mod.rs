@@ -111,6 +111,26 @@ pub struct RegistryConfig {
     pub key: &'static str,
 }
 
+impl RegistryConfig {
+    /// A registry at `url` with every other setting at its default, for commands given only a
+    /// URL (`explain --registry`).
+    pub fn for_url(url: &str) -> Self {
+        use file::defaults;
+        RegistryConfig {
+            source: RegistrySource::Urls(vec![url.to_owned()]),
+            auth: None,
+            timeout_ms: defaults::registry_timeout_ms(),
+            cache_size: defaults::cache_size(),
+            not_found_ttl_ms: defaults::not_found_ttl_ms(),
+            initial_backoff_ms: defaults::initial_backoff_ms(),
+            max_backoff_ms: defaults::max_backoff_ms(),
+            tls: None,
+            reader_refresh_ms: defaults::reader_refresh_ms(),
+            key: "registry",
+        }
+    }
+}
+
 /// `target_registry:`: the registry whose ids the output is framed with (bridge mode).
 #[derive(Debug, Clone)]
 pub struct TargetRegistryConfig {
