@@ -1,0 +1,44 @@
+//! Archives: Avro object container files in and out, normalised to one reader schema.
+//!
+//! Owns: the container format (`container`), and `schemabridge transcode` (`transcode`), which
+//! rewrites a container file through the gateway's compiled plan. Must not: resolve schemas
+//! itself (`avro` does).
+
+mod container;
+mod transcode;
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::avro;
+pub use transcode::{TranscodeStats, read_datums, transcode_file};
+
+#[derive(Debug, Error)]
+pub enum ArchiveError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not an Avro object container file ({why})", path.display())]
+    Format { path: PathBuf, why: String },
+    #[error("{}: codec `{codec}` is not supported (null and deflate are)", path.display())]
+    Codec { path: PathBuf, codec: String },
+    #[error("{}: schema: {why}", path.display())]
+    Schema { path: PathBuf, why: String },
+    /// (The engine's errors are boxed to keep `Result<_, ArchiveError>` small.)
+    #[error("the writer schema of {} cannot be read as {}: {source}", input.display(), reader.display())]
+    Unresolvable {
+        input: PathBuf,
+        reader: PathBuf,
+        source: Box<avro::PlanError>,
+    },
+    #[error("{}: record {record} (block {block}): {source}", path.display())]
+    Datum {
+        path: PathBuf,
+        record: u64,
+        block: u64,
+        source: Box<avro::TranscodeError>,
+    },
+}
