@@ -1,10 +1,12 @@
 //! Archives: Avro object container files in and out, normalised to one reader schema.
 //!
-//! Owns: the container format (`container`), and `schemabridge transcode` (`transcode`), which
-//! rewrites a container file through the gateway's compiled plan. Must not: resolve schemas
-//! itself (`avro` does).
+//! Owns: the container format (`container`), the output seam every archive file is written
+//! through (`output`: one reader schema compiled once for output, a [`RecordFile`] per file,
+//! whatever the format), and `schemabridge transcode` (`transcode`), which rewrites a container
+//! file through the gateway's compiled plan. Must not: resolve schemas itself (`avro` does).
 
 mod container;
+pub mod output;
 mod transcode;
 
 use std::path::PathBuf;
@@ -12,6 +14,8 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::avro;
+pub use container::AvroCodec;
+pub use output::{FileFormat, ReaderSchema, RecordFile};
 pub use transcode::{TranscodeStats, read_datums, transcode_file};
 
 #[derive(Debug, Error)]
@@ -25,6 +29,9 @@ pub enum ArchiveError {
     Format { path: PathBuf, why: String },
     #[error("{}: codec `{codec}` is not supported (null and deflate are)", path.display())]
     Codec { path: PathBuf, codec: String },
+    /// Writing an output file (its sink or its format).
+    #[error("{why}")]
+    Output { why: String },
     #[error("{}: schema: {why}", path.display())]
     Schema { path: PathBuf, why: String },
     /// (The engine's errors are boxed to keep `Result<_, ArchiveError>` small.)
