@@ -6,7 +6,7 @@
 //! file through the gateway's compiled plan; the reader-bytes visitor every format is fed by
 //! (`shape`), and Parquet output (`parquet`, with the Arrow builders in `columnar`). Must not: resolve schemas itself (`avro` does).
 
-mod columnar;
+pub mod columnar;
 mod container;
 pub mod output;
 pub mod parquet;
