@@ -247,15 +247,15 @@ impl Columns {
                     Logical::TimeMicros => Arc::new(a.reinterpret_cast::<Time64MicrosecondType>()),
                     Logical::TimestampMillis | Logical::LocalTimestampMillis => {
                         let t = a.reinterpret_cast::<TimestampMillisecondType>();
-                        Arc::new(if tz { t.with_timezone_utc() } else { t })
+                        Arc::new(if tz { t.with_timezone("UTC") } else { t })
                     }
                     Logical::TimestampMicros | Logical::LocalTimestampMicros => {
                         let t = a.reinterpret_cast::<TimestampMicrosecondType>();
-                        Arc::new(if tz { t.with_timezone_utc() } else { t })
+                        Arc::new(if tz { t.with_timezone("UTC") } else { t })
                     }
                     Logical::TimestampNanos | Logical::LocalTimestampNanos => {
                         let t = a.reinterpret_cast::<TimestampNanosecondType>();
-                        Arc::new(if tz { t.with_timezone_utc() } else { t })
+                        Arc::new(if tz { t.with_timezone("UTC") } else { t })
                     }
                     _ => Arc::new(a),
                 }
