@@ -46,6 +46,17 @@ enum Command {
         #[arg(short, long, env = "SCHEMABRIDGE_CONFIG", hide_env_values = true)]
         config: PathBuf,
     },
+    /// Archive a route's source topics into rolling Avro files (`routes[].archive`: a local
+    /// directory or S3), partitioned `topic=T/dt=YYYY-MM-DD/`, every record exactly once, until
+    /// SIGTERM/SIGINT (then finish the open files, commit, exit 0).
+    Archive {
+        /// YAML config file with an archive route.
+        #[arg(short, long, env = "SCHEMABRIDGE_CONFIG", hide_env_values = true)]
+        config: PathBuf,
+        /// The route to archive (index into `routes`); the only archive route when absent.
+        #[arg(long, value_name = "N")]
+        route: Option<usize>,
+    },
     /// Run the whole job on an in-process Kafka mock cluster with embedded schemas, and print
     /// what a v1 consumer receives from v2 producers. Needs no network and nothing installed.
     Demo {
@@ -436,6 +447,28 @@ fn main() -> ExitCode {
                 }
                 result => report(result),
             }
+        }
+        Command::Archive { config, route } => {
+            telemetry::init_tracing("info", format);
+            let archive = async move {
+                let (cfg, source) = load_checked(&config).map_err(|e| {
+                    let indented: Vec<String> = e.0.iter().map(|e| format!("  {e}")).collect();
+                    anyhow::anyhow!(
+                        "{}: invalid configuration\n{}",
+                        config.display(),
+                        indented.join("\n")
+                    )
+                })?;
+                let index = schemabridge::archive::topic::pick_route(&cfg, route)?;
+                let timeout = std::time::Duration::from_millis(cfg.pipeline.shutdown_timeout_ms);
+                let shutdown = CancellationToken::new();
+                tokio::spawn(stop_on_signal(shutdown.clone(), timeout));
+                let summary =
+                    schemabridge::archive::topic::run(cfg, source, index, shutdown).await?;
+                tracing::info!(?summary, "stopped");
+                anyhow::Ok(())
+            };
+            report(runtime().and_then(|rt| rt.block_on(archive)))
         }
         Command::Demo { messages, samples } => {
             // The demo is read by a person (its report is on stdout): text unless asked for

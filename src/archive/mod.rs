@@ -3,10 +3,13 @@
 //! Owns: the container format (`container`), the output seam every archive file is written
 //! through (`output`: one reader schema compiled once for output, a [`RecordFile`] per file,
 //! whatever the format), and `schemabridge transcode` (`transcode`), which rewrites a container
-//! file through the gateway's compiled plan. Must not: resolve schemas itself (`avro` does).
+//! file through the gateway's compiled plan; `schemabridge archive` (`topic`), which writes a
+//! route's topics to rolling files in a local directory or S3 (`store`), exactly once. Must not: resolve schemas itself (`avro` does).
 
 mod container;
 pub mod output;
+pub mod store;
+pub mod topic;
 mod transcode;
 
 use std::path::PathBuf;

@@ -158,11 +158,35 @@ fn route(r: &RouteConfig) -> String {
         Some(re) => format!("topic_regex {re}"),
         None => format!("topics {}", r.source.topics.join(", ")),
     };
+    let to = match &r.archive {
+        None => format!(
+            "{} (partitioning {})",
+            r.target,
+            format!("{:?}", r.partitioning).to_lowercase()
+        ),
+        Some(a) => {
+            let store = match &a.store {
+                super::ArchiveStore::Local { dir } => format!("file://{}", dir.display()),
+                super::ArchiveStore::S3 {
+                    bucket,
+                    prefix,
+                    endpoint,
+                    ..
+                } => format!(
+                    "s3://{bucket}/{prefix} (endpoint {})",
+                    endpoint.as_deref().map_or("aws".into(), redact_url)
+                ),
+            };
+            format!(
+                "archive {store} format {:?} codec {:?} roll records {} bytes {} interval_ms {}",
+                a.format, a.codec, a.roll.records, a.roll.bytes, a.roll.interval_ms
+            )
+            .to_lowercase()
+        }
+    };
     format!(
-        "route {}: {from} → {} (partitioning {}); key {}; value {}",
+        "route {}: {from} → {to}; key {}; value {}",
         r.name,
-        r.target,
-        format!("{:?}", r.partitioning).to_lowercase(),
         part(&r.key),
         part(&r.value)
     )
