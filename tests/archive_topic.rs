@@ -10,9 +10,9 @@
 //!   and restarted, the S3 dataset still holds every record exactly once, and no listing ever
 //!   shows an incomplete object (a poller reads every object it ever sees).
 
-mod support;
 #[path = "support/moto.rs"]
 mod moto;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -53,7 +53,13 @@ struct Produced {
 /// `n` orders over `partitions` (every third written with v1, the rest with v2); the first
 /// half of each partition dated DAY_A, the rest a day later; plus, if `bad`, one unframed value
 /// in partition 1 in the middle.
-fn inputs(n: usize, partitions: i32, v1_id: u32, v2_id: u32, bad: bool) -> Vec<(Input, Option<(u32, Vec<u8>)>)> {
+fn inputs(
+    n: usize,
+    partitions: i32,
+    v1_id: u32,
+    v2_id: u32,
+    bad: bool,
+) -> Vec<(Input, Option<(u32, Vec<u8>)>)> {
     let v1 = Schema::parse_str(ORDER_V1).expect("v1");
     let v2 = Schema::parse_str(ORDER_V2).expect("v2");
     let mut rng = SplitMix(7);
@@ -168,7 +174,11 @@ impl Archiver {
 /// Checks, with fastavro, every file in `files` (local path, key): its records are, in order,
 /// fastavro's resolution to v1 of the inputs at the offsets its name covers (less dead
 /// letters), and each is dated as its directory says. Returns how many records it checked.
-fn check_with_fastavro(files: &[(PathBuf, String)], produced: &[Produced], dead: &BTreeSet<(i32, i64)>) -> usize {
+fn check_with_fastavro(
+    files: &[(PathBuf, String)],
+    produced: &[Produced],
+    dead: &BTreeSet<(i32, i64)>,
+) -> usize {
     let python = python_with(&[(FASTAVRO, "fastavro")]);
     let v1: serde_json::Value = serde_json::from_str(ORDER_V1).expect("v1");
     let v2: serde_json::Value = serde_json::from_str(ORDER_V2).expect("v2");
@@ -182,12 +192,19 @@ fn check_with_fastavro(files: &[(PathBuf, String)], produced: &[Produced], dead:
             }))
         })
         .collect();
-    let ids: BTreeSet<u32> = produced.iter().filter_map(|p| p.writer.as_ref().map(|w| w.0)).collect();
+    let ids: BTreeSet<u32> = produced
+        .iter()
+        .filter_map(|p| p.writer.as_ref().map(|w| w.0))
+        .collect();
     let writers: serde_json::Map<String, serde_json::Value> = ids
         .iter()
         .map(|id| {
             // The registry double numbers v1 first, v2 second.
-            let schema = if *id == *ids.iter().next().expect("id") { v1.clone() } else { v2.clone() };
+            let schema = if *id == *ids.iter().next().expect("id") {
+                v1.clone()
+            } else {
+                v2.clone()
+            };
             (id.to_string(), schema)
         })
         .collect();
@@ -195,7 +212,10 @@ fn check_with_fastavro(files: &[(PathBuf, String)], produced: &[Produced], dead:
         .iter()
         .map(|(path, key)| {
             let (_, p, first, last) = parse_file_name(key).expect("file name");
-            let dt = key.split('/').find_map(|s| s.strip_prefix("dt=")).expect("dt=");
+            let dt = key
+                .split('/')
+                .find_map(|s| s.strip_prefix("dt="))
+                .expect("dt=");
             serde_json::json!({"path": path, "p": p, "first": first, "last": last, "dt": dt})
         })
         .collect();
@@ -236,11 +256,20 @@ print(n)
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(manifest.to_string().as_bytes()).expect("write manifest");
+        stdin
+            .write_all(manifest.to_string().as_bytes())
+            .expect("write manifest");
     }
     let out = child.wait_with_output().expect("python");
-    assert!(out.status.success(), "fastavro check failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("count")
+    assert!(
+        out.status.success(),
+        "fastavro check failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("count")
 }
 
 fn hex(b: &[u8]) -> String {
@@ -260,7 +289,12 @@ fn ranges(keys: &[String]) -> BTreeMap<i32, Vec<(i64, i64)>> {
     for (p, r) in &mut out {
         r.sort();
         for w in r.windows(2) {
-            assert!(w[0].1 < w[1].0, "partition {p}: files {:?} and {:?} overlap", w[0], w[1]);
+            assert!(
+                w[0].1 < w[1].0,
+                "partition {p}: files {:?} and {:?} overlap",
+                w[0],
+                w[1]
+            );
         }
     }
     out
@@ -274,7 +308,9 @@ fn covered(produced: &[Produced], keys: &[String], dead: &BTreeSet<(i32, i64)>) 
             have.extend((first..=last).map(|o| (p, o)));
         }
     }
-    produced.iter().all(|p| have.contains(&(p.partition, p.offset)))
+    produced
+        .iter()
+        .all(|p| have.contains(&(p.partition, p.offset)))
 }
 
 fn local_files(root: &Path) -> Vec<String> {
@@ -302,7 +338,11 @@ async fn a_local_archive_holds_every_record_once_and_the_bad_one_is_dead_lettere
     let cluster = Cluster::start(&[(TOPIC, 3), (DLQ, 1)]);
     let (registry, v1_id, v2_id) = registry_with_orders().await;
     let produced = produce(&cluster, inputs(240, 3, v1_id, v2_id, true)).await;
-    let bad = produced.iter().find(|p| p.writer.is_none()).expect("bad input").clone();
+    let bad = produced
+        .iter()
+        .find(|p| p.writer.is_none())
+        .expect("bad input")
+        .clone();
 
     let archive = format!(
         "      url: \"file://{}\"\n      roll: {{ records: 30, interval_ms: 300 }}",
@@ -320,7 +360,11 @@ async fn a_local_archive_holds_every_record_once_and_the_bad_one_is_dead_lettere
             break;
         }
         assert!(run.process.running(), "archive exited:\n{}", run.log());
-        assert!(Instant::now() < deadline, "not every record archived in time:\n{keys:?}\n{}", run.log());
+        assert!(
+            Instant::now() < deadline,
+            "not every record archived in time:\n{keys:?}\n{}",
+            run.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let log = run.log.clone();
@@ -333,7 +377,10 @@ async fn a_local_archive_holds_every_record_once_and_the_bad_one_is_dead_lettere
     assert!(status.success(), "exit {status}:\n{}", run.log());
 
     let keys = local_files(&out);
-    assert!(keys.iter().all(|k| !k.contains('#')), "a staging file is left: {keys:?}");
+    assert!(
+        keys.iter().all(|k| !k.contains('#')),
+        "a staging file is left: {keys:?}"
+    );
     let by_partition = ranges(&keys);
     assert_eq!(by_partition.len(), 3, "{keys:?}");
     let dates: BTreeSet<&str> = keys.iter().filter_map(|k| k.split('/').nth(1)).collect();
@@ -348,17 +395,28 @@ async fn a_local_archive_holds_every_record_once_and_the_bad_one_is_dead_lettere
 
     // The bad record: in the DLQ with its original bytes and the reason.
     let dlq = cluster
-        .consume(&[DLQ], 1, Duration::from_secs(20), Duration::from_millis(300))
+        .consume(
+            &[DLQ],
+            1,
+            Duration::from_secs(20),
+            Duration::from_millis(300),
+        )
         .await;
     assert_eq!(dlq.len(), 1, "{dlq:?}");
     let d = &dlq[0];
-    assert_eq!(d.value.as_deref(), Some(&b"plain text, no Confluent framing"[..]));
+    assert_eq!(
+        d.value.as_deref(),
+        Some(&b"plain text, no Confluent framing"[..])
+    );
     assert_eq!(d.key.as_deref(), Some(&b"bad"[..]));
     assert_eq!(d.header("origin").as_deref(), Some("legacy"));
     assert_eq!(d.header(dlq_headers::KIND).as_deref(), Some("framing"));
     assert!(d.header(dlq_headers::ERROR).is_some_and(|e| !e.is_empty()));
     assert_eq!(d.header(dlq_headers::TOPIC).as_deref(), Some(TOPIC));
-    assert_eq!(d.header(dlq_headers::PARTITION), Some(bad.partition.to_string()));
+    assert_eq!(
+        d.header(dlq_headers::PARTITION),
+        Some(bad.partition.to_string())
+    );
     assert_eq!(d.header(dlq_headers::OFFSET), Some(bad.offset.to_string()));
     assert_eq!(d.header(dlq_headers::ROUTE).as_deref(), Some(ROUTE));
 }
@@ -366,7 +424,11 @@ async fn a_local_archive_holds_every_record_once_and_the_bad_one_is_dead_lettere
 /// Lists the bucket until stopped; reads every object the first time a listing shows it and
 /// records a failure unless it is a complete container holding as many records as its name's
 /// offset range.
-async fn poll_listings(store: Store, stop: tokio_util::sync::CancellationToken, failures: Arc<Mutex<Vec<String>>>) -> usize {
+async fn poll_listings(
+    store: Store,
+    stop: tokio_util::sync::CancellationToken,
+    failures: Arc<Mutex<Vec<String>>>,
+) -> usize {
     let mut seen = BTreeSet::new();
     while !stop.is_cancelled() {
         let listed = match store.list(&format!("topic={TOPIC}")).await {
@@ -383,20 +445,25 @@ async fn poll_listings(store: Store, stop: tokio_util::sync::CancellationToken, 
             let problem = match (parse_file_name(&key), store.read(&key).await) {
                 (None, _) => Some("not an archive file name".to_string()),
                 (_, Err(e)) => Some(format!("unreadable: {e}")),
-                (Some((_, _, first, last)), Ok(bytes)) => match apache_avro::Reader::new(&bytes[..]) {
-                    Err(e) => Some(format!("not a container: {e}")),
-                    Ok(r) => {
-                        let mut n = 0i64;
-                        let mut bad = None;
-                        for v in r {
-                            match v {
-                                Ok(_) => n += 1,
-                                Err(e) => bad = Some(format!("record {n}: {e}")),
+                (Some((_, _, first, last)), Ok(bytes)) => {
+                    match apache_avro::Reader::new(&bytes[..]) {
+                        Err(e) => Some(format!("not a container: {e}")),
+                        Ok(r) => {
+                            let mut n = 0i64;
+                            let mut bad = None;
+                            for v in r {
+                                match v {
+                                    Ok(_) => n += 1,
+                                    Err(e) => bad = Some(format!("record {n}: {e}")),
+                                }
                             }
+                            bad.or_else(|| {
+                                (n != last - first + 1)
+                                    .then(|| format!("{n} records for offsets {first}-{last}"))
+                            })
                         }
-                        bad.or_else(|| (n != last - first + 1).then(|| format!("{n} records for offsets {first}-{last}")))
                     }
-                },
+                }
             };
             if let Some(p) = problem {
                 failures.lock().unwrap().push(format!("{key}: {p}"));
@@ -408,26 +475,33 @@ async fn poll_listings(store: Store, stop: tokio_util::sync::CancellationToken, 
 }
 
 /// Commits offset 0 for every partition in `group` (as if the commits after uploads had been
-/// lost in a crash), retrying while the killed member is still in the group.
+/// lost in a crash): joins the group (once the killed member's session has expired), commits,
+/// leaves.
 fn rewind(bootstrap: &str, group: &str, partitions: i32) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "3000")
+        .set("heartbeat.interval.ms", "300")
         .create()
         .expect("consumer");
+    consumer.subscribe(&[TOPIC]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while consumer.assignment().map_or(0, |a| a.count()) < partitions as usize {
+        assert!(Instant::now() < deadline, "rewind {group}: no assignment");
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(TOPIC, p, Offset::Offset(0)).expect("offset");
+        tpl.add_partition_offset(TOPIC, p, Offset::Offset(0))
+            .expect("offset");
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => return,
-            Err(e) => assert!(Instant::now() < deadline, "rewind {group}: {e}"),
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .unwrap_or_else(|e| panic!("rewind {group}: {e}"));
+    consumer.unsubscribe();
+    let _ = consumer.poll(Duration::from_millis(100));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,7 +526,8 @@ async fn b_sigkilled_and_restarted_the_s3_archive_holds_every_record_exactly_onc
     let group = format!("archive-b-{}", std::process::id());
     let yaml = config_yaml(&cluster.bootstrap, &registry.url, &group, &archive);
     let cfg = Config::parse(&yaml).expect("config");
-    let store = Store::open("test", cfg.routes[0].archive.as_ref().expect("archive")).expect("store");
+    let store =
+        Store::open("test", cfg.routes[0].archive.as_ref().expect("archive")).expect("store");
 
     let stop = tokio_util::sync::CancellationToken::new();
     let failures = Arc::new(Mutex::new(Vec::new()));
@@ -496,7 +571,11 @@ async fn b_sigkilled_and_restarted_the_s3_archive_holds_every_record_exactly_onc
     let n = wait_for("first upload", &mut run, 1).await;
     run.process.kill();
     // The commits for those files are lost, as if the crash came before them.
-    rewind(&cluster.bootstrap, &format!("{group}-archive-{ROUTE}"), partitions);
+    rewind(
+        &cluster.bootstrap,
+        &format!("{group}-archive-{ROUTE}"),
+        partitions,
+    );
 
     // 2 and 3: killed again once a few more files went up.
     let mut n = n;
@@ -515,7 +594,11 @@ async fn b_sigkilled_and_restarted_the_s3_archive_holds_every_record_exactly_onc
             break;
         }
         assert!(run.process.running(), "archive exited:\n{}", run.log());
-        assert!(Instant::now() < deadline, "not every record archived in time:\n{}", run.log());
+        assert!(
+            Instant::now() < deadline,
+            "not every record archived in time:\n{}",
+            run.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let log = run.log.clone();
@@ -529,7 +612,10 @@ async fn b_sigkilled_and_restarted_the_s3_archive_holds_every_record_exactly_onc
     stop.cancel();
     let seen = poller.await.expect("poller");
     let failures = failures.lock().unwrap().clone();
-    assert!(failures.is_empty(), "listings showed incomplete objects: {failures:#?}");
+    assert!(
+        failures.is_empty(),
+        "listings showed incomplete objects: {failures:#?}"
+    );
 
     let keys = listed().await;
     assert!(seen >= keys.len(), "the poller saw every final object");
@@ -556,5 +642,7 @@ async fn b_sigkilled_and_restarted_the_s3_archive_holds_every_record_exactly_onc
 
 /// Whether moto's log shows a completed multipart upload (`POST ...?uploadId=`).
 fn moto_multipart_seen(log: &Path) -> bool {
-    std::fs::read_to_string(log).unwrap_or_default().contains("uploadId=")
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("uploadId=")
 }
