@@ -41,25 +41,22 @@ const ROUTE: &str = "orders-archive";
 const DAY_A: i64 = 1_795_521_600_000;
 const DAY_MS: i64 = 86_400_000;
 
+/// A framed input's writer schema id and datum (`None`: not framed).
+type Writer = Option<(u32, Vec<u8>)>;
+
 /// One produced input: where it landed, and (for a framed one) its writer id and datum.
 #[derive(Clone, Debug)]
 struct Produced {
     partition: i32,
     offset: i64,
     timestamp: i64,
-    writer: Option<(u32, Vec<u8>)>,
+    writer: Writer,
 }
 
 /// `n` orders over `partitions` (every third written with v1, the rest with v2); the first
 /// half of each partition dated DAY_A, the rest a day later; plus, if `bad`, one unframed value
 /// in partition 1 in the middle.
-fn inputs(
-    n: usize,
-    partitions: i32,
-    v1_id: u32,
-    v2_id: u32,
-    bad: bool,
-) -> Vec<(Input, Option<(u32, Vec<u8>)>)> {
+fn inputs(n: usize, partitions: i32, v1_id: u32, v2_id: u32, bad: bool) -> Vec<(Input, Writer)> {
     let v1 = Schema::parse_str(ORDER_V1).expect("v1");
     let v2 = Schema::parse_str(ORDER_V2).expect("v2");
     let mut rng = SplitMix(7);
@@ -97,7 +94,7 @@ fn inputs(
     out
 }
 
-async fn produce(cluster: &Cluster, items: Vec<(Input, Option<(u32, Vec<u8>)>)>) -> Vec<Produced> {
+async fn produce(cluster: &Cluster, items: Vec<(Input, Writer)>) -> Vec<Produced> {
     let (ins, writers): (Vec<Input>, Vec<_>) = items.into_iter().unzip();
     let at = cluster.produce(TOPIC, &ins).await;
     at.into_iter()
@@ -545,7 +542,6 @@ async fn b_sigkilled_and_restarted_the_s3_archive_holds_every_record_exactly_onc
         }
     };
     let wait_for = |what: &'static str, run: &mut Archiver, at_least: usize| {
-        let listed = listed.clone();
         let deadline = Instant::now() + Duration::from_secs(60);
         let log = run.log.clone();
         let alive = run.process.running();

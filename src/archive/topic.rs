@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
@@ -184,7 +184,7 @@ pub async fn run(
     if removed > 0 {
         tracing::info!(route = %route.name, removed, "removed unfinished uploads left by an earlier run");
     }
-    let mut schemas = Schemas::new(
+    let schemas = Schemas::new(
         Arc::new(source),
         Backoff::from_config(&cfg.registry),
         CachePolicy {
@@ -215,7 +215,6 @@ pub async fn run(
         ..reader
     };
     tracing::info!(route = %route.name, reader_id = reader.id, origin = %reader.origin, store = store.url(), "archiving");
-    let _ = &mut schemas;
     let runtime = Handle::current();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let job = Job {
@@ -667,10 +666,12 @@ impl Job {
             .iter()
             .any(|p| p.dlq.is_some());
         let dlq = if needs_dlq {
+            // Idempotent, never transactional: a dead letter is flushed before the commit
+            // that passes it (at-least-once, whatever `pipeline.delivery` says for `run`).
+            let mut pc = self.cfg.producer_config();
+            pc.remove("transactional.id");
             Some(
-                self.cfg
-                    .producer_config()
-                    .create_with_context::<_, BaseProducer<DlqContext>>(DlqContext::default())
+                pc.create_with_context::<_, BaseProducer<DlqContext>>(DlqContext::default())
                     .map_err(self.client_err("dead-letter producer"))?,
             )
         } else {
@@ -794,7 +795,7 @@ impl Job {
         shared.summary.consumed += 1;
         let Some(input) = m.payload() else {
             shared.summary.tombstones += 1;
-            return self.dealt_with(shared, &key, offset, None);
+            return self.dealt_with(shared, &key, offset);
         };
         value.clear();
         lossy.clear();
@@ -872,7 +873,6 @@ impl Job {
         shared: &mut Shared,
         key: &(String, i32),
         offset: i64,
-        _why: Option<&str>,
     ) -> Result<(), TopicError> {
         if let Some(s) = shared.parts.get_mut(key) {
             s.consumed = Some(offset + 1);
@@ -970,11 +970,11 @@ impl Job {
                 }
                 tracing::warn!(route = %self.route.name, topic = m.topic(), partition = m.partition(), offset = m.offset(), kind = f.kind.as_str(), reason = %f.message, "dead letter");
                 shared.summary.dead_lettered += 1;
-                self.dealt_with(shared, key, m.offset(), Some("dead letter"))
+                self.dealt_with(shared, key, m.offset())
             }
             (ErrorPolicy::Skip, _, _) => {
                 shared.summary.skipped += 1;
-                self.dealt_with(shared, key, m.offset(), Some("skipped"))
+                self.dealt_with(shared, key, m.offset())
             }
             _ => Err(TopicError::Halted {
                 route: self.route.name.clone(),
@@ -1011,7 +1011,6 @@ fn dead_letter_headers(m: &BorrowedMessage<'_>, route: &str, f: &PartFailure) ->
             });
         }
     }
-    let _ = h.count();
     h
 }
 
