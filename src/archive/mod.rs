@@ -16,7 +16,7 @@ use thiserror::Error;
 use crate::avro;
 pub use container::AvroCodec;
 pub use output::{FileFormat, ReaderSchema, RecordFile};
-pub use transcode::{TranscodeStats, read_datums, transcode_file};
+pub use transcode::{InputStats, TranscodeStats, common_codec, read_datums, transcode_files};
 
 #[derive(Debug, Error)]
 pub enum ArchiveError {
@@ -35,10 +35,11 @@ pub enum ArchiveError {
     #[error("{}: schema: {why}", path.display())]
     Schema { path: PathBuf, why: String },
     /// (The engine's errors are boxed to keep `Result<_, ArchiveError>` small.)
-    #[error("the writer schema of {} cannot be read as {}: {source}", input.display(), reader.display())]
+    #[error("the writer schema of {} cannot be read as {reader}: {source}", input.display())]
     Unresolvable {
         input: PathBuf,
-        reader: PathBuf,
+        /// Where the reader schema came from (a file, a registry subject and version).
+        reader: String,
         source: Box<avro::PlanError>,
     },
     #[error("{}: record {record} (block {block}): {source}", path.display())]

@@ -50,6 +50,13 @@ pub enum FileFormat {
 }
 
 impl FileFormat {
+    /// `Avro (deflate)`, for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            FileFormat::Avro { codec } => format!("Avro ({} codec)", codec.name()),
+        }
+    }
+
     /// The file name extension, without the dot.
     pub fn extension(&self) -> &'static str {
         match self {
