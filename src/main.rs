@@ -299,6 +299,29 @@ enum BenchCommand {
         #[arg(long)]
         keep_logs: bool,
     },
+    /// Reference records written with several writer schemas (default: the orders v2 and v1
+    /// pair, mixed), normalised to the reader schema and written to Parquet: schemabridge (plan,
+    /// visitor, Arrow, Parquet) against apache-avro values + Arrow builders with the same
+    /// writer options; the last line is `ratio: N.N` (schemabridge / apache-avro records/s).
+    Archive {
+        /// A writer schema (repeat for several; records alternate between them).
+        #[arg(long = "writer-schema", value_name = "W.avsc", required = true)]
+        writer_schemas: Vec<PathBuf>,
+        #[arg(long, value_name = "R.avsc")]
+        reader_schema: PathBuf,
+        /// Records to generate (spread evenly over the writer schemas).
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+        /// Seconds to run each engine for (at least one pass over the records).
+        #[arg(long, default_value_t = 4.0)]
+        seconds: f64,
+        /// Parquet compression: zstd, zstd:LEVEL, snappy or none.
+        #[arg(long, default_value = "zstd")]
+        compression: String,
+        /// Row group size in bytes (estimated encoded size).
+        #[arg(long, default_value_t = 128 * 1024 * 1024)]
+        row_group_bytes: u64,
+    },
     /// `bench pipeline`'s contender (a): copies records from --from to --to until SIGTERM.
     #[command(hide = true)]
     CopyLoop {
@@ -413,6 +436,25 @@ fn main() -> ExitCode {
                 keep_logs,
             },
         )),
+        Command::Bench(BenchCommand::Archive {
+            writer_schemas,
+            reader_schema,
+            records,
+            seconds,
+            compression,
+            row_group_bytes,
+        }) => report(
+            schemabridge::bench::archive::run(&schemabridge::bench::archive::ArchiveArgs {
+                writer_schemas,
+                reader_schema,
+                records,
+                seconds,
+                compression,
+                row_group_bytes,
+            })
+            .map(|table| println!("{table}"))
+            .map_err(anyhow::Error::msg),
+        ),
         Command::Bench(BenchCommand::CopyLoop {
             bootstrap_servers,
             from,

@@ -3,16 +3,21 @@
 //! Owns: the container format (`container`), the output seam every archive file is written
 //! through (`output`: one reader schema compiled once for output, a [`RecordFile`] per file,
 //! whatever the format), and `schemabridge transcode` (`transcode`), which rewrites a container
-//! file through the gateway's compiled plan. Must not: resolve schemas itself (`avro` does).
+//! file through the gateway's compiled plan; the reader-bytes visitor every format is fed by
+//! (`shape`), and Parquet output (`parquet`, with the Arrow builders in `columnar`). Must not: resolve schemas itself (`avro` does).
 
+pub mod columnar;
 mod container;
 pub mod output;
+pub mod parquet;
+pub mod shape;
 mod transcode;
 
 use std::path::PathBuf;
 
 use thiserror::Error;
 
+pub use self::parquet::{ParquetCompression, ParquetOptions};
 use crate::avro;
 pub use container::AvroCodec;
 pub use output::{FileFormat, ReaderSchema, RecordFile};
