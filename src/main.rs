@@ -119,20 +119,11 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
     },
-    /// Rewrite an Avro object container file (writer schema from its header) into one written
-    /// with READER's schema, through the gateway's compiled plan. Same codec as the input (null,
-    /// deflate). On any error OUTPUT is not created.
-    Transcode {
-        /// The reader schema (.avsc).
-        #[arg(long, value_name = "READER.avsc")]
-        reader_schema: PathBuf,
-        /// Input container file.
-        #[arg(value_name = "INPUT.avro")]
-        input: PathBuf,
-        /// Output container file (replaced only on success).
-        #[arg(value_name = "OUTPUT.avro")]
-        output: PathBuf,
-    },
+    /// Rewrite Avro object container files, each written with its own writer schema (from its
+    /// header), into ONE file written with the reader schema, through the gateway's compiled
+    /// plan: `transcode --reader-schema R.avsc -o OUT 'archive/*.avro' more.avro`, or the short
+    /// form `transcode --reader-schema R.avsc IN OUT`. On any error OUTPUT is not created.
+    Transcode(TranscodeArgs),
     /// Benchmarks, printed as a table.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -183,6 +174,48 @@ struct ExplainArgs {
     sample: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = OutputArg::Table)]
     format: OutputArg,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("reader").required(true).args(["reader_schema", "reader_subject"])))]
+struct TranscodeArgs {
+    /// The reader schema file (.avsc).
+    #[arg(long, value_name = "READER.avsc")]
+    reader_schema: Option<PathBuf>,
+    /// A Confluent-compatible schema registry, for --reader-subject.
+    #[arg(long, value_name = "URL")]
+    registry: Option<String>,
+    /// The reader schema by registry subject...
+    #[arg(long, value_name = "SUBJECT", requires = "registry")]
+    reader_subject: Option<String>,
+    /// ...at this version (a number or `latest`).
+    #[arg(long, value_name = "V|latest", default_value = "latest", value_parser = parse_version, requires = "reader_subject")]
+    reader_version: schemabridge::config::SubjectVersion,
+    /// The output file (replaced only on success). Without it, the last FILE is the output
+    /// and exactly one input must come before it.
+    #[arg(short, long, value_name = "OUT")]
+    output: Option<PathBuf>,
+    /// Output format; default from OUT's extension (`.parquet`: parquet, otherwise avro).
+    #[arg(long, value_enum)]
+    to: Option<ToArg>,
+    /// Avro output codec; default the inputs' codec when they all have the same, else deflate.
+    #[arg(long, value_enum)]
+    codec: Option<CodecArg>,
+    /// Input container files, read in order; a pattern (`'archive/*.avro'`, quoted so that the
+    /// shell leaves it alone) stands for the files it matches, sorted by name.
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ToArg {
+    Avro,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CodecArg {
+    Null,
+    Deflate,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -277,6 +310,29 @@ enum BenchCommand {
         #[arg(long)]
         keep_logs: bool,
     },
+    /// Reference records written with several writer schemas (default: the orders v2 and v1
+    /// pair, mixed), normalised to the reader schema and written to Parquet: schemabridge (plan,
+    /// visitor, Arrow, Parquet) against apache-avro values + Arrow builders with the same
+    /// writer options; the last line is `ratio: N.N` (schemabridge / apache-avro records/s).
+    Archive {
+        /// A writer schema (repeat for several; records alternate between them).
+        #[arg(long = "writer-schema", value_name = "W.avsc", required = true)]
+        writer_schemas: Vec<PathBuf>,
+        #[arg(long, value_name = "R.avsc")]
+        reader_schema: PathBuf,
+        /// Records to generate (spread evenly over the writer schemas).
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+        /// Seconds to run each engine for (at least one pass over the records).
+        #[arg(long, default_value_t = 4.0)]
+        seconds: f64,
+        /// Parquet compression: zstd, zstd:LEVEL, snappy or none.
+        #[arg(long, default_value = "zstd")]
+        compression: String,
+        /// Row group size in bytes (estimated encoded size).
+        #[arg(long, default_value_t = 128 * 1024 * 1024)]
+        row_group_bytes: u64,
+    },
     /// `bench pipeline`'s contender (a): copies records from --from to --to until SIGTERM.
     #[command(hide = true)]
     CopyLoop {
@@ -353,31 +409,7 @@ fn main() -> ExitCode {
             };
             check(&config, &opts, report_format, strict)
         }
-        Command::Transcode {
-            reader_schema,
-            input,
-            output,
-        } => report(
-            schemabridge::archive::transcode_file(&input, &reader_schema, &output)
-                .map(|s| {
-                    println!(
-                        "{}: {} records in {} blocks ({} codec) written with {}",
-                        output.display(),
-                        s.records,
-                        s.blocks,
-                        s.codec,
-                        reader_schema.display()
-                    );
-                    if !s.dropped_fields.is_empty() {
-                        println!(
-                            "writer fields not in the reader schema: {} ({} records held data in them)",
-                            s.dropped_fields.join(", "),
-                            s.lossy_records
-                        );
-                    }
-                })
-                .map_err(anyhow::Error::from),
-        ),
+        Command::Transcode(args) => report(transcode(args)),
         Command::Bench(BenchCommand::Transcode {
             writer_schema,
             reader_schema,
@@ -415,6 +447,25 @@ fn main() -> ExitCode {
                 keep_logs,
             },
         )),
+        Command::Bench(BenchCommand::Archive {
+            writer_schemas,
+            reader_schema,
+            records,
+            seconds,
+            compression,
+            row_group_bytes,
+        }) => report(
+            schemabridge::bench::archive::run(&schemabridge::bench::archive::ArchiveArgs {
+                writer_schemas,
+                reader_schema,
+                records,
+                seconds,
+                compression,
+                row_group_bytes,
+            })
+            .map(|table| println!("{table}"))
+            .map_err(anyhow::Error::msg),
+        ),
         Command::Bench(BenchCommand::CopyLoop {
             bootstrap_servers,
             from,
@@ -536,6 +587,109 @@ fn check(
             ExitCode::from(2)
         }
     }
+}
+
+fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
+    use schemabridge::archive::{self, AvroCodec, FileFormat, ReaderSchema};
+    use schemabridge::schema::ParsedSchema;
+    use schemabridge::schema::arg::{self, SchemaArg};
+
+    let mut files = args.files;
+    let output = match args.output {
+        Some(o) => o,
+        None if files.len() == 2 => PathBuf::from(files.pop().unwrap_or_default()),
+        None => anyhow::bail!(
+            "give the output file with --output OUT (without it, transcode takes exactly one \
+             input and then the output; {} files were given)",
+            files.len()
+        ),
+    };
+    let inputs = expand_inputs(&files)?;
+    let reader_arg = match (args.reader_schema, args.reader_subject) {
+        (Some(file), _) => SchemaArg::File(file),
+        (None, Some(subject)) => SchemaArg::Subject {
+            subject,
+            version: args.reader_version,
+        },
+        (None, None) => anyhow::bail!("give --reader-schema FILE or --reader-subject SUBJECT"),
+    };
+    let registry = match &args.registry {
+        Some(url) => Some(arg::registry_at(url).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (origin, reader) = rt
+        .block_on(arg::load(&reader_arg, registry.as_ref(), &[]))
+        .map_err(anyhow::Error::msg)?;
+    let ParsedSchema::Avro(reader) = reader else {
+        anyhow::bail!("{origin}: transcode writes Avro records; this is a Protobuf schema");
+    };
+    let reader = ReaderSchema::new(reader)?;
+    let to = args.to.unwrap_or(ToArg::Avro);
+    let format = match to {
+        ToArg::Avro => FileFormat::Avro {
+            codec: match args.codec {
+                Some(CodecArg::Null) => AvroCodec::Null,
+                Some(CodecArg::Deflate) => AvroCodec::Deflate,
+                None => archive::common_codec(&inputs)?,
+            },
+        },
+    };
+    let stats = archive::transcode_files(&inputs, &reader, &origin, format, &output)?;
+    for input in &stats.inputs {
+        let how = if input.identity {
+            "already the reader schema".to_string()
+        } else if input.dropped_fields.is_empty() {
+            "resolved".to_string()
+        } else {
+            format!(
+                "resolved; writer fields not in the reader schema: {} ({} records held data in them)",
+                input.dropped_fields.join(", "),
+                input.lossy_records
+            )
+        };
+        println!(
+            "{}: {} records in {} blocks ({} codec), written with {}: {how}",
+            input.path.display(),
+            input.records,
+            input.blocks,
+            input.codec,
+            input.writer,
+        );
+    }
+    println!(
+        "{}: {} records from {} file{} written as {} with {origin}",
+        output.display(),
+        stats.records(),
+        stats.inputs.len(),
+        if stats.inputs.len() == 1 { "" } else { "s" },
+        format.describe(),
+    );
+    Ok(())
+}
+
+/// Input arguments as files: an argument naming no file but holding a glob pattern stands for
+/// the files it matches (sorted); one that matches nothing is an error.
+fn expand_inputs(args: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut inputs = Vec::new();
+    for a in args {
+        let path = PathBuf::from(a);
+        if path.exists() || !a.contains(['*', '?', '[']) {
+            inputs.push(path);
+            continue;
+        }
+        let mut matched: Vec<PathBuf> = glob::glob(a)
+            .with_context(|| format!("{a}: not a valid pattern"))?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        anyhow::ensure!(!matched.is_empty(), "{a}: no file matches this pattern");
+        matched.sort();
+        inputs.append(&mut matched);
+    }
+    Ok(inputs)
 }
 
 fn bench_transcode(

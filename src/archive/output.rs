@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use super::ArchiveError;
 use super::container::{AvroCodec, ContainerFile};
+use super::parquet::{ParquetFile, ParquetOptions};
+use super::shape::Shape;
 use crate::avro::Schema;
 
 /// The reader schema every datum of a file is encoded with, compiled once for output.
@@ -21,6 +23,8 @@ pub struct ReaderSchema {
     schema: Schema,
     /// Self-contained JSON (named types defined inline), written into each file's metadata.
     text: String,
+    /// The schema compiled for walking reader-encoded datums (every format's one view of it).
+    shape: Arc<Shape>,
 }
 
 impl ReaderSchema {
@@ -29,11 +33,23 @@ impl ReaderSchema {
         let text = serde_json::to_string(&schema).map_err(|e| ArchiveError::Output {
             why: format!("the reader schema cannot be written as JSON: {e}"),
         })?;
-        Ok(Arc::new(ReaderSchema { schema, text }))
+        let shape = Shape::compile(&schema).map_err(|e| ArchiveError::Output {
+            why: format!("the reader schema cannot be compiled for output: {e}"),
+        })?;
+        Ok(Arc::new(ReaderSchema {
+            schema,
+            text,
+            shape: Arc::new(shape),
+        }))
     }
 
     pub fn schema(&self) -> &Schema {
         &self.schema
+    }
+
+    /// The schema compiled for walking datums (see `shape`).
+    pub fn shape(&self) -> &Arc<Shape> {
+        &self.shape
     }
 
     /// The schema as JSON, as it goes into a file's metadata.
@@ -47,13 +63,24 @@ impl ReaderSchema {
 pub enum FileFormat {
     /// Avro object container files (row-oriented, for general archival).
     Avro { codec: AvroCodec },
+    /// Apache Parquet files (columnar, for analytics); the schema must not be recursive.
+    Parquet(ParquetOptions),
 }
 
 impl FileFormat {
+    /// `Avro (deflate codec)`, `Parquet (zstd level 3)`, for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            FileFormat::Avro { codec } => format!("Avro ({} codec)", codec.name()),
+            FileFormat::Parquet(options) => format!("Parquet ({})", options.compression.describe()),
+        }
+    }
+
     /// The file name extension, without the dot.
     pub fn extension(&self) -> &'static str {
         match self {
             FileFormat::Avro { .. } => "avro",
+            FileFormat::Parquet(_) => "parquet",
         }
     }
 }
@@ -80,5 +107,6 @@ pub fn open(
 ) -> Result<Box<dyn RecordFile>, ArchiveError> {
     Ok(match format {
         FileFormat::Avro { codec } => Box::new(ContainerFile::create(schema.text(), codec, sink)?),
+        FileFormat::Parquet(options) => Box::new(ParquetFile::create(schema, options, sink)?),
     })
 }

@@ -1,0 +1,180 @@
+//! Parquet output: a [`RecordFile`] that feeds each reader-encoded datum through the shape's
+//! walk into Arrow builders (`columnar`) and writes the batches with parquet's `ArrowWriter`.
+//!
+//! Owns: [`ParquetOptions`] (compression, row group size in bytes), the writer properties, the
+//! `avro.schema` key-value metadata (the reader schema's JSON) and batching. Must not: choose
+//! file names or storage, or lay values out itself (`columnar` maps Avro types to Arrow).
+//!
+//! Parquet has no union type: a union other than `["null", T]` is a struct with one nullable
+//! field per non-null branch, named after the branch type (`int`, `string`, a record's full
+//! name); exactly one field is set per row, and the struct itself is null for the null branch.
+//! Recursive record types cannot be columns: opening a Parquet file for such a schema is an
+//! error (Avro container output still works for them).
+
+use std::fs::File;
+use std::sync::Arc;
+
+use parquet::arrow::arrow_writer::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use super::ArchiveError;
+use super::columnar::Columns;
+use super::output::{ReaderSchema, RecordFile};
+
+/// Parquet compression codecs offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParquetCompression {
+    /// zstd at this level (1-22; 3 is zstd's own default).
+    Zstd(i32),
+    Snappy,
+    None,
+}
+
+impl ParquetCompression {
+    /// `zstd level 3`, `snappy`, `uncompressed`, for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            ParquetCompression::Zstd(level) => format!("zstd level {level}"),
+            ParquetCompression::Snappy => "snappy".into(),
+            ParquetCompression::None => "uncompressed".into(),
+        }
+    }
+}
+
+impl Default for ParquetCompression {
+    fn default() -> Self {
+        ParquetCompression::Zstd(3)
+    }
+}
+
+/// How Parquet files are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParquetOptions {
+    pub compression: ParquetCompression,
+    /// A row group is closed once its estimated encoded size reaches this.
+    pub row_group_bytes: u64,
+}
+
+impl Default for ParquetOptions {
+    fn default() -> Self {
+        ParquetOptions {
+            compression: ParquetCompression::default(),
+            row_group_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+impl ParquetOptions {
+    /// The writer properties these options mean (the `avro.schema` metadata included).
+    pub fn writer_properties(&self, schema_json: &str) -> Result<WriterProperties, ArchiveError> {
+        let compression = match self.compression {
+            ParquetCompression::Zstd(level) => {
+                Compression::ZSTD(ZstdLevel::try_new(level).map_err(|e| ArchiveError::Output {
+                    why: format!("parquet: zstd level {level}: {e}"),
+                })?)
+            }
+            ParquetCompression::Snappy => Compression::SNAPPY,
+            ParquetCompression::None => Compression::UNCOMPRESSED,
+        };
+        let bytes = usize::try_from(self.row_group_bytes.max(1)).unwrap_or(usize::MAX);
+        Ok(WriterProperties::builder()
+            .set_compression(compression)
+            .set_max_row_group_row_count(None)
+            .set_max_row_group_bytes(Some(bytes))
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                "avro.schema".to_string(),
+                schema_json.to_string(),
+            )]))
+            .build())
+    }
+}
+
+/// Rows buffered in the builders before they become a batch for the writer...
+const BATCH_ROWS: usize = 8192;
+/// ...or reader-encoded bytes, whichever comes first.
+const BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// One Parquet file being written.
+pub struct ParquetFile {
+    writer: ArrowWriter<File>,
+    columns: Columns,
+    records: u64,
+}
+
+impl ParquetFile {
+    pub fn create(
+        schema: &Arc<ReaderSchema>,
+        options: ParquetOptions,
+        sink: File,
+    ) -> Result<ParquetFile, ArchiveError> {
+        let columns =
+            Columns::new(Arc::clone(schema.shape())).map_err(|e| ArchiveError::Output {
+                why: format!("parquet: {e}"),
+            })?;
+        let props = options.writer_properties(schema.text())?;
+        let writer = ArrowWriter::try_new(sink, Arc::clone(columns.schema()), Some(props))
+            .map_err(parquet_err)?;
+        Ok(ParquetFile {
+            writer,
+            columns,
+            records: 0,
+        })
+    }
+
+    fn write_batch(&mut self) -> Result<(), ArchiveError> {
+        if self.columns.rows() == 0 {
+            return Ok(());
+        }
+        let batch = self
+            .columns
+            .take_batch()
+            .map_err(|e| ArchiveError::Output {
+                why: format!("parquet: {e}"),
+            })?;
+        self.writer.write(&batch).map_err(parquet_err)
+    }
+}
+
+fn parquet_err(e: parquet::errors::ParquetError) -> ArchiveError {
+    ArchiveError::Output {
+        why: format!("parquet: {e}"),
+    }
+}
+
+impl RecordFile for ParquetFile {
+    fn append(&mut self, datum: &[u8]) -> Result<(), ArchiveError> {
+        self.columns
+            .append(datum)
+            .map_err(|e| ArchiveError::Output {
+                why: format!("parquet: record {}: {e}", self.records),
+            })?;
+        self.records += 1;
+        if self.columns.rows() >= BATCH_ROWS || self.columns.pending_bytes() >= BATCH_BYTES {
+            self.write_batch()?;
+        }
+        Ok(())
+    }
+
+    fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Written bytes, plus the open row group's estimated encoded size, plus the reader-encoded
+    /// size of rows not yet handed to the writer.
+    fn bytes(&self) -> u64 {
+        (self.writer.bytes_written()
+            + self.writer.in_progress_size()
+            + self.columns.pending_bytes()) as u64
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<File, ArchiveError> {
+        self.write_batch()?;
+        let file = self.writer.into_inner().map_err(parquet_err)?;
+        file.sync_all().map_err(|e| ArchiveError::Output {
+            why: format!("parquet: sync: {e}"),
+        })?;
+        Ok(file)
+    }
+}

@@ -1,0 +1,660 @@
+//! `schemabridge bench archive`: records written with several writer schemas (the reference
+//! pair: v2 and v1 mixed), normalised to one reader schema and written to Parquet, by
+//! schemabridge (compiled plan, reader-bytes visitor, Arrow builders, Parquet) and by the path a
+//! user would otherwise write in Rust (apache-avro `from_avro_datum` with the reader schema into
+//! `Value`s, then Arrow builders), with the same Arrow schema and Parquet writer options, in one
+//! run.
+//!
+//! Owns: timing, the value-path baseline and the table. Must not: be used by the gateway.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apache_avro::Schema;
+use apache_avro::types::Value;
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
+    StringBuilder, StringDictionaryBuilder,
+};
+use arrow_array::types::{
+    Date32Type, Int32Type, TimestampMicrosecondType, TimestampMillisecondType,
+};
+use arrow_array::{
+    Array, ArrayRef, DictionaryArray, ListArray, MapArray, PrimitiveArray, RecordBatch, StructArray,
+};
+use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{DataType, SchemaRef, TimeUnit};
+use parquet::arrow::arrow_writer::ArrowWriter;
+
+use super::transcode::apply_reader_aliases;
+use crate::archive::columnar::Columns;
+use crate::archive::output::{self, FileFormat, ReaderSchema};
+use crate::archive::{ParquetCompression, ParquetOptions};
+use crate::avro::{self, Plan};
+
+/// One engine's figures.
+#[derive(Debug, Clone)]
+pub struct ArchiveEngine {
+    pub engine: String,
+    pub records_per_sec: f64,
+    pub mb_per_sec: f64,
+    /// Size of the Parquet file it wrote.
+    pub file_bytes: u64,
+}
+
+/// The outcome of `bench archive`.
+#[derive(Debug, Clone)]
+pub struct ArchiveBench {
+    pub records: usize,
+    pub input_bytes: usize,
+    pub writers: usize,
+    pub engines: Vec<ArchiveEngine>,
+    pub rounds: usize,
+    /// Both engines' batches hold the same values (map entry order and dictionary order aside).
+    pub equal_values: bool,
+    pub ratio: f64,
+}
+
+impl ArchiveBench {
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} records from {} writer schemas, {:.1} bytes/record on average (writer encoding), \
+             to Parquet\n",
+            self.records,
+            self.writers,
+            self.input_bytes as f64 / self.records.max(1) as f64
+        );
+        let _ = writeln!(
+            s,
+            "{:<44} {:>12} {:>8} {:>12}",
+            "engine", "records/s", "MB/s", "file bytes"
+        );
+        for e in &self.engines {
+            let _ = writeln!(
+                s,
+                "{:<44} {:>12.0} {:>8.1} {:>12}",
+                e.engine, e.records_per_sec, e.mb_per_sec, e.file_bytes
+            );
+        }
+        let _ = writeln!(
+            s,
+            "(fastest of {} interleaved rounds per engine; MB/s of writer-encoded input)\n",
+            self.rounds
+        );
+        let _ = writeln!(
+            s,
+            "same values in both engines' Arrow batches: {}",
+            if self.equal_values { "yes" } else { "NO" }
+        );
+        let _ = write!(s, "ratio: {:.1}", self.ratio);
+        s
+    }
+}
+
+const ROUNDS: usize = 5;
+/// Rows per Arrow batch handed to the Parquet writer by the value path (as `ParquetFile` does).
+const BATCH_ROWS: usize = 8192;
+
+/// Times both engines over `datums` (each `(writer index, writer-encoded bytes)`).
+pub fn archive(
+    writers: &[Schema],
+    reader_json: &str,
+    datums: &[(usize, Vec<u8>)],
+    options: ParquetOptions,
+    min_time: Duration,
+) -> Result<ArchiveBench, String> {
+    let reader = Schema::parse_str(reader_json).map_err(|e| format!("reader schema: {e}"))?;
+    let plans: Vec<Plan> = writers
+        .iter()
+        .map(|w| avro::compile(w, &reader).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let aliased = apply_reader_aliases(reader_json)?;
+    let value_reader = Schema::parse_str(&aliased).map_err(|e| format!("reader schema: {e}"))?;
+    let schema = ReaderSchema::new(reader.clone()).map_err(|e| e.to_string())?;
+    let arrow_schema = Arc::clone(
+        Columns::new(Arc::clone(schema.shape()))
+            .map_err(|e| e.to_string())?
+            .schema(),
+    );
+    let input_bytes: usize = datums.iter().map(|(_, d)| d.len()).sum();
+
+    let dir =
+        std::env::temp_dir().join(format!("schemabridge-bench-archive-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _cleanup = RemoveDir(dir.clone());
+    let ours_path = dir.join("schemabridge.parquet");
+    let theirs_path = dir.join("apache-avro.parquet");
+
+    let equal_values = compare(
+        &plans,
+        writers,
+        &value_reader,
+        &schema,
+        &arrow_schema,
+        datums,
+    )?;
+
+    let round_time = min_time / ROUNDS as u32;
+    let (mut ours, mut theirs) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..ROUNDS {
+        let secs = time(round_time, || {
+            schemabridge_path(&plans, &schema, options, datums, &ours_path)
+        })?;
+        ours = ours.min(secs);
+        let secs = time(round_time, || {
+            value_path(
+                writers,
+                &value_reader,
+                &arrow_schema,
+                &schema,
+                options,
+                datums,
+                &theirs_path,
+            )
+        })?;
+        theirs = theirs.min(secs);
+    }
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let n = datums.len().max(1) as f64;
+    let engine = |name: &str, secs: f64, path: &Path| ArchiveEngine {
+        engine: name.to_string(),
+        records_per_sec: n / secs,
+        mb_per_sec: input_bytes as f64 / secs / 1e6,
+        file_bytes: size(path),
+    };
+    let compression = match options.compression {
+        ParquetCompression::Zstd(l) => format!("zstd({l})"),
+        ParquetCompression::Snappy => "snappy".into(),
+        ParquetCompression::None => "uncompressed".into(),
+    };
+    let o = engine(
+        &format!("schemabridge plan+visitor, Parquet {compression}"),
+        ours,
+        &ours_path,
+    );
+    let t = engine(
+        &format!("apache-avro 0.22 values+Arrow, Parquet {compression}"),
+        theirs,
+        &theirs_path,
+    );
+    Ok(ArchiveBench {
+        records: datums.len(),
+        input_bytes,
+        writers: writers.len(),
+        ratio: o.records_per_sec / t.records_per_sec,
+        engines: vec![o, t],
+        rounds: ROUNDS,
+        equal_values,
+    })
+}
+
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `f` (one whole pass) until `min_time` has passed; returns seconds per pass.
+fn time(min_time: Duration, mut f: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
+    let start = Instant::now();
+    let mut passes = 0u32;
+    loop {
+        f()?;
+        passes += 1;
+        if start.elapsed() >= min_time {
+            break;
+        }
+    }
+    Ok(start.elapsed().as_secs_f64() / f64::from(passes))
+}
+
+fn schemabridge_path(
+    plans: &[Plan],
+    schema: &Arc<ReaderSchema>,
+    options: ParquetOptions,
+    datums: &[(usize, Vec<u8>)],
+    path: &Path,
+) -> Result<(), String> {
+    let sink = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut file =
+        output::open(FileFormat::Parquet(options), schema, sink).map_err(|e| e.to_string())?;
+    let mut buf = Vec::with_capacity(1024);
+    for (w, d) in datums {
+        buf.clear();
+        let plan = plans.get(*w).ok_or("no plan")?;
+        plan.transcode(d, &mut buf).map_err(|e| e.to_string())?;
+        file.append(&buf).map_err(|e| e.to_string())?;
+    }
+    file.finish().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[allow(deprecated)] // apache-avro 0.22's builder API does the same; this is its reference path
+fn resolve(writer: &Schema, reader: &Schema, mut d: &[u8]) -> Result<Value, String> {
+    apache_avro::from_avro_datum(writer, &mut d, Some(reader))
+        .map_err(|e| format!("apache-avro cannot resolve: {e}"))
+}
+
+fn value_path(
+    writers: &[Schema],
+    reader: &Schema,
+    arrow_schema: &SchemaRef,
+    schema: &ReaderSchema,
+    options: ParquetOptions,
+    datums: &[(usize, Vec<u8>)],
+    path: &Path,
+) -> Result<(), String> {
+    let sink = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let props = options
+        .writer_properties(schema.text())
+        .map_err(|e| e.to_string())?;
+    let mut writer = ArrowWriter::try_new(sink, Arc::clone(arrow_schema), Some(props))
+        .map_err(|e| e.to_string())?;
+    for chunk in datums.chunks(BATCH_ROWS) {
+        let values = chunk
+            .iter()
+            .map(|(w, d)| resolve(writers.get(*w).ok_or("no writer")?, reader, d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let batch = values_to_batch(arrow_schema, &values)?;
+        writer.write(&batch).map_err(|e| e.to_string())?;
+    }
+    let file = writer.into_inner().map_err(|e| e.to_string())?;
+    file.sync_all().map_err(|e| e.to_string())
+}
+
+/// Both engines' batches for all datums, compared column by column (map columns by their
+/// entries as sets, dictionary columns by their strings).
+fn compare(
+    plans: &[Plan],
+    writers: &[Schema],
+    value_reader: &Schema,
+    schema: &Arc<ReaderSchema>,
+    arrow_schema: &SchemaRef,
+    datums: &[(usize, Vec<u8>)],
+) -> Result<bool, String> {
+    let mut columns = Columns::new(Arc::clone(schema.shape())).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let mut values = Vec::with_capacity(datums.len());
+    for (w, d) in datums {
+        buf.clear();
+        let plan = plans.get(*w).ok_or("no plan")?;
+        plan.transcode(d, &mut buf).map_err(|e| e.to_string())?;
+        columns.append(&buf).map_err(|e| e.to_string())?;
+        values.push(resolve(
+            writers.get(*w).ok_or("no writer")?,
+            value_reader,
+            d,
+        )?);
+    }
+    let ours = columns.take_batch().map_err(|e| e.to_string())?;
+    let theirs = values_to_batch(arrow_schema, &values)?;
+    Ok(ours
+        .columns()
+        .iter()
+        .zip(theirs.columns())
+        .all(|(a, b)| same(a.as_ref(), b.as_ref())))
+}
+
+/// Equal values; map entries compared as sorted lists, dictionaries by their strings.
+fn same(a: &dyn Array, b: &dyn Array) -> bool {
+    if a.len() != b.len() || a.data_type() != b.data_type() {
+        return false;
+    }
+    match a.data_type() {
+        DataType::Map(..) => {
+            let (Some(a), Some(b)) = (
+                a.as_any().downcast_ref::<MapArray>(),
+                b.as_any().downcast_ref::<MapArray>(),
+            ) else {
+                return false;
+            };
+            (0..a.len()).all(|i| entries(&a.value(i)) == entries(&b.value(i)))
+        }
+        DataType::Dictionary(..) => strings(a) == strings(b),
+        DataType::Struct(_) => {
+            let (Some(a), Some(b)) = (
+                a.as_any().downcast_ref::<StructArray>(),
+                b.as_any().downcast_ref::<StructArray>(),
+            ) else {
+                return false;
+            };
+            a.nulls() == b.nulls()
+                && a.columns()
+                    .iter()
+                    .zip(b.columns())
+                    .all(|(x, y)| same(x.as_ref(), y.as_ref()))
+        }
+        _ => a.to_data() == b.to_data(),
+    }
+}
+
+fn entries(s: &StructArray) -> Vec<String> {
+    let mut v: Vec<String> = (0..s.len())
+        .map(|i| {
+            s.columns()
+                .iter()
+                .map(|c| format!("{:?}", c.slice(i, 1).to_data()))
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn strings(a: &dyn Array) -> Vec<Option<String>> {
+    let Some(d) = a.as_any().downcast_ref::<DictionaryArray<Int32Type>>() else {
+        return Vec::new();
+    };
+    let Some(values) = d
+        .values()
+        .as_any()
+        .downcast_ref::<arrow_array::StringArray>()
+    else {
+        return Vec::new();
+    };
+    d.keys()
+        .iter()
+        .map(|k| k.map(|k| values.value(k as usize).to_string()))
+        .collect()
+}
+
+/// The value path's second half: `Value` records into one Arrow batch of `schema`.
+fn values_to_batch(schema: &SchemaRef, values: &[Value]) -> Result<RecordBatch, String> {
+    let refs: Vec<&Value> = values.iter().collect();
+    let fields = schema.fields().clone();
+    let arr = build(&DataType::Struct(fields), &refs)?;
+    let s = arr
+        .as_any()
+        .downcast_ref::<StructArray>()
+        .ok_or("root is not a struct")?;
+    RecordBatch::try_new(Arc::clone(schema), s.columns().to_vec()).map_err(|e| e.to_string())
+}
+
+/// Unwraps a union value to its branch value.
+fn plain(v: &Value) -> &Value {
+    match v {
+        Value::Union(_, inner) => plain(inner),
+        other => other,
+    }
+}
+
+fn nulls_of(values: &[&Value]) -> Option<NullBuffer> {
+    if values.iter().any(|v| matches!(plain(v), Value::Null)) {
+        Some(NullBuffer::from_iter(
+            values.iter().map(|v| !matches!(plain(v), Value::Null)),
+        ))
+    } else {
+        None
+    }
+}
+
+/// Builds one column of type `dt` from `values` (one per row, `Null` for a null row).
+fn build(dt: &DataType, values: &[&Value]) -> Result<ArrayRef, String> {
+    let bad = |v: &Value| format!("value {v:?} for a {dt} column");
+    macro_rules! prim {
+        ($builder:expr, $($pat:pat => $e:expr),+) => {{
+            let mut b = $builder;
+            for v in values {
+                match plain(v) {
+                    Value::Null => b.append_null(),
+                    $($pat => b.append_value($e),)+
+                    other => return Err(bad(other)),
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        }};
+    }
+    Ok(match dt {
+        DataType::Boolean => prim!(BooleanBuilder::new(), Value::Boolean(x) => *x),
+        DataType::Int32 => prim!(Int32Builder::new(), Value::Int(x) => *x),
+        DataType::Int64 => prim!(Int64Builder::new(), Value::Long(x) => *x),
+        DataType::Float32 => prim!(Float32Builder::new(), Value::Float(x) => *x),
+        DataType::Float64 => prim!(Float64Builder::new(), Value::Double(x) => *x),
+        DataType::Utf8 => prim!(StringBuilder::new(), Value::String(x) => x),
+        DataType::Binary => prim!(BinaryBuilder::new(), Value::Bytes(x) => x),
+        DataType::Date32 => {
+            let a: PrimitiveArray<Date32Type> = prim!(Int32Builder::new(), Value::Date(x) => *x)
+                .to_data()
+                .into_builder()
+                .data_type(DataType::Date32)
+                .build()
+                .map_err(|e| e.to_string())?
+                .into();
+            Arc::new(a)
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, tz) => {
+            let mut b = arrow_array::builder::TimestampMillisecondBuilder::new();
+            for v in values {
+                match plain(v) {
+                    Value::Null => b.append_null(),
+                    Value::TimestampMillis(x) | Value::LocalTimestampMillis(x) => {
+                        b.append_value(*x)
+                    }
+                    other => return Err(bad(other)),
+                }
+            }
+            let a: PrimitiveArray<TimestampMillisecondType> = b.finish();
+            Arc::new(a.with_timezone_opt(tz.clone()))
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+            let mut b = arrow_array::builder::TimestampMicrosecondBuilder::new();
+            for v in values {
+                match plain(v) {
+                    Value::Null => b.append_null(),
+                    Value::TimestampMicros(x) | Value::LocalTimestampMicros(x) => {
+                        b.append_value(*x)
+                    }
+                    other => return Err(bad(other)),
+                }
+            }
+            let a: PrimitiveArray<TimestampMicrosecondType> = b.finish();
+            Arc::new(a.with_timezone_opt(tz.clone()))
+        }
+        DataType::Dictionary(..) => {
+            let mut b = StringDictionaryBuilder::<Int32Type>::new();
+            for v in values {
+                match plain(v) {
+                    Value::Null => b.append_null(),
+                    Value::Enum(_, s) => {
+                        b.append(s).map_err(|e| e.to_string())?;
+                    }
+                    other => return Err(bad(other)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        DataType::Struct(fields) => {
+            let nulls = nulls_of(values);
+            let mut columns = Vec::with_capacity(fields.len());
+            for (i, f) in fields.iter().enumerate() {
+                let child: Vec<&Value> = values
+                    .iter()
+                    .map(|v| match plain(v) {
+                        Value::Record(fs) => fs.get(i).map_or(&Value::Null, |(_, x)| x),
+                        _ => &Value::Null,
+                    })
+                    .collect();
+                columns.push(build(f.data_type(), &child)?);
+            }
+            Arc::new(
+                StructArray::try_new(fields.clone(), columns, nulls).map_err(|e| e.to_string())?,
+            )
+        }
+        DataType::List(item) => {
+            let nulls = nulls_of(values);
+            let mut offsets = Vec::with_capacity(values.len() + 1);
+            offsets.push(0i32);
+            let mut items: Vec<&Value> = Vec::new();
+            for v in values {
+                if let Value::Array(xs) = plain(v) {
+                    items.extend(xs.iter());
+                }
+                offsets.push(items.len() as i32);
+            }
+            let child = build(item.data_type(), &items)?;
+            Arc::new(
+                ListArray::try_new(
+                    Arc::clone(item),
+                    OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                    child,
+                    nulls,
+                )
+                .map_err(|e| e.to_string())?,
+            )
+        }
+        DataType::Map(entries, sorted) => {
+            let DataType::Struct(kv) = entries.data_type() else {
+                return Err("map entries are not a struct".into());
+            };
+            let value_type = kv.get(1).ok_or("map without values")?.data_type();
+            let nulls = nulls_of(values);
+            let mut offsets = vec![0i32];
+            let mut keys = StringBuilder::new();
+            let mut vals: Vec<&Value> = Vec::new();
+            for v in values {
+                if let Value::Map(m) = plain(v) {
+                    for (k, x) in m {
+                        keys.append_value(k);
+                        vals.push(x);
+                    }
+                }
+                offsets.push(vals.len() as i32);
+            }
+            let keys: ArrayRef = Arc::new(keys.finish());
+            let vals = build(value_type, &vals)?;
+            let entries_array = StructArray::try_new(kv.clone(), vec![keys, vals], None)
+                .map_err(|e| e.to_string())?;
+            Arc::new(
+                MapArray::try_new(
+                    Arc::clone(entries),
+                    OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                    entries_array,
+                    nulls,
+                    *sorted,
+                )
+                .map_err(|e| e.to_string())?,
+            )
+        }
+        other => return Err(format!("the value path does not build {other} columns")),
+    })
+}
+
+/// The command line of `bench archive`.
+#[derive(Debug, Clone)]
+pub struct ArchiveArgs {
+    pub writer_schemas: Vec<PathBuf>,
+    pub reader_schema: PathBuf,
+    pub records: usize,
+    pub seconds: f64,
+    /// zstd, zstd:LEVEL, snappy or none.
+    pub compression: String,
+    pub row_group_bytes: u64,
+}
+
+/// Runs `bench archive` and returns its table.
+pub fn run(args: &ArchiveArgs) -> Result<String, String> {
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    let writers = args
+        .writer_schemas
+        .iter()
+        .map(|p| {
+            Schema::parse_str(&read(p)?)
+                .map_err(|e| format!("{}: not an Avro schema: {e}", p.display()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let reader = read(&args.reader_schema)?;
+    let compression = parse_compression(&args.compression)?;
+    if args.records == 0 || writers.is_empty() {
+        return Err("no records to time".into());
+    }
+    let datums = mixed_datums(&writers, args.records, 42)?;
+    let options = ParquetOptions {
+        compression,
+        row_group_bytes: args.row_group_bytes.max(1),
+    };
+    let b = archive(
+        &writers,
+        &reader,
+        &datums,
+        options,
+        Duration::from_secs_f64(args.seconds.max(0.0)),
+    )?;
+    Ok(b.table())
+}
+
+/// `zstd`, `zstd:LEVEL`, `snappy` or `none`.
+pub fn parse_compression(s: &str) -> Result<ParquetCompression, String> {
+    match s {
+        "zstd" => Ok(ParquetCompression::default()),
+        "snappy" => Ok(ParquetCompression::Snappy),
+        "none" => Ok(ParquetCompression::None),
+        other => match other.strip_prefix("zstd:").map(str::parse::<i32>) {
+            Some(Ok(level)) => Ok(ParquetCompression::Zstd(level)),
+            _ => Err(format!(
+                "compression {other:?}: expected zstd, zstd:LEVEL, snappy or none"
+            )),
+        },
+    }
+}
+
+/// `records` random records, writer `i % writers.len()` for record `i`, from the bench's own
+/// generator (`random_datums`), each tagged with its writer's index.
+pub fn mixed_datums(
+    writers: &[Schema],
+    records: usize,
+    seed: u64,
+) -> Result<Vec<(usize, Vec<u8>)>, String> {
+    let n = writers.len().max(1);
+    let mut per: Vec<std::vec::IntoIter<Vec<u8>>> = writers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            super::transcode::random_datums(w, records.div_ceil(n), seed + i as u64)
+                .map(Vec::into_iter)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(records);
+    for i in 0..records {
+        let w = i % n;
+        if let Some(d) = per.get_mut(w).and_then(Iterator::next) {
+            out.push((w, d));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORDER_V1: &str = include_str!("../../proto/orders/order_v1.avsc");
+    const ORDER_V2: &str = include_str!("../../proto/orders/order_v2.avsc");
+
+    #[test]
+    fn both_engines_write_the_same_values() {
+        let writers = vec![
+            Schema::parse_str(ORDER_V2).unwrap(),
+            Schema::parse_str(ORDER_V1).unwrap(),
+        ];
+        let datums = mixed_datums(&writers, 400, 3).unwrap();
+        let b = archive(
+            &writers,
+            ORDER_V1,
+            &datums,
+            ParquetOptions::default(),
+            Duration::ZERO,
+        )
+        .unwrap();
+        assert!(b.equal_values, "{}", b.table());
+        assert!(b.table().lines().last().unwrap().starts_with("ratio: "));
+        assert!(b.engines.iter().all(|e| e.file_bytes > 0));
+    }
+}
