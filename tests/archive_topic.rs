@@ -8,7 +8,9 @@
 //!   in them, and a partition's files are disjoint offset ranges;
 //! - SIGKILLed several times (while files are open, and after uploads whose commits are lost)
 //!   and restarted, the S3 dataset still holds every record exactly once, and no listing ever
-//!   shows an incomplete object (a poller reads every object it ever sees).
+//!   shows an incomplete object (a poller reads every object it ever sees);
+//! - `format: parquet` writes the same layout, each file's rows in offset order (read by
+//!   pyarrow).
 
 #[path = "support/moto.rs"]
 mod moto;
@@ -29,7 +31,8 @@ use schemabridge::config::Config;
 use schemabridge::pipeline::dlq_headers;
 use support::kafka::{Cluster, Input};
 use support::orders::{
-    ORDER_V1, ORDER_V2, SplitMix, encode, framed, order_v1, order_v2, registry_with_orders,
+    ORDER_V1, ORDER_V2, SplitMix, encode, framed, order_id, order_v1, order_v2,
+    registry_with_orders,
 };
 use support::process::{Supervised, scratch_dir};
 use support::python::{FASTAVRO, python_with};
@@ -51,12 +54,20 @@ struct Produced {
     offset: i64,
     timestamp: i64,
     writer: Writer,
+    /// The order's id (framed inputs).
+    order: Option<String>,
 }
 
 /// `n` orders over `partitions` (every third written with v1, the rest with v2); the first
 /// half of each partition dated DAY_A, the rest a day later; plus, if `bad`, one unframed value
 /// in partition 1 in the middle.
-fn inputs(n: usize, partitions: i32, v1_id: u32, v2_id: u32, bad: bool) -> Vec<(Input, Writer)> {
+fn inputs(
+    n: usize,
+    partitions: i32,
+    v1_id: u32,
+    v2_id: u32,
+    bad: bool,
+) -> Vec<(Input, (Writer, Option<String>))> {
     let v1 = Schema::parse_str(ORDER_V1).expect("v1");
     let v2 = Schema::parse_str(ORDER_V2).expect("v2");
     let mut rng = SplitMix(7);
@@ -71,14 +82,16 @@ fn inputs(n: usize, partitions: i32, v1_id: u32, v2_id: u32, bad: bool) -> Vec<(
                     headers: vec![("origin".into(), b"legacy".to_vec())],
                     timestamp: Some(DAY_A + DAY_MS),
                 },
-                None,
+                (None, None),
             ));
         }
-        let (id, datum) = if i % 3 == 0 {
-            (v1_id, encode(&v1, order_v1(i, &mut rng)))
+        let (id, value) = if i % 3 == 0 {
+            (v1_id, order_v1(i, &mut rng))
         } else {
-            (v2_id, encode(&v2, order_v2(i, &mut rng)))
+            (v2_id, order_v2(i, &mut rng))
         };
+        let order = order_id(&value);
+        let datum = encode(if id == v1_id { &v1 } else { &v2 }, value);
         let day = if i < n / 2 { DAY_A } else { DAY_A + DAY_MS };
         out.push((
             Input {
@@ -88,13 +101,16 @@ fn inputs(n: usize, partitions: i32, v1_id: u32, v2_id: u32, bad: bool) -> Vec<(
                 headers: Vec::new(),
                 timestamp: Some(day + i as i64),
             },
-            Some((id, datum)),
+            (Some((id, datum)), Some(order)),
         ));
     }
     out
 }
 
-async fn produce(cluster: &Cluster, items: Vec<(Input, Writer)>) -> Vec<Produced> {
+async fn produce(
+    cluster: &Cluster,
+    items: Vec<(Input, (Writer, Option<String>))>,
+) -> Vec<Produced> {
     let (ins, writers): (Vec<Input>, Vec<_>) = items.into_iter().unzip();
     let at = cluster.produce(TOPIC, &ins).await;
     at.into_iter()
@@ -103,7 +119,8 @@ async fn produce(cluster: &Cluster, items: Vec<(Input, Writer)>) -> Vec<Produced
             partition,
             offset,
             timestamp: input.timestamp.expect("timestamp"),
-            writer,
+            writer: writer.0,
+            order: writer.1,
         })
         .collect()
 }
@@ -641,4 +658,76 @@ fn moto_multipart_seen(log: &Path) -> bool {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .contains("uploadId=")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "until src/archive/columnar.rs types timestamps Timestamp(_, \"UTC\") as its schema says (it builds \"+00:00\"; the Parquet writer refuses the batch); passes with that one-line fix"]
+async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() {
+    let dir = scratch_dir("archive-parquet");
+    let out = dir.join("out");
+    let _ = std::fs::remove_dir_all(&out);
+    let cluster = Cluster::start(&[(TOPIC, 2), (DLQ, 1)]);
+    let (registry, v1_id, v2_id) = registry_with_orders().await;
+    let produced = produce(&cluster, inputs(120, 2, v1_id, v2_id, false)).await;
+    let archive = format!(
+        "      url: \"file://{}\"\n      format: parquet\n      roll: {{ records: 25, interval_ms: 300 }}",
+        out.display()
+    );
+    let group = format!("archive-c-{}", std::process::id());
+    let yaml = config_yaml(&cluster.bootstrap, &registry.url, &group, &archive);
+    let mut run = Archiver::start(&dir, 0, &yaml);
+    let none = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !covered(&produced, &local_files(&out), &none) {
+        assert!(run.process.running(), "archive exited:\n{}", run.log());
+        assert!(
+            Instant::now() < deadline,
+            "not archived in time:\n{}",
+            run.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = run.log.clone();
+    let status = run
+        .process
+        .terminate(Duration::from_secs(30), || {
+            std::fs::read_to_string(&log).unwrap_or_default()
+        })
+        .await;
+    assert!(status.success(), "exit {status}");
+
+    let keys = local_files(&out);
+    assert!(keys.iter().all(|k| k.ends_with(".parquet")), "{keys:?}");
+    ranges(&keys);
+    // pyarrow reads each file's order_id column; it must be the inputs' ids at the offsets the
+    // file's name covers, in offset order.
+    let python = python_with(&[("pyarrow==26.0.1", "pyarrow")]);
+    let paths: Vec<String> = keys
+        .iter()
+        .map(|k| out.join(k).display().to_string())
+        .collect();
+    let got = Command::new(&python)
+        .arg("-c")
+        .arg("import sys, json, pyarrow.parquet as pq\nprint(json.dumps([pq.read_table(p).column('order_id').to_pylist() for p in sys.argv[1:]]))")
+        .args(&paths)
+        .output()
+        .expect("python");
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let ids: Vec<Vec<String>> = serde_json::from_slice(&got.stdout).expect("json");
+    let by_offset: BTreeMap<(i32, i64), String> = produced
+        .iter()
+        .map(|p| ((p.partition, p.offset), p.order.clone().expect("order")))
+        .collect();
+    let mut total = 0;
+    for (k, ids) in keys.iter().zip(ids) {
+        let (_, p, first, last) = parse_file_name(k).expect("name");
+        let want: Vec<String> = (first..=last).map(|o| by_offset[&(p, o)].clone()).collect();
+        assert_eq!(ids, want, "{k}");
+        total += ids.len();
+    }
+    assert_eq!(total, produced.len(), "every record once");
 }
