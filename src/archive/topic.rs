@@ -715,8 +715,12 @@ impl Job {
         let ended = self.consume(&consumer);
         let mut shared = consumer.context().lock();
         let finished = match &ended {
-            // A halt or failure: open files are discarded, nothing past them committed.
-            Err(_) => Ok(()),
+            // A halt or failure: open files are discarded (also from the revoke that closing
+            // the consumer runs), nothing past them committed.
+            Err(_) => {
+                shared.parts.clear();
+                Ok(())
+            }
             Ok(()) => shared
                 .finish_where(|_| true)
                 .and_then(|()| shared.commit(&consumer, |_| true)),
