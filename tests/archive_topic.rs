@@ -488,10 +488,10 @@ async fn poll_listings(
     seen.len()
 }
 
-/// Commits offset 0 for every partition in `group` (as if the commits after uploads had been
-/// lost in a crash): joins the group (once the killed member's session has expired), commits,
+/// Commits `offsets` (partition, offset) in `group`, as if the commits after uploads had been
+/// lost in a crash: joins the group (once the killed member's session has expired), commits,
 /// leaves.
-fn rewind(bootstrap: &str, group: &str, partitions: i32) {
+fn rewind(bootstrap: &str, group: &str, partitions: i32, offsets: &BTreeMap<i32, i64>) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
@@ -508,7 +508,8 @@ fn rewind(bootstrap: &str, group: &str, partitions: i32) {
     }
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(TOPIC, p, Offset::Offset(0))
+        let o = offsets.get(&p).copied().unwrap_or(0);
+        tpl.add_partition_offset(TOPIC, p, Offset::Offset(o))
             .expect("offset");
     }
     consumer
@@ -583,11 +584,18 @@ async fn b_sigkilled_and_restarted_the_s3_archive_holds_every_record_exactly_onc
     let mut run = Archiver::start(&dir, 1, &yaml);
     let n = wait_for("first upload", &mut run, 1).await;
     run.process.kill();
-    // The commits for those files are lost, as if the crash came before them.
+    // The commits for those files are lost, as if the crash came before them: each partition
+    // with a file is set back to just after its first file's first offset (so resuming from the
+    // committed offset alone would write a file overlapping that one), the others to 0.
+    let mut back = BTreeMap::new();
+    for (p, r) in ranges(&listed().await) {
+        back.insert(p, r[0].0 + 1);
+    }
     rewind(
         &cluster.bootstrap,
         &format!("{group}-archive-{ROUTE}"),
         partitions,
+        &back,
     );
 
     // 2 and 3: killed again once a few more files went up.
