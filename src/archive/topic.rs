@@ -228,6 +228,7 @@ pub async fn run(
         out_schema,
         runtime,
         stop: shutdown,
+        last: None,
     };
     std::thread::Builder::new()
         .name("schemabridge-archive".into())
@@ -265,7 +266,12 @@ struct Job {
     out_schema: Arc<OutputSchema>,
     runtime: Handle,
     stop: CancellationToken,
+    /// The partition of the last message handled.
+    last: Option<Key>,
 }
+
+/// A source partition: topic (shared, so a key is cloned without allocating) and partition.
+type Key = (Arc<str>, i32);
 
 /// A file being written for one source partition.
 struct OpenFile {
@@ -304,7 +310,7 @@ struct Shared {
     out_schema: Arc<OutputSchema>,
     spool_dir: PathBuf,
     runtime: Handle,
-    parts: BTreeMap<(String, i32), PartitionState>,
+    parts: BTreeMap<Key, PartitionState>,
     dlq: Option<BaseProducer<DlqContext>>,
     summary: ArchiveSummary,
     failure: Option<TopicError>,
@@ -349,7 +355,7 @@ impl Shared {
     }
 
     /// Finishes and uploads the open file of `key`, if any (offsets move only at the commit).
-    fn finish(&mut self, key: &(String, i32)) -> Result<(), TopicError> {
+    fn finish(&mut self, key: &Key) -> Result<(), TopicError> {
         let Some(state) = self.parts.get_mut(key) else {
             return Ok(());
         };
@@ -385,8 +391,8 @@ impl Shared {
     }
 
     /// Finishes every open file of the partitions `which` accepts.
-    fn finish_where(&mut self, which: impl Fn(&(String, i32)) -> bool) -> Result<(), TopicError> {
-        let keys: Vec<(String, i32)> = self.parts.keys().filter(|k| which(k)).cloned().collect();
+    fn finish_where(&mut self, which: impl Fn(&Key) -> bool) -> Result<(), TopicError> {
+        let keys: Vec<Key> = self.parts.keys().filter(|k| which(k)).cloned().collect();
         for k in keys {
             self.finish(&k)?;
         }
@@ -398,7 +404,7 @@ impl Shared {
     fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
-        which: impl Fn(&(String, i32)) -> bool,
+        which: impl Fn(&Key) -> bool,
     ) -> Result<(), TopicError> {
         let mut tpl = TopicPartitionList::new();
         for (k, s) in &self.parts {
@@ -437,7 +443,7 @@ impl Shared {
             })?;
         for e in tpl.elements() {
             if let (Some(s), Offset::Offset(o)) = (
-                self.parts.get_mut(&(e.topic().to_string(), e.partition())),
+                self.parts.get_mut(&(Arc::from(e.topic()), e.partition())),
                 e.offset(),
             ) {
                 s.committed = Some(o);
@@ -529,7 +535,7 @@ impl ConsumerContext for ArchiveContext {
                             }
                             tracing::info!(route = %shared.route, topic = %topic, partition, resume = ?resume, "partition assigned");
                             shared.parts.insert(
-                                (topic, partition),
+                                (Arc::from(topic), partition),
                                 PartitionState {
                                     open: None,
                                     consumed: None,
@@ -552,12 +558,12 @@ impl ConsumerContext for ArchiveContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let revoked: Vec<(String, i32)> = tpl
+                let revoked: Vec<Key> = tpl
                     .elements()
                     .iter()
-                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .map(|e| (Arc::from(e.topic()), e.partition()))
                     .collect();
-                let is_revoked = |k: &(String, i32)| revoked.contains(k);
+                let is_revoked = |k: &Key| revoked.contains(k);
                 if consumer.assignment_lost() {
                     tracing::warn!(route = %shared.route, "assignment lost: discarding open files (their records are consumed again by the new owner)");
                 } else if shared.failure.is_none() {
@@ -760,7 +766,7 @@ impl Job {
                 }
             }
             // Roll by time; commit what finished files made safe.
-            let due: Vec<(String, i32)> = shared
+            let due: Vec<Key> = shared
                 .parts
                 .iter()
                 .filter(|(_, s)| {
@@ -790,11 +796,20 @@ impl Job {
         scratch: &mut Vec<u8>,
         lossy: &mut Vec<Arc<str>>,
     ) -> Result<(), TopicError> {
-        let key = (m.topic().to_string(), m.partition());
+        // The assigned partition's own key, no allocation per message: the last message's
+        // (messages come in runs per partition), else searched among the assigned ones.
+        let same = |(t, p): &Key| **t == *m.topic() && *p == m.partition();
+        let key = match self.last.take() {
+            Some(k) if same(&k) && shared.parts.contains_key(&k) => k,
+            _ => {
+                let Some(k) = shared.parts.keys().find(|k| same(k)).cloned() else {
+                    return Ok(()); // revoked since it was fetched
+                };
+                k
+            }
+        };
+        self.last = Some(key.clone());
         let offset = m.offset();
-        if !shared.parts.contains_key(&key) {
-            return Ok(()); // revoked since it was fetched
-        }
         shared.summary.consumed += 1;
         let Some(input) = m.payload() else {
             shared.summary.tombstones += 1;
@@ -871,12 +886,7 @@ impl Job {
     }
 
     /// Marks `offset` dealt with outside any file (dead letter, skip, tombstone).
-    fn dealt_with(
-        &self,
-        shared: &mut Shared,
-        key: &(String, i32),
-        offset: i64,
-    ) -> Result<(), TopicError> {
+    fn dealt_with(&self, shared: &mut Shared, key: &Key, offset: i64) -> Result<(), TopicError> {
         if let Some(s) = shared.parts.get_mut(key) {
             s.consumed = Some(offset + 1);
         }
@@ -924,7 +934,7 @@ impl Job {
     fn fail(
         &self,
         shared: &mut Shared,
-        key: &(String, i32),
+        key: &Key,
         m: &BorrowedMessage<'_>,
         f: PartFailure,
     ) -> Result<(), TopicError> {
