@@ -201,6 +201,9 @@ struct TranscodeArgs {
     /// Avro output codec; default the inputs' codec when they all have the same, else deflate.
     #[arg(long, value_enum)]
     codec: Option<CodecArg>,
+    /// Parquet output compression (zstd at level 3 by default).
+    #[arg(long, value_enum)]
+    compression: Option<CompressionArg>,
     /// Input container files, read in order; a pattern (`'archive/*.avro'`, quoted so that the
     /// shell leaves it alone) stands for the files it matches, sorted by name.
     #[arg(value_name = "FILE", required = true)]
@@ -210,6 +213,14 @@ struct TranscodeArgs {
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ToArg {
     Avro,
+    Parquet,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    Zstd,
+    Snappy,
+    None,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -590,7 +601,9 @@ fn check(
 }
 
 fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
-    use schemabridge::archive::{self, AvroCodec, FileFormat, ReaderSchema};
+    use schemabridge::archive::{
+        self, AvroCodec, FileFormat, ParquetCompression, ParquetOptions, ReaderSchema,
+    };
     use schemabridge::schema::ParsedSchema;
     use schemabridge::schema::arg::{self, SchemaArg};
 
@@ -627,8 +640,32 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
         anyhow::bail!("{origin}: transcode writes Avro records; this is a Protobuf schema");
     };
     let reader = ReaderSchema::new(reader)?;
-    let to = args.to.unwrap_or(ToArg::Avro);
+    let to = args.to.unwrap_or(
+        if output
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+        {
+            ToArg::Parquet
+        } else {
+            ToArg::Avro
+        },
+    );
+    if to == ToArg::Parquet && args.codec.is_some() {
+        anyhow::bail!("--codec is for Avro output; Parquet output takes --compression");
+    }
+    if to == ToArg::Avro && args.compression.is_some() {
+        anyhow::bail!("--compression is for Parquet output; Avro output takes --codec");
+    }
     let format = match to {
+        ToArg::Parquet => FileFormat::Parquet(ParquetOptions {
+            compression: match args.compression {
+                None => ParquetOptions::default().compression,
+                Some(CompressionArg::Zstd) => ParquetCompression::Zstd(3),
+                Some(CompressionArg::Snappy) => ParquetCompression::Snappy,
+                Some(CompressionArg::None) => ParquetCompression::None,
+            },
+            ..ParquetOptions::default()
+        }),
         ToArg::Avro => FileFormat::Avro {
             codec: match args.codec {
                 Some(CodecArg::Null) => AvroCodec::Null,
