@@ -46,16 +46,16 @@ enum Command {
         #[arg(short, long, env = "SCHEMABRIDGE_CONFIG", hide_env_values = true)]
         config: PathBuf,
     },
-    /// Archive a route's source topics into rolling Avro files (`routes[].archive`: a local
-    /// directory or S3), partitioned `topic=T/dt=YYYY-MM-DD/`, every record exactly once, until
+    /// Archive a route's source topics into rolling Avro or Parquet files (`routes[].archive`:
+    /// a local directory or S3), partitioned `topic=T/dt=YYYY-MM-DD/`, every record exactly once, until
     /// SIGTERM/SIGINT (then finish the open files, commit, exit 0).
     Archive {
         /// YAML config file with an archive route.
         #[arg(short, long, env = "SCHEMABRIDGE_CONFIG", hide_env_values = true)]
         config: PathBuf,
-        /// The route to archive (index into `routes`); the only archive route when absent.
-        #[arg(long, value_name = "N")]
-        route: Option<usize>,
+        /// The archive route to run (its `name`); the only archive route when absent.
+        #[arg(long, value_name = "NAME")]
+        route: Option<String>,
     },
     /// Run the whole job on an in-process Kafka mock cluster with embedded schemas, and print
     /// what a v1 consumer receives from v2 producers. Needs no network and nothing installed.
@@ -521,7 +521,7 @@ fn main() -> ExitCode {
                         indented.join("\n")
                     )
                 })?;
-                let index = schemabridge::archive::topic::pick_route(&cfg, route)?;
+                let index = schemabridge::archive::topic::pick_route(&cfg, route.as_deref())?;
                 let timeout = std::time::Duration::from_millis(cfg.pipeline.shutdown_timeout_ms);
                 let shutdown = CancellationToken::new();
                 tokio::spawn(stop_on_signal(shutdown.clone(), timeout));

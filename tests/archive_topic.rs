@@ -12,8 +12,6 @@
 //! - `format: parquet` writes the same layout, each file's rows in offset order (read by
 //!   pyarrow).
 
-#[path = "support/moto.rs"]
-mod moto;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +28,7 @@ use schemabridge::archive::topic::{parse_file_name, utc_date};
 use schemabridge::config::Config;
 use schemabridge::pipeline::dlq_headers;
 use support::kafka::{Cluster, Input};
+use support::moto;
 use support::orders::{
     ORDER_V1, ORDER_V2, SplitMix, encode, framed, order_id, order_v1, order_v2,
     registry_with_orders,

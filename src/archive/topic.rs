@@ -120,30 +120,33 @@ pub struct ArchiveSummary {
 }
 
 /// The archive route `route` (index into `routes`), or the only archive route when `None`.
-pub fn pick_route(cfg: &Config, route: Option<usize>) -> Result<usize, TopicError> {
+pub fn pick_route(cfg: &Config, route: Option<&str>) -> Result<usize, TopicError> {
     match route {
-        Some(i) => match cfg.routes.get(i) {
-            Some(r) if r.archive.is_some() => Ok(i),
-            Some(r) => Err(TopicError::Route(format!(
-                "routes[{i}] ({}) has a `target`, not an `archive`",
-                r.name
+        Some(name) => match cfg.routes.iter().position(|r| r.name == name) {
+            Some(i) if cfg.routes[i].archive.is_some() => Ok(i),
+            Some(i) => Err(TopicError::Route(format!(
+                "--route {name}: routes[{i}] has a `target`, not an `archive`"
             ))),
             None => Err(TopicError::Route(format!(
-                "--route {i}: the config has {} routes",
-                cfg.routes.len()
+                "--route {name}: no route has that name"
             ))),
         },
         None => {
-            let archives: Vec<usize> = (0..cfg.routes.len())
-                .filter(|&i| cfg.routes[i].archive.is_some())
+            let archives: Vec<&str> = cfg
+                .routes
+                .iter()
+                .filter(|r| r.archive.is_some())
+                .map(|r| r.name.as_str())
                 .collect();
             match archives.as_slice() {
-                [i] => Ok(*i),
+                [name] => pick_route(cfg, Some(name)),
                 [] => Err(TopicError::Route(
                     "no route has an `archive` block".to_string(),
                 )),
                 _ => Err(TopicError::Route(format!(
-                    "routes {archives:?} are archive routes: pick one with --route N"
+                    "routes {} are archive routes: pick one with --route NAME (one process per \
+                     archive route)",
+                    archives.join(", ")
                 ))),
             }
         }
