@@ -55,8 +55,8 @@ use super::output::{self, FileFormat, ReaderSchema as OutputSchema, RecordFile};
 use super::store::{Store, StoreError};
 use super::{ArchiveError, AvroCodec};
 use crate::config::{
-    ArchiveCodec, ArchiveConfig, ArchiveFormat, Config, ErrorPolicy, LossyPolicy, Output,
-    RouteConfig,
+    ArchiveCodec, ArchiveCompression, ArchiveConfig, ArchiveFormat, Config, ErrorPolicy,
+    LossyPolicy, Output, RouteConfig,
 };
 use crate::pipeline::dlq_headers;
 use crate::registry::{Backoff, SchemaSource};
@@ -254,7 +254,14 @@ fn file_format(a: &ArchiveConfig) -> Result<FileFormat, String> {
             },
         }),
         // zstd, row groups of 128 MiB (the Parquet writer's defaults).
-        ArchiveFormat::Parquet => Ok(FileFormat::Parquet(super::ParquetOptions::default())),
+        ArchiveFormat::Parquet => Ok(FileFormat::Parquet(super::ParquetOptions {
+            compression: match a.compression {
+                ArchiveCompression::Zstd => super::ParquetCompression::Zstd(3),
+                ArchiveCompression::Snappy => super::ParquetCompression::Snappy,
+                ArchiveCompression::None => super::ParquetCompression::None,
+            },
+            row_group_bytes: a.row_group_bytes,
+        })),
     }
 }
 

@@ -255,6 +255,12 @@ pub struct ArchiveFile {
     /// Avro container block codec (`format: avro`): `deflate` (default) or `null`.
     #[serde(default)]
     pub codec: ArchiveCodec,
+    /// Parquet column compression (`format: parquet`): `zstd` (default), `snappy` or `none`.
+    #[serde(default)]
+    pub compression: Option<ArchiveCompression>,
+    /// Parquet: a row group is closed once its encoded size reaches this many bytes.
+    #[serde(default = "defaults::row_group_bytes")]
+    pub row_group_bytes: u64,
     #[serde(default)]
     pub roll: RollFile,
     /// Multipart upload part size; files larger than one part are uploaded in parts (S3 needs
@@ -282,12 +288,37 @@ pub enum ArchiveFormat {
 }
 
 /// An Avro container's block codec.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ArchiveCodec {
     #[default]
     Deflate,
     Null,
+}
+
+/// `deflate` or `null`; YAML reads an unquoted `codec: null` as no value at all, which here
+/// means the codec named `null` (not the default).
+impl<'de> Deserialize<'de> for ArchiveCodec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Option::<String>::deserialize(d)?.as_deref() {
+            None | Some("null") => Ok(ArchiveCodec::Null),
+            Some("deflate") => Ok(ArchiveCodec::Deflate),
+            Some(other) => Err(serde::de::Error::unknown_variant(
+                other,
+                &["deflate", "null"],
+            )),
+        }
+    }
+}
+
+/// A Parquet file's column compression.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchiveCompression {
+    /// zstd, level 3.
+    #[default]
+    Zstd,
+    Snappy,
+    None,
 }
 
 /// When an open file is finished and a new one started (whichever comes first). A file also
@@ -636,6 +667,9 @@ pub(super) mod defaults {
     }
     pub const fn roll_interval_ms() -> u64 {
         300_000
+    }
+    pub const fn row_group_bytes() -> u64 {
+        128 << 20
     }
     pub const fn part_bytes() -> u64 {
         8 << 20

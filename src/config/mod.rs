@@ -34,9 +34,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use file::{
-    ArchiveCodec, ArchiveFormat, DeliveryMode, ErrorPolicy, Format, KafkaCluster, LossyPolicy,
-    Output, Partitioning, PipelineConfig, RollFile as Roll, SourceTopics, SubjectVersion,
-    TelemetryConfig,
+    ArchiveCodec, ArchiveCompression, ArchiveFormat, DeliveryMode, ErrorPolicy, Format,
+    KafkaCluster, LossyPolicy, Output, Partitioning, PipelineConfig, RollFile as Roll,
+    SourceTopics, SubjectVersion, TelemetryConfig,
 };
 pub use kafka::ClientRole;
 pub use preflight::{Preflight, kafka_error_text};
@@ -181,6 +181,8 @@ pub struct ArchiveConfig {
     pub store: ArchiveStore,
     pub format: ArchiveFormat,
     pub codec: ArchiveCodec,
+    pub compression: ArchiveCompression,
+    pub row_group_bytes: u64,
     pub roll: Roll,
     pub part_bytes: u64,
     pub spool_dir: Option<PathBuf>,

@@ -177,11 +177,18 @@ fn route(r: &RouteConfig) -> String {
                     endpoint.as_deref().map_or("aws".into(), redact_url)
                 ),
             };
+            let layout = match a.format {
+                super::ArchiveFormat::Avro => format!("format avro codec {:?}", a.codec),
+                super::ArchiveFormat::Parquet => format!(
+                    "format parquet compression {:?} row_group_bytes {}",
+                    a.compression, a.row_group_bytes
+                ),
+            }
+            .to_lowercase();
             format!(
-                "archive {store} format {:?} codec {:?} roll records {} bytes {} interval_ms {}",
-                a.format, a.codec, a.roll.records, a.roll.bytes, a.roll.interval_ms
+                "archive {store} {layout} roll records {} bytes {} interval_ms {}",
+                a.roll.records, a.roll.bytes, a.roll.interval_ms
             )
-            .to_lowercase()
         }
     };
     format!(

@@ -537,6 +537,34 @@ fn archive_mistakes_are_named_by_their_key() {
             .any(|e| e == "routes[0].archive.s3: only used with an `s3://` url"),
         "{e:?}"
     );
+    // Each format's own option, and not the other's.
+    let avro_compression = ARCHIVE.replace("      roll:", "      compression: snappy\n      roll:");
+    assert_eq!(
+        errors(&avro_compression),
+        [
+            "routes[0].archive.compression: only used with `format: parquet` (Avro files take `codec`)"
+        ]
+    );
+    let parquet = ARCHIVE.replace(
+        "      roll:",
+        "      format: parquet\n      compression: snappy\n      row_group_bytes: 1048576\n      roll:",
+    );
+    let c = Config::parse(&parquet).unwrap();
+    let a = c.routes[0].archive.as_ref().expect("archive");
+    assert_eq!(
+        (a.format, a.compression, a.row_group_bytes),
+        (ArchiveFormat::Parquet, ArchiveCompression::Snappy, 1 << 20)
+    );
+    let summary = c.summary().join("\n");
+    assert!(
+        summary.contains("format parquet compression snappy row_group_bytes 1048576"),
+        "{summary}"
+    );
+    let parquet_codec = parquet.replace("      compression: snappy\n", "      codec: null\n");
+    assert_eq!(
+        errors(&parquet_codec),
+        ["routes[0].archive.codec: only used with `format: avro`"]
+    );
     let passthrough = ARCHIVE.replace(
         "      format: avro\n      reader: { subject: orders-value, version: 1 }\n",
         "      format: passthrough\n",

@@ -414,6 +414,13 @@ fn archive(at: &str, a: ArchiveFile, p: &mut Problems) -> Option<ArchiveConfig> 
     if a.format == ArchiveFormat::Parquet && a.codec != ArchiveCodec::default() {
         p.add(key("codec"), "only used with `format: avro`");
     }
+    if a.format == ArchiveFormat::Avro && a.compression.is_some() {
+        p.add(
+            key("compression"),
+            "only used with `format: parquet` (Avro files take `codec`)",
+        );
+    }
+    bounded(p, &key("row_group_bytes"), a.row_group_bytes, 1 << 40);
     let store = match url::Url::parse(&a.url) {
         Err(e) => {
             p.add(key("url"), format!("not a URL: {e}"));
@@ -492,6 +499,8 @@ fn archive(at: &str, a: ArchiveFile, p: &mut Problems) -> Option<ArchiveConfig> 
         store: store?,
         format: a.format,
         codec: a.codec,
+        compression: a.compression.unwrap_or_default(),
+        row_group_bytes: a.row_group_bytes,
         roll: a.roll,
         part_bytes: a.part_bytes,
         spool_dir: a.spool_dir,
