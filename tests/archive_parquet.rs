@@ -74,11 +74,8 @@ fn oracle(
     parquet: Option<&Path>,
     avro: Option<&Path>,
 ) -> serde_json::Value {
-    let python = support::python::python_with(&[
-        (support::python::FASTAVRO, "fastavro"),
-        PYARROW,
-        DUCKDB,
-    ]);
+    let python =
+        support::python::python_with(&[(support::python::FASTAVRO, "fastavro"), PYARROW, DUCKDB]);
     let parse = |s: &str| serde_json::from_str::<serde_json::Value>(s).expect("schema json");
     let case = json!({
         "reader": parse(reader),
@@ -165,7 +162,10 @@ fn reference_orders_to_parquet_read_back_by_pyarrow_and_duckdb_as_fastavro_resol
         ("order_id", "string"),
         ("customer_id", "int64"),
         ("placed_at", "timestamp[ms, tz=UTC]"),
-        ("status", "dictionary<values=string, indices=int32, ordered=0>"),
+        (
+            "status",
+            "dictionary<values=string, indices=int32, ordered=0>",
+        ),
         ("amount_cents", "int64"),
         ("quantity", "int64"),
         ("discount", "double"),
@@ -184,7 +184,11 @@ fn reference_orders_to_parquet_read_back_by_pyarrow_and_duckdb_as_fastavro_resol
         ("source", "string"),
     ];
     for (field, ty) in expect {
-        assert_eq!(types.get(field).map(String::as_str), Some(ty), "{field}: {types:?}");
+        assert_eq!(
+            types.get(field).map(String::as_str),
+            Some(ty),
+            "{field}: {types:?}"
+        );
     }
     let meta: serde_json::Value = serde_json::from_str(
         answer["avro_schema_metadata"]
@@ -247,7 +251,10 @@ fn logical_writer() -> String {
     let fields = v["fields"].as_array_mut().expect("fields");
     fields.retain(|f| f["name"] != "extra");
     // Members' n written as int, read as long.
-    let groups = fields.iter_mut().find(|f| f["name"] == "groups").expect("groups");
+    let groups = fields
+        .iter_mut()
+        .find(|f| f["name"] == "groups")
+        .expect("groups");
     groups["type"]["items"]["fields"][1]["type"]["items"]["fields"][0]["type"] = json!("int");
     v.to_string()
 }
@@ -316,10 +323,22 @@ fn logical_datum(i: usize, rng: &mut SplitMix, writer: &Schema) -> Vec<u8> {
         ("day".into(), Value::Int(19_000 + r(rng, 2000) as i32)),
         ("tm".into(), Value::Int(r(rng, 86_400_000) as i32)),
         ("tu".into(), Value::Long(r(rng, 86_400_000_000))),
-        ("tsm".into(), Value::Long(1_700_000_000_000 + r(rng, 1 << 36))),
-        ("tsu".into(), Value::Long(1_700_000_000_000_000 + r(rng, 1 << 46))),
-        ("ltm".into(), Value::Long(1_600_000_000_000 + r(rng, 1 << 36))),
-        ("ltu".into(), Value::Long(1_600_000_000_000_000 + r(rng, 1 << 46))),
+        (
+            "tsm".into(),
+            Value::Long(1_700_000_000_000 + r(rng, 1 << 36)),
+        ),
+        (
+            "tsu".into(),
+            Value::Long(1_700_000_000_000_000 + r(rng, 1 << 46)),
+        ),
+        (
+            "ltm".into(),
+            Value::Long(1_600_000_000_000 + r(rng, 1 << 36)),
+        ),
+        (
+            "ltu".into(),
+            Value::Long(1_600_000_000_000_000 + r(rng, 1 << 46)),
+        ),
         (
             "price".into(),
             Value::Bytes(be(sign * i128::from(r(rng, 1 << 30)), 5)),
@@ -329,7 +348,10 @@ fn logical_datum(i: usize, rng: &mut SplitMix, writer: &Schema) -> Vec<u8> {
             Value::Fixed(12, be(sign * (i128::from(r(rng, 1 << 62)) << 20), 12)),
         ),
         ("id".into(), Value::String(uuid)),
-        ("hash".into(), Value::Fixed(4, (r(rng, 1 << 32) as u32).to_be_bytes().to_vec())),
+        (
+            "hash".into(),
+            Value::Fixed(4, (r(rng, 1 << 32) as u32).to_be_bytes().to_vec()),
+        ),
         (
             "blob".into(),
             Value::Bytes((0..r(rng, 6)).map(|b| b as u8 * 51).collect()),
@@ -386,7 +408,10 @@ fn every_logical_type_union_map_nested_array_fixed_and_enum_read_back_by_pyarrow
             ("id", "extension<arrow.uuid>"),
             ("hash", "fixed_size_binary[4]"),
             ("blob", "binary"),
-            ("color", "dictionary<values=string, indices=int32, ordered=0>"),
+            (
+                "color",
+                "dictionary<values=string, indices=int32, ordered=0>",
+            ),
             ("choice", "struct<long: int64, string: string>"),
             ("maybe", "struct<long: int64, string: string>"),
             ("note", "struct<text: string not null>"),
@@ -399,7 +424,11 @@ fn every_logical_type_union_map_nested_array_fixed_and_enum_read_back_by_pyarrow
             ("extra", "string"),
         ];
         for (field, ty) in expect {
-            assert_eq!(types.get(field).map(String::as_str), Some(ty), "{field}: {types:?}");
+            assert_eq!(
+                types.get(field).map(String::as_str),
+                Some(ty),
+                "{field}: {types:?}"
+            );
         }
     }
 }
@@ -411,9 +440,13 @@ fn recursive_schemas_are_refused_for_parquet_but_written_as_avro() {
         {"name":"next","type":["null","Node"]}]}"#;
     let reader = ReaderSchema::new(Schema::parse_str(schema).expect("schema")).expect("reader");
     let sink = File::create(dir.join("n.parquet")).expect("create");
-    let err = output::open(FileFormat::Parquet(ParquetOptions::default()), &reader, sink)
-        .err()
-        .expect("recursive schema refused");
+    let err = output::open(
+        FileFormat::Parquet(ParquetOptions::default()),
+        &reader,
+        sink,
+    )
+    .err()
+    .expect("recursive schema refused");
     assert!(err.to_string().contains("recursive type Node"), "{err}");
     let sink = File::create(dir.join("n.avro")).expect("create");
     let mut file = output::open(

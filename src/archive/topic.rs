@@ -253,7 +253,7 @@ fn file_format(a: &ArchiveConfig) -> Result<FileFormat, String> {
                 ArchiveCodec::Null => AvroCodec::Null,
             },
         }),
-        // zstd, row groups of 128 MiB (the Parquet writer's defaults).
+        // zstd level 3 unless the route says otherwise.
         ArchiveFormat::Parquet => Ok(FileFormat::Parquet(super::ParquetOptions {
             compression: match a.compression {
                 ArchiveCompression::Zstd => super::ParquetCompression::Zstd(3),
