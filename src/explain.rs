@@ -1,9 +1,9 @@
 //! `schemabridge explain`: a field-by-field account of what reading writer data with a reader
 //! schema does, and optionally one sample record before and after.
 //!
-//! Owns: loading the two schemas explain compares (files through `schema::parse_file`, with
-//! Protobuf imports found on an include path; or a schema registry, parsed with their
-//! references by `Schemas::load`, as for the gateway), running the engine's plan compiler on
+//! Owns: loading the two schemas explain compares (through `schema::arg`: files, with Protobuf
+//! imports found on an include path, or a schema registry, parsed with their references as for
+//! the gateway), running the engine's plan compiler on
 //! them, turning its resolution report
 //! (`crate::resolution`) and a sample record into an [`Explanation`], and rendering that as a
 //! table or JSON. Must not touch: the engines' rules (the report is theirs), the gateway's
@@ -11,7 +11,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use apache_avro::schema::{InnerDecimalSchema, Name, ResolvedSchema, UuidSchema};
 use prost::Message as _;
@@ -19,33 +18,16 @@ use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use serde::Serialize;
 use serde_json::Value as Json;
 use thiserror::Error;
-use tokio_util::sync::CancellationToken;
 
 use crate::avro;
 use crate::config::Output;
-use crate::config::{RegistryConfig, SubjectVersion};
 use crate::protobuf::{self, UnknownFields};
-use crate::registry::{Backoff, Format, SchemaSource};
+use crate::registry::SchemaSource;
 use crate::resolution::{Change, ChangeKind};
-use crate::schema::{
-    CachePolicy, CompiledPlan, FailureKind, ParsedSchema, ReaderSchema, ResolveError, Schemas,
-    parse_file,
-};
+use crate::schema::arg;
+pub use crate::schema::arg::SchemaArg;
+use crate::schema::{CompiledPlan, FailureKind, ParsedSchema, ReaderSchema};
 use crate::wire::MessageIndexes;
-
-/// Where one side's schema comes from.
-#[derive(Debug, Clone)]
-pub enum SchemaArg {
-    /// A file: `.proto` is Protobuf, anything else Avro.
-    File(PathBuf),
-    /// A registry schema id.
-    Id(u32),
-    /// A registry subject at a version.
-    Subject {
-        subject: String,
-        version: SubjectVersion,
-    },
-}
 
 /// What `explain` is asked.
 #[derive(Debug, Clone)]
@@ -147,7 +129,10 @@ pub struct Sample {
 /// Loads both sides (files or registry). The only I/O of `explain`.
 pub async fn load(req: &Request) -> Result<(Side, Side), ExplainError> {
     let source = match &req.registry {
-        Some(url) => Some(registry(url)?),
+        Some(url) => Some(arg::registry_at(url).map_err(|message| ExplainError::Load {
+            side: "registry",
+            message,
+        })?),
         None => None,
     };
     let writer = load_side(
@@ -169,16 +154,6 @@ pub async fn load(req: &Request) -> Result<(Side, Side), ExplainError> {
     Ok((writer, reader))
 }
 
-fn registry(url: &str) -> Result<Arc<SchemaSource>, ExplainError> {
-    let cfg = RegistryConfig::for_url(url);
-    crate::registry::ConfluentRegistry::new(&cfg)
-        .map(|r| Arc::new(SchemaSource::Confluent(r)))
-        .map_err(|e| ExplainError::Load {
-            side: "registry",
-            message: e.to_string(),
-        })
-}
-
 async fn load_side(
     side: &'static str,
     arg: &SchemaArg,
@@ -187,58 +162,9 @@ async fn load_side(
     registry: Option<&Arc<SchemaSource>>,
 ) -> Result<Side, ExplainError> {
     let err = |message: String| ExplainError::Load { side, message };
-    let need_registry = || registry.cloned().ok_or_else(|| err(NEEDS_REGISTRY.into()));
-    let (origin, registered, source) = match arg {
-        SchemaArg::File(path) => {
-            let kind = if path.extension().is_some_and(|e| e == "proto") {
-                Format::Protobuf
-            } else {
-                Format::Avro
-            };
-            let schema = parse_file(path, kind, &req.proto_paths).map_err(err)?;
-            return side_of(path.display().to_string(), schema, message.as_deref()).map_err(err);
-        }
-        SchemaArg::Id(id) => {
-            let source = need_registry()?;
-            let origin = format!("registry schema id {id}");
-            let fetched = source.by_id(*id).await;
-            let registered = fetched.map_err(|e| err(format!("{origin}: {e}")))?;
-            (origin, registered, source)
-        }
-        SchemaArg::Subject { subject, version } => {
-            let source = need_registry()?;
-            let origin = format!("registry subject {subject} version {version}");
-            let fetched = source.by_subject(subject, *version).await;
-            let registered = fetched.map_err(|e| err(format!("{origin}: {e}")))?;
-            (origin, registered, source)
-        }
-    };
-    // The schema layer parses it and fetches its references (recursively), as for the gateway;
-    // it retries while the registry is unavailable, so the whole load is bounded here.
-    let schemas = Schemas::new(
-        source,
-        Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-        },
-        CachePolicy {
-            capacity: 16,
-            not_found_ttl: Duration::from_secs(60),
-        },
-        CancellationToken::new(),
-    );
-    let schema = tokio::time::timeout(LOAD_TIMEOUT, schemas.load(&registered))
+    let (origin, schema) = arg::load(arg, registry, &req.proto_paths)
         .await
-        .map_err(|_| {
-            err(format!(
-                "{origin}: the registry did not answer within {} s",
-                LOAD_TIMEOUT.as_secs()
-            ))
-        })?
-        .map_err(|e| match e {
-            ResolveError::Failed(f) => err(format!("{origin}: {}", f.message)),
-            ResolveError::Cancelled => err(format!("{origin}: cancelled")),
-        })?;
+        .map_err(err)?;
     side_of(origin, schema, message.as_deref()).map_err(err)
 }
 
@@ -256,11 +182,6 @@ fn side_of(origin: String, schema: ParsedSchema, message: Option<&str>) -> Resul
         message,
     })
 }
-
-const NEEDS_REGISTRY: &str = "a registry schema needs --registry URL";
-
-/// How long loading one schema (with its references) may take while the registry is down.
-const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn proto_message(
     pool: &DescriptorPool,

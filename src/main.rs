@@ -46,6 +46,17 @@ enum Command {
         #[arg(short, long, env = "SCHEMABRIDGE_CONFIG", hide_env_values = true)]
         config: PathBuf,
     },
+    /// Archive a route's source topics into rolling Avro or Parquet files (`routes[].archive`:
+    /// a local directory or S3), partitioned `topic=T/dt=YYYY-MM-DD/`, every record exactly once, until
+    /// SIGTERM/SIGINT (then finish the open files, commit, exit 0).
+    Archive {
+        /// YAML config file with an archive route.
+        #[arg(short, long, env = "SCHEMABRIDGE_CONFIG", hide_env_values = true)]
+        config: PathBuf,
+        /// The archive route to run (its `name`); the only archive route when absent.
+        #[arg(long, value_name = "NAME")]
+        route: Option<String>,
+    },
     /// Run the whole job on an in-process Kafka mock cluster with embedded schemas, and print
     /// what a v1 consumer receives from v2 producers. Needs no network and nothing installed.
     Demo {
@@ -108,20 +119,11 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
     },
-    /// Rewrite an Avro object container file (writer schema from its header) into one written
-    /// with READER's schema, through the gateway's compiled plan. Same codec as the input (null,
-    /// deflate). On any error OUTPUT is not created.
-    Transcode {
-        /// The reader schema (.avsc).
-        #[arg(long, value_name = "READER.avsc")]
-        reader_schema: PathBuf,
-        /// Input container file.
-        #[arg(value_name = "INPUT.avro")]
-        input: PathBuf,
-        /// Output container file (replaced only on success).
-        #[arg(value_name = "OUTPUT.avro")]
-        output: PathBuf,
-    },
+    /// Rewrite Avro object container files, each written with its own writer schema (from its
+    /// header), into ONE file written with the reader schema, through the gateway's compiled
+    /// plan: `transcode --reader-schema R.avsc -o OUT 'archive/*.avro' more.avro`, or the short
+    /// form `transcode --reader-schema R.avsc IN OUT`. On any error OUTPUT is not created.
+    Transcode(TranscodeArgs),
     /// Benchmarks, printed as a table.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -172,6 +174,59 @@ struct ExplainArgs {
     sample: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = OutputArg::Table)]
     format: OutputArg,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("reader").required(true).args(["reader_schema", "reader_subject"])))]
+struct TranscodeArgs {
+    /// The reader schema file (.avsc).
+    #[arg(long, value_name = "READER.avsc")]
+    reader_schema: Option<PathBuf>,
+    /// A Confluent-compatible schema registry, for --reader-subject.
+    #[arg(long, value_name = "URL")]
+    registry: Option<String>,
+    /// The reader schema by registry subject...
+    #[arg(long, value_name = "SUBJECT", requires = "registry")]
+    reader_subject: Option<String>,
+    /// ...at this version (a number or `latest`).
+    #[arg(long, value_name = "V|latest", default_value = "latest", value_parser = parse_version, requires = "reader_subject")]
+    reader_version: schemabridge::config::SubjectVersion,
+    /// The output file (replaced only on success). Without it, the last FILE is the output
+    /// and exactly one input must come before it.
+    #[arg(short, long, value_name = "OUT")]
+    output: Option<PathBuf>,
+    /// Output format; default from OUT's extension (`.parquet`: parquet, otherwise avro).
+    #[arg(long, value_enum)]
+    to: Option<ToArg>,
+    /// Avro output codec; default the inputs' codec when they all have the same, else deflate.
+    #[arg(long, value_enum)]
+    codec: Option<CodecArg>,
+    /// Parquet output compression (zstd at level 3 by default).
+    #[arg(long, value_enum)]
+    compression: Option<CompressionArg>,
+    /// Input container files, read in order; a pattern (`'archive/*.avro'`, quoted so that the
+    /// shell leaves it alone) stands for the files it matches, sorted by name.
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ToArg {
+    Avro,
+    Parquet,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    Zstd,
+    Snappy,
+    None,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CodecArg {
+    Null,
+    Deflate,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -365,31 +420,7 @@ fn main() -> ExitCode {
             };
             check(&config, &opts, report_format, strict)
         }
-        Command::Transcode {
-            reader_schema,
-            input,
-            output,
-        } => report(
-            schemabridge::archive::transcode_file(&input, &reader_schema, &output)
-                .map(|s| {
-                    println!(
-                        "{}: {} records in {} blocks ({} codec) written with {}",
-                        output.display(),
-                        s.records,
-                        s.blocks,
-                        s.codec,
-                        reader_schema.display()
-                    );
-                    if !s.dropped_fields.is_empty() {
-                        println!(
-                            "writer fields not in the reader schema: {} ({} records held data in them)",
-                            s.dropped_fields.join(", "),
-                            s.lossy_records
-                        );
-                    }
-                })
-                .map_err(anyhow::Error::from),
-        ),
+        Command::Transcode(args) => report(transcode(args)),
         Command::Bench(BenchCommand::Transcode {
             writer_schema,
             reader_schema,
@@ -479,6 +510,28 @@ fn main() -> ExitCode {
                 result => report(result),
             }
         }
+        Command::Archive { config, route } => {
+            telemetry::init_tracing("info", format);
+            let archive = async move {
+                let (cfg, source) = load_checked(&config).map_err(|e| {
+                    let indented: Vec<String> = e.0.iter().map(|e| format!("  {e}")).collect();
+                    anyhow::anyhow!(
+                        "{}: invalid configuration\n{}",
+                        config.display(),
+                        indented.join("\n")
+                    )
+                })?;
+                let index = schemabridge::archive::topic::pick_route(&cfg, route.as_deref())?;
+                let timeout = std::time::Duration::from_millis(cfg.pipeline.shutdown_timeout_ms);
+                let shutdown = CancellationToken::new();
+                tokio::spawn(stop_on_signal(shutdown.clone(), timeout));
+                let summary =
+                    schemabridge::archive::topic::run(cfg, source, index, shutdown).await?;
+                tracing::info!(?summary, "stopped");
+                anyhow::Ok(())
+            };
+            report(runtime().and_then(|rt| rt.block_on(archive)))
+        }
         Command::Demo { messages, samples } => {
             // The demo is read by a person (its report is on stdout): text unless asked for
             // JSON, also when stderr is a file; colour still only on a terminal.
@@ -545,6 +598,135 @@ fn check(
             ExitCode::from(2)
         }
     }
+}
+
+fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
+    use schemabridge::archive::{
+        self, AvroCodec, FileFormat, ParquetCompression, ParquetOptions, ReaderSchema,
+    };
+    use schemabridge::schema::ParsedSchema;
+    use schemabridge::schema::arg::{self, SchemaArg};
+
+    let mut files = args.files;
+    let output = match args.output {
+        Some(o) => o,
+        None if files.len() == 2 => PathBuf::from(files.pop().unwrap_or_default()),
+        None => anyhow::bail!(
+            "give the output file with --output OUT (without it, transcode takes exactly one \
+             input and then the output; {} files were given)",
+            files.len()
+        ),
+    };
+    let inputs = expand_inputs(&files)?;
+    let reader_arg = match (args.reader_schema, args.reader_subject) {
+        (Some(file), _) => SchemaArg::File(file),
+        (None, Some(subject)) => SchemaArg::Subject {
+            subject,
+            version: args.reader_version,
+        },
+        (None, None) => anyhow::bail!("give --reader-schema FILE or --reader-subject SUBJECT"),
+    };
+    let registry = match &args.registry {
+        Some(url) => Some(arg::registry_at(url).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (origin, reader) = rt
+        .block_on(arg::load(&reader_arg, registry.as_ref(), &[]))
+        .map_err(anyhow::Error::msg)?;
+    let ParsedSchema::Avro(reader) = reader else {
+        anyhow::bail!("{origin}: transcode writes Avro records; this is a Protobuf schema");
+    };
+    let reader = ReaderSchema::new(reader)?;
+    let to = args.to.unwrap_or(
+        if output
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+        {
+            ToArg::Parquet
+        } else {
+            ToArg::Avro
+        },
+    );
+    if to == ToArg::Parquet && args.codec.is_some() {
+        anyhow::bail!("--codec is for Avro output; Parquet output takes --compression");
+    }
+    if to == ToArg::Avro && args.compression.is_some() {
+        anyhow::bail!("--compression is for Parquet output; Avro output takes --codec");
+    }
+    let format = match to {
+        ToArg::Parquet => FileFormat::Parquet(ParquetOptions {
+            compression: match args.compression {
+                None => ParquetOptions::default().compression,
+                Some(CompressionArg::Zstd) => ParquetCompression::Zstd(3),
+                Some(CompressionArg::Snappy) => ParquetCompression::Snappy,
+                Some(CompressionArg::None) => ParquetCompression::None,
+            },
+            ..ParquetOptions::default()
+        }),
+        ToArg::Avro => FileFormat::Avro {
+            codec: match args.codec {
+                Some(CodecArg::Null) => AvroCodec::Null,
+                Some(CodecArg::Deflate) => AvroCodec::Deflate,
+                None => archive::common_codec(&inputs)?,
+            },
+        },
+    };
+    let stats = archive::transcode_files(&inputs, &reader, &origin, format, &output)?;
+    for input in &stats.inputs {
+        let how = if input.identity {
+            "already the reader schema".to_string()
+        } else if input.dropped_fields.is_empty() {
+            "resolved".to_string()
+        } else {
+            format!(
+                "resolved; writer fields not in the reader schema: {} ({} records held data in them)",
+                input.dropped_fields.join(", "),
+                input.lossy_records
+            )
+        };
+        println!(
+            "{}: {} records in {} blocks ({} codec), written with {}: {how}",
+            input.path.display(),
+            input.records,
+            input.blocks,
+            input.codec,
+            input.writer,
+        );
+    }
+    println!(
+        "{}: {} records from {} file{} written as {} with {origin}",
+        output.display(),
+        stats.records(),
+        stats.inputs.len(),
+        if stats.inputs.len() == 1 { "" } else { "s" },
+        format.describe(),
+    );
+    Ok(())
+}
+
+/// Input arguments as files: an argument naming no file but holding a glob pattern stands for
+/// the files it matches (sorted); one that matches nothing is an error.
+fn expand_inputs(args: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut inputs = Vec::new();
+    for a in args {
+        let path = PathBuf::from(a);
+        if path.exists() || !a.contains(['*', '?', '[']) {
+            inputs.push(path);
+            continue;
+        }
+        let mut matched: Vec<PathBuf> = glob::glob(a)
+            .with_context(|| format!("{a}: not a valid pattern"))?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        anyhow::ensure!(!matched.is_empty(), "{a}: no file matches this pattern");
+        matched.sort();
+        inputs.append(&mut matched);
+    }
+    Ok(inputs)
 }
 
 fn bench_transcode(

@@ -5,6 +5,9 @@
 
 #[path = "support/python.rs"]
 mod python;
+#[allow(dead_code)] // the other registry fronts are for other tests
+#[path = "support/registry.rs"]
+mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -243,4 +246,182 @@ fn a_corrupted_datum_fails_naming_record_and_field_and_writes_nothing() {
         before,
         "no temporary file left behind"
     );
+}
+
+/// The top-level field names of a schema file, comma-separated, in order.
+fn field_names(schema: &str) -> String {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo(schema)).unwrap()).unwrap();
+    let fields = schema["fields"].as_array().expect("a record schema");
+    let names: Vec<&str> = fields.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    names.join(",")
+}
+
+/// `gen_orders.py N SEED path` (OrderPlaced v2, null codec).
+fn v2_file(path: &Path, records: u32, seed: u32) {
+    let out = Command::new(python::fastavro_python())
+        .arg(repo("tests/support/gen_orders.py"))
+        .args([records.to_string(), seed.to_string()])
+        .arg(path)
+        .output()
+        .expect("run gen_orders.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Reads `output` with fastavro and compares its records, in order, with fastavro's resolution
+/// of each input (argv[3:]) to the reader schema in argv[1]; prints `count codec fields`.
+const COMPARE_MANY: &str = "import sys, json, fastavro\n\
+reader = fastavro.parse_schema(json.load(open(sys.argv[1])))\n\
+want = []\n\
+for p in sys.argv[3:]:\n\
+\x20   want += list(fastavro.reader(open(p, 'rb'), reader_schema=reader))\n\
+r = fastavro.reader(open(sys.argv[2], 'rb'))\n\
+got = list(r)\n\
+assert len(got) == len(want), (len(got), len(want))\n\
+for i, (g, w) in enumerate(zip(got, want)):\n\
+\x20   assert g == w, (i, g, w)\n\
+print(len(got), r.codec, ','.join(f['name'] for f in r.writer_schema['fields']))\n";
+
+/// Three archives written with two writer schemas (v2 by gen_orders.py, v1 by fastavro's own
+/// resolution, with another codec), named by a pattern, become one v1 file whose records are,
+/// in file order, exactly what fastavro's resolution of each input gives.
+#[test]
+fn many_archives_with_their_own_writers_become_one_normalised_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let archives = dir.path().join("archives");
+    std::fs::create_dir(&archives).unwrap();
+    let (a, b, c) = (
+        archives.join("2026-01.avro"),
+        archives.join("2026-02.avro"),
+        archives.join("2026-03.avro"),
+    );
+    v2_file(&a, 300, 11);
+    v2_file(&c, 120, 13);
+    let v1 = repo("proto/orders/order_v1.avsc");
+    let v2_tmp = dir.path().join("b-v2.avro");
+    v2_file(&v2_tmp, 200, 12);
+    // The middle archive was written by a v1 producer: fastavro resolves and writes it.
+    py(
+        "import sys, json, fastavro\n\
+         reader = fastavro.parse_schema(json.load(open(sys.argv[3])))\n\
+         recs = list(fastavro.reader(open(sys.argv[1], 'rb'), reader_schema=reader))\n\
+         with open(sys.argv[2], 'wb') as f:\n\
+         \x20   fastavro.writer(f, reader, recs, codec='deflate', sync_interval=2000)\n",
+        &[&v2_tmp, &b, &v1],
+    );
+    std::fs::remove_file(&v2_tmp).unwrap();
+
+    let output = dir.path().join("normalised.avro");
+    let pattern = format!("{}/*.avro", archives.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
+        .args(["transcode", "--reader-schema"])
+        .arg(&v1)
+        .arg("-o")
+        .arg(&output)
+        .arg(&pattern)
+        .output()
+        .expect("run schemabridge");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One line per input, in name order, and the v1 archive is recognised as such.
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(lines[0].contains("2026-01.avro: 300 records"), "{stdout}");
+    assert!(lines[0].contains("items[].gift_wrap"), "{stdout}");
+    assert!(lines[1].contains("2026-02.avro: 200 records"), "{stdout}");
+    assert!(lines[1].contains("(deflate codec)"), "{stdout}");
+    assert!(lines[1].contains("already the reader schema"), "{stdout}");
+    assert!(lines[2].contains("2026-03.avro: 120 records"), "{stdout}");
+    assert!(lines[3].contains("620 records from 3 files"), "{stdout}");
+
+    let summary = py(COMPARE_MANY, &[&v1, &output, &a, &b, &c]);
+    // The inputs' codecs differ, so the output takes deflate.
+    assert_eq!(
+        summary.trim(),
+        format!("620 deflate {}", field_names("proto/orders/order_v1.avsc"))
+    );
+
+    // A pattern that matches nothing, and several inputs without --output, are usage errors.
+    for (args, why) in [
+        (
+            vec![
+                "-o".into(),
+                dir.path().join("never.avro").display().to_string(),
+                format!("{}/*.nothing", archives.display()),
+            ],
+            "no file matches this pattern",
+        ),
+        (
+            vec![
+                a.display().to_string(),
+                b.display().to_string(),
+                "out.avro".into(),
+            ],
+            "give the output file with --output",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
+            .args(["transcode", "--reader-schema"])
+            .arg(&v1)
+            .args(&args)
+            .output()
+            .expect("run schemabridge");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{stderr}");
+    }
+}
+
+/// The reader schema selected in a registry as a route selects it: `latest`, or a version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_schema_comes_from_a_registry_subject_at_a_version() {
+    let registry = registry::RegistryDouble::start().await;
+    let text = |p: &str| std::fs::read_to_string(repo(p)).unwrap();
+    // Version 1 is v2, version 2 (latest) is v1: a consumer that pinned either.
+    registry.register_avro("orders-archive-value", &text("proto/orders/order_v2.avsc"));
+    registry.register_avro("orders-archive-value", &text("proto/orders/order_v1.avsc"));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.avro");
+    v2_file(&input, 150, 21);
+    for (version, reader) in [
+        ("latest", "proto/orders/order_v1.avsc"),
+        ("1", "proto/orders/order_v2.avsc"),
+    ] {
+        let output = dir.path().join(format!("out-{version}.avro"));
+        let out = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
+            .args(["transcode", "--registry", &registry.url])
+            .args([
+                "--reader-subject",
+                "orders-archive-value",
+                "--reader-version",
+                version,
+            ])
+            .arg("-o")
+            .arg(&output)
+            .arg(&input)
+            .output()
+            .expect("run schemabridge");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!(
+                "registry subject orders-archive-value version {version}"
+            )),
+            "{stdout}"
+        );
+        let summary = py(COMPARE_MANY, &[&repo(reader), &output, &input]);
+        assert_eq!(summary.trim(), format!("150 null {}", field_names(reader)));
+    }
 }

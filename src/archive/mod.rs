@@ -4,13 +4,17 @@
 //! through (`output`: one reader schema compiled once for output, a [`RecordFile`] per file,
 //! whatever the format), and `schemabridge transcode` (`transcode`), which rewrites a container
 //! file through the gateway's compiled plan; the reader-bytes visitor every format is fed by
-//! (`shape`), and Parquet output (`parquet`, with the Arrow builders in `columnar`). Must not: resolve schemas itself (`avro` does).
+//! (`shape`), and Parquet output (`parquet`, with the Arrow builders in `columnar`);
+//! `schemabridge archive` (`topic`), which writes a route's topics to rolling files in a local
+//! directory or S3 (`store`), exactly once. Must not: resolve schemas itself (`avro` does).
 
 pub mod columnar;
 mod container;
 pub mod output;
 pub mod parquet;
 pub mod shape;
+pub mod store;
+pub mod topic;
 mod transcode;
 
 use std::path::PathBuf;
@@ -21,7 +25,7 @@ pub use self::parquet::{ParquetCompression, ParquetOptions};
 use crate::avro;
 pub use container::AvroCodec;
 pub use output::{FileFormat, ReaderSchema, RecordFile};
-pub use transcode::{TranscodeStats, read_datums, transcode_file};
+pub use transcode::{InputStats, TranscodeStats, common_codec, read_datums, transcode_files};
 
 #[derive(Debug, Error)]
 pub enum ArchiveError {
@@ -40,10 +44,11 @@ pub enum ArchiveError {
     #[error("{}: schema: {why}", path.display())]
     Schema { path: PathBuf, why: String },
     /// (The engine's errors are boxed to keep `Result<_, ArchiveError>` small.)
-    #[error("the writer schema of {} cannot be read as {}: {source}", input.display(), reader.display())]
+    #[error("the writer schema of {} cannot be read as {reader}: {source}", input.display())]
     Unresolvable {
         input: PathBuf,
-        reader: PathBuf,
+        /// Where the reader schema came from (a file, a registry subject and version).
+        reader: String,
         source: Box<avro::PlanError>,
     },
     #[error("{}: record {record} (block {block}): {source}", path.display())]

@@ -68,6 +68,14 @@ pub enum FileFormat {
 }
 
 impl FileFormat {
+    /// `Avro (deflate codec)`, `Parquet (zstd level 3)`, for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            FileFormat::Avro { codec } => format!("Avro ({} codec)", codec.name()),
+            FileFormat::Parquet(options) => format!("Parquet ({})", options.compression.describe()),
+        }
+    }
+
     /// The file name extension, without the dot.
     pub fn extension(&self) -> &'static str {
         match self {

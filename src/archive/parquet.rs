@@ -32,6 +32,17 @@ pub enum ParquetCompression {
     None,
 }
 
+impl ParquetCompression {
+    /// `zstd level 3`, `snappy`, `uncompressed`, for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            ParquetCompression::Zstd(level) => format!("zstd level {level}"),
+            ParquetCompression::Snappy => "snappy".into(),
+            ParquetCompression::None => "uncompressed".into(),
+        }
+    }
+}
+
 impl Default for ParquetCompression {
     fn default() -> Self {
         ParquetCompression::Zstd(3)

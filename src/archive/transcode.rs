@@ -1,75 +1,92 @@
-//! `schemabridge transcode`: one Avro object container file written with any writer schema,
-//! rewritten with a reader schema through the gateway's compiled plan. It is how an archive is
-//! normalised to the latest schema.
+//! `schemabridge transcode`: Avro object container files, each written with its own writer
+//! schema, rewritten into ONE file with a reader schema (Avro container or Parquet, through the
+//! output seam), each datum resolved by the gateway's compiled plan. It is how a pile of old
+//! archives is normalised to the latest schema.
 //!
-//! Owns: the all-or-nothing output (a temporary file renamed into place only on success) and the
-//! per-file statistics. Must not: parse the container format itself (`container` does) or
-//! resolve schemas (`avro` does).
+//! Owns: reading the inputs in order (one plan per distinct writer schema), the all-or-nothing
+//! output (a temporary file beside the output, renamed into place only once every input was
+//! read and the file finished) and the per-input statistics. Must not: parse the container
+//! format itself (`container` does), lay out the output (`output`'s formats do), or resolve
+//! schemas (`avro` does).
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::Path;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::ArchiveError;
-use super::container::{
-    Codec, Header, format_err, new_sync_marker, read_block, read_header, temp_path, write_header,
-};
-use crate::avro::{self, Schema, write_long};
+use super::container::{Codec, read_block, read_header, temp_path};
+use super::output::{self, FileFormat, ReaderSchema, RecordFile};
+use crate::avro::{self, Schema};
 
-/// What a `transcode` did.
+/// What `transcode` did with one input file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TranscodeStats {
+pub struct InputStats {
+    pub path: PathBuf,
     pub records: u64,
     pub blocks: u64,
+    /// The input's codec (`null`, `deflate`).
     pub codec: String,
+    /// The writer schema's full name (`com.example.orders.OrderPlaced`) and whether writer and
+    /// reader have the same canonical form (the records are copied after validation).
+    pub writer: String,
+    pub identity: bool,
     /// Writer fields the reader schema does not have.
     pub dropped_fields: Vec<String>,
     /// Records in which at least one dropped field held data.
     pub lossy_records: u64,
 }
 
-/// Rewrites `input` into `output` with `reader_schema_path`'s schema. On any error, `output` is
-/// not created (an existing file there is left untouched).
-pub fn transcode_file(
-    input: &Path,
-    reader_schema_path: &Path,
+/// What a `transcode` did: one entry per input, in the order they were read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TranscodeStats {
+    pub inputs: Vec<InputStats>,
+}
+
+impl TranscodeStats {
+    pub fn records(&self) -> u64 {
+        self.inputs.iter().map(|i| i.records).sum()
+    }
+}
+
+/// The codec of the inputs' first block header, for a default output codec: `deflate` when
+/// the inputs do not agree.
+pub fn common_codec(inputs: &[PathBuf]) -> Result<super::AvroCodec, ArchiveError> {
+    let mut common = None;
+    for input in inputs {
+        let mut src = BufReader::new(File::open(input).map_err(io(input))?);
+        let codec = read_header(&mut src, input)?.codec;
+        match common {
+            None => common = Some(codec),
+            Some(c) if c == codec => {}
+            Some(_) => return Ok(Codec::Deflate),
+        }
+    }
+    Ok(common.unwrap_or(Codec::Deflate))
+}
+
+/// Rewrites every record of `inputs` (in order) into `output`, written as `format` with
+/// `reader`'s schema. On any error `output` is not created (an existing file there is left
+/// untouched) and no temporary file is left behind.
+pub fn transcode_files(
+    inputs: &[PathBuf],
+    reader: &Arc<ReaderSchema>,
+    reader_origin: &str,
+    format: FileFormat,
     output: &Path,
 ) -> Result<TranscodeStats, ArchiveError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ArchiveError::Io { path, source }
-    };
-    let reader_text =
-        std::fs::read_to_string(reader_schema_path).map_err(io(reader_schema_path))?;
-    let reader = Schema::parse_str(&reader_text).map_err(|e| ArchiveError::Schema {
-        path: reader_schema_path.to_path_buf(),
-        why: e.to_string(),
-    })?;
-
-    let mut src = BufReader::new(File::open(input).map_err(io(input))?);
-    let header = read_header(&mut src, input)?;
-    let writer = Schema::parse_str(&header.schema).map_err(|e| ArchiveError::Schema {
-        path: input.to_path_buf(),
-        why: e.to_string(),
-    })?;
-    let plan = avro::compile(&writer, &reader).map_err(|source| ArchiveError::Unresolvable {
-        input: input.to_path_buf(),
-        reader: reader_schema_path.to_path_buf(),
-        source: Box::new(source),
-    })?;
-
     let tmp = temp_path(output);
     let result = (|| {
-        let file = File::create(&tmp).map_err(io(&tmp))?;
-        let mut dst = BufWriter::new(file);
-        let sync = new_sync_marker();
-        write_header(&mut dst, reader_text.trim(), header.codec, &sync).map_err(io(&tmp))?;
-        let stats = copy_blocks(&mut src, &mut dst, &header, &plan, &sync, input, &tmp)?;
-        let file = dst.into_inner().map_err(|e| ArchiveError::Io {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(io(&tmp))?;
+        let sink = File::create(&tmp).map_err(io(&tmp))?;
+        let mut file = output::open(format, reader, sink)?;
+        let mut plans: HashMap<String, Arc<avro::Plan>> = HashMap::new();
+        let mut stats = TranscodeStats::default();
+        for input in inputs {
+            let one = copy_file(input, reader, reader_origin, &mut plans, file.as_mut())?;
+            stats.inputs.push(one);
+        }
+        file.finish()?;
         Ok(stats)
     })();
     match result {
@@ -84,12 +101,90 @@ pub fn transcode_file(
     }
 }
 
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + use<> {
+    let path = path.to_path_buf();
+    move |source| ArchiveError::Io { path, source }
+}
+
+/// Every record of one input, resolved and appended to `file`.
+fn copy_file(
+    input: &Path,
+    reader: &ReaderSchema,
+    reader_origin: &str,
+    plans: &mut HashMap<String, Arc<avro::Plan>>,
+    file: &mut dyn RecordFile,
+) -> Result<InputStats, ArchiveError> {
+    let mut src = BufReader::new(File::open(input).map_err(io(input))?);
+    let header = read_header(&mut src, input)?;
+    let plan = match plans.get(&header.schema) {
+        Some(plan) => plan.clone(),
+        None => {
+            let writer = Schema::parse_str(&header.schema).map_err(|e| ArchiveError::Schema {
+                path: input.to_path_buf(),
+                why: e.to_string(),
+            })?;
+            let plan = avro::compile(&writer, reader.schema()).map_err(|source| {
+                ArchiveError::Unresolvable {
+                    input: input.to_path_buf(),
+                    reader: reader_origin.to_string(),
+                    source: Box::new(source),
+                }
+            })?;
+            let plan = Arc::new(plan);
+            plans.insert(header.schema.clone(), plan.clone());
+            plan
+        }
+    };
+    let writer_name = Schema::parse_str(&header.schema)
+        .ok()
+        .and_then(|s| s.name().map(|n| n.fullname(None)))
+        .unwrap_or_else(|| "(unnamed)".into());
+    let mut stats = InputStats {
+        path: input.to_path_buf(),
+        codec: header.codec.name().to_string(),
+        writer: writer_name,
+        identity: plan.is_identity(),
+        dropped_fields: plan.dropped_fields().to_vec(),
+        ..InputStats::default()
+    };
+    let mut datum = Vec::new();
+    while let Some((count, data)) = read_block(&mut src, &header, input)? {
+        let mut rest = &data[..];
+        for _ in 0..count {
+            datum.clear();
+            let (used, loss) =
+                plan.transcode_prefix(rest, &mut datum)
+                    .map_err(|source| ArchiveError::Datum {
+                        path: input.to_path_buf(),
+                        record: stats.records,
+                        block: stats.blocks,
+                        source: Box::new(source),
+                    })?;
+            if loss.is_lossy() {
+                stats.lossy_records += 1;
+            }
+            file.append(&datum)?;
+            rest = &rest[used..];
+            stats.records += 1;
+        }
+        if !rest.is_empty() {
+            return Err(super::container::format_err(
+                input,
+                format!(
+                    "block {} has {} bytes after its {count} records",
+                    stats.blocks,
+                    rest.len()
+                ),
+            ));
+        }
+        stats.blocks += 1;
+    }
+    Ok(stats)
+}
+
 /// Every datum of a container file, writer-encoded, with the writer schema text (for benches).
 pub fn read_datums(input: &Path) -> Result<(String, Vec<Vec<u8>>), ArchiveError> {
-    let mut src = BufReader::new(File::open(input).map_err(|source| ArchiveError::Io {
-        path: input.to_path_buf(),
-        source,
-    })?);
+    let mut src = BufReader::new(File::open(input).map_err(io(input))?);
     let header = read_header(&mut src, input)?;
     let writer = Schema::parse_str(&header.schema).map_err(|e| ArchiveError::Schema {
         path: input.to_path_buf(),
@@ -123,68 +218,4 @@ pub fn read_datums(input: &Path) -> Result<(String, Vec<Vec<u8>>), ArchiveError>
         block_no += 1;
     }
     Ok((header.schema, datums))
-}
-
-fn copy_blocks(
-    src: &mut impl Read,
-    dst: &mut impl Write,
-    header: &Header,
-    plan: &avro::Plan,
-    sync: &[u8; 16],
-    input: &Path,
-    tmp: &Path,
-) -> Result<TranscodeStats, ArchiveError> {
-    let mut stats = TranscodeStats {
-        codec: header.codec.name().to_string(),
-        dropped_fields: plan.dropped_fields().to_vec(),
-        ..TranscodeStats::default()
-    };
-    let mut out = Vec::new();
-    while let Some((count, data)) = read_block(src, header, input)? {
-        out.clear();
-        let mut rest = &data[..];
-        for _ in 0..count {
-            let (used, loss) =
-                plan.transcode_prefix(rest, &mut out)
-                    .map_err(|source| ArchiveError::Datum {
-                        path: input.to_path_buf(),
-                        record: stats.records,
-                        block: stats.blocks,
-                        source: Box::new(source),
-                    })?;
-            if loss.is_lossy() {
-                stats.lossy_records += 1;
-            }
-            rest = &rest[used..];
-            stats.records += 1;
-        }
-        if !rest.is_empty() {
-            return Err(format_err(
-                input,
-                format!(
-                    "block {} has {} bytes after its {count} records",
-                    stats.blocks,
-                    rest.len()
-                ),
-            ));
-        }
-        let body = match header.codec {
-            Codec::Null => std::borrow::Cow::Borrowed(&out[..]),
-            Codec::Deflate => {
-                std::borrow::Cow::Owned(miniz_oxide::deflate::compress_to_vec(&out, 6))
-            }
-        };
-        let io = |source| ArchiveError::Io {
-            path: tmp.to_path_buf(),
-            source,
-        };
-        let mut head = Vec::with_capacity(20);
-        write_long(&mut head, count as i64);
-        write_long(&mut head, body.len() as i64);
-        dst.write_all(&head).map_err(io)?;
-        dst.write_all(&body).map_err(io)?;
-        dst.write_all(sync).map_err(io)?;
-        stats.blocks += 1;
-    }
-    Ok(stats)
 }

@@ -230,13 +230,141 @@ impl Default for PipelineConfig {
 pub struct RouteFile {
     pub name: String,
     pub source: SourceTopics,
-    /// Topic the resolved messages are produced to.
-    pub target: String,
+    /// Topic the resolved messages are produced to (`schemabridge run`). Exactly one of
+    /// `target` or `archive`.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Instead of `target`: write the resolved values to files (`schemabridge archive`).
+    #[serde(default)]
+    pub archive: Option<ArchiveFile>,
     #[serde(default)]
     pub partitioning: Partitioning,
     #[serde(default = "PartFile::passthrough")]
     pub key: PartFile,
     pub value: PartFile,
+}
+
+/// `routes[].archive:`: where and how `schemabridge archive` writes a route's records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveFile {
+    /// `file:///absolute/dir` or `s3://bucket/optional/prefix`.
+    pub url: String,
+    #[serde(default)]
+    pub format: ArchiveFormat,
+    /// Avro container block codec (`format: avro`): `deflate` (default) or `null`.
+    #[serde(default)]
+    pub codec: ArchiveCodec,
+    /// Parquet column compression (`format: parquet`): `zstd` (default), `snappy` or `none`.
+    #[serde(default)]
+    pub compression: Option<ArchiveCompression>,
+    /// Parquet: a row group is closed once its encoded size reaches this many bytes.
+    #[serde(default = "defaults::row_group_bytes")]
+    pub row_group_bytes: u64,
+    #[serde(default)]
+    pub roll: RollFile,
+    /// Multipart upload part size; files larger than one part are uploaded in parts (S3 needs
+    /// at least 5 MiB for every part but the last).
+    #[serde(default = "defaults::part_bytes")]
+    pub part_bytes: u64,
+    /// Where files are written while open (unlinked at once: nothing is left after a crash);
+    /// the system temporary directory when absent.
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
+    /// S3 connection settings (only with an `s3://` url).
+    #[serde(default)]
+    pub s3: Option<S3File>,
+}
+
+/// The file format of an archive route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchiveFormat {
+    /// Avro object container files.
+    #[default]
+    Avro,
+    /// Parquet files.
+    Parquet,
+}
+
+/// An Avro container's block codec.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ArchiveCodec {
+    #[default]
+    Deflate,
+    Null,
+}
+
+/// `deflate` or `null`; YAML reads an unquoted `codec: null` as no value at all, which here
+/// means the codec named `null` (not the default).
+impl<'de> Deserialize<'de> for ArchiveCodec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Option::<String>::deserialize(d)?.as_deref() {
+            None | Some("null") => Ok(ArchiveCodec::Null),
+            Some("deflate") => Ok(ArchiveCodec::Deflate),
+            Some(other) => Err(serde::de::Error::unknown_variant(
+                other,
+                &["deflate", "null"],
+            )),
+        }
+    }
+}
+
+/// A Parquet file's column compression.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchiveCompression {
+    /// zstd, level 3.
+    #[default]
+    Zstd,
+    Snappy,
+    None,
+}
+
+/// When an open file is finished and a new one started (whichever comes first). A file also
+/// ends when the record date (`dt=`) of its partition changes.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollFile {
+    #[serde(default = "defaults::roll_records")]
+    pub records: u64,
+    #[serde(default = "defaults::roll_bytes")]
+    pub bytes: u64,
+    #[serde(default = "defaults::roll_interval_ms")]
+    pub interval_ms: u64,
+}
+
+impl Default for RollFile {
+    fn default() -> Self {
+        RollFile {
+            records: defaults::roll_records(),
+            bytes: defaults::roll_bytes(),
+            interval_ms: defaults::roll_interval_ms(),
+        }
+    }
+}
+
+/// `archive.s3`: an S3-compatible endpoint. Credentials from environment variables or files
+/// (as the registry's secrets); when neither is set, the AWS SDK environment (`AWS_*`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3File {
+    /// Endpoint URL for S3-compatible stores (MinIO, moto); AWS when absent.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Allow an `http://` endpoint.
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    pub access_key_id_env: Option<String>,
+    #[serde(default)]
+    pub access_key_id_file: Option<PathBuf>,
+    #[serde(default)]
+    pub secret_access_key_env: Option<String>,
+    #[serde(default)]
+    pub secret_access_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -514,6 +642,13 @@ impl ConfigFile {
             }
         }
         for route in &mut self.routes {
+            if let Some(archive) = route.archive.as_mut() {
+                archive.spool_dir.iter_mut().for_each(fix);
+                if let Some(s3) = archive.s3.as_mut() {
+                    s3.access_key_id_file.iter_mut().for_each(fix);
+                    s3.secret_access_key_file.iter_mut().for_each(fix);
+                }
+            }
             for part in [&mut route.key, &mut route.value] {
                 if let Some(file) = part.reader.as_mut().and_then(|r| r.schema_file.as_mut()) {
                     fix(file);
@@ -524,6 +659,21 @@ impl ConfigFile {
 }
 
 pub(super) mod defaults {
+    pub const fn roll_records() -> u64 {
+        1_000_000
+    }
+    pub const fn roll_bytes() -> u64 {
+        128 << 20
+    }
+    pub const fn roll_interval_ms() -> u64 {
+        300_000
+    }
+    pub const fn row_group_bytes() -> u64 {
+        128 << 20
+    }
+    pub const fn part_bytes() -> u64 {
+        8 << 20
+    }
     pub const fn registry_timeout_ms() -> u64 {
         10_000
     }

@@ -34,8 +34,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use file::{
-    DeliveryMode, ErrorPolicy, Format, KafkaCluster, LossyPolicy, Output, Partitioning,
-    PipelineConfig, SourceTopics, SubjectVersion, TelemetryConfig,
+    ArchiveCodec, ArchiveCompression, ArchiveFormat, DeliveryMode, ErrorPolicy, Format,
+    KafkaCluster, LossyPolicy, Output, Partitioning, PipelineConfig, RollFile as Roll,
+    SourceTopics, SubjectVersion, TelemetryConfig,
 };
 pub use kafka::ClientRole;
 pub use preflight::{Preflight, kafka_error_text};
@@ -165,11 +166,43 @@ pub enum RegistryAuth {
 pub struct RouteConfig {
     pub name: String,
     pub source: SourceTopics,
-    /// Topic the resolved messages are produced to.
+    /// Topic the resolved messages are produced to; empty for an archive route.
     pub target: String,
+    /// `schemabridge archive`: where the route's files go (instead of `target`).
+    pub archive: Option<ArchiveConfig>,
     pub partitioning: Partitioning,
     pub key: PartConfig,
     pub value: PartConfig,
+}
+
+/// An archive route's output: storage, format and when files roll.
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    pub store: ArchiveStore,
+    pub format: ArchiveFormat,
+    pub codec: ArchiveCodec,
+    pub compression: ArchiveCompression,
+    pub row_group_bytes: u64,
+    pub roll: Roll,
+    pub part_bytes: u64,
+    pub spool_dir: Option<PathBuf>,
+}
+
+/// Where archive files are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveStore {
+    /// A local directory (absolute).
+    Local { dir: PathBuf },
+    /// An S3-compatible bucket, files under `prefix` (no leading or trailing `/`; may be empty).
+    S3 {
+        bucket: String,
+        prefix: String,
+        endpoint: Option<String>,
+        region: Option<String>,
+        allow_http: bool,
+        /// Access key id and secret; `None`: the `AWS_*` environment.
+        credentials: Option<(SecretRef, SecretRef)>,
+    },
 }
 
 /// How one part (key or value) of a route's messages is resolved.

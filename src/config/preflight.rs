@@ -15,8 +15,8 @@ use rdkafka::types::RDKafkaConfRes;
 use rdkafka::{ClientConfig, ClientContext};
 
 use super::{
-    ClientRole, Config, ConfigError, ConfigErrors, ReaderSource, RegistryAuth, RegistryConfig,
-    RegistrySource, SecretRef, is_secret_property,
+    ArchiveConfig, ArchiveStore, ClientRole, Config, ConfigError, ConfigErrors, ReaderSource,
+    RegistryAuth, RegistryConfig, RegistrySource, SecretRef, is_secret_property,
 };
 
 /// How much of the machine a preflight looks at.
@@ -73,6 +73,34 @@ fn check_registry(r: &RegistryConfig, errs: &mut Vec<ConfigError>) {
     );
 }
 
+/// An archive route's S3 credentials readable and its spool directory present; errors name the
+/// key under `at` (`routes[0].archive`).
+fn check_archive(a: &ArchiveConfig, at: &str, errs: &mut Vec<ConfigError>) {
+    if let ArchiveStore::S3 {
+        credentials: Some((id, secret)),
+        ..
+    } = &a.store
+    {
+        for (name, secret) in [("access_key_id", id), ("secret_access_key", secret)] {
+            let suffix = match secret {
+                SecretRef::Env(_) => "env",
+                SecretRef::File(_) => "file",
+            };
+            if let Err(e) = secret.read(&format!("{at}.s3.{name}_{suffix}")) {
+                errs.push(e);
+            }
+        }
+    }
+    if let Some(dir) = &a.spool_dir
+        && !dir.is_dir()
+    {
+        errs.push(ConfigError {
+            path: format!("{at}.spool_dir"),
+            message: format!("{} is not a directory", dir.display()),
+        });
+    }
+}
+
 impl Config {
     /// Checks what [`Config::parse`] cannot: that secrets and files can be read (unless
     /// `Offline`) and that librdkafka accepts every property. Reports every problem.
@@ -104,6 +132,9 @@ impl Config {
             }
         }
         for (i, route) in self.routes.iter().enumerate() {
+            if let Some(archive) = &route.archive {
+                check_archive(archive, &format!("routes[{i}].archive"), errs);
+            }
             for (name, part) in [("key", &route.key), ("value", &route.value)] {
                 if let Some(
                     ReaderSource::File { path, .. } | ReaderSource::FileBySubject { path, .. },

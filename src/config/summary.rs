@@ -158,11 +158,42 @@ fn route(r: &RouteConfig) -> String {
         Some(re) => format!("topic_regex {re}"),
         None => format!("topics {}", r.source.topics.join(", ")),
     };
+    let to = match &r.archive {
+        None => format!(
+            "{} (partitioning {})",
+            r.target,
+            format!("{:?}", r.partitioning).to_lowercase()
+        ),
+        Some(a) => {
+            let store = match &a.store {
+                super::ArchiveStore::Local { dir } => format!("file://{}", dir.display()),
+                super::ArchiveStore::S3 {
+                    bucket,
+                    prefix,
+                    endpoint,
+                    ..
+                } => format!(
+                    "s3://{bucket}/{prefix} (endpoint {})",
+                    endpoint.as_deref().map_or("aws".into(), redact_url)
+                ),
+            };
+            let layout = match a.format {
+                super::ArchiveFormat::Avro => format!("format avro codec {:?}", a.codec),
+                super::ArchiveFormat::Parquet => format!(
+                    "format parquet compression {:?} row_group_bytes {}",
+                    a.compression, a.row_group_bytes
+                ),
+            }
+            .to_lowercase();
+            format!(
+                "archive {store} {layout} roll records {} bytes {} interval_ms {}",
+                a.roll.records, a.roll.bytes, a.roll.interval_ms
+            )
+        }
+    };
     format!(
-        "route {}: {from} → {} (partitioning {}); key {}; value {}",
+        "route {}: {from} → {to}; key {}; value {}",
         r.name,
-        r.target,
-        format!("{:?}", r.partitioning).to_lowercase(),
         part(&r.key),
         part(&r.value)
     )

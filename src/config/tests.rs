@@ -108,7 +108,7 @@ fn missing_required_key_names_it() {
     let text = GOOD.replace("    target: orders-v1\n", "");
     let errs = errors(&text);
     assert!(
-        errs[0].starts_with("routes[0]: missing field `target`"),
+        errs[0].starts_with("routes[0]: set exactly one of `target`"),
         "{errs:?}"
     );
 }
@@ -433,5 +433,145 @@ fn target_registry_keys_are_checked_and_named() {
     assert!(
         errors(&static_register)[0]
             .starts_with("target_registry.register: a `static_dir` cannot register")
+    );
+}
+
+const ARCHIVE: &str = r#"
+source:
+  bootstrap_servers: localhost:9092
+group_id: bridge
+registry:
+  url: http://localhost:8081
+routes:
+  - name: lake
+    source: { topics: [orders] }
+    archive:
+      url: s3://lake/exports/v1/
+      roll: { records: 500 }
+      s3:
+        endpoint: http://localhost:5000
+        allow_http: true
+        access_key_id_env: KEY_ID
+        secret_access_key_file: /run/secrets/s3
+    value:
+      format: avro
+      reader: { subject: orders-value, version: 1 }
+      dlq: orders-dlq
+"#;
+
+#[test]
+fn an_archive_route_parses_into_its_store_with_defaults() {
+    let c = Config::parse(ARCHIVE).unwrap();
+    let a = c.routes[0].archive.as_ref().expect("archive");
+    assert_eq!(c.routes[0].target, "");
+    assert_eq!(a.format, ArchiveFormat::Avro);
+    assert_eq!(a.codec, ArchiveCodec::Deflate);
+    assert_eq!(a.roll.records, 500);
+    assert!(a.roll.bytes > 0 && a.roll.interval_ms > 0, "defaults");
+    match &a.store {
+        ArchiveStore::S3 {
+            bucket,
+            prefix,
+            endpoint,
+            credentials,
+            ..
+        } => {
+            assert_eq!((bucket.as_str(), prefix.as_str()), ("lake", "exports/v1"));
+            assert_eq!(endpoint.as_deref(), Some("http://localhost:5000"));
+            let (id, secret) = credentials.as_ref().expect("credentials");
+            assert_eq!(id, &SecretRef::Env("KEY_ID".into()));
+            assert_eq!(secret, &SecretRef::File("/run/secrets/s3".into()));
+        }
+        other => panic!("{other:?}"),
+    }
+    let summary = c.summary().join("\n");
+    assert!(
+        summary.contains("archive s3://lake/exports/v1"),
+        "{summary}"
+    );
+    let local = ARCHIVE.replace("s3://lake/exports/v1/", "file:///data/lake").replace(
+        "      s3:\n        endpoint: http://localhost:5000\n        allow_http: true\n        access_key_id_env: KEY_ID\n        secret_access_key_file: /run/secrets/s3\n",
+        "",
+    );
+    let c = Config::parse(&local).unwrap();
+    assert_eq!(
+        c.routes[0].archive.as_ref().unwrap().store,
+        ArchiveStore::Local {
+            dir: "/data/lake".into()
+        }
+    );
+}
+
+#[test]
+fn archive_mistakes_are_named_by_their_key() {
+    let both = ARCHIVE.replace("    archive:\n", "    target: orders-v1\n    archive:\n");
+    assert_eq!(
+        errors(&both),
+        [
+            "routes[0]: set exactly one of `target` (a topic, for `run`) or `archive` (files, for `archive`)"
+        ]
+    );
+    let scheme = ARCHIVE.replace("s3://lake/exports/v1/", "ftp://lake/x");
+    assert!(errors(&scheme)[0].starts_with("routes[0].archive.url: scheme `ftp`"));
+    let half = ARCHIVE.replace("        secret_access_key_file: /run/secrets/s3\n", "");
+    assert!(errors(&half)[0].starts_with("routes[0].archive.s3: set the access key id"));
+    let http = ARCHIVE.replace("        allow_http: true\n", "");
+    assert_eq!(
+        errors(&http),
+        ["routes[0].archive.s3.endpoint: is plain http: set `allow_http: true` to use it"]
+    );
+    let zero = ARCHIVE.replace("records: 500", "records: 0");
+    assert_eq!(
+        errors(&zero),
+        ["routes[0].archive.roll.records: must be at least 1"]
+    );
+    let remote = ARCHIVE.replace("s3://lake/exports/v1/", "file://nas/data");
+    let e = errors(&remote);
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("routes[0].archive.url: a `file://` url names an absolute")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|e| e == "routes[0].archive.s3: only used with an `s3://` url"),
+        "{e:?}"
+    );
+    // Each format's own option, and not the other's.
+    let avro_compression = ARCHIVE.replace("      roll:", "      compression: snappy\n      roll:");
+    assert_eq!(
+        errors(&avro_compression),
+        [
+            "routes[0].archive.compression: only used with `format: parquet` (Avro files take `codec`)"
+        ]
+    );
+    let parquet = ARCHIVE.replace(
+        "      roll:",
+        "      format: parquet\n      compression: snappy\n      row_group_bytes: 1048576\n      roll:",
+    );
+    let c = Config::parse(&parquet).unwrap();
+    let a = c.routes[0].archive.as_ref().expect("archive");
+    assert_eq!(
+        (a.format, a.compression, a.row_group_bytes),
+        (ArchiveFormat::Parquet, ArchiveCompression::Snappy, 1 << 20)
+    );
+    let summary = c.summary().join("\n");
+    assert!(
+        summary.contains("format parquet compression snappy row_group_bytes 1048576"),
+        "{summary}"
+    );
+    let parquet_codec = parquet.replace("      compression: snappy\n", "      codec: null\n");
+    assert_eq!(
+        errors(&parquet_codec),
+        ["routes[0].archive.codec: only used with `format: avro`"]
+    );
+    let passthrough = ARCHIVE.replace(
+        "      format: avro\n      reader: { subject: orders-value, version: 1 }\n",
+        "      format: passthrough\n",
+    );
+    assert!(
+        errors(&passthrough)
+            .iter()
+            .any(|e| e.starts_with("routes[0].value.format: an archive route needs a schema"))
     );
 }

@@ -6,13 +6,15 @@
 //! Must not: read files or the environment (`preflight` does), or connect to anything.
 
 use super::file::{
-    ConfigFile, PartFile, ReaderFile, RegistryAuthFile, RegistryFile, RouteFile, TargetRegistryFile,
+    ArchiveFile, ConfigFile, PartFile, ReaderFile, RegistryAuthFile, RegistryFile, RouteFile,
+    TargetRegistryFile,
 };
 use super::kafka::{ClientRole, check_owned_keys};
 use super::{
-    Config, ConfigError, ConfigErrors, ErrorPolicy, Format, LossyPolicy, Output, PartConfig,
-    ReaderConfig, ReaderSource, RegistryAuth, RegistryConfig, RegistrySource, RouteConfig,
-    SecretRef, SourceTopics, SubjectVersion, TargetRegistryConfig,
+    ArchiveCodec, ArchiveConfig, ArchiveFormat, ArchiveStore, Config, ConfigError, ConfigErrors,
+    ErrorPolicy, Format, LossyPolicy, Output, PartConfig, ReaderConfig, ReaderSource, RegistryAuth,
+    RegistryConfig, RegistrySource, RouteConfig, SecretRef, SourceTopics, SubjectVersion,
+    TargetRegistryConfig,
 };
 
 /// Collects every problem found, each with its key path.
@@ -344,17 +346,30 @@ fn route(
     for (j, topic) in src.topics.iter().enumerate() {
         check_topic(p, at(&format!("source.topics[{j}]")), topic);
     }
-    check_topic(p, at("target"), &route.target);
-    if src.topics.iter().any(|t| t == &route.target) && same_cluster {
-        p.add(
-            at("target"),
-            "is also a source topic on the same cluster: messages would loop",
-        );
-    }
+    let (target, archive) = match (route.target, route.archive) {
+        (Some(target), None) => {
+            check_topic(p, at("target"), &target);
+            if src.topics.iter().any(|t| t == &target) && same_cluster {
+                p.add(
+                    at("target"),
+                    "is also a source topic on the same cluster: messages would loop",
+                );
+            }
+            (target, None)
+        }
+        (None, Some(a)) => (String::new(), archive(&at("archive"), a, p)),
+        _ => {
+            p.add(
+                format!("routes[{i}]"),
+                "set exactly one of `target` (a topic, for `run`) or `archive` (files, for `archive`)",
+            );
+            (String::new(), None)
+        }
+    };
     let key = part(
         &format!("routes[{i}].key"),
         route.key,
-        &route.target,
+        &target,
         src,
         readers,
         p,
@@ -362,19 +377,134 @@ fn route(
     let value = part(
         &format!("routes[{i}].value"),
         route.value,
-        &route.target,
+        &target,
         src,
         readers,
         p,
     );
+    if archive.is_some() && value.format.is_none() {
+        p.add(
+            at("value.format"),
+            "an archive route needs a schema for its values (`avro`), not `passthrough`",
+        );
+    }
     RouteConfig {
         name: route.name,
         source: route.source,
-        target: route.target,
+        target,
+        archive,
         partitioning: route.partitioning,
         key,
         value,
     }
+}
+
+/// `routes[i].archive`: the storage URL (and its `s3` block), format and roll bounds.
+fn archive(at: &str, a: ArchiveFile, p: &mut Problems) -> Option<ArchiveConfig> {
+    let key = |k: &str| format!("{at}.{k}");
+    bounded(p, &key("roll.records"), a.roll.records, 1 << 40);
+    bounded(p, &key("roll.bytes"), a.roll.bytes, 1 << 40);
+    bounded(
+        p,
+        &key("roll.interval_ms"),
+        a.roll.interval_ms,
+        24 * HOUR_MS,
+    );
+    bounded(p, &key("part_bytes"), a.part_bytes, 5 << 30);
+    if a.format == ArchiveFormat::Parquet && a.codec != ArchiveCodec::default() {
+        p.add(key("codec"), "only used with `format: avro`");
+    }
+    if a.format == ArchiveFormat::Avro && a.compression.is_some() {
+        p.add(
+            key("compression"),
+            "only used with `format: parquet` (Avro files take `codec`)",
+        );
+    }
+    bounded(p, &key("row_group_bytes"), a.row_group_bytes, 1 << 40);
+    let store = match url::Url::parse(&a.url) {
+        Err(e) => {
+            p.add(key("url"), format!("not a URL: {e}"));
+            None
+        }
+        Ok(u) if u.scheme() == "file" => {
+            if a.s3.is_some() {
+                p.add(key("s3"), "only used with an `s3://` url");
+            }
+            match u.to_file_path() {
+                Ok(dir) if u.host_str().is_none_or(str::is_empty) => {
+                    Some(ArchiveStore::Local { dir })
+                }
+                _ => {
+                    p.add(
+                        key("url"),
+                        "a `file://` url names an absolute local directory: `file:///data/archive`",
+                    );
+                    None
+                }
+            }
+        }
+        Ok(u) if u.scheme() == "s3" => {
+            let bucket = u.host_str().unwrap_or_default().to_string();
+            if bucket.is_empty() {
+                p.add(key("url"), "names no bucket: `s3://bucket/prefix`");
+            }
+            let prefix = u.path().trim_matches('/').to_string();
+            let s3 = a.s3.unwrap_or_default();
+            let id = secret_ref(s3.access_key_id_env, s3.access_key_id_file);
+            let secret = secret_ref(s3.secret_access_key_env, s3.secret_access_key_file);
+            let credentials = match (id, secret) {
+                (Some(id), Some(secret)) => Some((id, secret)),
+                (None, None) => None,
+                _ => {
+                    p.add(
+                        key("s3"),
+                        "set the access key id (`access_key_id_env` or `access_key_id_file`) and the secret (`secret_access_key_env` or `secret_access_key_file`) together, one of each, or neither (the AWS_* environment)",
+                    );
+                    None
+                }
+            };
+            if let Some(endpoint) = &s3.endpoint {
+                match url::Url::parse(endpoint) {
+                    Ok(e) if e.scheme() == "https" => {}
+                    Ok(e) if e.scheme() == "http" && s3.allow_http => {}
+                    Ok(e) if e.scheme() == "http" => p.add(
+                        key("s3.endpoint"),
+                        "is plain http: set `allow_http: true` to use it",
+                    ),
+                    Ok(_) => p.add(key("s3.endpoint"), "must start with http:// or https://"),
+                    Err(e) => p.add(key("s3.endpoint"), format!("not a URL: {e}")),
+                }
+            }
+            Some(ArchiveStore::S3 {
+                bucket,
+                prefix,
+                endpoint: s3.endpoint,
+                region: s3.region,
+                allow_http: s3.allow_http,
+                credentials,
+            })
+        }
+        Ok(u) => {
+            p.add(
+                key("url"),
+                format!(
+                    "scheme `{}` is not supported: `file:///dir` or `s3://bucket/prefix`",
+                    u.scheme()
+                ),
+            );
+            None
+        }
+    };
+    Some(ArchiveConfig {
+        store: store?,
+        format: a.format,
+        codec: a.codec,
+        compression: a.compression.unwrap_or_default(),
+        row_group_bytes: a.row_group_bytes,
+        roll: a.roll,
+        part_bytes: a.part_bytes,
+        spool_dir: a.spool_dir,
+    })
 }
 
 fn part(
@@ -622,7 +752,11 @@ fn check_route_overlaps(
         if !same_cluster {
             continue;
         }
-        let mut outputs = vec![("target".to_string(), &route.target)];
+        let mut outputs: Vec<(String, &String)> = route
+            .target
+            .iter()
+            .map(|t| ("target".to_string(), t))
+            .collect();
         for (part_name, part) in [("key", &route.key), ("value", &route.value)] {
             if let Some(dlq) = &part.dlq {
                 outputs.push((format!("{part_name}.dlq"), dlq));

@@ -124,7 +124,16 @@ impl Gateway {
     /// Runs until `shutdown` is cancelled (then drains, commits and returns the summary), a
     /// route halts, or a delivery fails.
     pub async fn run(self, shutdown: CancellationToken) -> Result<RunSummary, GatewayError> {
-        let cfg = self.config;
+        let mut cfg = self.config;
+        // Archive routes write files and are run by `schemabridge archive`, not here.
+        cfg.routes.retain(|r| r.archive.is_none());
+        if cfg.routes.is_empty() {
+            return Err(GatewayError::Startup(
+                "every route in this config is an archive route: run them with `schemabridge \
+                 archive --config FILE`"
+                    .into(),
+            ));
+        }
         let stop = shutdown.child_token();
         let resolver = Resolver::new(crate::schema::Schemas::new(
             self.source.clone(),

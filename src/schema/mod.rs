@@ -10,6 +10,7 @@
 //! ([`Schemas::plan`]: it may fetch); applying the answer ([`CompiledPlan::apply`]) is not.
 //! Must not: touch Kafka, or parse the Confluent framing of a message (the caller does).
 
+pub mod arg;
 mod cache;
 mod error;
 mod files;

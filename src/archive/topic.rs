@@ -1,0 +1,1055 @@
+//! `schemabridge archive`: one archive route's source topics into rolling files, exactly once.
+//!
+//! Owns: the archive's consumer (group `<group_id>-archive-<route>`, eager rebalancing) and its
+//! thread, resolving each value to the route's reader with the schema layer (the same
+//! `Schemas` caches, `CompiledPlan::apply` and failure kinds as the gateway), the route's
+//! error policy (dead letters to the DLQ topic with the gateway's `dlq_headers`, skip, halt),
+//! one open file per source partition, file names and the Hive-style layout
+//! `<prefix>/topic=<topic>/dt=<YYYY-MM-DD>/<topic>+<partition>+<first>-<last>.<ext>` (date of
+//! the record timestamp, UTC), rolling (records, bytes, interval, or a new date), and when
+//! offsets are committed. Must not: lay out records in a file (`output` formats do) or talk to
+//! storage other than through [`Store`].
+//!
+//! Exactly once into files. A partition has at most one open file at a time; records go into
+//! it in offset order and it is uploaded before the next one starts, so the files of a
+//! partition are disjoint, increasing offset ranges, each named by its first and last offset.
+//! A file becomes visible only complete: it is written to an unlinked spool file (a crash
+//! leaves nothing), then stored with one PUT (local: a staged `name#N` renamed into place;
+//! S3: a PUT is atomic) or a multipart upload completed only after its last part (S3 never
+//! lists an incomplete one). A partition's offset is committed only up to the first offset of
+//! its open file (or past everything consumed when none is open): everything below is in a
+//! visible file, or in the DLQ (the DLQ producer is flushed before the commit), or skipped.
+//! A crash between an upload and its commit leaves a visible file whose records are not
+//! committed: so when a partition is assigned, its resume point is max(committed offset, last
+//! offset in any listed file of that partition + 1), set on the assignment itself (before any
+//! fetch). A record is therefore in exactly one file; dead letters are at-least-once (a crash
+//! after a dead letter and before the commit sends it again). On an orderly revoke the open
+//! files of the revoked partitions are finished, uploaded and committed inside the rebalance
+//! callback, before the new owner can be assigned them (eager protocol: it waits for this
+//! member to rejoin); on a lost assignment they are discarded, never uploaded late. Shutdown
+//! (SIGTERM) finishes every open file and commits. Leftovers: the local store's staging files
+//! are removed at start; S3's incomplete multipart uploads are invisible and need a bucket
+//! lifecycle rule (`AbortIncompleteMultipartUpload`) to be reclaimed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use thiserror::Error;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use super::output::{self, FileFormat, ReaderSchema as OutputSchema, RecordFile};
+use super::store::{Store, StoreError};
+use super::{ArchiveError, AvroCodec};
+use crate::config::{
+    ArchiveCodec, ArchiveCompression, ArchiveConfig, ArchiveFormat, Config, ErrorPolicy,
+    LossyPolicy, Output, RouteConfig,
+};
+use crate::pipeline::dlq_headers;
+use crate::registry::{Backoff, SchemaSource};
+use crate::schema::{
+    CachePolicy, FailureKind, ParsedSchema, PartFailure, ReaderSchema, ResolveError, Schemas,
+};
+use crate::wire::{self, MessageIndexes};
+
+/// How long one poll waits when no message is ready.
+const POLL: Duration = Duration::from_millis(50);
+/// How long a blocking Kafka call (commit, committed offsets, flush) may take.
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Error)]
+pub enum TopicError {
+    #[error("{0}")]
+    Route(String),
+    #[error("start-up: {0}")]
+    Startup(String),
+    #[error("cannot create the Kafka {what}: {message}")]
+    Client { what: &'static str, message: String },
+    #[error("route {route}: {source}")]
+    Store { route: String, source: StoreError },
+    #[error("route {route}: {source}")]
+    File { route: String, source: ArchiveError },
+    #[error(
+        "halted by route {route} at {topic}[{partition}]@{offset}: {reason}; offsets are committed only up to the last file before it"
+    )]
+    Halted {
+        route: String,
+        topic: String,
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
+    #[error("route {route}: dead letter to {topic}: {message}")]
+    DeadLetter {
+        route: String,
+        topic: String,
+        message: String,
+    },
+    #[error("route {route}: {what}: {source}")]
+    Kafka {
+        route: String,
+        what: &'static str,
+        source: Box<KafkaError>,
+    },
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ArchiveSummary {
+    pub consumed: u64,
+    /// Records written into files that became visible.
+    pub archived: u64,
+    pub files: u64,
+    pub dead_lettered: u64,
+    pub skipped: u64,
+    /// Records without a value (nothing to archive).
+    pub tombstones: u64,
+}
+
+/// The archive route `route` (index into `routes`), or the only archive route when `None`.
+pub fn pick_route(cfg: &Config, route: Option<&str>) -> Result<usize, TopicError> {
+    match route {
+        Some(name) => match cfg.routes.iter().position(|r| r.name == name) {
+            Some(i) if cfg.routes[i].archive.is_some() => Ok(i),
+            Some(i) => Err(TopicError::Route(format!(
+                "--route {name}: routes[{i}] has a `target`, not an `archive`"
+            ))),
+            None => Err(TopicError::Route(format!(
+                "--route {name}: no route has that name"
+            ))),
+        },
+        None => {
+            let archives: Vec<&str> = cfg
+                .routes
+                .iter()
+                .filter(|r| r.archive.is_some())
+                .map(|r| r.name.as_str())
+                .collect();
+            match archives.as_slice() {
+                [name] => pick_route(cfg, Some(name)),
+                [] => Err(TopicError::Route(
+                    "no route has an `archive` block".to_string(),
+                )),
+                _ => Err(TopicError::Route(format!(
+                    "routes {} are archive routes: pick one with --route NAME (one process per \
+                     archive route)",
+                    archives.join(", ")
+                ))),
+            }
+        }
+    }
+}
+
+/// Runs archive route `index` until `shutdown` (then finishes every open file and commits), a
+/// halt, or a fatal error.
+pub async fn run(
+    cfg: Config,
+    source: SchemaSource,
+    index: usize,
+    shutdown: CancellationToken,
+) -> Result<ArchiveSummary, TopicError> {
+    let route = cfg
+        .routes
+        .get(index)
+        .cloned()
+        .ok_or_else(|| TopicError::Route(format!("no routes[{index}]")))?;
+    let archive = route
+        .archive
+        .clone()
+        .ok_or_else(|| TopicError::Route(format!("routes[{index}] has no `archive`")))?;
+    let format = file_format(&archive)
+        .map_err(|why| TopicError::Route(format!("routes[{index}].archive.format: {why}")))?;
+    let store = Store::open(&format!("routes[{index}].archive"), &archive).map_err(|source| {
+        TopicError::Store {
+            route: route.name.clone(),
+            source,
+        }
+    })?;
+    let removed = store
+        .remove_unfinished()
+        .map_err(|source| TopicError::Store {
+            route: route.name.clone(),
+            source,
+        })?;
+    if removed > 0 {
+        tracing::info!(route = %route.name, removed, "removed unfinished uploads left by an earlier run");
+    }
+    let schemas = Schemas::new(
+        Arc::new(source),
+        Backoff::from_config(&cfg.registry),
+        CachePolicy {
+            capacity: cfg.registry.cache_size,
+            not_found_ttl: Duration::from_millis(cfg.registry.not_found_ttl_ms),
+        },
+        shutdown.clone(),
+    );
+    let at = format!("routes[{index}].value.reader");
+    let reader = match schemas.readers(None).reader(&at, &route.value).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err(TopicError::Route(format!("{at}: required for an archive"))),
+        Err(ResolveError::Cancelled) => return Ok(ArchiveSummary::default()),
+        Err(ResolveError::Failed(f)) => return Err(TopicError::Startup(f.message)),
+    };
+    let ParsedSchema::Avro(schema) = &*reader.schema else {
+        return Err(TopicError::Route(format!(
+            "{at}: an archive writes Avro records: the reader must be an Avro schema"
+        )));
+    };
+    let out_schema = OutputSchema::new(schema.clone()).map_err(|source| TopicError::File {
+        route: route.name.clone(),
+        source,
+    })?;
+    // Files hold the reader's binary encoding whatever the route's `output` says.
+    let reader = ReaderSchema {
+        output: Output::Framed,
+        ..reader
+    };
+    tracing::info!(route = %route.name, reader_id = reader.id, origin = %reader.origin, store = store.url(), "archiving");
+    let runtime = Handle::current();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let job = Job {
+        cfg,
+        route,
+        archive,
+        format,
+        store,
+        schemas,
+        reader,
+        out_schema,
+        runtime,
+        stop: shutdown,
+        last: None,
+    };
+    std::thread::Builder::new()
+        .name("schemabridge-archive".into())
+        .spawn(move || {
+            let _ = done_tx.send(job.run());
+        })
+        .map_err(|e| TopicError::Startup(format!("cannot start the archive thread: {e}")))?;
+    done_rx
+        .await
+        .unwrap_or_else(|_| Err(TopicError::Startup("the archive thread panicked".into())))
+}
+
+/// The output seam's format for the route's `format`/`codec`.
+fn file_format(a: &ArchiveConfig) -> Result<FileFormat, String> {
+    match a.format {
+        ArchiveFormat::Avro => Ok(FileFormat::Avro {
+            codec: match a.codec {
+                ArchiveCodec::Deflate => AvroCodec::Deflate,
+                ArchiveCodec::Null => AvroCodec::Null,
+            },
+        }),
+        // zstd level 3 unless the route says otherwise.
+        ArchiveFormat::Parquet => Ok(FileFormat::Parquet(super::ParquetOptions {
+            compression: match a.compression {
+                ArchiveCompression::Zstd => super::ParquetCompression::Zstd(3),
+                ArchiveCompression::Snappy => super::ParquetCompression::Snappy,
+                ArchiveCompression::None => super::ParquetCompression::None,
+            },
+            row_group_bytes: a.row_group_bytes,
+        })),
+    }
+}
+
+struct Job {
+    cfg: Config,
+    route: RouteConfig,
+    archive: ArchiveConfig,
+    format: FileFormat,
+    store: Store,
+    schemas: Schemas,
+    reader: ReaderSchema,
+    out_schema: Arc<OutputSchema>,
+    runtime: Handle,
+    stop: CancellationToken,
+    /// The partition of the last message handled.
+    last: Option<Key>,
+}
+
+/// A source partition: topic (shared, so a key is cloned without allocating) and partition.
+type Key = (Arc<str>, i32);
+
+/// A file being written for one source partition.
+struct OpenFile {
+    file: Box<dyn RecordFile>,
+    dt: String,
+    first: i64,
+    last: i64,
+    opened: Instant,
+}
+
+/// One assigned source partition.
+struct PartitionState {
+    open: Option<OpenFile>,
+    /// One past the last offset consumed (dealt with: in a file, open or finished, in the DLQ,
+    /// or skipped); `None` before the first message.
+    consumed: Option<i64>,
+    /// The offset last committed.
+    committed: Option<i64>,
+}
+
+impl PartitionState {
+    /// Everything below this offset is in a visible file, in the DLQ (once flushed) or skipped.
+    fn safe(&self) -> Option<i64> {
+        match &self.open {
+            Some(f) => Some(f.first),
+            None => self.consumed,
+        }
+    }
+}
+
+/// What the rebalance callback and the loop share (both run on the archive thread).
+struct Shared {
+    route: String,
+    store: Store,
+    format: FileFormat,
+    out_schema: Arc<OutputSchema>,
+    spool_dir: PathBuf,
+    runtime: Handle,
+    parts: BTreeMap<Key, PartitionState>,
+    dlq: Option<BaseProducer<DlqContext>>,
+    summary: ArchiveSummary,
+    failure: Option<TopicError>,
+}
+
+/// Unique spool file names within this process.
+static SPOOL: AtomicU64 = AtomicU64::new(0);
+
+impl Shared {
+    fn store_err(&self) -> impl FnOnce(StoreError) -> TopicError {
+        let route = self.route.clone();
+        move |source| TopicError::Store { route, source }
+    }
+
+    fn file_err(&self) -> impl FnOnce(ArchiveError) -> TopicError {
+        let route = self.route.clone();
+        move |source| TopicError::File { route, source }
+    }
+
+    /// A new spool file, unlinked at once: it lives as long as its handle, also through a
+    /// crash.
+    fn spool(&self) -> Result<File, TopicError> {
+        let n = SPOOL.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .spool_dir
+            .join(format!(".schemabridge-spool-{}-{n}", std::process::id()));
+        let io = |source| TopicError::Store {
+            route: self.route.clone(),
+            source: StoreError::Io {
+                path: path.clone(),
+                source,
+            },
+        };
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io)?;
+        std::fs::remove_file(&path).map_err(io)?;
+        Ok(f)
+    }
+
+    /// Finishes and uploads the open file of `key`, if any (offsets move only at the commit).
+    fn finish(&mut self, key: &Key) -> Result<(), TopicError> {
+        let Some(state) = self.parts.get_mut(key) else {
+            return Ok(());
+        };
+        let Some(open) = state.open.take() else {
+            return Ok(());
+        };
+        let records = open.file.records();
+        let mut file = open.file.finish().map_err(self.file_err())?;
+        let size = file
+            .metadata()
+            .map_err(|source| TopicError::Store {
+                route: self.route.clone(),
+                source: StoreError::Io {
+                    path: "(spool file)".into(),
+                    source,
+                },
+            })?
+            .len();
+        let (topic, partition) = key;
+        let name = format!(
+            "topic={topic}/dt={}/{topic}+{partition}+{:012}-{:012}.{}",
+            open.dt,
+            open.first,
+            open.last,
+            self.format.extension()
+        );
+        let store = self.store.clone();
+        block_on(&self.runtime, store.upload(&name, &mut file, size)).map_err(self.store_err())?;
+        tracing::info!(route = %self.route, file = %name, records, bytes = size, "file archived");
+        self.summary.files += 1;
+        self.summary.archived += records;
+        Ok(())
+    }
+
+    /// Finishes every open file of the partitions `which` accepts.
+    fn finish_where(&mut self, which: impl Fn(&Key) -> bool) -> Result<(), TopicError> {
+        let keys: Vec<Key> = self.parts.keys().filter(|k| which(k)).cloned().collect();
+        for k in keys {
+            self.finish(&k)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes dead letters, then commits the safe offset of every partition `which` accepts
+    /// that moved since its last commit.
+    fn commit<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        which: impl Fn(&Key) -> bool,
+    ) -> Result<(), TopicError> {
+        let mut tpl = TopicPartitionList::new();
+        for (k, s) in &self.parts {
+            if !which(k) {
+                continue;
+            }
+            if let Some(safe) = s.safe()
+                && s.committed.is_none_or(|c| c < safe)
+            {
+                let _ = tpl.add_partition_offset(&k.0, k.1, Offset::Offset(safe));
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        if let Some(dlq) = &self.dlq {
+            dlq.flush(KAFKA_TIMEOUT).map_err(|e| TopicError::Kafka {
+                route: self.route.clone(),
+                what: "flushing dead letters",
+                source: Box::new(e),
+            })?;
+            if let Some((topic, message)) = dlq.context().take_failure() {
+                return Err(TopicError::DeadLetter {
+                    route: self.route.clone(),
+                    topic,
+                    message,
+                });
+            }
+        }
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| TopicError::Kafka {
+                route: self.route.clone(),
+                what: "committing offsets",
+                source: Box::new(e),
+            })?;
+        for e in tpl.elements() {
+            if let (Some(s), Offset::Offset(o)) = (
+                self.parts.get_mut(&(Arc::from(e.topic()), e.partition())),
+                e.offset(),
+            ) {
+                s.committed = Some(o);
+            }
+        }
+        Ok(())
+    }
+
+    /// The resume point of each partition in `tpl`: max(committed, last listed offset + 1).
+    fn resume_points<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        tpl: &TopicPartitionList,
+    ) -> Result<Vec<(String, i32, Option<i64>)>, TopicError> {
+        let committed = consumer
+            .committed_offsets(tpl.clone(), KAFKA_TIMEOUT)
+            .map_err(|e| TopicError::Kafka {
+                route: self.route.clone(),
+                what: "reading committed offsets",
+                source: Box::new(e),
+            })?;
+        let mut listed: HashMap<String, HashMap<i32, i64>> = HashMap::new();
+        let mut out = Vec::new();
+        for e in committed.elements() {
+            let topic = e.topic().to_string();
+            if !listed.contains_key(&topic) {
+                let store = self.store.clone();
+                let files = block_on(&self.runtime, store.list(&format!("topic={topic}")))
+                    .map_err(self.store_err())?;
+                let mut last: HashMap<i32, i64> = HashMap::new();
+                for (name, _) in files {
+                    if let Some((t, p, _, l)) = parse_file_name(&name)
+                        && t == topic
+                    {
+                        let e = last.entry(p).or_insert(l);
+                        *e = (*e).max(l);
+                    }
+                }
+                listed.insert(topic.clone(), last);
+            }
+            let committed = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            let in_files = listed
+                .get(&topic)
+                .and_then(|m| m.get(&e.partition()))
+                .map(|l| l + 1);
+            let resume = match (committed, in_files) {
+                (Some(c), Some(f)) => Some(c.max(f)),
+                (c, f) => c.or(f),
+            };
+            out.push((topic, e.partition(), resume));
+        }
+        Ok(out)
+    }
+}
+
+/// The archive consumer's context: rebalances finish or discard open files, and set the resume
+/// point of each assigned partition before its first fetch.
+struct ArchiveContext {
+    shared: Mutex<Shared>,
+}
+
+impl ArchiveContext {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ClientContext for ArchiveContext {}
+
+impl ConsumerContext for ArchiveContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let mut shared = self.lock();
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                match shared.resume_points(consumer, tpl) {
+                    Ok(points) => {
+                        for (topic, partition, resume) in points {
+                            if let Some(o) = resume {
+                                let _ =
+                                    tpl.set_partition_offset(&topic, partition, Offset::Offset(o));
+                            }
+                            tracing::info!(route = %shared.route, topic = %topic, partition, resume = ?resume, "partition assigned");
+                            shared.parts.insert(
+                                (Arc::from(topic), partition),
+                                PartitionState {
+                                    open: None,
+                                    consumed: None,
+                                    committed: None,
+                                },
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        shared.failure.get_or_insert(e);
+                    }
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    let route = shared.route.clone();
+                    shared.failure.get_or_insert(TopicError::Kafka {
+                        route,
+                        what: "assigning partitions",
+                        source: Box::new(e),
+                    });
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let revoked: Vec<Key> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (Arc::from(e.topic()), e.partition()))
+                    .collect();
+                let is_revoked = |k: &Key| revoked.contains(k);
+                if consumer.assignment_lost() {
+                    tracing::warn!(route = %shared.route, "assignment lost: discarding open files (their records are consumed again by the new owner)");
+                } else if shared.failure.is_none() {
+                    let done = shared
+                        .finish_where(is_revoked)
+                        .and_then(|()| shared.commit(consumer, is_revoked));
+                    if let Err(e) = done {
+                        shared.failure.get_or_insert(e);
+                    }
+                }
+                for k in &revoked {
+                    shared.parts.remove(k);
+                }
+                let _ = consumer.unassign();
+            }
+            _ => {
+                tracing::warn!(route = %shared.route, error = ?err, "rebalance error");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+/// DLQ producer context: remembers the first failed dead letter.
+#[derive(Default)]
+struct DlqContext {
+    failed: Mutex<Option<(String, String)>>,
+}
+
+impl DlqContext {
+    fn take_failure(&self) -> Option<(String, String)> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl ClientContext for DlqContext {}
+
+impl ProducerContext for DlqContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, m)) = result {
+            self.failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert((m.topic().to_string(), e.to_string()));
+        }
+    }
+}
+
+/// Runs `fut` on this (non-runtime) thread: a ready future (a cache hit) without touching the
+/// runtime, else blocking this thread until it completes.
+fn block_on<F: Future>(runtime: &Handle, fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        return v;
+    }
+    runtime.block_on(fut)
+}
+
+/// `topic=<t>/dt=<d>/<t>+<partition>+<first>-<last>.<ext>` → (topic, partition, first, last).
+pub fn parse_file_name(key: &str) -> Option<(String, i32, i64, i64)> {
+    let name = key.rsplit('/').next()?;
+    let (stem, _ext) = name.rsplit_once('.')?;
+    let (rest, range) = stem.rsplit_once('+')?;
+    let (topic, partition) = rest.rsplit_once('+')?;
+    let (first, last) = range.split_once('-')?;
+    Some((
+        topic.to_string(),
+        partition.parse().ok()?,
+        first.parse().ok()?,
+        last.parse().ok()?,
+    ))
+}
+
+/// `YYYY-MM-DD` (UTC) of a timestamp in milliseconds since the epoch.
+pub fn utc_date(millis: i64) -> String {
+    // Howard Hinnant's days-to-civil.
+    let z = millis.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+type ArchiveConsumer = BaseConsumer<ArchiveContext>;
+
+impl Job {
+    fn client_err(&self, what: &'static str) -> impl FnOnce(KafkaError) -> TopicError + '_ {
+        move |e| TopicError::Client {
+            what,
+            message: crate::config::kafka_error_text(&e, &self.cfg),
+        }
+    }
+
+    fn run(mut self) -> Result<ArchiveSummary, TopicError> {
+        let _runtime = self.runtime.enter();
+        let group = format!("{}-archive-{}", self.cfg.group_id, self.route.name);
+        let needs_dlq = [&self.route.key, &self.route.value]
+            .iter()
+            .any(|p| p.dlq.is_some());
+        let dlq = if needs_dlq {
+            // Idempotent, never transactional: a dead letter is flushed before the commit
+            // that passes it (at-least-once, whatever `pipeline.delivery` says for `run`).
+            let mut pc = self.cfg.producer_config();
+            pc.remove("transactional.id");
+            Some(
+                pc.create_with_context::<_, BaseProducer<DlqContext>>(DlqContext::default())
+                    .map_err(self.client_err("dead-letter producer"))?,
+            )
+        } else {
+            None
+        };
+        let spool_dir = self
+            .archive
+            .spool_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        let shared = Shared {
+            route: self.route.name.clone(),
+            store: self.store.clone(),
+            format: self.format,
+            out_schema: self.out_schema.clone(),
+            spool_dir,
+            runtime: self.runtime.clone(),
+            parts: BTreeMap::new(),
+            dlq,
+            summary: ArchiveSummary::default(),
+            failure: None,
+        };
+        let mut cc = self.cfg.consumer_config();
+        cc.set("group.id", &group)
+            .set("partition.assignment.strategy", "range,roundrobin");
+        let consumer: ArchiveConsumer = cc
+            .create_with_context(ArchiveContext {
+                shared: Mutex::new(shared),
+            })
+            .map_err(self.client_err("consumer"))?;
+        let src = &self.route.source;
+        let mut topics: Vec<String> = src.topics.clone();
+        if let Some(re) = &src.topic_regex {
+            topics.push(format!("^({re})$"));
+        }
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&refs)
+            .map_err(self.client_err("subscription"))?;
+        tracing::info!(route = %self.route.name, group = %group, topics = ?topics, "consuming");
+
+        let ended = self.consume(&consumer);
+        let mut shared = consumer.context().lock();
+        let finished = match &ended {
+            // A halt or failure: open files are discarded (also from the revoke that closing
+            // the consumer runs), nothing past them committed.
+            Err(_) => {
+                shared.parts.clear();
+                Ok(())
+            }
+            Ok(()) => shared
+                .finish_where(|_| true)
+                .and_then(|()| shared.commit(&consumer, |_| true)),
+        };
+        let summary = shared.summary.clone();
+        drop(shared);
+        ended?;
+        finished?;
+        tracing::info!(route = %self.route.name, ?summary, "archive stopped");
+        Ok(summary)
+    }
+
+    fn consume(&mut self, consumer: &ArchiveConsumer) -> Result<(), TopicError> {
+        let roll = self.archive.roll;
+        let interval = Duration::from_millis(roll.interval_ms);
+        let commit_every = Duration::from_millis(self.cfg.pipeline.commit_interval_ms);
+        let mut last_commit = Instant::now();
+        let mut value = Vec::with_capacity(4096);
+        let mut scratch = Vec::new();
+        let mut lossy = Vec::new();
+        while !self.stop.is_cancelled() {
+            let msg = consumer.poll(POLL);
+            let mut shared = consumer.context().lock();
+            if let Some(e) = shared.failure.take() {
+                return Err(e);
+            }
+            if let Some(dlq) = &shared.dlq {
+                dlq.poll(Duration::ZERO);
+            }
+            match msg {
+                None => {}
+                Some(Err(e)) => {
+                    tracing::warn!(route = %self.route.name, error = %e, "consumer error");
+                }
+                Some(Ok(m)) => {
+                    self.handle(&mut shared, &m, &mut value, &mut scratch, &mut lossy)?;
+                }
+            }
+            // Roll by time; commit what finished files made safe.
+            let due: Vec<Key> = shared
+                .parts
+                .iter()
+                .filter(|(_, s)| {
+                    s.open
+                        .as_ref()
+                        .is_some_and(|f| f.opened.elapsed() >= interval)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in &due {
+                shared.finish(k)?;
+            }
+            if !due.is_empty() || last_commit.elapsed() >= commit_every {
+                shared.commit(consumer, |_| true)?;
+                last_commit = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// One message: resolve its value, then into its partition's file, or the error policy.
+    fn handle(
+        &mut self,
+        shared: &mut Shared,
+        m: &BorrowedMessage<'_>,
+        value: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        lossy: &mut Vec<Arc<str>>,
+    ) -> Result<(), TopicError> {
+        // The assigned partition's own key, no allocation per message: the last message's
+        // (messages come in runs per partition), else searched among the assigned ones.
+        let same = |(t, p): &Key| **t == *m.topic() && *p == m.partition();
+        let key = match self.last.take() {
+            Some(k) if same(&k) && shared.parts.contains_key(&k) => k,
+            _ => {
+                let Some(k) = shared.parts.keys().find(|k| same(k)).cloned() else {
+                    return Ok(()); // revoked since it was fetched
+                };
+                k
+            }
+        };
+        self.last = Some(key.clone());
+        let offset = m.offset();
+        shared.summary.consumed += 1;
+        let Some(input) = m.payload() else {
+            shared.summary.tombstones += 1;
+            return self.dealt_with(shared, &key, offset);
+        };
+        value.clear();
+        lossy.clear();
+        let failure = match self.resolve(input, value, scratch, lossy) {
+            Ok(()) if lossy.is_empty() || self.route.value.on_lossy == LossyPolicy::Allow => None,
+            Ok(()) => Some(PartFailure {
+                kind: FailureKind::Lossy,
+                message: format!(
+                    "the reader ({}) would not see fields that hold data: {}",
+                    self.reader.origin,
+                    lossy.iter().map(|f| &**f).collect::<Vec<_>>().join(", ")
+                ),
+                writer_id: wire::parse(input).ok().map(|f| f.schema_id),
+            }),
+            Err(None) => return Ok(()), // shutdown while waiting for the registry
+            Err(Some(f)) => Some(f),
+        };
+        if let Some(f) = failure {
+            return self.fail(shared, &key, m, f);
+        }
+        // The datum without the Confluent framing (5 bytes: magic and schema id).
+        let datum = value.get(5..).unwrap_or_default();
+        let dt = m
+            .timestamp()
+            .to_millis()
+            .map_or_else(|| "none".to_string(), utc_date);
+        let roll = self.archive.roll;
+        let state_open_dt = shared
+            .parts
+            .get(&key)
+            .and_then(|s| s.open.as_ref())
+            .map(|f| f.dt.clone());
+        if state_open_dt.is_some_and(|d| d != dt) {
+            shared.finish(&key)?;
+        }
+        let needs_open = shared.parts.get(&key).is_some_and(|s| s.open.is_none());
+        if needs_open {
+            let sink = shared.spool()?;
+            let file =
+                output::open(shared.format, &shared.out_schema, sink).map_err(shared.file_err())?;
+            if let Some(s) = shared.parts.get_mut(&key) {
+                s.open = Some(OpenFile {
+                    file,
+                    dt,
+                    first: offset,
+                    last: offset,
+                    opened: Instant::now(),
+                });
+            }
+        }
+        let full = {
+            let route = self.route.name.clone();
+            let Some(s) = shared.parts.get_mut(&key) else {
+                return Ok(());
+            };
+            let Some(open) = s.open.as_mut() else {
+                return Ok(());
+            };
+            open.file
+                .append(datum)
+                .map_err(|source| TopicError::File { route, source })?;
+            open.last = offset;
+            s.consumed = Some(offset + 1);
+            open.file.records() >= roll.records || open.file.bytes() >= roll.bytes
+        };
+        if full {
+            shared.finish(&key)?;
+        }
+        Ok(())
+    }
+
+    /// Marks `offset` dealt with outside any file (dead letter, skip, tombstone).
+    fn dealt_with(&self, shared: &mut Shared, key: &Key, offset: i64) -> Result<(), TopicError> {
+        if let Some(s) = shared.parts.get_mut(key) {
+            s.consumed = Some(offset + 1);
+        }
+        Ok(())
+    }
+
+    /// Resolves `input` to the reader into `out` (framed). `Err(None)`: shutdown.
+    fn resolve(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        lossy: &mut Vec<Arc<str>>,
+    ) -> Result<(), Option<PartFailure>> {
+        let framed = wire::parse(input).map_err(|e| {
+            Some(PartFailure {
+                kind: FailureKind::Framing,
+                message: e.to_string(),
+                writer_id: None,
+            })
+        })?;
+        let writer_id = framed.schema_id;
+        let plan = block_on(
+            &self.runtime,
+            self.schemas
+                .plan(writer_id, MessageIndexes::default(), &self.reader),
+        )
+        .map_err(|e| match e {
+            ResolveError::Cancelled => None,
+            ResolveError::Failed(f) => Some(f),
+        })?;
+        plan.apply(
+            writer_id,
+            input,
+            framed.payload,
+            &self.reader,
+            out,
+            scratch,
+            lossy,
+        )
+        .map_err(Some)
+    }
+
+    /// The route's policy for a record that cannot be archived.
+    fn fail(
+        &self,
+        shared: &mut Shared,
+        key: &Key,
+        m: &BorrowedMessage<'_>,
+        f: PartFailure,
+    ) -> Result<(), TopicError> {
+        let part = &self.route.value;
+        let policy = if f.kind == FailureKind::Lossy {
+            match part.on_lossy {
+                LossyPolicy::Dlq => ErrorPolicy::Dlq,
+                LossyPolicy::Halt | LossyPolicy::Allow => ErrorPolicy::Halt,
+            }
+        } else {
+            part.on_error
+        };
+        match (policy, &part.dlq, &shared.dlq) {
+            (ErrorPolicy::Dlq, Some(topic), Some(producer)) => {
+                let headers = dead_letter_headers(m, &self.route.name, &f);
+                let mut r: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic).headers(headers);
+                if let Some(k) = m.key() {
+                    r = r.key(k);
+                }
+                if let Some(v) = m.payload() {
+                    r = r.payload(v);
+                }
+                if let Some(ts) = m.timestamp().to_millis() {
+                    r = r.timestamp(ts);
+                }
+                loop {
+                    match producer.send(r) {
+                        Ok(()) => break,
+                        Err((
+                            KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull,
+                            ),
+                            back,
+                        )) => {
+                            producer.poll(Duration::from_millis(5));
+                            r = back;
+                        }
+                        Err((e, _)) => {
+                            return Err(TopicError::DeadLetter {
+                                route: self.route.name.clone(),
+                                topic: topic.clone(),
+                                message: e.to_string(),
+                            });
+                        }
+                    }
+                }
+                tracing::warn!(route = %self.route.name, topic = m.topic(), partition = m.partition(), offset = m.offset(), kind = f.kind.as_str(), reason = %f.message, "dead letter");
+                shared.summary.dead_lettered += 1;
+                self.dealt_with(shared, key, m.offset())
+            }
+            (ErrorPolicy::Skip, _, _) => {
+                shared.summary.skipped += 1;
+                self.dealt_with(shared, key, m.offset())
+            }
+            _ => Err(TopicError::Halted {
+                route: self.route.name.clone(),
+                topic: m.topic().to_string(),
+                partition: m.partition(),
+                offset: m.offset(),
+                reason: format!("{}: {}", f.kind.as_str(), f.message),
+            }),
+        }
+    }
+}
+
+/// The original headers plus the gateway's dead-letter headers (why, and where from).
+fn dead_letter_headers(m: &BorrowedMessage<'_>, route: &str, f: &PartFailure) -> OwnedHeaders {
+    let mut h = m.headers().map(|h| h.detach()).unwrap_or_default();
+    let partition = m.partition().to_string();
+    let offset = m.offset().to_string();
+    let writer = f.writer_id.map(|id| id.to_string());
+    let ours: [(&str, Option<&str>); 8] = [
+        (dlq_headers::ERROR, Some(&f.message)),
+        (dlq_headers::KIND, Some(f.kind.as_str())),
+        (dlq_headers::ROUTE, Some(route)),
+        (dlq_headers::PART, Some("value")),
+        (dlq_headers::TOPIC, Some(m.topic())),
+        (dlq_headers::PARTITION, Some(&partition)),
+        (dlq_headers::OFFSET, Some(&offset)),
+        (dlq_headers::WRITER_ID, writer.as_deref()),
+    ];
+    for (key, value) in ours {
+        if let Some(value) = value {
+            h = h.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_names() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(1_795_564_800_000), "2026-11-25");
+        assert_eq!(utc_date(-1), "1969-12-31");
+        assert_eq!(
+            parse_file_name("p/topic=a.b-c/dt=2026-11-25/a.b-c+3+000000000120-000000000245.avro"),
+            Some(("a.b-c".into(), 3, 120, 245))
+        );
+        assert_eq!(parse_file_name("topic=x/dt=y/README"), None);
+    }
+}
