@@ -440,13 +440,6 @@ impl<'b> Walk<'_, 'b> {
     fn long(&mut self) -> Result<i64, ShapeError> {
         let at = self.pos;
         let mut rest = self.buf.get(at..).unwrap_or(&[]);
-        // The one-byte case inline; everything else through the crate's varint reader.
-        if let Some(&b) = rest.first()
-            && b & 0x80 == 0
-        {
-            self.pos += 1;
-            return Ok(i64::from(b >> 1) ^ -i64::from(b & 1));
-        }
         let before = rest.len();
         let v = read_long(&mut rest).map_err(|_| {
             if before < 10 && rest.iter().all(|b| b & 0x80 != 0) {
