@@ -247,15 +247,15 @@ impl Columns {
                     Logical::TimeMicros => Arc::new(a.reinterpret_cast::<Time64MicrosecondType>()),
                     Logical::TimestampMillis | Logical::LocalTimestampMillis => {
                         let t = a.reinterpret_cast::<TimestampMillisecondType>();
-                        Arc::new(if tz { t.with_timezone_utc() } else { t })
+                        Arc::new(if tz { t.with_timezone("UTC") } else { t })
                     }
                     Logical::TimestampMicros | Logical::LocalTimestampMicros => {
                         let t = a.reinterpret_cast::<TimestampMicrosecondType>();
-                        Arc::new(if tz { t.with_timezone_utc() } else { t })
+                        Arc::new(if tz { t.with_timezone("UTC") } else { t })
                     }
                     Logical::TimestampNanos | Logical::LocalTimestampNanos => {
                         let t = a.reinterpret_cast::<TimestampNanosecondType>();
-                        Arc::new(if tz { t.with_timezone_utc() } else { t })
+                        Arc::new(if tz { t.with_timezone("UTC") } else { t })
                     }
                     _ => Arc::new(a),
                 }
@@ -538,51 +538,75 @@ impl Visitor for Columns {
     #[inline]
     fn boolean(&mut self, id: NodeId, v: bool) -> Result<(), ShapeError> {
         match self.col(id)? {
-            Col::Bool(b) => Ok(b.append_value(v)),
+            Col::Bool(b) => {
+                b.append_value(v);
+                Ok(())
+            }
             _ => Err(self.mismatch(id, "boolean")),
         }
     }
     #[inline]
     fn int(&mut self, id: NodeId, v: i32) -> Result<(), ShapeError> {
         match self.col(id)? {
-            Col::I32(b, _) => Ok(b.append_value(v)),
+            Col::I32(b, _) => {
+                b.append_value(v);
+                Ok(())
+            }
             _ => Err(self.mismatch(id, "int")),
         }
     }
     #[inline]
     fn long(&mut self, id: NodeId, v: i64) -> Result<(), ShapeError> {
         match self.col(id)? {
-            Col::I64(b, _) => Ok(b.append_value(v)),
+            Col::I64(b, _) => {
+                b.append_value(v);
+                Ok(())
+            }
             _ => Err(self.mismatch(id, "long")),
         }
     }
     #[inline]
     fn float(&mut self, id: NodeId, v: f32) -> Result<(), ShapeError> {
         match self.col(id)? {
-            Col::F32(b) => Ok(b.append_value(v)),
+            Col::F32(b) => {
+                b.append_value(v);
+                Ok(())
+            }
             _ => Err(self.mismatch(id, "float")),
         }
     }
     #[inline]
     fn double(&mut self, id: NodeId, v: f64) -> Result<(), ShapeError> {
         match self.col(id)? {
-            Col::F64(b) => Ok(b.append_value(v)),
+            Col::F64(b) => {
+                b.append_value(v);
+                Ok(())
+            }
             _ => Err(self.mismatch(id, "double")),
         }
     }
     #[inline]
     fn bytes(&mut self, id: NodeId, v: &[u8]) -> Result<(), ShapeError> {
         match self.col(id)? {
-            Col::Binary(b) => Ok(b.append_value(v)),
+            Col::Binary(b) => {
+                b.append_value(v);
+                Ok(())
+            }
             Col::Fixed(b) => b
                 .append_value(v)
                 .map_err(|e| arrow_err("fixed-size bytes", e)),
             Col::Dec128(b) => match be_i128(v) {
-                Some(x) => Ok(b.append_value(x)),
+                Some(x) => {
+                    b.append_value(x);
+                    Ok(())
+                }
                 None => Err(self.mismatch(id, "too wide decimal")),
             },
             Col::Dec256(b) => match be_i256(v) {
-                Some(x) => Ok(b.append_value(x)),
+                Some(x) => {
+                    b.append_value(x);
+                    Ok(())
+                }
                 None => Err(self.mismatch(id, "too wide decimal")),
             },
             _ => Err(self.mismatch(id, "bytes")),
@@ -591,7 +615,10 @@ impl Visitor for Columns {
     #[inline]
     fn string(&mut self, id: NodeId, v: &str) -> Result<(), ShapeError> {
         match self.col(id)? {
-            Col::Utf8(b) => Ok(b.append_value(v)),
+            Col::Utf8(b) => {
+                b.append_value(v);
+                Ok(())
+            }
             Col::UuidText(b) => match parse_uuid(v) {
                 Some(u) => b.append_value(u).map_err(|e| arrow_err("uuid", e)),
                 None => Err(self.mismatch(id, "non-UUID string")),
@@ -606,7 +633,10 @@ impl Visitor for Columns {
     #[inline]
     fn enumeration(&mut self, id: NodeId, index: u32) -> Result<(), ShapeError> {
         match self.col(id)? {
-            Col::Enum(b) => Ok(b.append_value(index as i32)),
+            Col::Enum(b) => {
+                b.append_value(index as i32);
+                Ok(())
+            }
             _ => Err(self.mismatch(id, "enum")),
         }
     }
@@ -662,7 +692,10 @@ impl Visitor for Columns {
     #[inline]
     fn map_key(&mut self, id: NodeId, key: &str) -> Result<(), ShapeError> {
         match self.col(id)? {
-            Col::Map { keys, .. } => Ok(keys.append_value(key)),
+            Col::Map { keys, .. } => {
+                keys.append_value(key);
+                Ok(())
+            }
             _ => Err(self.mismatch(id, "map")),
         }
     }

@@ -671,7 +671,7 @@ mod tests {
     const DATUM: &[u8] = &[
         0x02, 0x04, b'h', b'i', // a: "hi"
         0x02, // d: Y
-        0x03, 0x04, 0x02, 0x04, 0x06, 0x00, // e: [1, 2, 3] in a negative-count block
+        0x05, 0x06, 0x02, 0x04, 0x06, 0x00, // e: [1, 2, 3] in a negative-count block
         0x02, 0x02, b'k', 0x0e, 0x00, // f: {k: 7}
         0x00, // g: X
         0x02, // t: 1
@@ -683,7 +683,7 @@ mod tests {
         assert!(shape.is_recursive().is_none());
         let mut t = Trace::default();
         shape.walk(DATUM, &mut t).unwrap();
-        assert_eq!(t.0.len(), 14, "{:?}", t.0);
+        assert_eq!(t.0.len(), 12, "{:?}", t.0);
         assert_eq!(t.0[0], "1:branch 1");
         assert_eq!(t.0[1], "3:str hi");
         assert!(t.0.contains(&"6:long 2".to_string()), "{:?}", t.0);

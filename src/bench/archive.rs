@@ -113,8 +113,20 @@ pub fn archive(
         .iter()
         .map(|w| avro::compile(w, &reader).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
+    // apache-avro cannot resolve reader aliases: writers other than the reader itself are read
+    // with the aliased fields renamed (see `apply_reader_aliases`); fields are taken by position.
     let aliased = apply_reader_aliases(reader_json)?;
-    let value_reader = Schema::parse_str(&aliased).map_err(|e| format!("reader schema: {e}"))?;
+    let aliased = Schema::parse_str(&aliased).map_err(|e| format!("reader schema: {e}"))?;
+    let value_readers: Vec<Schema> = writers
+        .iter()
+        .map(|w| {
+            if w.canonical_form() == reader.canonical_form() {
+                reader.clone()
+            } else {
+                aliased.clone()
+            }
+        })
+        .collect();
     let schema = ReaderSchema::new(reader.clone()).map_err(|e| e.to_string())?;
     let arrow_schema = Arc::clone(
         Columns::new(Arc::clone(schema.shape()))
@@ -133,7 +145,7 @@ pub fn archive(
     let equal_values = compare(
         &plans,
         writers,
-        &value_reader,
+        &value_readers,
         &schema,
         &arrow_schema,
         datums,
@@ -149,7 +161,7 @@ pub fn archive(
         let secs = time(round_time, || {
             value_path(
                 writers,
-                &value_reader,
+                &value_readers,
                 &arrow_schema,
                 &schema,
                 options,
@@ -244,7 +256,7 @@ fn resolve(writer: &Schema, reader: &Schema, mut d: &[u8]) -> Result<Value, Stri
 
 fn value_path(
     writers: &[Schema],
-    reader: &Schema,
+    readers: &[Schema],
     arrow_schema: &SchemaRef,
     schema: &ReaderSchema,
     options: ParquetOptions,
@@ -260,7 +272,10 @@ fn value_path(
     for chunk in datums.chunks(BATCH_ROWS) {
         let values = chunk
             .iter()
-            .map(|(w, d)| resolve(writers.get(*w).ok_or("no writer")?, reader, d))
+            .map(|(w, d)| {
+                let (writer, reader) = writers.get(*w).zip(readers.get(*w)).ok_or("no writer")?;
+                resolve(writer, reader, d)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let batch = values_to_batch(arrow_schema, &values)?;
         writer.write(&batch).map_err(|e| e.to_string())?;
@@ -274,7 +289,7 @@ fn value_path(
 fn compare(
     plans: &[Plan],
     writers: &[Schema],
-    value_reader: &Schema,
+    value_readers: &[Schema],
     schema: &Arc<ReaderSchema>,
     arrow_schema: &SchemaRef,
     datums: &[(usize, Vec<u8>)],
@@ -287,19 +302,30 @@ fn compare(
         let plan = plans.get(*w).ok_or("no plan")?;
         plan.transcode(d, &mut buf).map_err(|e| e.to_string())?;
         columns.append(&buf).map_err(|e| e.to_string())?;
-        values.push(resolve(
-            writers.get(*w).ok_or("no writer")?,
-            value_reader,
-            d,
-        )?);
+        let (writer, reader) = writers
+            .get(*w)
+            .zip(value_readers.get(*w))
+            .ok_or("no writer")?;
+        values.push(resolve(writer, reader, d)?);
     }
     let ours = columns.take_batch().map_err(|e| e.to_string())?;
     let theirs = values_to_batch(arrow_schema, &values)?;
-    Ok(ours
+    let mut equal = true;
+    for ((a, b), f) in ours
         .columns()
         .iter()
         .zip(theirs.columns())
-        .all(|(a, b)| same(a.as_ref(), b.as_ref())))
+        .zip(arrow_schema.fields())
+    {
+        if !same(a.as_ref(), b.as_ref()) {
+            eprintln!(
+                "bench archive: column {} differs between the engines",
+                f.name()
+            );
+            equal = false;
+        }
+    }
+    Ok(equal)
 }
 
 /// Equal values; map entries compared as sorted lists, dictionaries by their strings.
@@ -315,7 +341,7 @@ fn same(a: &dyn Array, b: &dyn Array) -> bool {
             ) else {
                 return false;
             };
-            (0..a.len()).all(|i| entries(&a.value(i)) == entries(&b.value(i)))
+            (0..a.len()).all(|i| same_entries(&a.value(i), &b.value(i)))
         }
         DataType::Dictionary(..) => strings(a) == strings(b),
         DataType::Struct(_) => {
@@ -335,18 +361,17 @@ fn same(a: &dyn Array, b: &dyn Array) -> bool {
     }
 }
 
-fn entries(s: &StructArray) -> Vec<String> {
-    let mut v: Vec<String> = (0..s.len())
-        .map(|i| {
-            s.columns()
-                .iter()
-                .map(|c| format!("{:?}", c.slice(i, 1).to_data()))
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect();
-    v.sort();
-    v
+/// Two maps' entries are the same multiset.
+fn same_entries(a: &StructArray, b: &StructArray) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut used = vec![false; b.len()];
+    (0..a.len()).all(|i| {
+        let x = a.slice(i, 1).to_data();
+        let found = (0..b.len()).find(|j| !used[*j] && b.slice(*j, 1).to_data() == x);
+        found.map(|j| used[j] = true).is_some()
+    })
 }
 
 fn strings(a: &dyn Array) -> Vec<Option<String>> {
