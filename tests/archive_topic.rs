@@ -628,7 +628,6 @@ fn moto_multipart_seen(log: &Path) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "until src/archive/columnar.rs types timestamps Timestamp(_, \"UTC\") as its schema says (it builds \"+00:00\"; the Parquet writer refuses the batch); passes with that one-line fix"]
 async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() {
     let dir = scratch_dir("archive-parquet");
     let out = dir.join("out");
