@@ -33,7 +33,7 @@ use support::orders::{
     ORDER_V1, ORDER_V2, SplitMix, encode, framed, order_id, order_v1, order_v2,
     registry_with_orders,
 };
-use support::process::{Supervised, scratch_dir};
+use support::process::{GatewayProcess, scratch_dir};
 use support::python::{FASTAVRO, python_with};
 
 const TOPIC: &str = "orders";
@@ -150,38 +150,10 @@ routes:
     )
 }
 
-/// The binary, `schemabridge archive --config dir/archive.yaml`, logging to `dir/run-N.log`.
-struct Archiver {
-    process: Supervised,
-    log: PathBuf,
-}
-
-impl Archiver {
-    fn start(dir: &Path, run: usize, yaml: &str) -> Archiver {
-        let config = dir.join("archive.yaml");
-        std::fs::write(&config, yaml).expect("write config");
-        let log = dir.join(format!("run-{run}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
-            .arg("archive")
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("start schemabridge archive");
-        Archiver {
-            process: Supervised::new(child),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+/// The binary, `schemabridge archive --config dir/schemabridge.yaml`, logging to
+/// `dir/run-N.log`.
+fn archiver(dir: &Path, run: usize, yaml: &str) -> GatewayProcess {
+    GatewayProcess::start_command("archive", dir, run, yaml)
 }
 
 /// Checks, with fastavro, every file in `files` (local path, key): its records are, in order,
@@ -363,7 +335,7 @@ async fn a_local_archive_holds_every_record_once_and_the_bad_one_is_dead_lettere
     );
     let group = format!("archive-a-{}", std::process::id());
     let yaml = config_yaml(&cluster.bootstrap, &registry.url, &group, &archive);
-    let mut run = Archiver::start(&dir, 0, &yaml);
+    let mut run = archiver(&dir, 0, &yaml);
 
     let dead = BTreeSet::from([(bad.partition, bad.offset)]);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -372,22 +344,16 @@ async fn a_local_archive_holds_every_record_once_and_the_bad_one_is_dead_lettere
         if covered(&produced, &keys, &dead) {
             break;
         }
-        assert!(run.process.running(), "archive exited:\n{}", run.log());
+        assert!(run.running(), "archive exited:\n{}", run.log_text());
         assert!(
             Instant::now() < deadline,
             "not every record archived in time:\n{keys:?}\n{}",
-            run.log()
+            run.log_text()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let log = run.log.clone();
-    let status = run
-        .process
-        .terminate(Duration::from_secs(30), || {
-            std::fs::read_to_string(&log).unwrap_or_default()
-        })
-        .await;
-    assert!(status.success(), "exit {status}:\n{}", run.log());
+    let status = run.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "exit {status}:\n{}", run.log_text());
 
     let keys = local_files(&out);
     assert!(
@@ -558,10 +524,10 @@ async fn b_sigkilled_and_restarted_the_s3_archive_holds_every_record_exactly_onc
                 .collect::<Vec<String>>()
         }
     };
-    let wait_for = |what: &'static str, run: &mut Archiver, at_least: usize| {
+    let wait_for = |what: &'static str, run: &mut GatewayProcess, at_least: usize| {
         let deadline = Instant::now() + Duration::from_secs(60);
         let log = run.log.clone();
-        let alive = run.process.running();
+        let alive = run.running();
         async move {
             assert!(alive, "archive exited before {what}");
             loop {
@@ -580,9 +546,9 @@ async fn b_sigkilled_and_restarted_the_s3_archive_holds_every_record_exactly_onc
     };
 
     // 1: killed right after its first uploads (other partitions have open files).
-    let mut run = Archiver::start(&dir, 1, &yaml);
+    let mut run = archiver(&dir, 1, &yaml);
     let n = wait_for("first upload", &mut run, 1).await;
-    run.process.kill();
+    run.kill();
     // The commits for those files are lost, as if the crash came before them: each partition
     // with a file is set back to just after its first file's first offset (so resuming from the
     // committed offset alone would write a file overlapping that one), the others to 0.
@@ -600,35 +566,29 @@ async fn b_sigkilled_and_restarted_the_s3_archive_holds_every_record_exactly_onc
     // 2 and 3: killed again once a few more files went up.
     let mut n = n;
     for i in 2..=3 {
-        let mut run = Archiver::start(&dir, i, &yaml);
+        let mut run = archiver(&dir, i, &yaml);
         n = wait_for("more uploads", &mut run, n + 3).await;
-        run.process.kill();
+        run.kill();
     }
 
     // 4: runs until every record is in a file, then stops cleanly.
-    let mut run = Archiver::start(&dir, 4, &yaml);
+    let mut run = archiver(&dir, 4, &yaml);
     let none = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if covered(&produced, &listed().await, &none) {
             break;
         }
-        assert!(run.process.running(), "archive exited:\n{}", run.log());
+        assert!(run.running(), "archive exited:\n{}", run.log_text());
         assert!(
             Instant::now() < deadline,
             "not every record archived in time:\n{}",
-            run.log()
+            run.log_text()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let log = run.log.clone();
-    let status = run
-        .process
-        .terminate(Duration::from_secs(30), || {
-            std::fs::read_to_string(&log).unwrap_or_default()
-        })
-        .await;
-    assert!(status.success(), "exit {status}:\n{}", run.log());
+    let status = run.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "exit {status}:\n{}", run.log_text());
     stop.cancel();
     let seen = poller.await.expect("poller");
     let failures = failures.lock().unwrap().clone();
@@ -668,7 +628,6 @@ fn moto_multipart_seen(log: &Path) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "until src/archive/columnar.rs types timestamps Timestamp(_, \"UTC\") as its schema says (it builds \"+00:00\"; the Parquet writer refuses the batch); passes with that one-line fix"]
 async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() {
     let dir = scratch_dir("archive-parquet");
     let out = dir.join("out");
@@ -682,25 +641,19 @@ async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() 
     );
     let group = format!("archive-c-{}", std::process::id());
     let yaml = config_yaml(&cluster.bootstrap, &registry.url, &group, &archive);
-    let mut run = Archiver::start(&dir, 0, &yaml);
+    let mut run = archiver(&dir, 0, &yaml);
     let none = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !covered(&produced, &local_files(&out), &none) {
-        assert!(run.process.running(), "archive exited:\n{}", run.log());
+        assert!(run.running(), "archive exited:\n{}", run.log_text());
         assert!(
             Instant::now() < deadline,
             "not archived in time:\n{}",
-            run.log()
+            run.log_text()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let log = run.log.clone();
-    let status = run
-        .process
-        .terminate(Duration::from_secs(30), || {
-            std::fs::read_to_string(&log).unwrap_or_default()
-        })
-        .await;
+    let status = run.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "exit {status}");
 
     let keys = local_files(&out);

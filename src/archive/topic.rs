@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
@@ -58,7 +58,6 @@ use crate::config::{
     ArchiveCodec, ArchiveCompression, ArchiveConfig, ArchiveFormat, Config, ErrorPolicy,
     LossyPolicy, Output, RouteConfig,
 };
-use crate::pipeline::dlq_headers;
 use crate::registry::{Backoff, SchemaSource};
 use crate::schema::{
     CachePolicy, FailureKind, ParsedSchema, PartFailure, ReaderSchema, ResolveError, Schemas,
@@ -959,7 +958,8 @@ impl Job {
         };
         match (policy, &part.dlq, &shared.dlq) {
             (ErrorPolicy::Dlq, Some(topic), Some(producer)) => {
-                let headers = dead_letter_headers(m, &self.route.name, &f);
+                let headers =
+                    crate::pipeline::dead_letter_headers(m, &self.route.name, "value", &f);
                 let mut r: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic).headers(headers);
                 if let Some(k) = m.key() {
                     r = r.key(k);
@@ -1008,33 +1008,6 @@ impl Job {
             }),
         }
     }
-}
-
-/// The original headers plus the gateway's dead-letter headers (why, and where from).
-fn dead_letter_headers(m: &BorrowedMessage<'_>, route: &str, f: &PartFailure) -> OwnedHeaders {
-    let mut h = m.headers().map(|h| h.detach()).unwrap_or_default();
-    let partition = m.partition().to_string();
-    let offset = m.offset().to_string();
-    let writer = f.writer_id.map(|id| id.to_string());
-    let ours: [(&str, Option<&str>); 8] = [
-        (dlq_headers::ERROR, Some(&f.message)),
-        (dlq_headers::KIND, Some(f.kind.as_str())),
-        (dlq_headers::ROUTE, Some(route)),
-        (dlq_headers::PART, Some("value")),
-        (dlq_headers::TOPIC, Some(m.topic())),
-        (dlq_headers::PARTITION, Some(&partition)),
-        (dlq_headers::OFFSET, Some(&offset)),
-        (dlq_headers::WRITER_ID, writer.as_deref()),
-    ];
-    for (key, value) in ours {
-        if let Some(value) = value {
-            h = h.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
-    }
-    h
 }
 
 #[cfg(test)]

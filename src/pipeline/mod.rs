@@ -21,6 +21,8 @@ mod routes;
 mod source;
 mod worker;
 
+pub(crate) use worker::dead_letter_headers;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -239,7 +239,7 @@ impl Worker {
             (ErrorPolicy::Dlq, Some(dlq)) => {
                 let from = from();
                 let mut value = msg.payload();
-                let mut headers = dead_letter_headers(msg, &route.name, part, &f, &from);
+                let mut headers = dead_letter_headers(msg, &route.name, part.as_str(), &f);
                 loop {
                     let record = OutRecord {
                         topic: dlq,
@@ -340,23 +340,24 @@ fn output<'a>(rt: &PartRuntime, original: Option<&'a [u8]>, buf: &'a [u8]) -> Op
     }
 }
 
-fn dead_letter_headers(
+/// The original headers plus the gateway's dead-letter headers (why, and where from): what a
+/// dead letter carries, from `run` and from `archive` alike.
+pub(crate) fn dead_letter_headers(
     msg: &BorrowedMessage<'_>,
     route: &str,
-    part: Part,
+    part: &str,
     f: &PartFailure,
-    from: &SourcePosition,
 ) -> OwnedHeaders {
     let mut h = msg.headers().map(|h| h.detach()).unwrap_or_default();
-    let partition = from.partition.to_string();
-    let offset = from.offset.to_string();
+    let partition = msg.partition().to_string();
+    let offset = msg.offset().to_string();
     let writer = f.writer_id.map(|id| id.to_string());
     let ours: [(&str, Option<&str>); 8] = [
         (dlq_headers::ERROR, Some(&f.message)),
         (dlq_headers::KIND, Some(f.kind.as_str())),
         (dlq_headers::ROUTE, Some(route)),
-        (dlq_headers::PART, Some(part.as_str())),
-        (dlq_headers::TOPIC, Some(&from.topic)),
+        (dlq_headers::PART, Some(part)),
+        (dlq_headers::TOPIC, Some(msg.topic())),
         (dlq_headers::PARTITION, Some(&partition)),
         (dlq_headers::OFFSET, Some(&offset)),
         (dlq_headers::WRITER_ID, writer.as_deref()),

@@ -101,16 +101,26 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Writes `config_yaml` to `dir/schemabridge.yaml` and starts the binary on it, logging to
-    /// `dir/run-{run}.log`.
+    /// Writes `config_yaml` to `dir/schemabridge.yaml` and starts `schemabridge run` on it,
+    /// logging to `dir/run-{run}.log`.
     pub fn start(dir: &Path, run: usize, config_yaml: &str) -> GatewayProcess {
+        Self::start_command("run", dir, run, config_yaml)
+    }
+
+    /// As [`GatewayProcess::start`], for another command that takes `--config` (`archive`).
+    pub fn start_command(
+        command: &str,
+        dir: &Path,
+        run: usize,
+        config_yaml: &str,
+    ) -> GatewayProcess {
         let config = dir.join("schemabridge.yaml");
         std::fs::write(&config, config_yaml).expect("write config");
         let log = dir.join(format!("run-{run}.log"));
         let out = File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
-            .arg("run")
+            .arg(command)
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info")
@@ -118,7 +128,7 @@ impl GatewayProcess {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .spawn()
-            .expect("start schemabridge");
+            .unwrap_or_else(|e| panic!("start schemabridge {command}: {e}"));
         GatewayProcess {
             process: Supervised::new(child),
             log,
@@ -155,6 +165,11 @@ impl GatewayProcess {
     /// The last 60 lines of its log.
     pub fn log_tail(&self) -> String {
         tail(&self.log)
+    }
+
+    /// Its whole log.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
