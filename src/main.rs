@@ -217,6 +217,23 @@ enum ToArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum StatisticsArg {
+    None,
+    RowGroup,
+    Page,
+}
+
+impl From<StatisticsArg> for schemabridge::archive::ParquetStatistics {
+    fn from(s: StatisticsArg) -> Self {
+        match s {
+            StatisticsArg::None => Self::None,
+            StatisticsArg::RowGroup => Self::RowGroup,
+            StatisticsArg::Page => Self::Page,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum CompressionArg {
     Zstd,
     Snappy,
@@ -343,6 +360,12 @@ enum BenchCommand {
         /// Row group size in bytes (estimated encoded size).
         #[arg(long, default_value_t = 128 * 1024 * 1024)]
         row_group_bytes: u64,
+        /// Write without dictionary encoding (both engines).
+        #[arg(long)]
+        no_dictionary: bool,
+        /// Min/max statistics: none, row-group, page (both engines); default the archive's.
+        #[arg(long, value_enum)]
+        statistics: Option<StatisticsArg>,
     },
     /// `bench pipeline`'s contender (a): copies records from --from to --to until SIGTERM.
     #[command(hide = true)]
@@ -465,6 +488,8 @@ fn main() -> ExitCode {
             seconds,
             compression,
             row_group_bytes,
+            no_dictionary,
+            statistics,
         }) => report(
             schemabridge::bench::archive::run(&schemabridge::bench::archive::ArchiveArgs {
                 writer_schemas,
@@ -473,6 +498,11 @@ fn main() -> ExitCode {
                 seconds,
                 compression,
                 row_group_bytes,
+                no_dictionary,
+                statistics: statistics.map_or(
+                    schemabridge::archive::ParquetOptions::default().statistics,
+                    StatisticsArg::into,
+                ),
             })
             .map(|table| println!("{table}"))
             .map_err(anyhow::Error::msg),

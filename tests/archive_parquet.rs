@@ -159,6 +159,7 @@ fn reference_orders_to_parquet_read_back_by_pyarrow_and_duckdb_as_fastavro_resol
         compression: ParquetCompression::Zstd(3),
         // Small row groups: the file holds several.
         row_group_bytes: 32 * 1024,
+        ..ParquetOptions::default()
     };
     write(
         &[ORDER_V2, ORDER_V1],
@@ -393,6 +394,7 @@ fn every_logical_type_union_map_nested_array_fixed_and_enum_read_back_by_pyarrow
         let options = ParquetOptions {
             compression,
             row_group_bytes: 16 * 1024,
+            ..ParquetOptions::default()
         };
         write(
             &[&writer_text],

@@ -425,3 +425,81 @@ async fn the_reader_schema_comes_from_a_registry_subject_at_a_version() {
         assert_eq!(summary.trim(), format!("150 null {}", field_names(reader)));
     }
 }
+
+/// `--to parquet` (from the `.parquet` extension): a v2 and a v1 archive into one Parquet file
+/// that pyarrow reads with every row fastavro's resolution gives, in order, and the reader's
+/// top-level fields as its columns.
+#[test]
+fn archives_become_one_parquet_file_that_pyarrow_reads_as_fastavro_resolves_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = repo("proto/orders/order_v1.avsc");
+    let (a, b) = (dir.path().join("a.avro"), dir.path().join("b.avro"));
+    v2_file(&a, 250, 31);
+    let tmp = dir.path().join("tmp-v2.avro");
+    v2_file(&tmp, 150, 32);
+    py(
+        "import sys, json, fastavro\n\
+         reader = fastavro.parse_schema(json.load(open(sys.argv[3])))\n\
+         recs = list(fastavro.reader(open(sys.argv[1], 'rb'), reader_schema=reader))\n\
+         with open(sys.argv[2], 'wb') as f:\n\
+         \x20   fastavro.writer(f, reader, recs)\n",
+        &[&tmp, &b, &v1],
+    );
+    let output = dir.path().join("orders.parquet");
+    let out = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
+        .args(["transcode", "--reader-schema"])
+        .arg(&v1)
+        .arg("-o")
+        .arg(&output)
+        .args([&a, &b])
+        .output()
+        .expect("run schemabridge");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("400 records from 2 files written as Parquet (zstd level 3)"),
+        "{stdout}"
+    );
+    let python = python::python_with(&[
+        (python::FASTAVRO, "fastavro"),
+        ("pyarrow==26.0.1", "pyarrow"),
+    ]);
+    let check = Command::new(&python)
+        .arg("-c")
+        .arg(
+            "import sys, json, fastavro, pyarrow.parquet as pq\n\
+             reader = fastavro.parse_schema(json.load(open(sys.argv[1])))\n\
+             want = []\n\
+             for p in sys.argv[3:]:\n\
+             \x20   want += list(fastavro.reader(open(p, 'rb'), reader_schema=reader))\n\
+             t = pq.read_table(sys.argv[2])\n\
+             rows = t.to_pylist()\n\
+             assert len(rows) == len(want), (len(rows), len(want))\n\
+             for i, (g, w) in enumerate(zip(rows, want)):\n\
+             \x20   for k in ('order_id', 'customer_id', 'amount_cents', 'quantity', 'currency', 'source', 'discount', 'tags'):\n\
+             \x20       assert g[k] == w[k], (i, k, g[k], w[k])\n\
+             \x20   assert g['status'] == w['status'], (i, g['status'], w['status'])\n\
+             \x20   assert g['shipping'] == w['shipping'], (i, g['shipping'], w['shipping'])\n\
+             \x20   assert sorted(g['attributes']) == sorted(w['attributes'].items()), i\n\
+             \x20   assert int(g['placed_at'].timestamp() * 1000) == int(w['placed_at'].timestamp() * 1000), i\n\
+             print(len(rows), ','.join(t.schema.names))\n",
+        )
+        .arg(&v1)
+        .arg(&output)
+        .args([&a, &b])
+        .output()
+        .expect("run python");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout).trim(),
+        format!("400 {}", field_names("proto/orders/order_v1.avsc"))
+    );
+}

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use parquet::arrow::arrow_writer::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::ArchiveError;
 use super::columnar::Columns;
@@ -55,6 +55,19 @@ pub struct ParquetOptions {
     pub compression: ParquetCompression,
     /// A row group is closed once its estimated encoded size reaches this.
     pub row_group_bytes: u64,
+    /// Dictionary-encode column chunks (every value is hashed while writing).
+    pub dictionary: bool,
+    /// Min/max statistics: none, per row group (what readers prune row groups by), or also
+    /// per page (a page index).
+    pub statistics: ParquetStatistics,
+}
+
+/// How much min/max statistics a Parquet file carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParquetStatistics {
+    None,
+    RowGroup,
+    Page,
 }
 
 impl Default for ParquetOptions {
@@ -62,6 +75,8 @@ impl Default for ParquetOptions {
         ParquetOptions {
             compression: ParquetCompression::default(),
             row_group_bytes: 128 * 1024 * 1024,
+            dictionary: true,
+            statistics: ParquetStatistics::Page,
         }
     }
 }
@@ -79,8 +94,15 @@ impl ParquetOptions {
             ParquetCompression::None => Compression::UNCOMPRESSED,
         };
         let bytes = usize::try_from(self.row_group_bytes.max(1)).unwrap_or(usize::MAX);
+        let statistics = match self.statistics {
+            ParquetStatistics::None => EnabledStatistics::None,
+            ParquetStatistics::RowGroup => EnabledStatistics::Chunk,
+            ParquetStatistics::Page => EnabledStatistics::Page,
+        };
         Ok(WriterProperties::builder()
             .set_compression(compression)
+            .set_dictionary_enabled(self.dictionary)
+            .set_statistics_enabled(statistics)
             .set_max_row_group_row_count(None)
             .set_max_row_group_bytes(Some(bytes))
             .set_key_value_metadata(Some(vec![KeyValue::new(

@@ -260,6 +260,7 @@ fn file_format(a: &ArchiveConfig) -> Result<FileFormat, String> {
                 ArchiveCompression::None => super::ParquetCompression::None,
             },
             row_group_bytes: a.row_group_bytes,
+            ..super::ParquetOptions::default()
         })),
     }
 }

@@ -582,6 +582,10 @@ pub struct ArchiveArgs {
     /// zstd, zstd:LEVEL, snappy or none.
     pub compression: String,
     pub row_group_bytes: u64,
+    /// Write without dictionary encoding (both engines).
+    pub no_dictionary: bool,
+    /// Min/max statistics written (both engines).
+    pub statistics: crate::archive::ParquetStatistics,
 }
 
 /// Runs `bench archive` and returns its table.
@@ -604,6 +608,8 @@ pub fn run(args: &ArchiveArgs) -> Result<String, String> {
     let options = ParquetOptions {
         compression,
         row_group_bytes: args.row_group_bytes.max(1),
+        dictionary: !args.no_dictionary,
+        statistics: args.statistics,
     };
     let b = archive(
         &writers,
