@@ -248,6 +248,21 @@ fn a_corrupted_datum_fails_naming_record_and_field_and_writes_nothing() {
     );
 }
 
+/// Runs the binary with `args`, asserts that it succeeded, and returns its stdout.
+fn schemabridge_ok(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
+        .args(args)
+        .output()
+        .expect("run schemabridge");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// The top-level field names of a schema file, comma-separated, in order.
 fn field_names(schema: &str) -> String {
     let schema: serde_json::Value =
@@ -317,20 +332,14 @@ fn many_archives_with_their_own_writers_become_one_normalised_file() {
 
     let output = dir.path().join("normalised.avro");
     let pattern = format!("{}/*.avro", archives.display());
-    let out = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
-        .args(["transcode", "--reader-schema"])
-        .arg(&v1)
-        .arg("-o")
-        .arg(&output)
-        .arg(&pattern)
-        .output()
-        .expect("run schemabridge");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = schemabridge_ok(&[
+        "transcode".as_ref(),
+        "--reader-schema".as_ref(),
+        v1.as_os_str(),
+        "-o".as_ref(),
+        output.as_os_str(),
+        pattern.as_ref(),
+    ]);
     // One line per input, in name order, and the v1 archive is recognised as such.
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{stdout}");
@@ -396,25 +405,18 @@ async fn the_reader_schema_comes_from_a_registry_subject_at_a_version() {
         ("1", "proto/orders/order_v2.avsc"),
     ] {
         let output = dir.path().join(format!("out-{version}.avro"));
-        let out = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
-            .args(["transcode", "--registry", &registry.url])
-            .args([
-                "--reader-subject",
-                "orders-archive-value",
-                "--reader-version",
-                version,
-            ])
-            .arg("-o")
-            .arg(&output)
-            .arg(&input)
-            .output()
-            .expect("run schemabridge");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = schemabridge_ok(&[
+            "transcode".as_ref(),
+            "--registry".as_ref(),
+            registry.url.as_ref(),
+            "--reader-subject".as_ref(),
+            "orders-archive-value".as_ref(),
+            "--reader-version".as_ref(),
+            version.as_ref(),
+            "-o".as_ref(),
+            output.as_os_str(),
+            input.as_os_str(),
+        ]);
         assert!(
             stdout.contains(&format!(
                 "registry subject orders-archive-value version {version}"
@@ -446,20 +448,15 @@ fn archives_become_one_parquet_file_that_pyarrow_reads_as_fastavro_resolves_them
         &[&tmp, &b, &v1],
     );
     let output = dir.path().join("orders.parquet");
-    let out = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
-        .args(["transcode", "--reader-schema"])
-        .arg(&v1)
-        .arg("-o")
-        .arg(&output)
-        .args([&a, &b])
-        .output()
-        .expect("run schemabridge");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = schemabridge_ok(&[
+        "transcode".as_ref(),
+        "--reader-schema".as_ref(),
+        v1.as_os_str(),
+        "-o".as_ref(),
+        output.as_os_str(),
+        a.as_os_str(),
+        b.as_os_str(),
+    ]);
     assert!(
         stdout.contains("400 records from 2 files written as Parquet (zstd level 3)"),
         "{stdout}"
