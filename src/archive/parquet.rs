@@ -1,7 +1,8 @@
 //! Parquet output: a [`RecordFile`] that feeds each reader-encoded datum through the shape's
 //! walk into Arrow builders (`columnar`) and writes the batches with parquet's `ArrowWriter`.
 //!
-//! Owns: [`ParquetOptions`] (compression, row group size in bytes), the writer properties, the
+//! Owns: [`ParquetOptions`] (compression, row group size in bytes, dictionary encoding,
+//! statistics level), the writer properties, the
 //! `avro.schema` key-value metadata (the reader schema's JSON) and batching. Must not: choose
 //! file names or storage, or lay values out itself (`columnar` maps Avro types to Arrow).
 //!
