@@ -219,7 +219,7 @@ impl ExactlyOnce {
         if let Some(opened) = self.open
             && (opened.elapsed() >= self.every || !self.has_capacity() || self.abortable.is_some())
         {
-            self.commit(consumer, Instant::now() + self.op_timeout)?;
+            self.commit(consumer, Instant::now() + self.op_timeout, false)?;
         }
         Ok(())
     }
@@ -230,15 +230,18 @@ impl ExactlyOnce {
         consumer: &BaseConsumer<C>,
     ) -> Result<(), DeliveryError> {
         self.wait(Duration::ZERO)?;
-        self.commit(consumer, Instant::now() + self.op_timeout)
+        self.commit(consumer, Instant::now() + self.op_timeout, false)
     }
 
     /// Commits the open transaction with the consumed offsets; on an abortable failure aborts it
     /// and rewinds the consumer to the start of the batch.
+    /// Commits the open transaction. `handover`: the partitions are about to go to another
+    /// member (revoke, shutdown), so the group copy of the offsets is committed synchronously.
     fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         deadline: Instant,
+        handover: bool,
     ) -> Result<(), DeliveryError> {
         if self.open.is_none() {
             return Ok(());
@@ -254,9 +257,16 @@ impl ExactlyOnce {
                 // The transaction committed these offsets already (KIP-447). Committing the same
                 // offsets through the group as well changes nothing on Kafka, and keeps progress
                 // on brokers whose TxnOffsetCommit does not persist offsets (librdkafka's mock
-                // cluster). Asynchronous: a failure only means the transaction's copy counts.
+                // cluster). Asynchronous: a failure only means the transaction's copy counts. At
+                // a handover it is synchronous: the next owner must not fetch the offsets before
+                // this copy lands, where it is the only one (else it consumes the batch again).
                 if !offsets.is_empty() {
-                    let _ = consumer.commit(&tpl(&offsets), rdkafka::consumer::CommitMode::Async);
+                    let mode = if handover {
+                        rdkafka::consumer::CommitMode::Sync
+                    } else {
+                        rdkafka::consumer::CommitMode::Async
+                    };
+                    let _ = consumer.commit(&tpl(&offsets), mode);
                 }
                 self.slots.mark_all_done();
                 self.reset();
@@ -370,7 +380,7 @@ impl ExactlyOnce {
         deadline: Instant,
     ) -> Result<(), DeliveryError> {
         let result = match how {
-            Revocation::Orderly => self.commit(consumer, deadline),
+            Revocation::Orderly => self.commit(consumer, deadline, true),
             Revocation::Lost if self.open.is_some() => self.abort(consumer),
             Revocation::Lost => Ok(()),
         };
@@ -387,7 +397,7 @@ impl ExactlyOnce {
         consumer: &BaseConsumer<C>,
         deadline: Instant,
     ) -> Result<Vec<(String, i32, i64)>, DeliveryError> {
-        self.commit(consumer, deadline)?;
+        self.commit(consumer, deadline, true)?;
         Ok(Vec::new())
     }
 }
