@@ -80,7 +80,7 @@ pub fn transcode_files(
     let result = (|| {
         let sink = File::create(&tmp).map_err(io(&tmp))?;
         let mut file = output::open(format, reader, sink)?;
-        let mut plans: HashMap<String, Arc<avro::Plan>> = HashMap::new();
+        let mut plans: HashMap<String, (Arc<avro::Plan>, String)> = HashMap::new();
         let mut stats = TranscodeStats::default();
         for input in inputs {
             let one = copy_file(input, reader, reader_origin, &mut plans, file.as_mut())?;
@@ -111,13 +111,13 @@ fn copy_file(
     input: &Path,
     reader: &ReaderSchema,
     reader_origin: &str,
-    plans: &mut HashMap<String, Arc<avro::Plan>>,
+    plans: &mut HashMap<String, (Arc<avro::Plan>, String)>,
     file: &mut dyn RecordFile,
 ) -> Result<InputStats, ArchiveError> {
     let mut src = BufReader::new(File::open(input).map_err(io(input))?);
     let header = read_header(&mut src, input)?;
-    let plan = match plans.get(&header.schema) {
-        Some(plan) => plan.clone(),
+    let (plan, writer_name) = match plans.get(&header.schema) {
+        Some(known) => known.clone(),
         None => {
             let writer = Schema::parse_str(&header.schema).map_err(|e| ArchiveError::Schema {
                 path: input.to_path_buf(),
@@ -130,15 +130,15 @@ fn copy_file(
                     source: Box::new(source),
                 }
             })?;
-            let plan = Arc::new(plan);
-            plans.insert(header.schema.clone(), plan.clone());
-            plan
+            let name = writer
+                .name()
+                .map(|n| n.fullname(None))
+                .unwrap_or_else(|| "(unnamed)".into());
+            let known = (Arc::new(plan), name);
+            plans.insert(header.schema.clone(), known.clone());
+            known
         }
     };
-    let writer_name = Schema::parse_str(&header.schema)
-        .ok()
-        .and_then(|s| s.name().map(|n| n.fullname(None)))
-        .unwrap_or_else(|| "(unnamed)".into());
     let mut stats = InputStats {
         path: input.to_path_buf(),
         codec: header.codec.name().to_string(),
