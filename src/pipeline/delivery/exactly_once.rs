@@ -234,9 +234,9 @@ impl ExactlyOnce {
     }
 
     /// Commits the open transaction with the consumed offsets; on an abortable failure aborts it
-    /// and rewinds the consumer to the start of the batch.
-    /// Commits the open transaction. `handover`: the partitions are about to go to another
-    /// member (revoke, shutdown), so the group copy of the offsets is committed synchronously.
+    /// and rewinds the consumer to the start of the batch. `handover`: the partitions are about
+    /// to go to another member (revoke, shutdown), so the group copy of the offsets is committed
+    /// synchronously.
     fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
