@@ -24,8 +24,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Decimal128Builder, Decimal256Builder, FixedSizeBinaryBuilder,
-    Float32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    ArrayBuilder, BinaryBuilder, BooleanBuilder, Decimal128Builder, Decimal256Builder,
+    FixedSizeBinaryBuilder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
+    StringBuilder,
 };
 use arrow_array::types::{
     Date32Type, Int32Type, Time32MillisecondType, Time64MicrosecondType, TimestampMicrosecondType,
@@ -228,9 +229,9 @@ impl Columns {
                 let inner = *inner;
                 return self.finish(inner);
             }
-            Col::Bool(b) => Arc::new(b.finish()),
+            Col::Bool(b) => Arc::new(renew(b, b.len(), BooleanBuilder::with_capacity).finish()),
             Col::I32(b, l) => {
-                let a: Int32Array = b.finish();
+                let a: Int32Array = renew(b, b.len(), Int32Builder::with_capacity).finish();
                 match l {
                     Logical::Date => Arc::new(a.reinterpret_cast::<Date32Type>()),
                     Logical::TimeMillis => Arc::new(a.reinterpret_cast::<Time32MillisecondType>()),
@@ -238,7 +239,7 @@ impl Columns {
                 }
             }
             Col::I64(b, l) => {
-                let a: Int64Array = b.finish();
+                let a: Int64Array = renew(b, b.len(), Int64Builder::with_capacity).finish();
                 let tz = matches!(
                     l,
                     Logical::TimestampMillis | Logical::TimestampMicros | Logical::TimestampNanos
@@ -260,10 +261,13 @@ impl Columns {
                     _ => Arc::new(a),
                 }
             }
-            Col::F32(b) => Arc::new(b.finish()),
-            Col::F64(b) => Arc::new(b.finish()),
-            Col::Binary(b) => Arc::new(b.finish()),
-            Col::Utf8(b) => Arc::new(b.finish()),
+            Col::F32(b) => Arc::new(renew(b, b.len(), Float32Builder::with_capacity).finish()),
+            Col::F64(b) => Arc::new(renew(b, b.len(), Float64Builder::with_capacity).finish()),
+            Col::Binary(b) => {
+                let (n, bytes) = (b.len(), b.values_slice().len());
+                Arc::new(renew(b, n, |n| BinaryBuilder::with_capacity(n, bytes)).finish())
+            }
+            Col::Utf8(b) => Arc::new(renew_strings(b).finish()),
             Col::Fixed(b) | Col::UuidText(b) => Arc::new(b.finish()),
             Col::Dec128(b) => Arc::new(match dt {
                 DataType::Decimal128(p, s) => b
@@ -280,7 +284,7 @@ impl Columns {
                 _ => b.finish(),
             }),
             Col::Enum(keys) => {
-                let keys = keys.finish();
+                let keys = renew(keys, keys.len(), Int32Builder::with_capacity).finish();
                 let symbols = match self.shape.node(id).map(|n| &n.kind) {
                     Some(Kind::Enum { symbols }) => StringArray::from_iter_values(symbols),
                     _ => return Err(ShapeError::Schema(format!("node {id} is not an enum"))),
@@ -331,8 +335,7 @@ impl Columns {
                 nulls,
                 items,
             } => {
-                let offsets =
-                    OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(offsets, vec![0])));
+                let offsets = OffsetBuffer::new(ScalarBuffer::from(renew_offsets(offsets)));
                 let nulls = nulls.finish();
                 let items = *items;
                 let item_field = self.field(items)?;
@@ -348,10 +351,9 @@ impl Columns {
                 keys,
                 values,
             } => {
-                let offsets =
-                    OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(offsets, vec![0])));
+                let offsets = OffsetBuffer::new(ScalarBuffer::from(renew_offsets(offsets)));
                 let nulls = nulls.finish();
-                let keys: ArrayRef = Arc::new(keys.finish());
+                let keys: ArrayRef = Arc::new(renew_strings(keys).finish());
                 let values = *values;
                 let DataType::Map(entries_field, _) = dt else {
                     return Err(ShapeError::Schema(format!("node {id} is not a map")));
@@ -443,6 +445,24 @@ impl Columns {
             None => Err(ShapeError::Schema(format!("no node {id}"))),
         }
     }
+}
+
+/// Puts an empty builder with room for `len` values in `b`'s place and returns `b` (to be
+/// finished): the next batch is likely as big, so its builders do not regrow from nothing.
+fn renew<B>(b: &mut B, len: usize, with_capacity: impl FnOnce(usize) -> B) -> B {
+    std::mem::replace(b, with_capacity(len))
+}
+
+fn renew_strings(b: &mut StringBuilder) -> StringBuilder {
+    let bytes = b.values_slice().len();
+    renew(b, b.len(), |n| StringBuilder::with_capacity(n, bytes))
+}
+
+/// A batch's offsets, leaving a fresh `[0]` with room for as many.
+fn renew_offsets(offsets: &mut Vec<i32>) -> Vec<i32> {
+    let mut fresh = Vec::with_capacity(offsets.len());
+    fresh.push(0);
+    std::mem::replace(offsets, fresh)
 }
 
 fn arrow_err(what: &str, e: arrow_schema::ArrowError) -> ShapeError {
