@@ -338,16 +338,20 @@ enum BenchCommand {
         #[arg(long)]
         keep_logs: bool,
     },
-    /// Reference records written with several writer schemas (default: the orders v2 and v1
-    /// pair, mixed), normalised to the reader schema and written to Parquet: schemabridge (plan,
-    /// visitor, Arrow, Parquet) against apache-avro values + Arrow builders with the same
-    /// writer options; the last line is `ratio: N.N` (schemabridge / apache-avro records/s).
+    /// Records written with several writer schemas (default: the reference OrderPlaced v2 and
+    /// v1 pair, mixed), normalised to the reader schema (default: OrderPlaced v1) and written to
+    /// Parquet: schemabridge (plan, visitor, Arrow, Parquet) against apache-avro values + Arrow
+    /// builders with the same writer options; the last line is `ratio: N.N` (schemabridge /
+    /// apache-avro records/s). The reference schemas get the reference records (the demo's);
+    /// any other writer schema gets random records.
     Archive {
-        /// A writer schema (repeat for several; records alternate between them).
-        #[arg(long = "writer-schema", value_name = "W.avsc", required = true)]
+        /// A writer schema (repeat for several; records alternate between them). Default: the
+        /// reference OrderPlaced v2 and v1.
+        #[arg(long = "writer-schema", value_name = "W.avsc")]
         writer_schemas: Vec<PathBuf>,
+        /// The reader schema. Default: the reference OrderPlaced v1.
         #[arg(long, value_name = "R.avsc")]
-        reader_schema: PathBuf,
+        reader_schema: Option<PathBuf>,
         /// Records to generate (spread evenly over the writer schemas).
         #[arg(long, default_value_t = 100_000)]
         records: usize,

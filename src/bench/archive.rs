@@ -55,6 +55,9 @@ pub struct ArchiveBench {
     pub rounds: usize,
     /// Both engines' batches hold the same values (map entry order and dictionary order aside).
     pub equal_values: bool,
+    /// schemabridge's time per record by stage, in nanoseconds: the compiled plan alone, the
+    /// plan and the Arrow builders (batches taken), and the whole path with the Parquet writer.
+    pub stages_ns: [f64; 3],
     pub ratio: f64,
 }
 
@@ -85,6 +88,14 @@ impl ArchiveBench {
             s,
             "(fastest of {} interleaved rounds per engine; MB/s of writer-encoded input)\n",
             self.rounds
+        );
+        let [plan, columns, whole] = self.stages_ns;
+        let _ = writeln!(
+            s,
+            "schemabridge per record: plan {plan:.0} ns, Arrow builders {:.0} ns, Parquet \
+             writer {:.0} ns\n",
+            columns - plan,
+            whole - columns
         );
         let _ = writeln!(
             s,
@@ -135,8 +146,13 @@ pub fn archive(
     );
     let input_bytes: usize = datums.iter().map(|(_, d)| d.len()).sum();
 
-    let dir =
-        std::env::temp_dir().join(format!("schemabridge-bench-archive-{}", std::process::id()));
+    // One directory per run, also between runs in one process.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "schemabridge-bench-archive-{}-{run}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _cleanup = RemoveDir(dir.clone());
     let ours_path = dir.join("schemabridge.parquet");
@@ -171,6 +187,14 @@ pub fn archive(
         })?;
         theirs = theirs.min(secs);
     }
+    // Where schemabridge's time goes: the same loop stopped after the plan, then after the
+    // builders.
+    let (mut plan_only, mut with_columns) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..ROUNDS {
+        plan_only = plan_only.min(time(round_time, || plan_stage(&plans, datums))?);
+        with_columns =
+            with_columns.min(time(round_time, || columns_stage(&plans, &schema, datums))?);
+    }
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let n = datums.len().max(1) as f64;
     let engine = |name: &str, secs: f64, path: &Path| ArchiveEngine {
@@ -202,6 +226,7 @@ pub fn archive(
         engines: vec![o, t],
         rounds: ROUNDS,
         equal_values,
+        stages_ns: [plan_only, with_columns, ours].map(|secs| secs / n * 1e9),
     })
 }
 
@@ -245,6 +270,40 @@ fn schemabridge_path(
         file.append(&buf).map_err(|e| e.to_string())?;
     }
     file.finish().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The plan alone over every datum.
+fn plan_stage(plans: &[Plan], datums: &[(usize, Vec<u8>)]) -> Result<(), String> {
+    let mut buf = Vec::with_capacity(1024);
+    for (w, d) in datums {
+        buf.clear();
+        let plan = plans.get(*w).ok_or("no plan")?;
+        plan.transcode(d, &mut buf).map_err(|e| e.to_string())?;
+        std::hint::black_box(&buf);
+    }
+    Ok(())
+}
+
+/// The plan and the Arrow builders, batches taken as `ParquetFile` takes them (every
+/// `BATCH_ROWS`), then dropped.
+fn columns_stage(
+    plans: &[Plan],
+    schema: &Arc<ReaderSchema>,
+    datums: &[(usize, Vec<u8>)],
+) -> Result<(), String> {
+    let mut columns = Columns::new(Arc::clone(schema.shape())).map_err(|e| e.to_string())?;
+    let mut buf = Vec::with_capacity(1024);
+    for (w, d) in datums {
+        buf.clear();
+        let plan = plans.get(*w).ok_or("no plan")?;
+        plan.transcode(d, &mut buf).map_err(|e| e.to_string())?;
+        columns.append(&buf).map_err(|e| e.to_string())?;
+        if columns.rows() >= BATCH_ROWS {
+            std::hint::black_box(columns.take_batch().map_err(|e| e.to_string())?);
+        }
+    }
+    std::hint::black_box(columns.take_batch().map_err(|e| e.to_string())?);
     Ok(())
 }
 
@@ -575,8 +634,10 @@ fn build(dt: &DataType, values: &[&Value]) -> Result<ArrayRef, String> {
 /// The command line of `bench archive`.
 #[derive(Debug, Clone)]
 pub struct ArchiveArgs {
+    /// Writer schemas; none means the reference pair (OrderPlaced v2 and v1).
     pub writer_schemas: Vec<PathBuf>,
-    pub reader_schema: PathBuf,
+    /// The reader schema; none means the reference reader (OrderPlaced v1).
+    pub reader_schema: Option<PathBuf>,
     pub records: usize,
     pub seconds: f64,
     /// zstd, zstd:LEVEL, snappy or none.
@@ -588,23 +649,36 @@ pub struct ArchiveArgs {
     pub statistics: crate::archive::ParquetStatistics,
 }
 
+/// The reference pair, as `proto/orders/` (and `../shared/bench/`) hold it.
+const REFERENCE_V1: &str = include_str!("../../proto/orders/order_v1.avsc");
+const REFERENCE_V2: &str = include_str!("../../proto/orders/order_v2.avsc");
+
 /// Runs `bench archive` and returns its table.
 pub fn run(args: &ArchiveArgs) -> Result<String, String> {
     let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
-    let writers = args
-        .writer_schemas
-        .iter()
-        .map(|p| {
-            Schema::parse_str(&read(p)?)
-                .map_err(|e| format!("{}: not an Avro schema: {e}", p.display()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let reader = read(&args.reader_schema)?;
+    let parse = |text: &str, origin: &str| {
+        Schema::parse_str(text).map_err(|e| format!("{origin}: not an Avro schema: {e}"))
+    };
+    let writers = if args.writer_schemas.is_empty() {
+        vec![
+            parse(REFERENCE_V2, "order_v2.avsc")?,
+            parse(REFERENCE_V1, "order_v1.avsc")?,
+        ]
+    } else {
+        args.writer_schemas
+            .iter()
+            .map(|p| parse(&read(p)?, &p.display().to_string()))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let reader = match &args.reader_schema {
+        Some(p) => read(p)?,
+        None => REFERENCE_V1.to_string(),
+    };
     let compression = parse_compression(&args.compression)?;
     if args.records == 0 || writers.is_empty() {
         return Err("no records to time".into());
     }
-    let datums = mixed_datums(&writers, args.records, 42)?;
+    let (datums, sources) = mixed_datums(&writers, args.records, 42)?;
     let options = ParquetOptions {
         compression,
         row_group_bytes: args.row_group_bytes.max(1),
@@ -618,7 +692,7 @@ pub fn run(args: &ArchiveArgs) -> Result<String, String> {
         options,
         Duration::from_secs_f64(args.seconds.max(0.0)),
     )?;
-    Ok(b.table())
+    Ok(format!("records: {}\n{}", sources.join("; "), b.table()))
 }
 
 /// `zstd`, `zstd:LEVEL`, `snappy` or `none`.
@@ -636,22 +710,36 @@ pub fn parse_compression(s: &str) -> Result<ParquetCompression, String> {
     }
 }
 
-/// `records` random records, writer `i % writers.len()` for record `i`, from the bench's own
-/// generator (`random_datums`), each tagged with its writer's index.
+/// `records` records, writer `i % writers.len()` for record `i`, each tagged with its writer's
+/// index, and for each writer where its records came from. A writer that is one of the
+/// reference OrderPlaced schemas gets the reference records (the demo's generator, the
+/// distributions of `../shared/bench/gen_orders.py`: few distinct cities, currencies and
+/// statuses, increasing timestamps); any other writer gets the bench's random records
+/// (`random_datums`: every string distinct).
 pub fn mixed_datums(
     writers: &[Schema],
     records: usize,
     seed: u64,
-) -> Result<Vec<(usize, Vec<u8>)>, String> {
+) -> Result<(Vec<(usize, Vec<u8>)>, Vec<String>), String> {
     let n = writers.len().max(1);
-    let mut per: Vec<std::vec::IntoIter<Vec<u8>>> = writers
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            super::transcode::random_datums(w, records.div_ceil(n), seed + i as u64)
-                .map(Vec::into_iter)
-        })
-        .collect::<Result<_, _>>()?;
+    let per_writer = records.div_ceil(n);
+    let mut sources = Vec::with_capacity(n);
+    let mut per: Vec<std::vec::IntoIter<Vec<u8>>> = Vec::with_capacity(n);
+    for (i, w) in writers.iter().enumerate() {
+        let seed = seed + i as u64;
+        let (datums, source) = match reference_records(w, per_writer, seed)? {
+            Some(datums) => (datums, "reference OrderPlaced"),
+            None => (
+                super::transcode::random_datums(w, per_writer, seed)?,
+                "random",
+            ),
+        };
+        let name = w
+            .name()
+            .map_or_else(|| "(unnamed)".into(), |n| n.fullname(None));
+        sources.push(format!("writer {} ({name}): {source}", i + 1));
+        per.push(datums.into_iter());
+    }
     let mut out = Vec::with_capacity(records);
     for i in 0..records {
         let w = i % n;
@@ -659,7 +747,36 @@ pub fn mixed_datums(
             out.push((w, d));
         }
     }
-    Ok(out)
+    Ok((out, sources))
+}
+
+/// `count` reference records encoded with `writer`, if it is OrderPlaced v2 or v1 (by
+/// canonical form); None for any other schema.
+#[allow(deprecated)] // apache-avro 0.22's writer builder does the same; setup only, not timed
+fn reference_records(
+    writer: &Schema,
+    count: usize,
+    seed: u64,
+) -> Result<Option<Vec<Vec<u8>>>, String> {
+    use crate::demo::orders::{order_v1, order_v2};
+    let canonical = |text: &str| Schema::parse_str(text).map(|s| s.canonical_form());
+    let form = writer.canonical_form();
+    let generate: fn(usize, &mut super::Rng) -> Value =
+        if canonical(REFERENCE_V2).is_ok_and(|c| c == form) {
+            order_v2
+        } else if canonical(REFERENCE_V1).is_ok_and(|c| c == form) {
+            order_v1
+        } else {
+            return Ok(None);
+        };
+    let mut rng = super::Rng(seed);
+    (0..count)
+        .map(|i| {
+            apache_avro::to_avro_datum(writer, generate(i, &mut rng))
+                .map_err(|e| format!("reference record {i}: {e}"))
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 #[cfg(test)]
@@ -675,7 +792,13 @@ mod tests {
             Schema::parse_str(ORDER_V2).unwrap(),
             Schema::parse_str(ORDER_V1).unwrap(),
         ];
-        let datums = mixed_datums(&writers, 400, 3).unwrap();
+        let (datums, sources) = mixed_datums(&writers, 400, 3).unwrap();
+        assert!(
+            sources
+                .iter()
+                .all(|s| s.ends_with(": reference OrderPlaced")),
+            "{sources:?}"
+        );
         let b = archive(
             &writers,
             ORDER_V1,
@@ -687,5 +810,26 @@ mod tests {
         assert!(b.equal_values, "{}", b.table());
         assert!(b.table().lines().last().unwrap().starts_with("ratio: "));
         assert!(b.engines.iter().all(|e| e.file_bytes > 0));
+    }
+
+    #[test]
+    fn other_writers_get_random_records() {
+        let writer = Schema::parse_str(
+            r#"{"type":"record","name":"Reading","fields":[
+                {"name":"sensor","type":"string"},{"name":"value","type":"double"}]}"#,
+        )
+        .unwrap();
+        let (datums, sources) = mixed_datums(std::slice::from_ref(&writer), 50, 1).unwrap();
+        assert_eq!(sources, vec!["writer 1 (Reading): random".to_string()]);
+        assert_eq!(datums.len(), 50);
+        let b = archive(
+            &[writer],
+            r#"{"type":"record","name":"Reading","fields":[{"name":"value","type":"double"}]}"#,
+            &datums,
+            ParquetOptions::default(),
+            Duration::ZERO,
+        )
+        .unwrap();
+        assert!(b.equal_values, "{}", b.table());
     }
 }

@@ -21,7 +21,8 @@ use crate::pipeline::{Gateway, RunSummary, dlq_headers};
 use crate::registry::{SchemaReference, SchemaSource, StaticDir, StaticEntry};
 use crate::wire;
 
-mod orders;
+/// Also the reference records `bench archive` writes.
+pub(crate) mod orders;
 
 /// Deterministic pseudo-random numbers: the demo prints the same thing every run.
 use crate::bench::Rng as SplitMix;
