@@ -710,6 +710,9 @@ pub fn parse_compression(s: &str) -> Result<ParquetCompression, String> {
     }
 }
 
+/// A writer-encoded record and the index of its writer schema.
+pub type Datum = (usize, Vec<u8>);
+
 /// `records` records, writer `i % writers.len()` for record `i`, each tagged with its writer's
 /// index, and for each writer where its records came from. A writer that is one of the
 /// reference OrderPlaced schemas gets the reference records (the demo's generator, the
@@ -720,7 +723,7 @@ pub fn mixed_datums(
     writers: &[Schema],
     records: usize,
     seed: u64,
-) -> Result<(Vec<(usize, Vec<u8>)>, Vec<String>), String> {
+) -> Result<(Vec<Datum>, Vec<String>), String> {
     let n = writers.len().max(1);
     let per_writer = records.div_ceil(n);
     let mut sources = Vec::with_capacity(n);
