@@ -217,6 +217,23 @@ enum ToArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum DictionaryArg {
+    Text,
+    All,
+    None,
+}
+
+impl From<DictionaryArg> for schemabridge::archive::ParquetDictionary {
+    fn from(d: DictionaryArg) -> Self {
+        match d {
+            DictionaryArg::Text => Self::Text,
+            DictionaryArg::All => Self::All,
+            DictionaryArg::None => Self::None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum StatisticsArg {
     None,
     RowGroup,
@@ -364,9 +381,10 @@ enum BenchCommand {
         /// Row group size in bytes (estimated encoded size).
         #[arg(long, default_value_t = 128 * 1024 * 1024)]
         row_group_bytes: u64,
-        /// Write without dictionary encoding (both engines).
-        #[arg(long)]
-        no_dictionary: bool,
+        /// Dictionary-encoded columns (both engines): text (strings, enums, bytes; the
+        /// archive's default), all, none.
+        #[arg(long, value_enum, default_value = "text")]
+        dictionary: DictionaryArg,
         /// Min/max statistics: none, row-group, page (both engines); default the archive's.
         #[arg(long, value_enum)]
         statistics: Option<StatisticsArg>,
@@ -492,7 +510,7 @@ fn main() -> ExitCode {
             seconds,
             compression,
             row_group_bytes,
-            no_dictionary,
+            dictionary,
             statistics,
         }) => report(
             schemabridge::bench::archive::run(&schemabridge::bench::archive::ArchiveArgs {
@@ -502,7 +520,7 @@ fn main() -> ExitCode {
                 seconds,
                 compression,
                 row_group_bytes,
-                no_dictionary,
+                dictionary: dictionary.into(),
                 statistics: statistics.map_or(
                     schemabridge::archive::ParquetOptions::default().statistics,
                     StatisticsArg::into,

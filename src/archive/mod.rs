@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-pub use self::parquet::{ParquetCompression, ParquetOptions, ParquetStatistics};
+pub use self::parquet::{ParquetCompression, ParquetDictionary, ParquetOptions, ParquetStatistics};
 use crate::avro;
 pub use container::AvroCodec;
 pub use output::{FileFormat, ReaderSchema, RecordFile};

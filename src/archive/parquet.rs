@@ -1,8 +1,8 @@
 //! Parquet output: a [`RecordFile`] that feeds each reader-encoded datum through the shape's
 //! walk into Arrow builders (`columnar`) and writes the batches with parquet's `ArrowWriter`.
 //!
-//! Owns: [`ParquetOptions`] (compression, row group size in bytes, dictionary encoding,
-//! statistics level), the writer properties, the
+//! Owns: [`ParquetOptions`] (compression, row group size in bytes, which columns are
+//! dictionary-encoded, statistics level), the writer properties, the
 //! `avro.schema` key-value metadata (the reader schema's JSON) and batching. Must not: choose
 //! file names or storage, or lay values out itself (`columnar` maps Avro types to Arrow).
 //!
@@ -15,8 +15,10 @@
 use std::fs::File;
 use std::sync::Arc;
 
+use arrow_schema::Schema as ArrowSchema;
+use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::arrow_writer::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
@@ -56,11 +58,28 @@ pub struct ParquetOptions {
     pub compression: ParquetCompression,
     /// A row group is closed once its estimated encoded size reaches this.
     pub row_group_bytes: u64,
-    /// Dictionary-encode column chunks (every value is hashed while writing).
-    pub dictionary: bool,
+    /// Which columns are dictionary-encoded (every value of such a column is hashed while
+    /// writing).
+    pub dictionary: ParquetDictionary,
     /// Min/max statistics: none, per row group (what readers prune row groups by), or also
     /// per page (a page index).
     pub statistics: ParquetStatistics,
+}
+
+/// Which columns are dictionary-encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ParquetDictionary {
+    /// Strings, enums and bytes (Parquet's BYTE_ARRAY columns), where repeated values are
+    /// common (cities, currencies, statuses) and a dictionary saves space and lets readers keep
+    /// them as categoricals. Numbers, booleans, dates, timestamps, decimals, uuids and other
+    /// fixed-size values are written plain: in event data they are mostly distinct (ids,
+    /// amounts, times, hashes), so a dictionary is hashing work until the writer falls back at
+    /// 1 MiB of distinct values, and zstd compresses the plain values about as well.
+    #[default]
+    Text,
+    /// Every column (parquet's own default).
+    All,
+    None,
 }
 
 /// How much min/max statistics a Parquet file carries.
@@ -76,15 +95,20 @@ impl Default for ParquetOptions {
         ParquetOptions {
             compression: ParquetCompression::default(),
             row_group_bytes: 128 * 1024 * 1024,
-            dictionary: true,
+            dictionary: ParquetDictionary::default(),
             statistics: ParquetStatistics::Page,
         }
     }
 }
 
 impl ParquetOptions {
-    /// The writer properties these options mean (the `avro.schema` metadata included).
-    pub fn writer_properties(&self, schema_json: &str) -> Result<WriterProperties, ArchiveError> {
+    /// The writer properties these options mean for files of `arrow` (the `avro.schema`
+    /// metadata included).
+    pub fn writer_properties(
+        &self,
+        schema_json: &str,
+        arrow: &ArrowSchema,
+    ) -> Result<WriterProperties, ArchiveError> {
         let compression = match self.compression {
             ParquetCompression::Zstd(level) => {
                 Compression::ZSTD(ZstdLevel::try_new(level).map_err(|e| ArchiveError::Output {
@@ -100,9 +124,20 @@ impl ParquetOptions {
             ParquetStatistics::RowGroup => EnabledStatistics::Chunk,
             ParquetStatistics::Page => EnabledStatistics::Page,
         };
-        Ok(WriterProperties::builder()
+        let mut builder = WriterProperties::builder()
             .set_compression(compression)
-            .set_dictionary_enabled(self.dictionary)
+            .set_dictionary_enabled(self.dictionary == ParquetDictionary::All);
+        if self.dictionary == ParquetDictionary::Text {
+            let parquet = ArrowSchemaConverter::new()
+                .convert(arrow)
+                .map_err(parquet_err)?;
+            for column in parquet.columns() {
+                if column.physical_type() == PhysicalType::BYTE_ARRAY {
+                    builder = builder.set_column_dictionary_enabled(column.path().clone(), true);
+                }
+            }
+        }
+        Ok(builder
             .set_statistics_enabled(statistics)
             .set_max_row_group_row_count(None)
             .set_max_row_group_bytes(Some(bytes))
@@ -136,7 +171,7 @@ impl ParquetFile {
             Columns::new(Arc::clone(schema.shape())).map_err(|e| ArchiveError::Output {
                 why: format!("parquet: {e}"),
             })?;
-        let props = options.writer_properties(schema.text())?;
+        let props = options.writer_properties(schema.text(), columns.schema())?;
         let writer = ArrowWriter::try_new(sink, Arc::clone(columns.schema()), Some(props))
             .map_err(parquet_err)?;
         Ok(ParquetFile {
@@ -199,5 +234,63 @@ impl RecordFile for ParquetFile {
             why: format!("parquet: sync: {e}"),
         })?;
         Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORDER_V1: &str = include_str!("../../proto/orders/order_v1.avsc");
+
+    /// Each column of the reference reader's file: (dotted path, dictionary-encoded).
+    fn dictionary_columns(dictionary: ParquetDictionary) -> Vec<(String, bool)> {
+        let schema = ReaderSchema::new(crate::avro::Schema::parse_str(ORDER_V1).unwrap()).unwrap();
+        let columns = Columns::new(Arc::clone(schema.shape())).unwrap();
+        let options = ParquetOptions {
+            dictionary,
+            ..ParquetOptions::default()
+        };
+        let props = options
+            .writer_properties(schema.text(), columns.schema())
+            .unwrap();
+        let parquet = ArrowSchemaConverter::new()
+            .convert(columns.schema())
+            .unwrap();
+        parquet
+            .columns()
+            .iter()
+            .map(|c| (c.path().string(), props.dictionary_enabled(c.path())))
+            .collect()
+    }
+
+    #[test]
+    fn text_columns_are_dictionary_encoded_and_numbers_are_plain_by_default() {
+        let columns = dictionary_columns(ParquetDictionary::default());
+        let enabled = |name: &str| {
+            columns
+                .iter()
+                .find(|(path, _)| path == name || path.ends_with(&format!(".{name}")))
+                .map(|(_, on)| *on)
+                .unwrap_or_else(|| panic!("no column {name} in {columns:?}"))
+        };
+        for text in [
+            "order_id", "status", "currency", "city", "sku", "key", "source",
+        ] {
+            assert!(enabled(text), "{text} not dictionary-encoded: {columns:?}");
+        }
+        for number in [
+            "customer_id",
+            "placed_at",
+            "amount_cents",
+            "discount",
+            "qty",
+        ] {
+            assert!(!enabled(number), "{number} dictionary-encoded: {columns:?}");
+        }
+        let all = dictionary_columns(ParquetDictionary::All);
+        assert!(all.iter().all(|(_, on)| *on), "{all:?}");
+        let none = dictionary_columns(ParquetDictionary::None);
+        assert!(none.iter().all(|(_, on)| !*on), "{none:?}");
     }
 }

@@ -324,7 +324,7 @@ fn value_path(
 ) -> Result<(), String> {
     let sink = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let props = options
-        .writer_properties(schema.text())
+        .writer_properties(schema.text(), arrow_schema)
         .map_err(|e| e.to_string())?;
     let mut writer = ArrowWriter::try_new(sink, Arc::clone(arrow_schema), Some(props))
         .map_err(|e| e.to_string())?;
@@ -643,8 +643,8 @@ pub struct ArchiveArgs {
     /// zstd, zstd:LEVEL, snappy or none.
     pub compression: String,
     pub row_group_bytes: u64,
-    /// Write without dictionary encoding (both engines).
-    pub no_dictionary: bool,
+    /// Which columns are dictionary-encoded (both engines).
+    pub dictionary: crate::archive::ParquetDictionary,
     /// Min/max statistics written (both engines).
     pub statistics: crate::archive::ParquetStatistics,
 }
@@ -682,7 +682,7 @@ pub fn run(args: &ArchiveArgs) -> Result<String, String> {
     let options = ParquetOptions {
         compression,
         row_group_bytes: args.row_group_bytes.max(1),
-        dictionary: !args.no_dictionary,
+        dictionary: args.dictionary,
         statistics: args.statistics,
     };
     let b = archive(
