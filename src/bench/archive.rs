@@ -55,9 +55,10 @@ pub struct ArchiveBench {
     pub rounds: usize,
     /// Both engines' batches hold the same values (map entry order and dictionary order aside).
     pub equal_values: bool,
-    /// schemabridge's time per record by stage, in nanoseconds: the compiled plan alone, the
-    /// plan and the Arrow builders (batches taken), and the whole path with the Parquet writer.
-    pub stages_ns: [f64; 3],
+    /// Each engine's time per record by stage, in nanoseconds (schemabridge first): decoding
+    /// and resolving alone (the compiled plan; `from_avro_datum`), with the Arrow builders
+    /// (batches taken), and the whole path with the Parquet writer.
+    pub stages_ns: [[f64; 3]; 2],
     pub ratio: f64,
 }
 
@@ -89,13 +90,25 @@ impl ArchiveBench {
             "(fastest of {} interleaved rounds per engine; MB/s of writer-encoded input)\n",
             self.rounds
         );
-        let [plan, columns, whole] = self.stages_ns;
         let _ = writeln!(
             s,
-            "schemabridge per record: plan {plan:.0} ns, Arrow builders {:.0} ns, Parquet \
-             writer {:.0} ns\n",
-            columns - plan,
-            whole - columns
+            "{:<44} {:>14} {:>14} {:>14}",
+            "ns per record", "decode+resolve", "Arrow builders", "Parquet writer"
+        );
+        for (e, [decode, columns, whole]) in self.engines.iter().zip(self.stages_ns) {
+            let name = e.engine.split(',').next().unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "{name:<44} {decode:>14.0} {:>14.0} {:>14.0}",
+                columns - decode,
+                whole - columns
+            );
+        }
+        let to_arrow = |[_, columns, _]: [f64; 3]| columns;
+        let _ = writeln!(
+            s,
+            "to Arrow batches only (no Parquet writer): ratio {:.1}\n",
+            to_arrow(self.stages_ns[1]) / to_arrow(self.stages_ns[0])
         );
         let _ = writeln!(
             s,
@@ -187,13 +200,24 @@ pub fn archive(
         })?;
         theirs = theirs.min(secs);
     }
-    // Where schemabridge's time goes: the same loop stopped after the plan, then after the
+    // Where each engine's time goes: the same loops stopped after decoding, then after the
     // builders.
-    let (mut plan_only, mut with_columns) = (f64::INFINITY, f64::INFINITY);
+    let mut stages = [[f64::INFINITY; 2]; 2];
     for _ in 0..ROUNDS {
-        plan_only = plan_only.min(time(round_time, || plan_stage(&plans, datums))?);
-        with_columns =
-            with_columns.min(time(round_time, || columns_stage(&plans, &schema, datums))?);
+        let timed = [
+            time(round_time, || plan_stage(&plans, datums))?,
+            time(round_time, || columns_stage(&plans, &schema, datums))?,
+            time(round_time, || {
+                value_stage(writers, &value_readers, datums, None)
+            })?,
+            time(round_time, || {
+                value_stage(writers, &value_readers, datums, Some(&arrow_schema))
+            })?,
+        ];
+        for (i, secs) in timed.into_iter().enumerate() {
+            let stage = &mut stages[i / 2][i % 2];
+            *stage = stage.min(secs);
+        }
     }
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let n = datums.len().max(1) as f64;
@@ -226,7 +250,11 @@ pub fn archive(
         engines: vec![o, t],
         rounds: ROUNDS,
         equal_values,
-        stages_ns: [plan_only, with_columns, ours].map(|secs| secs / n * 1e9),
+        stages_ns: [
+            [stages[0][0], stages[0][1], ours],
+            [stages[1][0], stages[1][1], theirs],
+        ]
+        .map(|engine| engine.map(|secs| secs / n * 1e9)),
     })
 }
 
@@ -304,6 +332,30 @@ fn columns_stage(
         }
     }
     std::hint::black_box(columns.take_batch().map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+/// The value path without the Parquet writer: `Value`s resolved per batch and, with a schema,
+/// built into Arrow batches, then dropped.
+fn value_stage(
+    writers: &[Schema],
+    readers: &[Schema],
+    datums: &[(usize, Vec<u8>)],
+    arrow_schema: Option<&SchemaRef>,
+) -> Result<(), String> {
+    for chunk in datums.chunks(BATCH_ROWS) {
+        let values = chunk
+            .iter()
+            .map(|(w, d)| {
+                let (writer, reader) = writers.get(*w).zip(readers.get(*w)).ok_or("no writer")?;
+                resolve(writer, reader, d)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(schema) = arrow_schema {
+            std::hint::black_box(values_to_batch(schema, &values)?);
+        }
+        std::hint::black_box(values);
+    }
     Ok(())
 }
 
@@ -812,6 +864,21 @@ mod tests {
         .unwrap();
         assert!(b.equal_values, "{}", b.table());
         assert!(b.table().lines().last().unwrap().starts_with("ratio: "));
+        assert!(
+            b.table()
+                .contains("to Arrow batches only (no Parquet writer): ratio "),
+            "{}",
+            b.table()
+        );
+        // Every stage of both engines was timed (figures are not asserted: timing is noise).
+        for [decode, columns, whole] in b.stages_ns {
+            assert!(0.0 < decode && decode.is_finite(), "{:?}", b.stages_ns);
+            assert!(
+                columns.is_finite() && whole.is_finite(),
+                "{:?}",
+                b.stages_ns
+            );
+        }
         assert!(b.engines.iter().all(|e| e.file_bytes > 0));
     }
 
