@@ -209,6 +209,36 @@ fn reference_orders_to_parquet_read_back_by_pyarrow_and_duckdb_as_fastavro_resol
     .expect("metadata is JSON");
     assert_eq!(meta["name"], "OrderPlaced");
     assert_eq!(meta["fields"].as_array().map(Vec::len), Some(13));
+
+    // Dictionary pages, as pyarrow's metadata reports them: strings and enums (and map keys)
+    // have one, numbers and timestamps are plain (the default `ParquetDictionary::Text`).
+    let dictionary: BTreeMap<String, bool> =
+        serde_json::from_value(answer["dictionary"].clone()).expect("dictionary");
+    let leaf = |name: &str| {
+        dictionary
+            .iter()
+            .find(|(path, _)| *path == name || path.ends_with(&format!(".{name}")))
+            .map(|(_, on)| *on)
+            .unwrap_or_else(|| panic!("no column {name} in {dictionary:?}"))
+    };
+    for text in [
+        "order_id", "status", "currency", "city", "sku", "key", "source",
+    ] {
+        assert!(leaf(text), "{text} has no dictionary page: {dictionary:?}");
+    }
+    for number in [
+        "customer_id",
+        "placed_at",
+        "amount_cents",
+        "quantity",
+        "discount",
+        "qty",
+    ] {
+        assert!(
+            !leaf(number),
+            "{number} has a dictionary page: {dictionary:?}"
+        );
+    }
 }
 
 #[test]

@@ -12,7 +12,9 @@ Prints JSON:
    "mismatches": {"pyarrow": [...], "duckdb": [...], "avro": [...]},   # first few, per reader
    "counts": {"pyarrow": N, "duckdb": N, "avro": N},                   # rows each reader saw
    "types": {FIELD: str(pyarrow type)},      # top-level Arrow types as pyarrow reads them
-   "avro_schema_metadata": TEXT or null}     # the Parquet key-value metadata `avro.schema`
+   "avro_schema_metadata": TEXT or null,     # the Parquet key-value metadata `avro.schema`
+   "dictionary": {COLUMN PATH: bool}}        # leaf columns of the first row group: written with
+                                             # a dictionary page
 
 Every value is normalised with the reader schema before comparing: timestamps -> integer
 microseconds since the epoch (UTC, or naive for local-timestamp), dates/times -> ISO text,
@@ -225,7 +227,7 @@ def main():
         expected.append(norm(names, reader, None, v, "avro"))
     fields = reader["fields"]
     result = {"rows": len(expected), "mismatches": {}, "counts": {}, "types": {},
-              "avro_schema_metadata": None}
+              "avro_schema_metadata": None, "dictionary": {}}
 
     if case.get("parquet"):
         import pyarrow.parquet as pq
@@ -234,7 +236,13 @@ def main():
         path = case["parquet"]
         table = pq.read_table(path)
         result["types"] = {f.name: str(f.type) for f in table.schema}
-        meta = pq.read_metadata(path).metadata or {}
+        file_meta = pq.read_metadata(path)
+        if file_meta.num_row_groups > 0:
+            group = file_meta.row_group(0)
+            for i in range(group.num_columns):
+                column = group.column(i)
+                result["dictionary"][column.path_in_schema] = column.has_dictionary_page
+        meta = file_meta.metadata or {}
         text = meta.get(b"avro.schema")
         result["avro_schema_metadata"] = text.decode() if text is not None else None
         rows = table.to_pylist()
