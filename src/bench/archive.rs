@@ -354,19 +354,28 @@ fn value_stage(
     arrow_schema: Option<&SchemaRef>,
 ) -> Result<(), String> {
     for chunk in datums.chunks(BATCH_ROWS) {
-        let values = chunk
-            .iter()
-            .map(|(w, d)| {
-                let (writer, reader) = writers.get(*w).zip(readers.get(*w)).ok_or("no writer")?;
-                resolve(writer, reader, d)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = resolve_chunk(writers, readers, chunk)?;
         if let Some(schema) = arrow_schema {
             std::hint::black_box(values_to_batch(schema, &values)?);
         }
         std::hint::black_box(values);
     }
     Ok(())
+}
+
+/// One batch of the value path: each datum resolved by apache-avro with its writer's reader.
+fn resolve_chunk(
+    writers: &[Schema],
+    readers: &[Schema],
+    chunk: &[(usize, Vec<u8>)],
+) -> Result<Vec<Value>, String> {
+    chunk
+        .iter()
+        .map(|(w, d)| {
+            let (writer, reader) = writers.get(*w).zip(readers.get(*w)).ok_or("no writer")?;
+            resolve(writer, reader, d)
+        })
+        .collect()
 }
 
 #[allow(deprecated)] // apache-avro 0.22's builder API does the same; this is its reference path
@@ -391,13 +400,7 @@ fn value_path(
     let mut writer = ArrowWriter::try_new(sink, Arc::clone(arrow_schema), Some(props))
         .map_err(|e| e.to_string())?;
     for chunk in datums.chunks(BATCH_ROWS) {
-        let values = chunk
-            .iter()
-            .map(|(w, d)| {
-                let (writer, reader) = writers.get(*w).zip(readers.get(*w)).ok_or("no writer")?;
-                resolve(writer, reader, d)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = resolve_chunk(writers, readers, chunk)?;
         let batch = values_to_batch(arrow_schema, &values)?;
         writer.write(&batch).map_err(|e| e.to_string())?;
     }
