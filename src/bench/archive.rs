@@ -851,8 +851,8 @@ fn reference_records(
 mod tests {
     use super::*;
 
-    const ORDER_V1: &str = include_str!("../../proto/orders/order_v1.avsc");
-    const ORDER_V2: &str = include_str!("../../proto/orders/order_v2.avsc");
+    const ORDER_V1: &str = REFERENCE_V1;
+    const ORDER_V2: &str = REFERENCE_V2;
 
     #[test]
     fn both_engines_write_the_same_values() {
