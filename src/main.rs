@@ -372,7 +372,8 @@ enum BenchCommand {
         /// Records to generate (spread evenly over the writer schemas).
         #[arg(long, default_value_t = 100_000)]
         records: usize,
-        /// Seconds to run each engine for (at least one pass over the records).
+        /// Seconds for each timed loop (at least one pass over the records each): each engine's
+        /// whole path, then its decoding and its decoding with the Arrow builders: six loops.
         #[arg(long, default_value_t = 4.0)]
         seconds: f64,
         /// Parquet compression: zstd, zstd:LEVEL, snappy or none.
