@@ -636,7 +636,7 @@ async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() 
     let (registry, v1_id, v2_id) = registry_with_orders().await;
     let produced = produce(&cluster, inputs(120, 2, v1_id, v2_id, false)).await;
     let archive = format!(
-        "      url: \"file://{}\"\n      format: parquet\n      roll: {{ records: 25, interval_ms: 300 }}",
+        "      url: \"file://{}\"\n      format: parquet\n      dictionary: none\n      statistics: none\n      roll: {{ records: 25, interval_ms: 300 }}",
         out.display()
     );
     let group = format!("archive-c-{}", std::process::id());
@@ -660,7 +660,9 @@ async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() 
     assert!(keys.iter().all(|k| k.ends_with(".parquet")), "{keys:?}");
     ranges(&keys);
     // pyarrow reads each file's order_id column; it must be the inputs' ids at the offsets the
-    // file's name covers, in offset order.
+    // file's name covers, in offset order. The route's `dictionary: none` and `statistics: none`
+    // reach the writer: no column chunk has a dictionary page or min/max statistics (with the
+    // defaults, order_id would have both).
     let python = python_with(&[("pyarrow==26.0.1", "pyarrow")]);
     let paths: Vec<String> = keys
         .iter()
@@ -668,7 +670,15 @@ async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() 
         .collect();
     let got = Command::new(&python)
         .arg("-c")
-        .arg("import sys, json, pyarrow.parquet as pq\nprint(json.dumps([pq.read_table(p).column('order_id').to_pylist() for p in sys.argv[1:]]))")
+        .arg(concat!(
+            "import sys, json, pyarrow.parquet as pq\n",
+            "def chunks(p):\n",
+            "    m = pq.read_metadata(p)\n",
+            "    return [m.row_group(g).column(c) for g in range(m.num_row_groups) for c in range(m.num_columns)]\n",
+            "print(json.dumps([[pq.read_table(p).column('order_id').to_pylist(),\n",
+            "  any(c.has_dictionary_page for c in chunks(p)),\n",
+            "  any(c.is_stats_set and c.statistics.has_min_max for c in chunks(p))] for p in sys.argv[1:]]))",
+        ))
         .args(&paths)
         .output()
         .expect("python");
@@ -677,13 +687,15 @@ async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() 
         "{}",
         String::from_utf8_lossy(&got.stderr)
     );
-    let ids: Vec<Vec<String>> = serde_json::from_slice(&got.stdout).expect("json");
+    let files: Vec<(Vec<String>, bool, bool)> = serde_json::from_slice(&got.stdout).expect("json");
     let by_offset: BTreeMap<(i32, i64), String> = produced
         .iter()
         .map(|p| ((p.partition, p.offset), p.order.clone().expect("order")))
         .collect();
     let mut total = 0;
-    for (k, ids) in keys.iter().zip(ids) {
+    for (k, (ids, dictionary, statistics)) in keys.iter().zip(files) {
+        assert!(!dictionary, "{k} has a dictionary page");
+        assert!(!statistics, "{k} has min/max statistics");
         let (_, p, first, last) = parse_file_name(k).expect("name");
         let want: Vec<String> = (first..=last).map(|o| by_offset[&(p, o)].clone()).collect();
         assert_eq!(ids, want, "{k}");

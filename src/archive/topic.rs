@@ -55,8 +55,8 @@ use super::output::{self, FileFormat, ReaderSchema as OutputSchema, RecordFile};
 use super::store::{Store, StoreError};
 use super::{ArchiveError, AvroCodec};
 use crate::config::{
-    ArchiveCodec, ArchiveCompression, ArchiveConfig, ArchiveFormat, Config, ErrorPolicy,
-    LossyPolicy, Output, RouteConfig,
+    ArchiveCodec, ArchiveCompression, ArchiveConfig, ArchiveDictionary, ArchiveFormat,
+    ArchiveStatistics, Config, ErrorPolicy, LossyPolicy, Output, RouteConfig,
 };
 use crate::registry::{Backoff, SchemaSource};
 use crate::schema::{
@@ -260,7 +260,16 @@ fn file_format(a: &ArchiveConfig) -> Result<FileFormat, String> {
                 ArchiveCompression::None => super::ParquetCompression::None,
             },
             row_group_bytes: a.row_group_bytes,
-            ..super::ParquetOptions::default()
+            dictionary: match a.dictionary {
+                ArchiveDictionary::Text => super::ParquetDictionary::Text,
+                ArchiveDictionary::All => super::ParquetDictionary::All,
+                ArchiveDictionary::None => super::ParquetDictionary::None,
+            },
+            statistics: match a.statistics {
+                ArchiveStatistics::Page => super::ParquetStatistics::Page,
+                ArchiveStatistics::RowGroup => super::ParquetStatistics::RowGroup,
+                ArchiveStatistics::None => super::ParquetStatistics::None,
+            },
         })),
     }
 }

@@ -261,6 +261,14 @@ pub struct ArchiveFile {
     /// Parquet: a row group is closed once its encoded size reaches this many bytes.
     #[serde(default = "defaults::row_group_bytes")]
     pub row_group_bytes: u64,
+    /// Parquet: which columns are dictionary-encoded: `text` (default: strings, enums, bytes),
+    /// `all` or `none`.
+    #[serde(default)]
+    pub dictionary: Option<ArchiveDictionary>,
+    /// Parquet: min/max statistics: `page` (default: per row group and per page), `row_group`
+    /// or `none`.
+    #[serde(default)]
+    pub statistics: Option<ArchiveStatistics>,
     #[serde(default)]
     pub roll: RollFile,
     /// Multipart upload part size; files larger than one part are uploaded in parts (S3 needs
@@ -318,6 +326,28 @@ pub enum ArchiveCompression {
     #[default]
     Zstd,
     Snappy,
+    None,
+}
+
+/// Which Parquet columns are dictionary-encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchiveDictionary {
+    /// Strings, enums and bytes.
+    #[default]
+    Text,
+    All,
+    None,
+}
+
+/// How much min/max statistics a Parquet file carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchiveStatistics {
+    /// Per row group and per page (a page index).
+    #[default]
+    Page,
+    RowGroup,
     None,
 }
 

@@ -34,9 +34,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use file::{
-    ArchiveCodec, ArchiveCompression, ArchiveFormat, DeliveryMode, ErrorPolicy, Format,
-    KafkaCluster, LossyPolicy, Output, Partitioning, PipelineConfig, RollFile as Roll,
-    SourceTopics, SubjectVersion, TelemetryConfig,
+    ArchiveCodec, ArchiveCompression, ArchiveDictionary, ArchiveFormat, ArchiveStatistics,
+    DeliveryMode, ErrorPolicy, Format, KafkaCluster, LossyPolicy, Output, Partitioning,
+    PipelineConfig, RollFile as Roll, SourceTopics, SubjectVersion, TelemetryConfig,
 };
 pub use kafka::ClientRole;
 pub use preflight::{Preflight, kafka_error_text};
@@ -183,6 +183,8 @@ pub struct ArchiveConfig {
     pub codec: ArchiveCodec,
     pub compression: ArchiveCompression,
     pub row_group_bytes: u64,
+    pub dictionary: ArchiveDictionary,
+    pub statistics: ArchiveStatistics,
     pub roll: Roll,
     pub part_bytes: u64,
     pub spool_dir: Option<PathBuf>,

@@ -180,8 +180,17 @@ fn route(r: &RouteConfig) -> String {
             let layout = match a.format {
                 super::ArchiveFormat::Avro => format!("format avro codec {:?}", a.codec),
                 super::ArchiveFormat::Parquet => format!(
-                    "format parquet compression {:?} row_group_bytes {}",
-                    a.compression, a.row_group_bytes
+                    "format parquet compression {:?} dictionary {:?} statistics {} \
+                     row_group_bytes {}",
+                    a.compression,
+                    a.dictionary,
+                    // As the config spells it.
+                    match a.statistics {
+                        super::ArchiveStatistics::Page => "page",
+                        super::ArchiveStatistics::RowGroup => "row_group",
+                        super::ArchiveStatistics::None => "none",
+                    },
+                    a.row_group_bytes
                 ),
             }
             .to_lowercase();

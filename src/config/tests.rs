@@ -555,10 +555,55 @@ fn archive_mistakes_are_named_by_their_key() {
         (a.format, a.compression, a.row_group_bytes),
         (ArchiveFormat::Parquet, ArchiveCompression::Snappy, 1 << 20)
     );
+    // The Parquet defaults: text columns dictionary-encoded, page statistics.
+    assert_eq!(
+        (a.dictionary, a.statistics),
+        (ArchiveDictionary::Text, ArchiveStatistics::Page)
+    );
     let summary = c.summary().join("\n");
     assert!(
-        summary.contains("format parquet compression snappy row_group_bytes 1048576"),
+        summary.contains(
+            "format parquet compression snappy dictionary text statistics page row_group_bytes \
+             1048576"
+        ),
         "{summary}"
+    );
+    let tuned = parquet.replace(
+        "      compression: snappy\n",
+        "      compression: snappy\n      dictionary: none\n      statistics: row_group\n",
+    );
+    let c = Config::parse(&tuned).unwrap();
+    let a = c.routes[0].archive.as_ref().expect("archive");
+    assert_eq!(
+        (a.dictionary, a.statistics),
+        (ArchiveDictionary::None, ArchiveStatistics::RowGroup)
+    );
+    let summary = c.summary().join("\n");
+    assert!(
+        summary.contains("dictionary none statistics row_group row_group_bytes"),
+        "{summary}"
+    );
+    let avro_parquet_options = ARCHIVE.replace(
+        "      roll:",
+        "      dictionary: all\n      statistics: none\n      roll:",
+    );
+    assert_eq!(
+        errors(&avro_parquet_options),
+        [
+            "routes[0].archive.dictionary: only used with `format: parquet`",
+            "routes[0].archive.statistics: only used with `format: parquet`"
+        ]
+    );
+    let misspelt = parquet.replace(
+        "      compression: snappy\n",
+        "      statistics: rowgroup\n",
+    );
+    assert!(
+        errors(&misspelt)
+            .iter()
+            .any(|e| e.starts_with("routes[0].archive.statistics: unknown variant `rowgroup`")),
+        "{:?}",
+        errors(&misspelt)
     );
     let parquet_codec = parquet.replace("      compression: snappy\n", "      codec: null\n");
     assert_eq!(

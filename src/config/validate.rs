@@ -420,6 +420,14 @@ fn archive(at: &str, a: ArchiveFile, p: &mut Problems) -> Option<ArchiveConfig> 
             "only used with `format: parquet` (Avro files take `codec`)",
         );
     }
+    for (set, name) in [
+        (a.dictionary.is_some(), "dictionary"),
+        (a.statistics.is_some(), "statistics"),
+    ] {
+        if a.format == ArchiveFormat::Avro && set {
+            p.add(key(name), "only used with `format: parquet`");
+        }
+    }
     bounded(p, &key("row_group_bytes"), a.row_group_bytes, 1 << 40);
     let store = match url::Url::parse(&a.url) {
         Err(e) => {
@@ -501,6 +509,8 @@ fn archive(at: &str, a: ArchiveFile, p: &mut Problems) -> Option<ArchiveConfig> 
         codec: a.codec,
         compression: a.compression.unwrap_or_default(),
         row_group_bytes: a.row_group_bytes,
+        dictionary: a.dictionary.unwrap_or_default(),
+        statistics: a.statistics.unwrap_or_default(),
         roll: a.roll,
         part_bytes: a.part_bytes,
         spool_dir: a.spool_dir,
