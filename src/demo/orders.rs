@@ -1,5 +1,5 @@
 //! The reference OrderPlaced records as v2 and v1 producers write them, from a deterministic
-//! generator: the demo's data.
+//! generator: the demo's data, and what `bench archive` writes for the reference schemas.
 //!
 //! Owns: the record shapes (they follow `proto/orders/order_v{1,2}.avsc`). Must not: depend on
 //! anything in the crate but `super::SplitMix`, because the integration tests compile this same
