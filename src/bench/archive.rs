@@ -300,27 +300,35 @@ fn schemabridge_path(
     let sink = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut file =
         output::open(FileFormat::Parquet(options), schema, sink).map_err(|e| e.to_string())?;
+    resolved(plans, datums, |datum| {
+        file.append(datum).map_err(|e| e.to_string())
+    })?;
+    file.finish().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Each datum through its writer's plan, the reader-encoded result handed to `each`.
+fn resolved(
+    plans: &[Plan],
+    datums: &[(usize, Vec<u8>)],
+    mut each: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<(), String> {
     let mut buf = Vec::with_capacity(1024);
     for (w, d) in datums {
         buf.clear();
         let plan = plans.get(*w).ok_or("no plan")?;
         plan.transcode(d, &mut buf).map_err(|e| e.to_string())?;
-        file.append(&buf).map_err(|e| e.to_string())?;
+        each(&buf)?;
     }
-    file.finish().map_err(|e| e.to_string())?;
     Ok(())
 }
 
 /// The plan alone over every datum.
 fn plan_stage(plans: &[Plan], datums: &[(usize, Vec<u8>)]) -> Result<(), String> {
-    let mut buf = Vec::with_capacity(1024);
-    for (w, d) in datums {
-        buf.clear();
-        let plan = plans.get(*w).ok_or("no plan")?;
-        plan.transcode(d, &mut buf).map_err(|e| e.to_string())?;
-        std::hint::black_box(&buf);
-    }
-    Ok(())
+    resolved(plans, datums, |datum| {
+        std::hint::black_box(datum);
+        Ok(())
+    })
 }
 
 /// The plan and the Arrow builders, batches taken as `ParquetFile` takes them (every
@@ -331,16 +339,13 @@ fn columns_stage(
     datums: &[(usize, Vec<u8>)],
 ) -> Result<(), String> {
     let mut columns = Columns::new(Arc::clone(schema.shape())).map_err(|e| e.to_string())?;
-    let mut buf = Vec::with_capacity(1024);
-    for (w, d) in datums {
-        buf.clear();
-        let plan = plans.get(*w).ok_or("no plan")?;
-        plan.transcode(d, &mut buf).map_err(|e| e.to_string())?;
-        columns.append(&buf).map_err(|e| e.to_string())?;
+    resolved(plans, datums, |datum| {
+        columns.append(datum).map_err(|e| e.to_string())?;
         if columns.rows() >= BATCH_ROWS {
             std::hint::black_box(columns.take_batch().map_err(|e| e.to_string())?);
         }
-    }
+        Ok(())
+    })?;
     std::hint::black_box(columns.take_batch().map_err(|e| e.to_string())?);
     Ok(())
 }
