@@ -3,9 +3,11 @@
 //! schemabridge (compiled plan, reader-bytes visitor, Arrow builders, Parquet) and by the path a
 //! user would otherwise write in Rust (apache-avro `from_avro_datum` with the reader schema into
 //! `Value`s, then Arrow builders), with the same Arrow schema and Parquet writer options, in one
-//! run.
+//! run; and each engine by stage (decoding, Arrow builders, Parquet writer). The reference
+//! schemas get the reference records (`crate::demo::orders`), any other schema random ones.
 //!
-//! Owns: timing, the value-path baseline and the table. Must not: be used by the gateway.
+//! Owns: timing, the value-path baseline, which records each writer gets, and the table. Must
+//! not: be used by the gateway.
 
 use std::fmt::Write as _;
 use std::fs::File;
