@@ -159,6 +159,9 @@ pub struct ParquetFile {
     writer: ArrowWriter<File>,
     columns: Columns,
     records: u64,
+    /// The writer's bytes (written, plus the open row group's estimate) as of the last batch:
+    /// they change only when a batch goes in, and `bytes` is asked after every record.
+    writer_bytes: usize,
 }
 
 impl ParquetFile {
@@ -178,6 +181,7 @@ impl ParquetFile {
             writer,
             columns,
             records: 0,
+            writer_bytes: 0,
         })
     }
 
@@ -191,7 +195,9 @@ impl ParquetFile {
             .map_err(|e| ArchiveError::Output {
                 why: format!("parquet: {e}"),
             })?;
-        self.writer.write(&batch).map_err(parquet_err)
+        self.writer.write(&batch).map_err(parquet_err)?;
+        self.writer_bytes = self.writer.bytes_written() + self.writer.in_progress_size();
+        Ok(())
     }
 }
 
@@ -219,12 +225,10 @@ impl RecordFile for ParquetFile {
         self.records
     }
 
-    /// Written bytes, plus the open row group's estimated encoded size, plus the reader-encoded
-    /// size of rows not yet handed to the writer.
+    /// Written bytes plus the open row group's estimated encoded size, as of the last batch,
+    /// plus the reader-encoded size of rows not yet handed to the writer.
     fn bytes(&self) -> u64 {
-        (self.writer.bytes_written()
-            + self.writer.in_progress_size()
-            + self.columns.pending_bytes()) as u64
+        (self.writer_bytes + self.columns.pending_bytes()) as u64
     }
 
     fn finish(mut self: Box<Self>) -> Result<File, ArchiveError> {
@@ -262,6 +266,42 @@ mod tests {
             .iter()
             .map(|c| (c.path().string(), props.dictionary_enabled(c.path())))
             .collect()
+    }
+
+    #[test]
+    fn bytes_counts_the_writer_as_of_the_last_batch_and_the_pending_rows() {
+        let schema = ReaderSchema::new(
+            crate::avro::Schema::parse_str(
+                r#"{"type":"record","name":"R","fields":[{"name":"s","type":"string"}]}"#,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "schemabridge-parquet-bytes-{}.parquet",
+            std::process::id()
+        ));
+        let sink = File::create(&path).unwrap();
+        let mut file: Box<dyn RecordFile> =
+            Box::new(ParquetFile::create(&schema, ParquetOptions::default(), sink).unwrap());
+        // A reader-encoded datum: the string "row-00000" (length 9, zig-zag 18).
+        let datum = |i: usize| {
+            let mut d = vec![18u8];
+            d.extend(format!("row-{i:05}").as_bytes());
+            d
+        };
+        for i in 0..BATCH_ROWS - 1 {
+            file.append(&datum(i)).unwrap();
+        }
+        assert_eq!(file.bytes(), ((BATCH_ROWS - 1) * 10) as u64, "all pending");
+        file.append(&datum(BATCH_ROWS - 1)).unwrap();
+        let after_batch = file.bytes();
+        assert!(after_batch > 0, "the batch went to the writer");
+        file.append(&datum(BATCH_ROWS)).unwrap();
+        assert_eq!(file.bytes(), after_batch + 10, "one row pending on top");
+        assert_eq!(file.records(), BATCH_ROWS as u64 + 1);
+        file.finish().unwrap();
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
