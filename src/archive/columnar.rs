@@ -25,9 +25,10 @@ use std::sync::Arc;
 
 use arrow_array::builder::{
     ArrayBuilder, BinaryBuilder, BooleanBuilder, Decimal128Builder, Decimal256Builder,
-    FixedSizeBinaryBuilder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
-    StringBuilder,
+    FixedSizeBinaryBuilder, Float32Builder, Float64Builder, GenericByteBuilder, Int32Builder,
+    Int64Builder, StringBuilder,
 };
+use arrow_array::types::ByteArrayType;
 use arrow_array::types::{
     Date32Type, Int32Type, Time32MillisecondType, Time64MicrosecondType, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType,
@@ -263,11 +264,8 @@ impl Columns {
             }
             Col::F32(b) => Arc::new(renew(b, b.len(), Float32Builder::with_capacity).finish()),
             Col::F64(b) => Arc::new(renew(b, b.len(), Float64Builder::with_capacity).finish()),
-            Col::Binary(b) => {
-                let (n, bytes) = (b.len(), b.values_slice().len());
-                Arc::new(renew(b, n, |n| BinaryBuilder::with_capacity(n, bytes)).finish())
-            }
-            Col::Utf8(b) => Arc::new(renew_strings(b).finish()),
+            Col::Binary(b) => Arc::new(renew_bytes(b).finish()),
+            Col::Utf8(b) => Arc::new(renew_bytes(b).finish()),
             Col::Fixed(b) | Col::UuidText(b) => Arc::new(b.finish()),
             Col::Dec128(b) => Arc::new(match dt {
                 DataType::Decimal128(p, s) => b
@@ -353,7 +351,7 @@ impl Columns {
             } => {
                 let offsets = OffsetBuffer::new(ScalarBuffer::from(renew_offsets(offsets)));
                 let nulls = nulls.finish();
-                let keys: ArrayRef = Arc::new(renew_strings(keys).finish());
+                let keys: ArrayRef = Arc::new(renew_bytes(keys).finish());
                 let values = *values;
                 let DataType::Map(entries_field, _) = dt else {
                     return Err(ShapeError::Schema(format!("node {id} is not a map")));
@@ -453,9 +451,10 @@ fn renew<B>(b: &mut B, len: usize, with_capacity: impl FnOnce(usize) -> B) -> B 
     std::mem::replace(b, with_capacity(len))
 }
 
-fn renew_strings(b: &mut StringBuilder) -> StringBuilder {
+/// `renew` for string and binary builders: room for as many values and as many bytes.
+fn renew_bytes<T: ByteArrayType>(b: &mut GenericByteBuilder<T>) -> GenericByteBuilder<T> {
     let bytes = b.values_slice().len();
-    renew(b, b.len(), |n| StringBuilder::with_capacity(n, bytes))
+    renew(b, b.len(), |n| GenericByteBuilder::with_capacity(n, bytes))
 }
 
 /// A batch's offsets, leaving a fresh `[0]` with room for as many.
