@@ -384,8 +384,8 @@ enum BenchCommand {
         row_group_bytes: u64,
         /// Dictionary-encoded columns (both engines): text (strings, enums, bytes; the
         /// archive's default), all, none.
-        #[arg(long, value_enum, default_value = "text")]
-        dictionary: DictionaryArg,
+        #[arg(long, value_enum)]
+        dictionary: Option<DictionaryArg>,
         /// Min/max statistics: none, row-group, page (both engines); default the archive's.
         #[arg(long, value_enum)]
         statistics: Option<StatisticsArg>,
@@ -521,7 +521,10 @@ fn main() -> ExitCode {
                 seconds,
                 compression,
                 row_group_bytes,
-                dictionary: dictionary.into(),
+                dictionary: dictionary.map_or(
+                    schemabridge::archive::ParquetOptions::default().dictionary,
+                    DictionaryArg::into,
+                ),
                 statistics: statistics.map_or(
                     schemabridge::archive::ParquetOptions::default().statistics,
                     StatisticsArg::into,
