@@ -951,15 +951,8 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
         "effective configuration"
     );
     let shutdown_timeout = std::time::Duration::from_millis(config.pipeline.shutdown_timeout_ms);
-    if let Some(listen) = config.telemetry.listen {
-        // Before the gateway is built: metric handles registered earlier would be no-ops.
-        let recorder = telemetry::server::install_recorder()?;
-        let server =
-            telemetry::server::Telemetry::bind(listen, recorder, telemetry::health::shared())
-                .await?;
-        tracing::info!(listen = ?server.local_addr(), "telemetry: /metrics, /healthz, /readyz");
-        tokio::spawn(server.serve());
-    }
+    // Before the gateway is built: metric handles registered earlier would be no-ops.
+    serve_telemetry(config.telemetry.listen).await?;
     let gateway = Gateway::with_schema_source(config, source);
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone(), shutdown_timeout));
@@ -973,6 +966,21 @@ async fn run(path: PathBuf) -> anyhow::Result<()> {
     });
     let summary = gateway.run(shutdown).await?;
     tracing::info!(?summary, "stopped");
+    Ok(())
+}
+
+/// With `telemetry.listen` set: installs the metrics recorder and serves `/metrics`, `/healthz`
+/// and `/readyz` there (a port in use fails start-up). Call before registering any metric
+/// handle.
+async fn serve_telemetry(listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let Some(listen) = listen else {
+        return Ok(());
+    };
+    let recorder = telemetry::server::install_recorder()?;
+    let server =
+        telemetry::server::Telemetry::bind(listen, recorder, telemetry::health::shared()).await?;
+    tracing::info!(listen = ?server.local_addr(), "telemetry: /metrics, /healthz, /readyz");
+    tokio::spawn(server.serve());
     Ok(())
 }
 

