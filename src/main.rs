@@ -48,7 +48,8 @@ enum Command {
     },
     /// Archive a route's source topics into rolling Avro or Parquet files (`routes[].archive`:
     /// a local directory or S3), partitioned `topic=T/dt=YYYY-MM-DD/`, every record exactly once, until
-    /// SIGTERM/SIGINT (then finish the open files, commit, exit 0).
+    /// SIGTERM/SIGINT (then finish the open files, commit, exit 0). With `telemetry.listen`:
+    /// `/metrics`, `/healthz` and `/readyz` as for `run`.
     Archive {
         /// YAML config file with an archive route.
         #[arg(short, long, env = "SCHEMABRIDGE_CONFIG", hide_env_values = true)]
@@ -578,6 +579,8 @@ fn main() -> ExitCode {
                     )
                 })?;
                 let index = schemabridge::archive::topic::pick_route(&cfg, route.as_deref())?;
+                // Before the archive registers its metric handles.
+                serve_telemetry(cfg.telemetry.listen).await?;
                 let timeout = std::time::Duration::from_millis(cfg.pipeline.shutdown_timeout_ms);
                 let shutdown = CancellationToken::new();
                 tokio::spawn(stop_on_signal(shutdown.clone(), timeout));

@@ -10,7 +10,10 @@
 //!   and restarted, the S3 dataset still holds every record exactly once, and no listing ever
 //!   shows an incomplete object (a poller reads every object it ever sees);
 //! - `format: parquet` writes the same layout, each file's rows in offset order (read by
-//!   pyarrow).
+//!   pyarrow);
+//! - with `telemetry.listen`, `/readyz` follows the assignment and `/metrics` counts what was
+//!   produced and what the directory holds, and exports exactly the catalogue's `archive`
+//!   metrics.
 
 mod support;
 
@@ -27,6 +30,7 @@ use schemabridge::archive::store::Store;
 use schemabridge::archive::topic::{parse_file_name, utc_date};
 use schemabridge::config::Config;
 use schemabridge::pipeline::dlq_headers;
+use schemabridge::telemetry::events::CATALOGUE;
 use support::kafka::{Cluster, Input};
 use support::moto;
 use support::orders::{
@@ -35,6 +39,7 @@ use support::orders::{
 };
 use support::process::{GatewayProcess, scratch_dir};
 use support::python::{FASTAVRO, python_with};
+use support::scrape::{Scrape, free_port, get, get_until};
 
 const TOPIC: &str = "orders";
 const DLQ: &str = "orders-dlq";
@@ -128,7 +133,7 @@ fn config_yaml(bootstrap: &str, registry: &str, group: &str, archive: &str) -> S
     format!(
         r#"source:
   bootstrap_servers: "{bootstrap}"
-  librdkafka: {{ session.timeout.ms: "3000", heartbeat.interval.ms: "300" }}
+  librdkafka: {{ session.timeout.ms: "3000", heartbeat.interval.ms: "300", statistics.interval.ms: "500" }}
 group_id: {group}
 registry:
   url: {registry}
@@ -334,8 +339,19 @@ async fn a_local_archive_holds_every_record_once_and_the_bad_one_is_dead_lettere
         out.display()
     );
     let group = format!("archive-a-{}", std::process::id());
-    let yaml = config_yaml(&cluster.bootstrap, &registry.url, &group, &archive);
+    let port = free_port();
+    let yaml = format!(
+        "{}telemetry:\n  listen: \"127.0.0.1:{port}\"\n",
+        config_yaml(&cluster.bootstrap, &registry.url, &group, &archive)
+    );
     let mut run = archiver(&dir, 0, &yaml);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let (_, ready) = get_until(addr, "/readyz", Duration::from_secs(60), "ready", |s, _| {
+        s == 200
+    })
+    .await;
+    assert_eq!(ready.trim(), "ready: 3 partitions assigned");
+    assert_eq!(get(addr, "/healthz"), Some((200, "alive\n".to_string())));
 
     let dead = BTreeSet::from([(bad.partition, bad.offset)]);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -352,6 +368,7 @@ async fn a_local_archive_holds_every_record_once_and_the_bad_one_is_dead_lettere
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    check_archive_metrics(addr, &out, &produced).await;
     let status = run.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "exit {status}:\n{}", run.log_text());
 
@@ -398,6 +415,113 @@ async fn a_local_archive_holds_every_record_once_and_the_bad_one_is_dead_lettere
     );
     assert_eq!(d.header(dlq_headers::OFFSET), Some(bad.offset.to_string()));
     assert_eq!(d.header(dlq_headers::ROUTE).as_deref(), Some(ROUTE));
+}
+
+/// `/metrics` of the local run once every record is in a file: what was produced, what the
+/// directory holds, the one dead letter, nothing left open and no lag; and exactly the
+/// catalogue's `archive` metrics.
+async fn check_archive_metrics(addr: std::net::SocketAddr, out: &Path, produced: &[Produced]) {
+    let framed = produced.iter().filter(|p| p.writer.is_some()).count();
+    let route = [("route", ROUTE)];
+    // Counters move a moment after a file is visible, the lag with the next statistics.
+    let (_, text) = get_until(
+        addr,
+        "/metrics",
+        Duration::from_secs(30),
+        "archived, nothing open, no lag",
+        |_, text| {
+            let s = Scrape::parse(text);
+            let lag = s.by(
+                "schemabridge_consumer_lag",
+                &[("topic", TOPIC)],
+                "partition",
+            );
+            s.sum(
+                "schemabridge_messages_total",
+                &[("route", ROUTE), ("outcome", "archived")],
+            ) == framed as f64
+                && s.sum("schemabridge_archive_open_records", &route) == 0.0
+                && lag.len() == 3
+                && lag.values().all(|l| *l == 0.0)
+        },
+    )
+    .await;
+    let s = Scrape::parse(&text);
+    let files = local_files(out);
+    let bytes: u64 = files
+        .iter()
+        .map(|k| std::fs::metadata(out.join(k)).expect("file").len())
+        .sum();
+    let outcomes = s.by("schemabridge_messages_total", &route, "outcome");
+    assert_eq!(
+        outcomes,
+        BTreeMap::from([
+            ("archived".to_string(), framed as f64),
+            ("dead_lettered".to_string(), 1.0),
+            ("skipped".to_string(), 0.0),
+            ("tombstone".to_string(), 0.0),
+        ]),
+        "{text}"
+    );
+    assert_eq!(
+        s.sum("schemabridge_consumed_total", &route),
+        produced.len() as f64
+    );
+    let nonzero = |m: BTreeMap<String, f64>| -> BTreeMap<String, f64> {
+        m.into_iter().filter(|(_, v)| *v != 0.0).collect()
+    };
+    let framing = BTreeMap::from([("framing".to_string(), 1.0)]);
+    assert_eq!(
+        nonzero(s.by("schemabridge_failures_total", &route, "kind")),
+        framing
+    );
+    assert_eq!(
+        nonzero(s.by("schemabridge_dead_letters_total", &route, "kind")),
+        framing
+    );
+    assert_eq!(
+        s.sum("schemabridge_archive_files_total", &route),
+        files.len() as f64,
+        "{files:?}"
+    );
+    assert_eq!(
+        s.sum("schemabridge_archive_bytes_total", &route),
+        bytes as f64
+    );
+    assert_eq!(
+        s.sum("schemabridge_archive_upload_seconds_count", &route),
+        files.len() as f64
+    );
+    // Every framed value's plan was looked up once: from the registry or from the cache.
+    let lookups = s.sum("schemabridge_registry_cache_hits_total", &[])
+        + s.sum("schemabridge_registry_cache_misses_total", &[]);
+    assert_eq!(lookups, framed as f64);
+    assert!(s.sum("schemabridge_registry_cache_misses_total", &[]) >= 1.0);
+    assert_eq!(
+        s.sum(
+            "schemabridge_registry_requests_total",
+            &[("outcome", "transient_error")]
+        ),
+        0.0
+    );
+    assert_eq!(s.sum("schemabridge_assigned_partitions", &[]), 3.0);
+    assert_eq!(s.sum("schemabridge_registry_available", &[]), 1.0);
+    assert_eq!(s.sum("schemabridge_ready", &[]), 1.0);
+    let exported: BTreeSet<&str> = s
+        .families
+        .iter()
+        .map(String::as_str)
+        .filter(|n| n.starts_with("schemabridge_"))
+        .collect();
+    let catalogue: BTreeSet<&str> = CATALOGUE
+        .iter()
+        .filter(|m| m.exporter.archive())
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(
+        exported, catalogue,
+        "/metrics against the catalogue's `archive` metrics"
+    );
 }
 
 /// Lists the bucket until stopped; reads every object the first time a listing shows it and

@@ -6,9 +6,11 @@
 //! error policy (dead letters to the DLQ topic with the gateway's `dlq_headers`, skip, halt),
 //! one open file per source partition, file names and the Hive-style layout
 //! `<prefix>/topic=<topic>/dt=<YYYY-MM-DD>/<topic>+<partition>+<first>-<last>.<ext>` (date of
-//! the record timestamp, UTC), rolling (records, bytes, interval, or a new date), and when
-//! offsets are committed. Must not: lay out records in a file (`output` formats do) or talk to
-//! storage other than through [`Store`].
+//! the record timestamp, UTC), rolling (records, bytes, interval, or a new date), when offsets
+//! are committed, and what the archive reports to telemetry (its `ArchiveEvents` handles,
+//! consumer lag, liveness from its loop and readiness from its assignment, the registry and
+//! failures). Must not: lay out records in a file (`output` formats do), talk to storage other
+//! than through [`Store`], or name a metric (`telemetry::events` does).
 //!
 //! Exactly once into files. A partition has at most one open file at a time; records go into
 //! it in offset order and it is uploaded before the next one starts, so the files of a
@@ -33,12 +35,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -58,16 +57,21 @@ use crate::config::{
     ArchiveCodec, ArchiveCompression, ArchiveConfig, ArchiveDictionary, ArchiveFormat,
     ArchiveStatistics, Config, ErrorPolicy, LossyPolicy, Output, RouteConfig,
 };
+use crate::pipeline::{block_on, consumer_lags, kind_index, with_statistics};
 use crate::registry::{Backoff, SchemaSource};
 use crate::schema::{
     CachePolicy, FailureKind, ParsedSchema, PartFailure, ReaderSchema, ResolveError, Schemas,
 };
+use crate::telemetry::events::{ArchiveEvents, ConsumerLag, RegistryEvents};
+use crate::telemetry::health::{self, Health};
 use crate::wire::{self, MessageIndexes};
 
 /// How long one poll waits when no message is ready.
 const POLL: Duration = Duration::from_millis(50);
 /// How long a blocking Kafka call (commit, committed offsets, flush) may take.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
+/// Every how many polls with a message the thread reports it is alive (and on every idle poll).
+const HEARTBEAT_EVERY: u32 = 256;
 
 #[derive(Debug, Error)]
 pub enum TopicError {
@@ -231,6 +235,8 @@ pub async fn run(
         runtime,
         stop: shutdown,
         last: None,
+        health: health::shared(),
+        registry: RegistryEvents::new(),
     };
     std::thread::Builder::new()
         .name("schemabridge-archive".into())
@@ -287,6 +293,10 @@ struct Job {
     stop: CancellationToken,
     /// The partition of the last message handled.
     last: Option<Key>,
+    /// Liveness and readiness (telemetry).
+    health: Arc<Health>,
+    /// Registry cache hits and misses, outages.
+    registry: RegistryEvents,
 }
 
 /// A source partition: topic (shared, so a key is cloned without allocating) and partition.
@@ -333,12 +343,33 @@ struct Shared {
     dlq: Option<BaseProducer<DlqContext>>,
     summary: ArchiveSummary,
     failure: Option<TopicError>,
+    events: ArchiveEvents,
+    health: Arc<Health>,
 }
 
 /// Unique spool file names within this process.
 static SPOOL: AtomicU64 = AtomicU64::new(0);
 
 impl Shared {
+    /// Sets the open-records gauge (when files open or finish, partitions move, and at each
+    /// commit tick: not per record).
+    fn publish_open(&self) {
+        let open: u64 = self
+            .parts
+            .values()
+            .filter_map(|s| s.open.as_ref())
+            .map(|f| f.file.records())
+            .sum();
+        self.events.open_records.set(open as f64);
+    }
+
+    /// Health and the gauge follow the partitions now assigned.
+    fn assigned(&self) {
+        let n = self.parts.len();
+        self.health.assigned(n);
+        self.events.assigned_partitions.set(n as f64);
+    }
+
     fn store_err(&self) -> impl FnOnce(StoreError) -> TopicError {
         let route = self.route.clone();
         move |source| TopicError::Store { route, source }
@@ -382,6 +413,7 @@ impl Shared {
             return Ok(());
         };
         let records = open.file.records();
+        let started = Instant::now();
         let mut file = open.file.finish().map_err(self.file_err())?;
         let size = file
             .metadata()
@@ -402,10 +434,17 @@ impl Shared {
             self.format.extension()
         );
         let store = self.store.clone();
-        block_on(&self.runtime, store.upload(&name, &mut file, size)).map_err(self.store_err())?;
+        self.runtime
+            .block_on(store.upload(&name, &mut file, size))
+            .map_err(self.store_err())?;
         tracing::info!(route = %self.route, file = %name, records, bytes = size, "file archived");
+        self.events.upload.record(started.elapsed());
+        self.events.files.increment(1);
+        self.events.file_bytes.increment(size);
+        self.events.archived.increment(records);
         self.summary.files += 1;
         self.summary.archived += records;
+        self.publish_open();
         Ok(())
     }
 
@@ -490,7 +529,8 @@ impl Shared {
             let topic = e.topic().to_string();
             if !listed.contains_key(&topic) {
                 let store = self.store.clone();
-                let files = block_on(&self.runtime, store.list(&format!("topic={topic}")))
+                let files = (self.runtime)
+                    .block_on(store.list(&format!("topic={topic}")))
                     .map_err(self.store_err())?;
                 let mut last: HashMap<i32, i64> = HashMap::new();
                 for (name, _) in files {
@@ -525,6 +565,8 @@ impl Shared {
 /// point of each assigned partition before its first fetch.
 struct ArchiveContext {
     shared: Mutex<Shared>,
+    /// Consumer lag per partition.
+    lag: ConsumerLag,
 }
 
 impl ArchiveContext {
@@ -533,7 +575,12 @@ impl ArchiveContext {
     }
 }
 
-impl ClientContext for ArchiveContext {}
+impl ClientContext for ArchiveContext {
+    /// librdkafka statistics (served inside `poll` on the archive thread): consumer lag.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.lag.report(&consumer_lags(&statistics));
+    }
+}
 
 impl ConsumerContext for ArchiveContext {
     fn rebalance(
@@ -567,6 +614,7 @@ impl ConsumerContext for ArchiveContext {
                         shared.failure.get_or_insert(e);
                     }
                 }
+                shared.assigned();
                 if let Err(e) = consumer.assign(tpl) {
                     let route = shared.route.clone();
                     shared.failure.get_or_insert(TopicError::Kafka {
@@ -596,6 +644,8 @@ impl ConsumerContext for ArchiveContext {
                 for k in &revoked {
                     shared.parts.remove(k);
                 }
+                shared.assigned();
+                shared.publish_open();
                 let _ = consumer.unassign();
             }
             _ => {
@@ -631,16 +681,6 @@ impl ProducerContext for DlqContext {
                 .get_or_insert((m.topic().to_string(), e.to_string()));
         }
     }
-}
-
-/// Runs `fut` on this (non-runtime) thread: a ready future (a cache hit) without touching the
-/// runtime, else blocking this thread until it completes.
-fn block_on<F: Future>(runtime: &Handle, fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        return v;
-    }
-    runtime.block_on(fut)
 }
 
 /// `topic=<t>/dt=<d>/<t>+<partition>+<first>-<last>.<ext>` → (topic, partition, first, last).
@@ -717,13 +757,20 @@ impl Job {
             dlq,
             summary: ArchiveSummary::default(),
             failure: None,
+            events: ArchiveEvents::new(
+                &self.route.name,
+                &crate::pipeline::KINDS.map(FailureKind::as_str),
+            ),
+            health: self.health.clone(),
         };
         let mut cc = self.cfg.consumer_config();
         cc.set("group.id", &group)
             .set("partition.assignment.strategy", "range,roundrobin");
+        with_statistics(&self.cfg, &mut cc);
         let consumer: ArchiveConsumer = cc
             .create_with_context(ArchiveContext {
                 shared: Mutex::new(shared),
+                lag: ConsumerLag::default(),
             })
             .map_err(self.client_err("consumer"))?;
         let src = &self.route.source;
@@ -736,8 +783,14 @@ impl Job {
             .subscribe(&refs)
             .map_err(self.client_err("subscription"))?;
         tracing::info!(route = %self.route.name, group = %group, topics = ?topics, "consuming");
+        self.health
+            .pipeline_started(Duration::from_millis(self.cfg.pipeline.shutdown_timeout_ms));
 
         let ended = self.consume(&consumer);
+        match &ended {
+            Ok(()) => self.health.stopping(),
+            Err(e) => self.health.fatal(e.to_string()),
+        }
         let mut shared = consumer.context().lock();
         let finished = match &ended {
             // A halt or failure: open files are discarded (also from the revoke that closing
@@ -750,9 +803,13 @@ impl Job {
                 .finish_where(|_| true)
                 .and_then(|()| shared.commit(&consumer, |_| true)),
         };
+        shared.publish_open();
         let summary = shared.summary.clone();
         drop(shared);
         ended?;
+        if let Err(e) = &finished {
+            self.health.fatal(e.to_string());
+        }
         finished?;
         tracing::info!(route = %self.route.name, ?summary, "archive stopped");
         Ok(summary)
@@ -766,8 +823,14 @@ impl Job {
         let mut value = Vec::with_capacity(4096);
         let mut scratch = Vec::new();
         let mut lossy = Vec::new();
+        let mut polls = 0u32;
         while !self.stop.is_cancelled() {
             let msg = consumer.poll(POLL);
+            // Liveness: a clock read, so not on every message.
+            polls = polls.wrapping_add(1);
+            if msg.is_none() || polls % HEARTBEAT_EVERY == 0 {
+                self.health.heartbeat();
+            }
             let mut shared = consumer.context().lock();
             if let Some(e) = shared.failure.take() {
                 return Err(e);
@@ -800,6 +863,7 @@ impl Job {
             }
             if !due.is_empty() || last_commit.elapsed() >= commit_every {
                 shared.commit(consumer, |_| true)?;
+                shared.publish_open();
                 last_commit = Instant::now();
             }
         }
@@ -830,8 +894,10 @@ impl Job {
         self.last = Some(key.clone());
         let offset = m.offset();
         shared.summary.consumed += 1;
+        shared.events.consumed.increment(1);
         let Some(input) = m.payload() else {
             shared.summary.tombstones += 1;
+            shared.events.tombstones.increment(1);
             return self.dealt_with(shared, &key, offset);
         };
         value.clear();
@@ -928,12 +994,32 @@ impl Job {
             })
         })?;
         let writer_id = framed.schema_id;
-        let plan = block_on(
+        // A registry outage: the thread waits (never skips), alive and not ready.
+        let mut outage: Option<Instant> = None;
+        let (plan, _) = block_on(
             &self.runtime,
             self.schemas
                 .plan(writer_id, MessageIndexes::default(), &self.reader),
-        )
-        .map_err(|e| match e {
+            &self.registry,
+            &mut || {
+                self.health.heartbeat();
+                if outage.is_none() {
+                    tracing::warn!(route = %self.route.name, "schema registry unavailable: waiting until it answers");
+                    outage = Some(Instant::now());
+                    self.registry.outages.increment(1);
+                    self.registry.available.set(0.0);
+                    self.health.registry_outage(true);
+                }
+            },
+        );
+        if let Some(since) = outage {
+            let waited = since.elapsed();
+            self.registry.paused_seconds.increment(waited.as_secs());
+            self.registry.available.set(1.0);
+            self.health.registry_outage(false);
+            tracing::info!(route = %self.route.name, waited = ?waited, "schema registry answered again");
+        }
+        let plan = plan.map_err(|e| match e {
             ResolveError::Cancelled => None,
             ResolveError::Failed(f) => Some(f),
         })?;
@@ -958,6 +1044,8 @@ impl Job {
         f: PartFailure,
     ) -> Result<(), TopicError> {
         let part = &self.route.value;
+        let kind = kind_index(f.kind);
+        shared.events.failed(kind);
         let policy = if f.kind == FailureKind::Lossy {
             match part.on_lossy {
                 LossyPolicy::Dlq => ErrorPolicy::Dlq,
@@ -1003,10 +1091,12 @@ impl Job {
                 }
                 tracing::warn!(route = %self.route.name, topic = m.topic(), partition = m.partition(), offset = m.offset(), kind = f.kind.as_str(), reason = %f.message, "dead letter");
                 shared.summary.dead_lettered += 1;
+                shared.events.dead_lettered(kind);
                 self.dealt_with(shared, key, m.offset())
             }
             (ErrorPolicy::Skip, _, _) => {
                 shared.summary.skipped += 1;
+                shared.events.skipped.increment(1);
                 self.dealt_with(shared, key, m.offset())
             }
             _ => Err(TopicError::Halted {

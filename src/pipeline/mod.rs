@@ -21,7 +21,9 @@ mod routes;
 mod source;
 mod worker;
 
-pub(crate) use worker::dead_letter_headers;
+pub(crate) use routes::{KINDS, kind_index};
+pub(crate) use source::{consumer_lags, with_statistics};
+pub(crate) use worker::{block_on, dead_letter_headers};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

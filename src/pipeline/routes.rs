@@ -126,7 +126,7 @@ impl PartRuntime {
 }
 
 /// Every failure kind, in the order [`kind_index`] numbers them (the route's per-kind handles).
-const KINDS: [FailureKind; 7] = [
+pub const KINDS: [FailureKind; 7] = [
     FailureKind::Framing,
     FailureKind::UnknownSchema,
     FailureKind::InvalidSchema,

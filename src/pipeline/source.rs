@@ -89,21 +89,34 @@ impl SourceContext {
     }
 }
 
+/// (topic, partition, consumer lag) of every partition whose lag librdkafka knows.
+pub fn consumer_lags(statistics: &rdkafka::Statistics) -> Vec<(&str, i32, i64)> {
+    let mut lags = Vec::new();
+    for (topic, t) in &statistics.topics {
+        for p in t.partitions.values() {
+            // Partition -1 is librdkafka's internal one; a lag of -1 is unknown (not consumed
+            // here, or nothing committed yet).
+            if p.partition >= 0 && p.consumer_lag >= 0 {
+                lags.push((topic.as_str(), p.partition, p.consumer_lag));
+            }
+        }
+    }
+    lags
+}
+
+/// Statistics (for the consumer lag) every `STATISTICS_INTERVAL_MS`, unless `source.librdkafka`
+/// sets `statistics.interval.ms`.
+pub fn with_statistics(cfg: &Config, consumer_config: &mut rdkafka::ClientConfig) {
+    if !cfg.source.librdkafka.contains_key("statistics.interval.ms") {
+        consumer_config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
+}
+
 impl ClientContext for SourceContext {
     /// librdkafka statistics (every `statistics.interval.ms`, served inside `poll` on the
     /// pipeline thread): consumer lag per assigned partition.
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let mut lags = Vec::new();
-        for (topic, t) in &statistics.topics {
-            for p in t.partitions.values() {
-                // Partition -1 is librdkafka's internal one; a lag of -1 is unknown (not
-                // consumed here, or nothing committed yet).
-                if p.partition >= 0 && p.consumer_lag >= 0 {
-                    lags.push((topic.as_str(), p.partition, p.consumer_lag));
-                }
-            }
-        }
-        self.events.consumer_lag(&lags);
+        self.events.consumer_lag(&consumer_lags(&statistics));
     }
 }
 
@@ -244,9 +257,7 @@ pub fn run(
         health: health::shared(),
     };
     let mut consumer_config = cfg.consumer_config();
-    if !cfg.source.librdkafka.contains_key("statistics.interval.ms") {
-        consumer_config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
-    }
+    with_statistics(&cfg, &mut consumer_config);
     let consumer: Source = consumer_config
         .create_with_context(context)
         .map_err(client_error(&cfg, "consumer"))?;

@@ -60,7 +60,7 @@ pub struct Worker {
 /// poll without touching the runtime; a miss blocks this thread until the registry answers,
 /// calling `idle` every `IDLE_EVERY` meanwhile. Counts which of the two it was (a registry
 /// answer fast enough to arrive within the first poll, on loopback, counts as a hit).
-fn block_on<F: Future>(
+pub fn block_on<F: Future>(
     runtime: &Handle,
     fut: F,
     registry: &RegistryEvents,

@@ -252,7 +252,7 @@ where
             }
             Err(e) if e.is_transient() => {
                 attempt += 1;
-                metrics::counter!("schemabridge_registry_retries_total").increment(1);
+                metrics::counter!(crate::telemetry::events::REGISTRY_RETRIES).increment(1);
                 tracing::warn!(what, attempt, error = %e, retry_in = ?delay, "schema registry lookup failed; pausing and retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return Err(LookupError::Cancelled),

@@ -23,19 +23,56 @@ pub enum Kind {
     Histogram,
 }
 
-/// One exported metric: its name, type, labels and one-line meaning.
+/// Which command exports a metric: `run` (the gateway), `archive`, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exporter {
+    Run,
+    Archive,
+    Both,
+}
+
+impl Exporter {
+    /// `run` exports it.
+    pub fn run(self) -> bool {
+        matches!(self, Exporter::Run | Exporter::Both)
+    }
+
+    /// `archive` exports it.
+    pub fn archive(self) -> bool {
+        matches!(self, Exporter::Archive | Exporter::Both)
+    }
+
+    /// As the README's table says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exporter::Run => "run",
+            Exporter::Archive => "archive",
+            Exporter::Both => "run, archive",
+        }
+    }
+}
+
+/// One exported metric: its name, type, which command exports it, labels and one-line meaning.
 #[derive(Debug, Clone, Copy)]
 pub struct Metric {
     pub name: &'static str,
     pub kind: Kind,
+    pub exporter: Exporter,
     pub labels: &'static str,
     pub help: &'static str,
 }
 
-const fn m(name: &'static str, kind: Kind, labels: &'static str, help: &'static str) -> Metric {
+const fn m(
+    name: &'static str,
+    kind: Kind,
+    exporter: Exporter,
+    labels: &'static str,
+    help: &'static str,
+) -> Metric {
     Metric {
         name,
         kind,
+        exporter,
         labels,
         help,
     }
@@ -66,158 +103,215 @@ pub const BACKPRESSURE_PAUSES: &str = "schemabridge_backpressure_pauses_total";
 pub const CONSUMER_LAG: &str = "schemabridge_consumer_lag";
 pub const ASSIGNED_PARTITIONS: &str = "schemabridge_assigned_partitions";
 pub const READY: &str = "schemabridge_ready";
+pub const ARCHIVE_FILES: &str = "schemabridge_archive_files_total";
+pub const ARCHIVE_BYTES: &str = "schemabridge_archive_bytes_total";
+pub const ARCHIVE_UPLOAD_SECONDS: &str = "schemabridge_archive_upload_seconds";
+pub const ARCHIVE_OPEN_RECORDS: &str = "schemabridge_archive_open_records";
 
 /// Every metric, in the README's order.
 pub const CATALOGUE: &[Metric] = &[
     m(
         CONSUMED,
         Kind::Counter,
+        Exporter::Both,
         "route",
         "messages consumed from the route's source topics",
     ),
     m(
         MESSAGES,
         Kind::Counter,
+        Exporter::Both,
         "route, outcome",
-        "messages dealt with, by outcome: `forwarded`, `dead_lettered`, `skipped`",
+        "messages dealt with, by outcome: `forwarded`, `dead_lettered`, `skipped`; an archive: `archived` (in a file once it is visible), `dead_lettered`, `skipped`, `tombstone` (no value to write)",
     ),
     m(
         FAILURES,
         Kind::Counter,
+        Exporter::Both,
         "route, kind",
         "messages that could not be resolved, by `schemabridge.error.kind` (whatever the policy did with them)",
     ),
     m(
         DEAD_LETTERS,
         Kind::Counter,
+        Exporter::Both,
         "route, kind",
         "messages sent to the dead-letter topic, by `schemabridge.error.kind`",
     ),
     m(
         FORWARDED_BY_SCHEMA,
         Kind::Counter,
+        Exporter::Run,
         "route, writer_id, reader_id",
         "forwarded messages by the value's writer and reader schema id (`none`: passthrough or tombstone)",
     ),
     m(
         DROPPED_FIELDS,
         Kind::Counter,
+        Exporter::Run,
         "route, part, field",
         "messages in which a writer field the reader does not have held data (the lossy guard; whatever `on_lossy` did)",
     ),
     m(
         TRANSCODE_SECONDS,
         Kind::Histogram,
+        Exporter::Run,
         "route",
         "time to resolve a message's key and value, sampled: every 64th message, cache hits only",
     ),
     m(
         REGISTRY_CACHE_HITS,
         Kind::Counter,
+        Exporter::Both,
         "",
         "key/value resolutions answered from the schema and plan caches, without waiting for the registry",
     ),
     m(
         REGISTRY_CACHE_MISSES,
         Kind::Counter,
+        Exporter::Both,
         "",
         "key/value resolutions that waited for the schema registry (a fetch, or retries during an outage)",
     ),
     m(
         REGISTRY_REQUESTS,
         Kind::Counter,
+        Exporter::Both,
         "outcome",
         "requests to the Confluent schema registry, by outcome: `ok`, `not_found`, `transient_error` (retried: unreachable, TLS, 5xx, timeout), `permanent_error` (422, unsupported schema type)",
     ),
     m(
         REGISTRY_RETRIES,
         Kind::Counter,
+        Exporter::Both,
         "",
         "registry requests that failed transiently (unavailable, 5xx, timeout) and were retried",
     ),
     m(
         REGISTRY_OUTAGES,
         Kind::Counter,
+        Exporter::Both,
         "",
         "times the partitions were paused because the registry did not answer for a second",
     ),
     m(
         REGISTRY_PAUSED_SECONDS,
         Kind::Counter,
+        Exporter::Both,
         "",
         "whole seconds spent paused on registry outages (added when an outage ends)",
     ),
     m(
         REGISTRY_AVAILABLE,
         Kind::Gauge,
+        Exporter::Both,
         "",
         "0 while the pipeline is paused on a registry outage, else 1",
     ),
     m(
         PRODUCE_ERRORS,
         Kind::Counter,
+        Exporter::Run,
         "",
         "records the producer reported as not delivered",
     ),
     m(
         COMMIT_SECONDS,
         Kind::Histogram,
+        Exporter::Run,
         "",
         "at-least-once: duration of synchronous offset commits (revokes)",
     ),
     m(
         COMMIT_FAILURES,
         Kind::Counter,
+        Exporter::Run,
         "",
         "at-least-once: offset commits that failed (the next one covers them)",
     ),
     m(
         TRANSACTION_SECONDS,
         Kind::Histogram,
+        Exporter::Run,
         "",
         "exactly-once: duration of a transaction commit (offsets + commit)",
     ),
     m(
         TRANSACTION_FAILURES,
         Kind::Counter,
+        Exporter::Run,
         "",
         "exactly-once: transaction commits that failed (aborted and consumed again, or fatal)",
     ),
     m(
         IN_FLIGHT_RECORDS,
         Kind::Gauge,
+        Exporter::Run,
         "",
         "records produced and not yet acknowledged (exactly-once: in the open transaction)",
     ),
     m(
         IN_FLIGHT_BYTES,
         Kind::Gauge,
+        Exporter::Run,
         "",
         "bytes (keys + values) of those records",
     ),
     m(
         BACKPRESSURE_PAUSES,
         Kind::Counter,
+        Exporter::Run,
         "",
         "times the partitions were paused because the target had no capacity for 500 ms",
     ),
     m(
         CONSUMER_LAG,
         Kind::Gauge,
+        Exporter::Both,
         "topic, partition",
         "per assigned source partition, last stable offset minus committed offset (librdkafka statistics, every `statistics.interval.ms`); 0 once the partition is no longer assigned here",
     ),
     m(
         ASSIGNED_PARTITIONS,
         Kind::Gauge,
+        Exporter::Both,
         "",
         "source partitions assigned to this replica",
     ),
     m(
         READY,
         Kind::Gauge,
+        Exporter::Both,
         "",
         "1 when `/readyz` answers 200, else 0",
+    ),
+    m(
+        ARCHIVE_FILES,
+        Kind::Counter,
+        Exporter::Archive,
+        "route",
+        "files that became visible in the archive's store (complete, named by their offsets)",
+    ),
+    m(
+        ARCHIVE_BYTES,
+        Kind::Counter,
+        Exporter::Archive,
+        "route",
+        "bytes of those files",
+    ),
+    m(
+        ARCHIVE_UPLOAD_SECONDS,
+        Kind::Histogram,
+        Exporter::Archive,
+        "route",
+        "time to finish a file and store it (one PUT, or a multipart upload)",
+    ),
+    m(
+        ARCHIVE_OPEN_RECORDS,
+        Kind::Gauge,
+        Exporter::Archive,
+        "route",
+        "records in open files: consumed, not yet in a visible file, their offsets not committed",
     ),
 ];
 
@@ -236,29 +330,13 @@ pub fn describe() {
 /// as resolving a small record from cache; sampling keeps it off the hot path).
 pub const TRANSCODE_SAMPLE_EVERY: u64 = 64;
 
-/// A route's per-message handles, registered when the route is built.
-pub struct RouteEvents {
-    pub consumed: Counter,
-    pub forwarded: Counter,
-    pub dead_lettered: Counter,
-    pub skipped: Counter,
-    pub transcode: Histogram,
-    /// Per failure kind (in the order of the `kinds` the route was built with): failures and
-    /// dead letters.
-    failures: Vec<(Counter, Counter)>,
-}
+/// A route's (or an archive route's) failures and dead letters per failure kind.
+struct ByKind(Vec<(Counter, Counter)>);
 
-impl RouteEvents {
-    /// `kinds`: every failure kind, in the order [`RouteEvents::failed`] indexes them.
-    pub fn new(route: &str, kinds: &[&'static str]) -> Self {
-        let outcome = |outcome: &'static str| metrics::counter!(MESSAGES, "route" => route.to_string(), "outcome" => outcome);
-        RouteEvents {
-            consumed: metrics::counter!(CONSUMED, "route" => route.to_string()),
-            forwarded: outcome("forwarded"),
-            dead_lettered: outcome("dead_lettered"),
-            skipped: outcome("skipped"),
-            transcode: metrics::histogram!(TRANSCODE_SECONDS, "route" => route.to_string()),
-            failures: kinds
+impl ByKind {
+    fn new(route: &str, kinds: &[&'static str]) -> Self {
+        ByKind(
+            kinds
                 .iter()
                 .map(|kind| {
                     (
@@ -267,22 +345,109 @@ impl RouteEvents {
                     )
                 })
                 .collect(),
+        )
+    }
+
+    fn failed(&self, kind: usize) {
+        if let Some((failures, _)) = self.0.get(kind) {
+            failures.increment(1);
+        }
+    }
+
+    fn dead_lettered(&self, kind: usize) {
+        if let Some((_, dead_letters)) = self.0.get(kind) {
+            dead_letters.increment(1);
+        }
+    }
+}
+
+/// The counter of `route`'s messages with `outcome` (MESSAGES).
+fn outcome(route: &str, outcome: &'static str) -> Counter {
+    metrics::counter!(MESSAGES, "route" => route.to_string(), "outcome" => outcome)
+}
+
+/// A route's per-message handles, registered when the route is built.
+pub struct RouteEvents {
+    pub consumed: Counter,
+    pub forwarded: Counter,
+    pub dead_lettered: Counter,
+    pub skipped: Counter,
+    pub transcode: Histogram,
+    /// Per failure kind (in the order of the `kinds` the route was built with).
+    by_kind: ByKind,
+}
+
+impl RouteEvents {
+    /// `kinds`: every failure kind, in the order [`RouteEvents::failed`] indexes them.
+    pub fn new(route: &str, kinds: &[&'static str]) -> Self {
+        RouteEvents {
+            consumed: metrics::counter!(CONSUMED, "route" => route.to_string()),
+            forwarded: outcome(route, "forwarded"),
+            dead_lettered: outcome(route, "dead_lettered"),
+            skipped: outcome(route, "skipped"),
+            transcode: metrics::histogram!(TRANSCODE_SECONDS, "route" => route.to_string()),
+            by_kind: ByKind::new(route, kinds),
         }
     }
 
     /// A message failed with the kind at `kind` (its index in the route's `kinds`).
     pub fn failed(&self, kind: usize) {
-        if let Some((failures, _)) = self.failures.get(kind) {
-            failures.increment(1);
-        }
+        self.by_kind.failed(kind);
     }
 
     /// A message was dead-lettered for the kind at `kind`.
     pub fn dead_lettered(&self, kind: usize) {
         self.dead_lettered.increment(1);
-        if let Some((_, dead_letters)) = self.failures.get(kind) {
-            dead_letters.increment(1);
+        self.by_kind.dead_lettered(kind);
+    }
+}
+
+/// An archive route's handles, registered when `schemabridge archive` starts: the gateway's
+/// per-route counters (its outcomes are `archived`, `dead_lettered`, `skipped`, `tombstone`)
+/// and the files it makes visible.
+pub struct ArchiveEvents {
+    pub consumed: Counter,
+    /// Records in files that became visible (added per file).
+    pub archived: Counter,
+    pub dead_lettered: Counter,
+    pub skipped: Counter,
+    pub tombstones: Counter,
+    pub files: Counter,
+    pub file_bytes: Counter,
+    pub upload: Histogram,
+    pub open_records: Gauge,
+    pub assigned_partitions: Gauge,
+    by_kind: ByKind,
+}
+
+impl ArchiveEvents {
+    /// `kinds`: every failure kind, in the order [`ArchiveEvents::failed`] indexes them.
+    pub fn new(route: &str, kinds: &[&'static str]) -> Self {
+        let r = || route.to_string();
+        ArchiveEvents {
+            consumed: metrics::counter!(CONSUMED, "route" => r()),
+            archived: outcome(route, "archived"),
+            dead_lettered: outcome(route, "dead_lettered"),
+            skipped: outcome(route, "skipped"),
+            tombstones: outcome(route, "tombstone"),
+            files: metrics::counter!(ARCHIVE_FILES, "route" => r()),
+            file_bytes: metrics::counter!(ARCHIVE_BYTES, "route" => r()),
+            upload: metrics::histogram!(ARCHIVE_UPLOAD_SECONDS, "route" => r()),
+            open_records: metrics::gauge!(ARCHIVE_OPEN_RECORDS, "route" => r()),
+            assigned_partitions: metrics::gauge!(ASSIGNED_PARTITIONS),
+            by_kind: ByKind::new(route, kinds),
         }
+    }
+
+    /// A record failed with the kind at `kind` (its index in `kinds`).
+    pub fn failed(&self, kind: usize) {
+        self.by_kind.failed(kind);
+    }
+
+    /// A record was dead-lettered for the kind at `kind`.
+    pub fn dead_lettered(&self, kind: usize) {
+        self.dead_lettered.increment(1);
+        self.by_kind.dead_lettered(kind);
     }
 }
 
@@ -311,6 +476,8 @@ pub fn dropped_field(route: &str, part: &'static str, field: &str) -> Counter {
 
 /// Registry handles, registered once per gateway.
 pub struct RegistryEvents {
+    /// Registered here so that the series starts at 0; incremented by the registry client.
+    pub retries: Counter,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     pub outages: Counter,
@@ -323,6 +490,7 @@ impl RegistryEvents {
         let available = metrics::gauge!(REGISTRY_AVAILABLE);
         available.set(1.0);
         RegistryEvents {
+            retries: metrics::counter!(REGISTRY_RETRIES),
             cache_hits: metrics::counter!(REGISTRY_CACHE_HITS),
             cache_misses: metrics::counter!(REGISTRY_CACHE_MISSES),
             outages: metrics::counter!(REGISTRY_OUTAGES),
@@ -409,7 +577,7 @@ pub struct SourceEvents {
     pub commit_failures: Counter,
     pub backpressure_pauses: Counter,
     pub assigned_partitions: Gauge,
-    lag: std::sync::Mutex<Vec<(String, i32, Gauge)>>,
+    lag: ConsumerLag,
 }
 
 impl SourceEvents {
@@ -418,15 +586,32 @@ impl SourceEvents {
             commit_failures: metrics::counter!(COMMIT_FAILURES),
             backpressure_pauses: metrics::counter!(BACKPRESSURE_PAUSES),
             assigned_partitions: metrics::gauge!(ASSIGNED_PARTITIONS),
-            lag: std::sync::Mutex::new(Vec::new()),
+            lag: ConsumerLag::default(),
         }
     }
 
+    /// Publishes one statistics report (see [`ConsumerLag::report`]).
+    pub fn consumer_lag(&self, lags: &[(&str, i32, i64)]) {
+        self.lag.report(lags);
+    }
+}
+
+impl Default for SourceEvents {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Consumer lag per partition (registered at first sight of a partition).
+#[derive(Default)]
+pub struct ConsumerLag(std::sync::Mutex<Vec<(String, i32, Gauge)>>);
+
+impl ConsumerLag {
     /// Publishes one statistics report: `lags` holds (topic, partition, lag) for the partitions
     /// whose lag librdkafka knows; every partition seen before and absent now is set to 0 (it is
     /// no longer consumed here, so its lag is another replica's to report).
-    pub fn consumer_lag(&self, lags: &[(&str, i32, i64)]) {
-        let mut known = self.lag.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn report(&self, lags: &[(&str, i32, i64)]) {
+        let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
         for (topic, partition, gauge) in known.iter() {
             let lag = lags
                 .iter()
@@ -445,11 +630,5 @@ impl SourceEvents {
                 known.push((topic.to_string(), partition, gauge));
             }
         }
-    }
-}
-
-impl Default for SourceEvents {
-    fn default() -> Self {
-        Self::new()
     }
 }

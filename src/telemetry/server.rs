@@ -33,7 +33,8 @@ pub enum TelemetryError {
     },
 }
 
-/// Latency buckets (seconds): transcoding is microseconds, commits are milliseconds to seconds.
+/// Latency buckets (seconds): transcoding is microseconds, commits and uploads are milliseconds
+/// to seconds.
 const TRANSCODE_BUCKETS: &[f64] = &[
     0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
     0.01, 0.1,
@@ -56,6 +57,11 @@ pub fn install_recorder() -> Result<PrometheusHandle, TelemetryError> {
         .map_err(err)?
         .set_buckets_for_metric(
             Matcher::Full(events::TRANSACTION_SECONDS.into()),
+            COMMIT_BUCKETS,
+        )
+        .map_err(err)?
+        .set_buckets_for_metric(
+            Matcher::Full(events::ARCHIVE_UPLOAD_SECONDS.into()),
             COMMIT_BUCKETS,
         )
         .map_err(err)?
