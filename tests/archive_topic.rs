@@ -39,6 +39,7 @@ use support::orders::{
 };
 use support::process::{GatewayProcess, scratch_dir};
 use support::python::{FASTAVRO, python_with};
+use support::registry::StallingFront;
 use support::scrape::{Scrape, free_port, get, get_until};
 
 const TOPIC: &str = "orders";
@@ -354,20 +355,7 @@ async fn a_local_archive_holds_every_record_once_and_the_bad_one_is_dead_lettere
     assert_eq!(get(addr, "/healthz"), Some((200, "alive\n".to_string())));
 
     let dead = BTreeSet::from([(bad.partition, bad.offset)]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let keys = local_files(&out);
-        if covered(&produced, &keys, &dead) {
-            break;
-        }
-        assert!(run.running(), "archive exited:\n{}", run.log_text());
-        assert!(
-            Instant::now() < deadline,
-            "not every record archived in time:\n{keys:?}\n{}",
-            run.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_local_files(&mut run, &out, &produced, &dead).await;
     check_archive_metrics(addr, &out, &produced).await;
     let status = run.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "exit {status}:\n{}", run.log_text());
@@ -826,4 +814,133 @@ async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() 
         total += ids.len();
     }
     assert_eq!(total, produced.len(), "every record once");
+}
+
+/// A registry outage while the archive meets a writer id it has not seen: it waits (the record
+/// is neither dead-lettered nor skipped), `/readyz` says why and `/healthz` stays 200; when the
+/// registry answers it is ready again and the record is archived, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d_a_registry_outage_makes_the_archive_wait_unready_and_lose_nothing() {
+    let dir = scratch_dir("archive-outage");
+    let out = dir.join("out");
+    let _ = std::fs::remove_dir_all(&out);
+    let cluster = Cluster::start(&[(TOPIC, 1), (DLQ, 1)]);
+    let (registry, v1_id, v2_id) = registry_with_orders().await;
+    let front = StallingFront::start(&registry).await;
+    let port = free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let archive = format!(
+        "      url: \"file://{}\"\n      roll: {{ records: 1000, interval_ms: 300 }}",
+        out.display()
+    );
+    let group = format!("archive-d-{}", std::process::id());
+    let yaml = format!(
+        "{}telemetry:\n  listen: \"127.0.0.1:{port}\"\n",
+        config_yaml(&cluster.bootstrap, &front.url, &group, &archive)
+    );
+    let mut run = archiver(&dir, 0, &yaml);
+    get_until(addr, "/readyz", Duration::from_secs(60), "ready", |s, _| {
+        s == 200
+    })
+    .await;
+
+    // v1 records first (their writer id is then cached), then v2 ones during the outage.
+    let (v1_items, v2_items): (Vec<_>, Vec<_>) = inputs(12, 1, v1_id, v2_id, false)
+        .into_iter()
+        .partition(|(_, (w, _))| w.as_ref().is_some_and(|(id, _)| *id == v1_id));
+    let mut produced = produce(&cluster, v1_items).await;
+    let none = BTreeSet::new();
+    wait_for_local_files(&mut run, &out, &produced, &none).await;
+
+    front.hold_matching("/schemas/ids/");
+    produced.extend(produce(&cluster, v2_items).await);
+    front.wait_held(1, Duration::from_secs(30)).await;
+    let (_, body) = get_until(
+        addr,
+        "/readyz",
+        Duration::from_secs(30),
+        "not ready during the outage",
+        |s, _| s == 503,
+    )
+    .await;
+    assert!(
+        body.starts_with("schema registry unavailable"),
+        "/readyz: {body}"
+    );
+    assert_eq!(get(addr, "/healthz"), Some((200, "alive\n".to_string())));
+    let s = Scrape::parse(&get(addr, "/metrics").expect("/metrics").1);
+    assert_eq!(s.sum("schemabridge_registry_available", &[]), 0.0);
+    assert_eq!(s.sum("schemabridge_ready", &[]), 0.0);
+    let route = [("route", ROUTE)];
+    let outcomes = s.by("schemabridge_messages_total", &route, "outcome");
+    assert_eq!(outcomes.get("dead_lettered"), Some(&0.0), "{outcomes:?}");
+    assert_eq!(outcomes.get("skipped"), Some(&0.0), "{outcomes:?}");
+    let archived_before = outcomes.get("archived").copied().unwrap_or(0.0);
+    assert!(archived_before < produced.len() as f64, "{outcomes:?}");
+
+    front.release();
+    get_until(
+        addr,
+        "/readyz",
+        Duration::from_secs(60),
+        "ready after the outage",
+        |s, _| s == 200,
+    )
+    .await;
+    wait_for_local_files(&mut run, &out, &produced, &none).await;
+    let (_, text) = get_until(
+        addr,
+        "/metrics",
+        Duration::from_secs(30),
+        "every record archived",
+        |_, text| {
+            Scrape::parse(text).sum(
+                "schemabridge_messages_total",
+                &[("route", ROUTE), ("outcome", "archived")],
+            ) == produced.len() as f64
+        },
+    )
+    .await;
+    let s = Scrape::parse(&text);
+    assert_eq!(s.sum("schemabridge_registry_outages_total", &[]), 1.0);
+    assert_eq!(s.sum("schemabridge_registry_available", &[]), 1.0);
+    assert_eq!(
+        s.sum(
+            "schemabridge_messages_total",
+            &[("route", ROUTE), ("outcome", "dead_lettered")]
+        ),
+        0.0
+    );
+    let status = run.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "exit {status}:\n{}", run.log_text());
+    let keys = local_files(&out);
+    let files: Vec<(PathBuf, String)> = keys.iter().map(|k| (out.join(k), k.clone())).collect();
+    assert_eq!(
+        check_with_fastavro(&files, &produced, &none),
+        produced.len(),
+        "every record once: {keys:?}"
+    );
+}
+
+/// Waits until the local archive's files cover every produced offset (less `dead`).
+async fn wait_for_local_files(
+    run: &mut GatewayProcess,
+    out: &Path,
+    produced: &[Produced],
+    dead: &BTreeSet<(i32, i64)>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let keys = local_files(out);
+        if covered(produced, &keys, dead) {
+            return;
+        }
+        assert!(run.running(), "archive exited:\n{}", run.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "not every record archived in time:\n{keys:?}\n{}",
+            run.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -162,6 +162,8 @@ impl Health {
         let n = self.partitions();
         Ok(if n == 0 {
             "ready: in the group, no partitions assigned (more replicas than partitions)".into()
+        } else if n == 1 {
+            "ready: 1 partition assigned".into()
         } else {
             format!("ready: {n} partitions assigned")
         })
@@ -183,6 +185,8 @@ mod tests {
         assert!(h.readiness().unwrap().contains("no partitions"));
         h.assigned(3);
         assert_eq!(h.readiness().unwrap(), "ready: 3 partitions assigned");
+        h.assigned(1);
+        assert_eq!(h.readiness().unwrap(), "ready: 1 partition assigned");
         h.revoked(0);
         assert!(
             h.readiness().is_ok(),
