@@ -2,9 +2,10 @@
 //!
 //! Owns: start-up (reader schemas, client creation, target checks), the pipeline thread and its
 //! consume loop (`source`), and how a run ends (shutdown, halt, fatal delivery error). The
-//! per-message work lives in `worker`, schema work in `resolve`, routes in `routes`, and how
-//! records and offsets are tied together (at-least-once or exactly-once) in `delivery`. This
-//! module never parses bytes.
+//! per-message work lives in `worker`, schema work in `resolve`, routes in `routes`, how
+//! records and offsets are tied together (at-least-once or exactly-once) in `delivery`, and what
+//! the consumer does through a registry outage in `outage` (shared with `archive`). This module
+//! never parses bytes.
 //!
 //! Threads: the consume loop runs on its own OS thread ("schemabridge-pipeline") that owns the
 //! consumer and the producer; it polls the consumer, resolves (a cached plan is applied
@@ -16,6 +17,7 @@
 //! producer is idempotent (or transactional), so per-partition order survives retries.
 
 mod delivery;
+mod outage;
 mod resolve;
 mod routes;
 mod source;

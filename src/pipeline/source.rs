@@ -6,9 +6,10 @@
 //! resuming them after, settling routes for partitions as they are assigned, and shutdown within
 //! `shutdown_timeout_ms`. Rebalance callbacks run inside `poll` on this same thread and hand
 //! revoked partitions to the delivery mode before the revoke completes. Reports to telemetry
-//! what only this thread knows: assignments, consumer lag (librdkafka statistics), registry
-//! outages and its heartbeat (at service points, not per message). Must not: decide what
-//! happens to a message (worker) or how offsets are committed (delivery).
+//! what only this thread knows: assignments, consumer lag (librdkafka statistics), and its
+//! heartbeat (at service points, not per message); a registry outage is `outage`'s, called from
+//! here. Must not: decide what happens to a message (worker) or how offsets are committed
+//! (delivery).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +27,7 @@ use super::delivery::{
     AtLeastOnce, Delivery, DeliveryError, ExactlyOnce, Position, Revocation, SinkContext,
     SinkProducer, at_least_once, exactly_once,
 };
+use super::outage::Outage;
 use super::resolve::Resolver;
 use super::routes::RouteTable;
 use super::worker::{Flow, Io, Worker};
@@ -398,7 +400,8 @@ fn consume(
                 };
                 let flow = worker.handle(routes.get(route), same, pos, &msg, &mut io)?;
                 drop(msg);
-                outage.end(consumer);
+                let cx = consumer.context();
+                outage.end(consumer, &cx.registry, &cx.health);
                 if let Flow::Stop = flow {
                     break;
                 }
@@ -427,85 +430,13 @@ impl Io for MessageIo<'_> {
     }
 
     fn idle(&mut self) {
-        self.outage.keepalive(self.consumer);
+        let cx = self.consumer.context();
+        self.outage
+            .keepalive(self.consumer, &cx.registry, &cx.health);
         // What was done before the outage is committed (an open transaction would otherwise
         // stay open, holding back read_committed readers, until the registry answers).
         if let Err(e) = lock(self.delivery).flush_during_pause(self.consumer) {
             self.consumer.context().fail(e);
-        }
-    }
-}
-
-/// A registry outage in progress: the assigned partitions are paused and the consumer keeps
-/// being polled, so the member stays in its group (`max.poll.interval.ms`) and serves
-/// rebalances. A message that was already fetched and arrives anyway is not processed: its
-/// partition is rewound to it when the outage ends.
-#[derive(Default)]
-struct Outage {
-    paused: Option<TopicPartitionList>,
-    since: Option<Instant>,
-    /// Per partition, the first offset polled and not processed during the outage.
-    rewind: Vec<(String, i32, i64)>,
-}
-
-impl Outage {
-    fn keepalive(&mut self, consumer: &Source) {
-        if self.paused.is_none() {
-            match consumer.assignment() {
-                Ok(a) => {
-                    if let Err(e) = consumer.pause(&a) {
-                        tracing::warn!(error = %e, "cannot pause partitions during the registry outage");
-                    }
-                    tracing::warn!(
-                        "schema registry unavailable: partitions paused until it answers"
-                    );
-                    self.paused = Some(a);
-                    self.since = Some(Instant::now());
-                    let cx = consumer.context();
-                    cx.registry.outages.increment(1);
-                    cx.registry.available.set(0.0);
-                    cx.health.registry_outage(true);
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot read the assignment"),
-            }
-        }
-        consumer.context().health.heartbeat();
-        while let Some(polled) = consumer.poll(Duration::ZERO) {
-            if let Ok(m) = polled {
-                let (t, p) = (m.topic(), m.partition());
-                if !self.rewind.iter().any(|(rt, rp, _)| rt == t && *rp == p) {
-                    self.rewind.push((t.to_string(), p, m.offset()));
-                }
-            }
-        }
-    }
-
-    /// Resumes after an outage: rewinds partitions whose messages were polled and not
-    /// processed, then resumes fetching.
-    fn end(&mut self, consumer: &Source) {
-        let Some(paused) = self.paused.take() else {
-            return;
-        };
-        for (topic, partition, offset) in self.rewind.drain(..) {
-            if let Err(e) = consumer.seek(
-                &topic,
-                partition,
-                rdkafka::Offset::Offset(offset),
-                Duration::from_secs(10),
-            ) {
-                tracing::warn!(topic = %topic, partition, offset, error = %e, "cannot rewind after the registry outage");
-            }
-        }
-        if let Err(e) = consumer.resume(&paused) {
-            tracing::warn!(error = %e, "cannot resume partitions after the registry outage");
-        }
-        if let Some(since) = self.since.take() {
-            let paused_for = since.elapsed();
-            let cx = consumer.context();
-            cx.registry.paused_seconds.increment(paused_for.as_secs());
-            cx.registry.available.set(1.0);
-            cx.health.registry_outage(false);
-            tracing::info!(paused_for = ?paused_for, "schema registry answered again: partitions resumed");
         }
     }
 }
