@@ -13,7 +13,10 @@
 //!   pyarrow);
 //! - with `telemetry.listen`, `/readyz` follows the assignment and `/metrics` counts what was
 //!   produced and what the directory holds, and exports exactly the catalogue's `archive`
-//!   metrics.
+//!   metrics;
+//! - through a registry outage longer than `max.poll.interval.ms`, with a member joining and
+//!   leaving the group meanwhile, the archive waits unready, stays in its group, and archives
+//!   every record once when the registry answers.
 
 mod support;
 
@@ -32,6 +35,7 @@ use schemabridge::config::Config;
 use schemabridge::pipeline::dlq_headers;
 use schemabridge::telemetry::events::CATALOGUE;
 use support::kafka::{Cluster, Input};
+use support::membership::GroupMember;
 use support::moto;
 use support::orders::{
     ORDER_V1, ORDER_V2, SplitMix, encode, framed, order_id, order_v1, order_v2,
@@ -817,14 +821,16 @@ async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() 
 }
 
 /// A registry outage while the archive meets a writer id it has not seen: it waits (the record
-/// is neither dead-lettered nor skipped), `/readyz` says why and `/healthz` stays 200; when the
-/// registry answers it is ready again and the record is archived, once.
+/// is neither dead-lettered nor skipped), `/readyz` says why and `/healthz` stays 200. It keeps
+/// polling with its partitions paused, so it stays in its group for longer than
+/// `max.poll.interval.ms` and serves the rebalances of a second member joining and leaving
+/// meanwhile. When the registry answers it is ready again and every record is archived once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn d_a_registry_outage_makes_the_archive_wait_unready_and_lose_nothing() {
     let dir = scratch_dir("archive-outage");
     let out = dir.join("out");
     let _ = std::fs::remove_dir_all(&out);
-    let cluster = Cluster::start(&[(TOPIC, 1), (DLQ, 1)]);
+    let cluster = Cluster::start(&[(TOPIC, 2), (DLQ, 1)]);
     let (registry, v1_id, v2_id) = registry_with_orders().await;
     let front = StallingFront::start(&registry).await;
     let port = free_port();
@@ -834,9 +840,17 @@ async fn d_a_registry_outage_makes_the_archive_wait_unready_and_lose_nothing() {
         out.display()
     );
     let group = format!("archive-d-{}", std::process::id());
+    // A member that does not poll for 6 s leaves its group; the outage lasts longer.
+    let max_poll = Duration::from_secs(6);
     let yaml = format!(
         "{}telemetry:\n  listen: \"127.0.0.1:{port}\"\n",
-        config_yaml(&cluster.bootstrap, &front.url, &group, &archive)
+        config_yaml(&cluster.bootstrap, &front.url, &group, &archive).replace(
+            "statistics.interval.ms: \"500\"",
+            &format!(
+                "statistics.interval.ms: \"500\", max.poll.interval.ms: \"{}\"",
+                max_poll.as_millis()
+            )
+        )
     );
     let mut run = archiver(&dir, 0, &yaml);
     get_until(addr, "/readyz", Duration::from_secs(60), "ready", |s, _| {
@@ -845,7 +859,7 @@ async fn d_a_registry_outage_makes_the_archive_wait_unready_and_lose_nothing() {
     .await;
 
     // v1 records first (their writer id is then cached), then v2 ones during the outage.
-    let (v1_items, v2_items): (Vec<_>, Vec<_>) = inputs(12, 1, v1_id, v2_id, false)
+    let (v1_items, v2_items): (Vec<_>, Vec<_>) = inputs(24, 2, v1_id, v2_id, false)
         .into_iter()
         .partition(|(_, (w, _))| w.as_ref().is_some_and(|(id, _)| *id == v1_id));
     let mut produced = produce(&cluster, v1_items).await;
@@ -853,6 +867,7 @@ async fn d_a_registry_outage_makes_the_archive_wait_unready_and_lose_nothing() {
     wait_for_local_files(&mut run, &out, &produced, &none).await;
 
     front.hold_matching("/schemas/ids/");
+    let outage = Instant::now();
     produced.extend(produce(&cluster, v2_items).await);
     front.wait_held(1, Duration::from_secs(30)).await;
     let (_, body) = get_until(
@@ -877,6 +892,36 @@ async fn d_a_registry_outage_makes_the_archive_wait_unready_and_lose_nothing() {
     assert_eq!(outcomes.get("skipped"), Some(&0.0), "{outcomes:?}");
     let archived_before = outcomes.get("archived").copied().unwrap_or(0.0);
     assert!(archived_before < produced.len() as f64, "{outcomes:?}");
+
+    // A second member joins during the outage (it reads, never commits) and leaves again: the
+    // waiting archive takes part in both rebalances.
+    let member = GroupMember::join(
+        &cluster.bootstrap,
+        &format!("{group}-archive-{ROUTE}"),
+        TOPIC,
+        &[
+            ("enable.auto.commit", "false"),
+            ("session.timeout.ms", "3000"),
+            ("heartbeat.interval.ms", "300"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while member.assignment().len() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the second member got no partition: {:?}\n{}",
+            member.events(),
+            run.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    member.close();
+    // Held for longer than max.poll.interval.ms in all.
+    let held_for = max_poll + Duration::from_secs(2);
+    if let Some(rest) = held_for.checked_sub(outage.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    assert_eq!(get(addr, "/healthz"), Some((200, "alive\n".to_string())));
 
     front.release();
     get_until(
@@ -904,6 +949,10 @@ async fn d_a_registry_outage_makes_the_archive_wait_unready_and_lose_nothing() {
     let s = Scrape::parse(&text);
     assert_eq!(s.sum("schemabridge_registry_outages_total", &[]), 1.0);
     assert_eq!(s.sum("schemabridge_registry_available", &[]), 1.0);
+    assert!(
+        s.sum("schemabridge_registry_paused_seconds_total", &[]) >= max_poll.as_secs() as f64,
+        "{text}"
+    );
     assert_eq!(
         s.sum(
             "schemabridge_messages_total",
@@ -913,6 +962,11 @@ async fn d_a_registry_outage_makes_the_archive_wait_unready_and_lose_nothing() {
     );
     let status = run.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "exit {status}:\n{}", run.log_text());
+    let log = run.log_text();
+    assert!(
+        !log.contains("assignment lost"),
+        "the archive left its group during the outage:\n{log}"
+    );
     let keys = local_files(&out);
     let files: Vec<(PathBuf, String)> = keys.iter().map(|k| (out.join(k), k.clone())).collect();
     assert_eq!(

@@ -51,6 +51,7 @@ use support::kafka::{
     Cluster, ConfigText, Input, Reader, Received, RouteSpec, Running, committed_on, create_topics,
     produce_to, unique,
 };
+use support::membership::GroupMember;
 use support::orders::{ORDER_V1, ORDER_V2, SplitMix, order_v2};
 use support::orders::{decode, encode, framed, order_id};
 use support::process::{GatewayProcess, TansuBroker, scratch_dir};
@@ -730,6 +731,64 @@ async fn registry_never_answering_at_start_and_mid_stream_at_least_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_never_answering_at_start_and_mid_stream_exactly_once() {
     registry_never_answering(Delivery::ExactlyOnce).await;
+}
+
+/// A registry outage longer than `max.poll.interval.ms`, with a second member joining the group
+/// and leaving again meanwhile: the paused gateway keeps polling (`pipeline::Outage`), so it
+/// takes part in both rebalances and the newcomer gets only a share of the partitions (a
+/// gateway that did not serve the rebalance would be dropped from the group and the newcomer
+/// would get them all). Once the registry answers, every input is accounted for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_outage_across_a_rebalance_at_least_once() {
+    let fx = Fixture::new(
+        Broker::Mock(Cluster::start(&topics())),
+        Delivery::AtLeastOnce,
+    )
+    .await;
+    fx.front.hold_matching(&fx.lookup_of(2));
+    let max_poll = Duration::from_secs(6);
+    let max_poll_ms = max_poll.as_millis().to_string();
+    let gw = fx.start_in_process(&[
+        ("max.poll.interval.ms", &max_poll_ms),
+        ("session.timeout.ms", "3000"),
+        ("heartbeat.interval.ms", "300"),
+    ]);
+    fx.front.wait_held(1, WAIT).await;
+    let outage = Instant::now();
+    // Reads, never commits: its partitions' records are the gateway's again once it leaves.
+    let member = GroupMember::join(
+        &fx.bootstrap,
+        &fx.group,
+        SOURCE,
+        &[
+            ("enable.auto.commit", "false"),
+            ("session.timeout.ms", "3000"),
+            ("heartbeat.interval.ms", "300"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while member.assignment().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the second member got no partition: {:?}",
+            member.events()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let share = member.assignment();
+    assert!(
+        share.len() < PARTITIONS as usize,
+        "the second member got every partition ({share:?}): the paused gateway left the group"
+    );
+    member.close();
+    if let Some(rest) = (max_poll + Duration::from_secs(2)).checked_sub(outage.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    fx.front.release();
+    let out = fx.read_everything().await;
+    let summary = gw.stop().await.expect("clean stop");
+    assert_eq!(summary.skipped, 0);
+    fx.check(&out);
 }
 
 // ---------------------------------------------------------------------------------------------

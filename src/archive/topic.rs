@@ -57,7 +57,7 @@ use crate::config::{
     ArchiveCodec, ArchiveCompression, ArchiveConfig, ArchiveDictionary, ArchiveFormat,
     ArchiveStatistics, Config, ErrorPolicy, LossyPolicy, Output, RouteConfig,
 };
-use crate::pipeline::{block_on, consumer_lags, kind_index, with_statistics};
+use crate::pipeline::{Outage, block_on, consumer_lags, kind_index, with_statistics};
 use crate::registry::{Backoff, SchemaSource};
 use crate::schema::{
     CachePolicy, FailureKind, ParsedSchema, PartFailure, ReaderSchema, ResolveError, Schemas,
@@ -236,7 +236,7 @@ pub async fn run(
         stop: shutdown,
         last: None,
         health: health::shared(),
-        registry: RegistryEvents::new(),
+        registry: Arc::new(RegistryEvents::new()),
     };
     std::thread::Builder::new()
         .name("schemabridge-archive".into())
@@ -296,7 +296,7 @@ struct Job {
     /// Liveness and readiness (telemetry).
     health: Arc<Health>,
     /// Registry cache hits and misses, outages.
-    registry: RegistryEvents,
+    registry: Arc<RegistryEvents>,
 }
 
 /// A source partition: topic (shared, so a key is cloned without allocating) and partition.
@@ -565,6 +565,10 @@ impl Shared {
 /// point of each assigned partition before its first fetch.
 struct ArchiveContext {
     shared: Mutex<Shared>,
+    /// Revocations so far: a message polled before one (possible only across a registry
+    /// outage, which polls while the message waits) is not handled; its partition's position
+    /// was set anew by the assignment.
+    generation: AtomicU64,
     /// Consumer lag per partition.
     lag: ConsumerLag,
 }
@@ -572,6 +576,10 @@ struct ArchiveContext {
 impl ArchiveContext {
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }
 
@@ -625,6 +633,7 @@ impl ConsumerContext for ArchiveContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 let revoked: Vec<Key> = tpl
                     .elements()
                     .iter()
@@ -649,6 +658,7 @@ impl ConsumerContext for ArchiveContext {
                 let _ = consumer.unassign();
             }
             _ => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 tracing::warn!(route = %shared.route, error = ?err, "rebalance error");
                 let _ = consumer.unassign();
             }
@@ -668,7 +678,12 @@ impl DlqContext {
     }
 }
 
-impl ClientContext for DlqContext {}
+impl ClientContext for DlqContext {
+    /// Producer statistics are not used (as for `run`'s producer: without a `target` it shares
+    /// the source's `librdkafka` map and its `statistics.interval.ms`; the default would log
+    /// every report).
+    fn stats_raw(&self, _statistics: &[u8]) {}
+}
 
 impl ProducerContext for DlqContext {
     type DeliveryOpaque = ();
@@ -714,6 +729,33 @@ pub fn utc_date(millis: i64) -> String {
 }
 
 type ArchiveConsumer = BaseConsumer<ArchiveContext>;
+
+/// What became of a message's value before its partition's file sees it.
+enum Resolved {
+    /// Resolved: the framed reader encoding is in `Buffers::value`.
+    Value,
+    /// No value (nothing to archive).
+    Tombstone,
+    /// Not archivable: the route's error policy decides.
+    Failed(PartFailure),
+    /// Shutdown while waiting for the registry.
+    Cancelled,
+}
+
+/// What a registry outage needs to keep the consumer in its group (see [`Outage`]).
+struct Keepalive<'a> {
+    consumer: &'a ArchiveConsumer,
+    outage: Outage,
+    registry: Arc<RegistryEvents>,
+    health: Arc<Health>,
+}
+
+/// The per-message buffers the archive thread reuses.
+struct Buffers {
+    value: Vec<u8>,
+    scratch: Vec<u8>,
+    lossy: Vec<Arc<str>>,
+}
 
 impl Job {
     fn client_err(&self, what: &'static str) -> impl FnOnce(KafkaError) -> TopicError + '_ {
@@ -771,6 +813,7 @@ impl Job {
             .create_with_context(ArchiveContext {
                 shared: Mutex::new(shared),
                 lag: ConsumerLag::default(),
+                generation: AtomicU64::new(0),
             })
             .map_err(self.client_err("consumer"))?;
         let src = &self.route.source;
@@ -820,9 +863,17 @@ impl Job {
         let interval = Duration::from_millis(roll.interval_ms);
         let commit_every = Duration::from_millis(self.cfg.pipeline.commit_interval_ms);
         let mut last_commit = Instant::now();
-        let mut value = Vec::with_capacity(4096);
-        let mut scratch = Vec::new();
-        let mut lossy = Vec::new();
+        let mut bufs = Buffers {
+            value: Vec::with_capacity(4096),
+            scratch: Vec::new(),
+            lossy: Vec::new(),
+        };
+        let mut keep = Keepalive {
+            consumer,
+            outage: Outage::default(),
+            registry: Arc::clone(&self.registry),
+            health: Arc::clone(&self.health),
+        };
         let mut polls = 0u32;
         while !self.stop.is_cancelled() {
             let msg = consumer.poll(POLL);
@@ -831,6 +882,11 @@ impl Job {
             if msg.is_none() || polls % HEARTBEAT_EVERY == 0 {
                 self.health.heartbeat();
             }
+            let polled_at = consumer.context().generation();
+            let resolved = match &msg {
+                Some(Ok(m)) => Some(self.resolve_value(m, &mut keep, &mut bufs)),
+                _ => None,
+            };
             let mut shared = consumer.context().lock();
             if let Some(e) = shared.failure.take() {
                 return Err(e);
@@ -844,7 +900,13 @@ impl Job {
                     tracing::warn!(route = %self.route.name, error = %e, "consumer error");
                 }
                 Some(Ok(m)) => {
-                    self.handle(&mut shared, &m, &mut value, &mut scratch, &mut lossy)?;
+                    // Revoked while its value waited for the registry: consumed again from
+                    // the position its partition was assigned with.
+                    if let Some(resolved) = resolved
+                        && consumer.context().generation() == polled_at
+                    {
+                        self.handle(&mut shared, &m, resolved, &bufs.value)?;
+                    }
                 }
             }
             // Roll by time; commit what finished files made safe.
@@ -870,15 +932,71 @@ impl Job {
         Ok(())
     }
 
-    /// One message: resolve its value, then into its partition's file, or the error policy.
+    /// A message's value resolved to the reader (into `value`), before `shared` is locked: a
+    /// registry outage meanwhile pauses the partitions and keeps polling the consumer (so the
+    /// member stays in its group; rebalances run and lock `shared`), through `outage`.
+    fn resolve_value(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        keep: &mut Keepalive<'_>,
+        bufs: &mut Buffers,
+    ) -> Resolved {
+        let Some(input) = m.payload() else {
+            return Resolved::Tombstone;
+        };
+        bufs.value.clear();
+        bufs.lossy.clear();
+        let resolved = self.resolve(
+            input,
+            &mut bufs.value,
+            &mut bufs.scratch,
+            &mut bufs.lossy,
+            &mut || {
+                keep.outage
+                    .keepalive(keep.consumer, &keep.registry, &keep.health, &|| {
+                        keep.consumer.context().generation()
+                    })
+            },
+        );
+        keep.outage.end(
+            keep.consumer,
+            &keep.registry,
+            &keep.health,
+            keep.consumer.context().generation(),
+        );
+        match resolved {
+            Ok(()) if bufs.lossy.is_empty() || self.route.value.on_lossy == LossyPolicy::Allow => {
+                Resolved::Value
+            }
+            Ok(()) => Resolved::Failed(PartFailure {
+                kind: FailureKind::Lossy,
+                message: format!(
+                    "the reader ({}) would not see fields that hold data: {}",
+                    self.reader.origin,
+                    bufs.lossy
+                        .iter()
+                        .map(|f| &**f)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                writer_id: wire::parse(input).ok().map(|f| f.schema_id),
+            }),
+            Err(None) => Resolved::Cancelled,
+            Err(Some(f)) => Resolved::Failed(f),
+        }
+    }
+
+    /// One message, its value resolved: into its partition's file, or the error policy.
     fn handle(
         &mut self,
         shared: &mut Shared,
         m: &BorrowedMessage<'_>,
-        value: &mut Vec<u8>,
-        scratch: &mut Vec<u8>,
-        lossy: &mut Vec<Arc<str>>,
+        resolved: Resolved,
+        value: &[u8],
     ) -> Result<(), TopicError> {
+        if let Resolved::Cancelled = resolved {
+            return Ok(()); // shutdown while waiting for the registry
+        }
         // The assigned partition's own key, no allocation per message: the last message's
         // (messages come in runs per partition), else searched among the assigned ones.
         let same = |(t, p): &Key| **t == *m.topic() && *p == m.partition();
@@ -895,29 +1013,15 @@ impl Job {
         let offset = m.offset();
         shared.summary.consumed += 1;
         shared.events.consumed.increment(1);
-        let Some(input) = m.payload() else {
-            shared.summary.tombstones += 1;
-            shared.events.tombstones.increment(1);
-            return self.dealt_with(shared, &key, offset);
-        };
-        value.clear();
-        lossy.clear();
-        let failure = match self.resolve(input, value, scratch, lossy) {
-            Ok(()) if lossy.is_empty() || self.route.value.on_lossy == LossyPolicy::Allow => None,
-            Ok(()) => Some(PartFailure {
-                kind: FailureKind::Lossy,
-                message: format!(
-                    "the reader ({}) would not see fields that hold data: {}",
-                    self.reader.origin,
-                    lossy.iter().map(|f| &**f).collect::<Vec<_>>().join(", ")
-                ),
-                writer_id: wire::parse(input).ok().map(|f| f.schema_id),
-            }),
-            Err(None) => return Ok(()), // shutdown while waiting for the registry
-            Err(Some(f)) => Some(f),
-        };
-        if let Some(f) = failure {
-            return self.fail(shared, &key, m, f);
+        match resolved {
+            Resolved::Value => {}
+            Resolved::Tombstone => {
+                shared.summary.tombstones += 1;
+                shared.events.tombstones.increment(1);
+                return self.dealt_with(shared, &key, offset);
+            }
+            Resolved::Failed(f) => return self.fail(shared, &key, m, f),
+            Resolved::Cancelled => return Ok(()),
         }
         // The datum without the Confluent framing (5 bytes: magic and schema id).
         let datum = value.get(5..).unwrap_or_default();
@@ -978,13 +1082,15 @@ impl Job {
         Ok(())
     }
 
-    /// Resolves `input` to the reader into `out` (framed). `Err(None)`: shutdown.
+    /// Resolves `input` to the reader into `out` (framed), calling `idle` every second while
+    /// the registry does not answer. `Err(None)`: shutdown.
     fn resolve(
         &mut self,
         input: &[u8],
         out: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
         lossy: &mut Vec<Arc<str>>,
+        idle: &mut dyn FnMut(),
     ) -> Result<(), Option<PartFailure>> {
         let framed = wire::parse(input).map_err(|e| {
             Some(PartFailure {
@@ -994,31 +1100,13 @@ impl Job {
             })
         })?;
         let writer_id = framed.schema_id;
-        // A registry outage: the thread waits (never skips), alive and not ready.
-        let mut outage: Option<Instant> = None;
         let (plan, _) = block_on(
             &self.runtime,
             self.schemas
                 .plan(writer_id, MessageIndexes::default(), &self.reader),
             &self.registry,
-            &mut || {
-                self.health.heartbeat();
-                if outage.is_none() {
-                    tracing::warn!(route = %self.route.name, "schema registry unavailable: waiting until it answers");
-                    outage = Some(Instant::now());
-                    self.registry.outages.increment(1);
-                    self.registry.available.set(0.0);
-                    self.health.registry_outage(true);
-                }
-            },
+            idle,
         );
-        if let Some(since) = outage {
-            let waited = since.elapsed();
-            self.registry.paused_seconds.increment(waited.as_secs());
-            self.registry.available.set(1.0);
-            self.health.registry_outage(false);
-            tracing::info!(route = %self.route.name, waited = ?waited, "schema registry answered again");
-        }
         let plan = plan.map_err(|e| match e {
             ResolveError::Cancelled => None,
             ResolveError::Failed(f) => Some(f),

@@ -23,6 +23,7 @@ mod routes;
 mod source;
 mod worker;
 
+pub(crate) use outage::Outage;
 pub(crate) use routes::{KINDS, kind_index};
 pub(crate) use source::{consumer_lags, with_statistics};
 pub(crate) use worker::{block_on, dead_letter_headers};

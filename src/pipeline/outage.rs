@@ -9,54 +9,73 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::{Message, TopicPartitionList};
 
 use crate::telemetry::events::RegistryEvents;
 use crate::telemetry::health::Health;
 
+/// How long each keepalive poll may wait for an event. Not zero: with a zero timeout the
+/// archive's waiting consumer was never handed the group's rebalance events (a member joining
+/// meanwhile got every partition: `tests/archive_topic.rs` (d) fails so).
+const KEEPALIVE_POLL: Duration = Duration::from_millis(100);
+
 /// A registry outage in progress: the assigned partitions are paused and the consumer keeps
 /// being polled, so the member stays in its group (`max.poll.interval.ms`) and serves
 /// rebalances. A message that was already fetched and arrives anyway is not processed: its
 /// partition is rewound to it when the outage ends.
+///
+/// A rebalance during the outage (the caller's `generation`, its count of revocations, moves):
+/// a revoked partition's position is set anew by its next assignment (its committed offset), so
+/// the rewinds noted for it are forgotten (all of them under the eager protocol, where every
+/// partition is revoked; under the cooperative one, those of partitions no longer assigned), and
+/// what is assigned now is paused in turn.
 #[derive(Default)]
 pub struct Outage {
     paused: Option<TopicPartitionList>,
     since: Option<Instant>,
+    /// The caller's generation when the rewinds were last checked.
+    generation: u64,
     /// Per partition, the first offset polled and not processed during the outage.
     rewind: Vec<(String, i32, i64)>,
 }
 
 impl Outage {
-    /// Called while a registry lookup blocks (every second): pauses the assignment the first
-    /// time, reports the outage, and polls the consumer (serving rebalances and the group's
+    /// Called while a registry lookup blocks (every second): reports the outage the first
+    /// time, pauses the assignment, and polls the consumer (serving rebalances and the group's
     /// heartbeats), noting where to rewind each partition that delivered a message anyway.
+    /// `generation`: the caller's count of revocations.
     pub fn keepalive<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         registry: &RegistryEvents,
         health: &Health,
+        generation: &dyn Fn() -> u64,
     ) {
+        if self.since.is_none() {
+            tracing::warn!("schema registry unavailable: partitions paused until it answers");
+            self.since = Some(Instant::now());
+            self.generation = generation();
+            registry.outages.increment(1);
+            registry.available.set(0.0);
+            health.registry_outage(true);
+        }
+        self.after_revocations(consumer, generation());
         if self.paused.is_none() {
             match consumer.assignment() {
                 Ok(a) => {
                     if let Err(e) = consumer.pause(&a) {
                         tracing::warn!(error = %e, "cannot pause partitions during the registry outage");
                     }
-                    tracing::warn!(
-                        "schema registry unavailable: partitions paused until it answers"
-                    );
                     self.paused = Some(a);
-                    self.since = Some(Instant::now());
-                    registry.outages.increment(1);
-                    registry.available.set(0.0);
-                    health.registry_outage(true);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the assignment"),
             }
         }
         health.heartbeat();
-        while let Some(polled) = consumer.poll(Duration::ZERO) {
+        while let Some(polled) = consumer.poll(KEEPALIVE_POLL) {
+            // A rebalance runs inside `poll`: what it revoked is forgotten before noting more.
+            self.after_revocations(consumer, generation());
             if let Ok(m) = polled {
                 let (t, p) = (m.topic(), m.partition());
                 if !self.rewind.iter().any(|(rt, rp, _)| rt == t && *rp == p) {
@@ -66,17 +85,43 @@ impl Outage {
         }
     }
 
+    /// Forgets the rewinds of partitions revoked since the last check (see [`Outage`]); the
+    /// assignment is paused again at the next `keepalive`.
+    fn after_revocations<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, now: u64) {
+        if now == self.generation {
+            return;
+        }
+        self.generation = now;
+        match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => {
+                let assigned = consumer.assignment().ok();
+                self.rewind.retain(|(t, p, _)| {
+                    assigned
+                        .as_ref()
+                        .is_some_and(|a| a.find_partition(t, *p).is_some())
+                });
+            }
+            _ => self.rewind.clear(),
+        }
+        // Resume what was paused and is still assigned; the next keepalive pauses what is now.
+        if let Some(paused) = self.paused.take() {
+            let _ = consumer.resume(&paused);
+        }
+    }
+
     /// Resumes after an outage: rewinds partitions whose messages were polled and not
-    /// processed, then resumes fetching.
+    /// processed, then resumes fetching. `generation`: the caller's count of revocations.
     pub fn end<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         registry: &RegistryEvents,
         health: &Health,
+        generation: u64,
     ) {
-        let Some(paused) = self.paused.take() else {
+        let Some(since) = self.since.take() else {
             return;
         };
+        self.after_revocations(consumer, generation);
         for (topic, partition, offset) in self.rewind.drain(..) {
             if let Err(e) = consumer.seek(
                 &topic,
@@ -87,15 +132,15 @@ impl Outage {
                 tracing::warn!(topic = %topic, partition, offset, error = %e, "cannot rewind after the registry outage");
             }
         }
-        if let Err(e) = consumer.resume(&paused) {
+        if let Some(paused) = self.paused.take()
+            && let Err(e) = consumer.resume(&paused)
+        {
             tracing::warn!(error = %e, "cannot resume partitions after the registry outage");
         }
-        if let Some(since) = self.since.take() {
-            let paused_for = since.elapsed();
-            registry.paused_seconds.increment(paused_for.as_secs());
-            registry.available.set(1.0);
-            health.registry_outage(false);
-            tracing::info!(paused_for = ?paused_for, "schema registry answered again: partitions resumed");
-        }
+        let paused_for = since.elapsed();
+        registry.paused_seconds.increment(paused_for.as_secs());
+        registry.available.set(1.0);
+        health.registry_outage(false);
+        tracing::info!(paused_for = ?paused_for, "schema registry answered again: partitions resumed");
     }
 }

@@ -401,7 +401,12 @@ fn consume(
                 let flow = worker.handle(routes.get(route), same, pos, &msg, &mut io)?;
                 drop(msg);
                 let cx = consumer.context();
-                outage.end(consumer, &cx.registry, &cx.health);
+                outage.end(
+                    consumer,
+                    &cx.registry,
+                    &cx.health,
+                    cx.generation.load(Ordering::Acquire),
+                );
                 if let Flow::Stop = flow {
                     break;
                 }
@@ -432,7 +437,9 @@ impl Io for MessageIo<'_> {
     fn idle(&mut self) {
         let cx = self.consumer.context();
         self.outage
-            .keepalive(self.consumer, &cx.registry, &cx.health);
+            .keepalive(self.consumer, &cx.registry, &cx.health, &|| {
+                cx.generation.load(Ordering::Acquire)
+            });
         // What was done before the outage is committed (an open transaction would otherwise
         // stay open, holding back read_committed readers, until the registry answers).
         if let Err(e) = lock(self.delivery).flush_during_pause(self.consumer) {

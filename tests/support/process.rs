@@ -123,7 +123,12 @@ impl GatewayProcess {
             .arg(command)
             .arg("--config")
             .arg(&config)
-            .env("RUST_LOG", "info")
+            // `SCHEMABRIDGE_TEST_CHILD_LOG` (e.g. `info,librdkafka=debug` with a `debug`
+            // librdkafka property) to debug a test; `info` otherwise.
+            .env(
+                "RUST_LOG",
+                std::env::var("SCHEMABRIDGE_TEST_CHILD_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
