@@ -499,12 +499,7 @@ async fn check_archive_metrics(addr: std::net::SocketAddr, out: &Path, produced:
     assert_eq!(s.sum("schemabridge_assigned_partitions", &[]), 3.0);
     assert_eq!(s.sum("schemabridge_registry_available", &[]), 1.0);
     assert_eq!(s.sum("schemabridge_ready", &[]), 1.0);
-    let exported: BTreeSet<&str> = s
-        .families
-        .iter()
-        .map(String::as_str)
-        .filter(|n| n.starts_with("schemabridge_"))
-        .collect();
+    let exported = s.schemabridge_families();
     let catalogue: BTreeSet<&str> = CATALOGUE
         .iter()
         .filter(|m| m.exporter.archive())

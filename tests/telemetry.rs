@@ -466,12 +466,7 @@ routes:
     assert_eq!(s.sum("schemabridge_registry_available", &[]), 1.0);
 
     // The catalogue (the README's table) is what this gateway exports, no more, no less.
-    let exported: BTreeSet<&str> = s
-        .families
-        .iter()
-        .map(String::as_str)
-        .filter(|n| n.starts_with("schemabridge_"))
-        .collect();
+    let exported = s.schemabridge_families();
     let catalogue: BTreeSet<&str> = CATALOGUE
         .iter()
         .filter(|m| m.exporter.run())

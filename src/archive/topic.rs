@@ -1133,7 +1133,7 @@ impl Job {
     ) -> Result<(), TopicError> {
         let part = &self.route.value;
         let kind = kind_index(f.kind);
-        shared.events.failed(kind);
+        shared.events.failures.failed(kind);
         let policy = if f.kind == FailureKind::Lossy {
             match part.on_lossy {
                 LossyPolicy::Dlq => ErrorPolicy::Dlq,
@@ -1179,7 +1179,7 @@ impl Job {
                 }
                 tracing::warn!(route = %self.route.name, topic = m.topic(), partition = m.partition(), offset = m.offset(), kind = f.kind.as_str(), reason = %f.message, "dead letter");
                 shared.summary.dead_lettered += 1;
-                shared.events.dead_lettered(kind);
+                shared.events.failures.dead_lettered(kind);
                 self.dealt_with(shared, key, m.offset())
             }
             (ErrorPolicy::Skip, _, _) => {

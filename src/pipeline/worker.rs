@@ -230,7 +230,7 @@ impl Worker {
             )
         };
         let kind = kind_index(f.kind);
-        route.metrics.events.failed(kind);
+        route.metrics.events.failures.failed(kind);
         let dlq = rt.config.dlq.as_deref().or_else(|| {
             // A too-large record on a passthrough route: use the value part's DLQ if any.
             route.part(Part::Value).config.dlq.as_deref()
@@ -278,7 +278,7 @@ impl Worker {
                         Err(SendError::Fatal(e)) => return Err(e.into()),
                     }
                 }
-                route.metrics.events.dead_lettered(kind);
+                route.metrics.events.failures.dead_lettered(kind);
                 self.summary.dead_lettered += 1;
                 if logs::failed_message_line() {
                     log("dead letter");

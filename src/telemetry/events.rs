@@ -330,13 +330,18 @@ pub fn describe() {
 /// as resolving a small record from cache; sampling keeps it off the hot path).
 pub const TRANSCODE_SAMPLE_EVERY: u64 = 64;
 
-/// A route's (or an archive route's) failures and dead letters per failure kind.
-struct ByKind(Vec<(Counter, Counter)>);
+/// A route's (or an archive route's) failures and dead letters: per failure kind, and the
+/// `dead_lettered` outcome.
+pub struct Failures {
+    by_kind: Vec<(Counter, Counter)>,
+    dead_lettered: Counter,
+}
 
-impl ByKind {
+impl Failures {
+    /// `kinds`: every failure kind, in the order [`Failures::failed`] indexes them.
     fn new(route: &str, kinds: &[&'static str]) -> Self {
-        ByKind(
-            kinds
+        Failures {
+            by_kind: kinds
                 .iter()
                 .map(|kind| {
                     (
@@ -345,17 +350,21 @@ impl ByKind {
                     )
                 })
                 .collect(),
-        )
+            dead_lettered: outcome(route, "dead_lettered"),
+        }
     }
 
-    fn failed(&self, kind: usize) {
-        if let Some((failures, _)) = self.0.get(kind) {
+    /// A message failed with the kind at `kind` (its index in the route's `kinds`).
+    pub fn failed(&self, kind: usize) {
+        if let Some((failures, _)) = self.by_kind.get(kind) {
             failures.increment(1);
         }
     }
 
-    fn dead_lettered(&self, kind: usize) {
-        if let Some((_, dead_letters)) = self.0.get(kind) {
+    /// A message was dead-lettered for the kind at `kind`.
+    pub fn dead_lettered(&self, kind: usize) {
+        self.dead_lettered.increment(1);
+        if let Some((_, dead_letters)) = self.by_kind.get(kind) {
             dead_letters.increment(1);
         }
     }
@@ -370,35 +379,21 @@ fn outcome(route: &str, outcome: &'static str) -> Counter {
 pub struct RouteEvents {
     pub consumed: Counter,
     pub forwarded: Counter,
-    pub dead_lettered: Counter,
     pub skipped: Counter,
     pub transcode: Histogram,
-    /// Per failure kind (in the order of the `kinds` the route was built with).
-    by_kind: ByKind,
+    pub failures: Failures,
 }
 
 impl RouteEvents {
-    /// `kinds`: every failure kind, in the order [`RouteEvents::failed`] indexes them.
+    /// `kinds`: every failure kind, in the order [`Failures::failed`] indexes them.
     pub fn new(route: &str, kinds: &[&'static str]) -> Self {
         RouteEvents {
             consumed: metrics::counter!(CONSUMED, "route" => route.to_string()),
             forwarded: outcome(route, "forwarded"),
-            dead_lettered: outcome(route, "dead_lettered"),
             skipped: outcome(route, "skipped"),
             transcode: metrics::histogram!(TRANSCODE_SECONDS, "route" => route.to_string()),
-            by_kind: ByKind::new(route, kinds),
+            failures: Failures::new(route, kinds),
         }
-    }
-
-    /// A message failed with the kind at `kind` (its index in the route's `kinds`).
-    pub fn failed(&self, kind: usize) {
-        self.by_kind.failed(kind);
-    }
-
-    /// A message was dead-lettered for the kind at `kind`.
-    pub fn dead_lettered(&self, kind: usize) {
-        self.dead_lettered.increment(1);
-        self.by_kind.dead_lettered(kind);
     }
 }
 
@@ -409,7 +404,6 @@ pub struct ArchiveEvents {
     pub consumed: Counter,
     /// Records in files that became visible (added per file).
     pub archived: Counter,
-    pub dead_lettered: Counter,
     pub skipped: Counter,
     pub tombstones: Counter,
     pub files: Counter,
@@ -417,17 +411,16 @@ pub struct ArchiveEvents {
     pub upload: Histogram,
     pub open_records: Gauge,
     pub assigned_partitions: Gauge,
-    by_kind: ByKind,
+    pub failures: Failures,
 }
 
 impl ArchiveEvents {
-    /// `kinds`: every failure kind, in the order [`ArchiveEvents::failed`] indexes them.
+    /// `kinds`: every failure kind, in the order [`Failures::failed`] indexes them.
     pub fn new(route: &str, kinds: &[&'static str]) -> Self {
         let r = || route.to_string();
         ArchiveEvents {
             consumed: metrics::counter!(CONSUMED, "route" => r()),
             archived: outcome(route, "archived"),
-            dead_lettered: outcome(route, "dead_lettered"),
             skipped: outcome(route, "skipped"),
             tombstones: outcome(route, "tombstone"),
             files: metrics::counter!(ARCHIVE_FILES, "route" => r()),
@@ -435,19 +428,8 @@ impl ArchiveEvents {
             upload: metrics::histogram!(ARCHIVE_UPLOAD_SECONDS, "route" => r()),
             open_records: metrics::gauge!(ARCHIVE_OPEN_RECORDS, "route" => r()),
             assigned_partitions: metrics::gauge!(ASSIGNED_PARTITIONS),
-            by_kind: ByKind::new(route, kinds),
+            failures: Failures::new(route, kinds),
         }
-    }
-
-    /// A record failed with the kind at `kind` (its index in `kinds`).
-    pub fn failed(&self, kind: usize) {
-        self.by_kind.failed(kind);
-    }
-
-    /// A record was dead-lettered for the kind at `kind`.
-    pub fn dead_lettered(&self, kind: usize) {
-        self.dead_lettered.increment(1);
-        self.by_kind.dead_lettered(kind);
     }
 }
 

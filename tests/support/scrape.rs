@@ -107,6 +107,15 @@ impl Scrape {
         out
     }
 
+    /// The `schemabridge_*` metric families exported.
+    pub fn schemabridge_families(&self) -> BTreeSet<&str> {
+        self.families
+            .iter()
+            .map(String::as_str)
+            .filter(|n| n.starts_with("schemabridge_"))
+            .collect()
+    }
+
     /// The sum of `name`'s samples whose labels include `with`.
     pub fn sum(&self, name: &str, with: &[(&str, &str)]) -> f64 {
         self.samples
