@@ -5,7 +5,8 @@
 //! block; every update is an atomic store, cheap enough for the pipeline thread.
 //!
 //! One state per process ([`shared`]), as the metrics recorder is one per process: the binary
-//! runs one gateway. Several gateways in one process (tests) share it; only a process that serves
+//! runs one gateway (`run`) or one archive route (`archive`), whose thread plays the pipeline
+//! thread's part below. Several gateways in one process (tests) share it; only a process that serves
 //! the telemetry listener reads it.
 //!
 //! - **Alive** unless the pipeline thread, once started, has not come round its loop for

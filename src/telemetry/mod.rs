@@ -4,8 +4,8 @@
 //! stderr is a terminal), the rate limit on per-message log lines (`logs`), every metric's
 //! name and handle (`events`: the one place that names them), the liveness/readiness state
 //! (`health`), and the telemetry listener with the Prometheus recorder (`server`: `/metrics`,
-//! `/healthz`, `/readyz` on `telemetry.listen`). The pipeline emits through `events` handles and
-//! updates `health`; it never names a metric itself. Must not: touch Kafka or the registry, or
+//! `/healthz`, `/readyz` on `telemetry.listen`). The pipeline and the archive emit through
+//! `events` handles and update `health`; neither names a metric itself. Must not: touch Kafka or the registry, or
 //! log config values or message payloads.
 
 pub mod events;
