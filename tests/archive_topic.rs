@@ -44,7 +44,7 @@ use support::orders::{
 use support::process::{GatewayProcess, scratch_dir};
 use support::python::{FASTAVRO, python_with};
 use support::registry::StallingFront;
-use support::scrape::{Scrape, free_port, get, get_until};
+use support::scrape::{Scrape, dashboard_metrics, free_port, get, get_until};
 
 const TOPIC: &str = "orders";
 const DLQ: &str = "orders-dlq";
@@ -509,6 +509,13 @@ async fn check_archive_metrics(addr: std::net::SocketAddr, out: &Path, produced:
         exported, catalogue,
         "/metrics against the catalogue's `archive` metrics"
     );
+    // Every metric the archive's dashboard queries is exported by the archive.
+    for name in dashboard_metrics("schemabridge-archive.json") {
+        assert!(
+            exported.contains(name.as_str()),
+            "the archive dashboard queries {name}, which the archive does not export"
+        );
+    }
 }
 
 /// Lists the bucket until stopped; reads every object the first time a listing shows it and

@@ -23,7 +23,7 @@ use support::orders::{ORDER_V1, ORDER_V2, SplitMix, order_v1, order_v2};
 use support::orders::{encode, framed};
 use support::process::{GatewayProcess, scratch_dir};
 use support::registry::{RegistryDouble, StallingFront};
-use support::scrape::{Scrape, free_port, get, get_until};
+use support::scrape::{Scrape, dashboard_metrics, free_port, get, get_until};
 
 /// What a route was sent.
 #[derive(Default)]
@@ -120,61 +120,16 @@ fn lossy_fields(msgs: &[Received], topic: &str) -> BTreeMap<String, f64> {
     out
 }
 
-/// Every `schemabridge_*` name the dashboard's queries use, with histogram suffixes removed.
-fn dashboard_metrics() -> BTreeSet<String> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/grafana/schemabridge.json"
-    );
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("read the dashboard"))
-            .expect("the dashboard is JSON");
-    let mut exprs = Vec::new();
-    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
-        match v {
-            serde_json::Value::Object(map) => {
-                for (k, v) in map {
-                    match (k.as_str(), v) {
-                        ("expr" | "definition", serde_json::Value::String(s)) => {
-                            out.push(s.clone())
-                        }
-                        ("query", serde_json::Value::String(s)) => out.push(s.clone()),
-                        _ => walk(v, out),
-                    }
-                }
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
-            _ => {}
-        }
-    }
-    walk(&dashboard, &mut exprs);
-    let name = regex::Regex::new(r"schemabridge_[a-z_]+").expect("regex");
-    let mut names = BTreeSet::new();
-    for expr in &exprs {
-        for m in name.find_iter(expr) {
-            let n = m.as_str();
-            let n = ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|s| n.strip_suffix(s))
-                .unwrap_or(n);
-            names.insert(n.to_string());
-        }
-    }
-    assert!(
-        names.len() >= 10,
-        "the dashboard queries schemabridge metrics: {exprs:?}"
-    );
-    names
-}
-
 #[test]
 fn the_dashboard_and_the_readme_name_only_metrics_in_the_catalogue() {
     let catalogue: BTreeSet<&str> = CATALOGUE.iter().map(|m| m.name).collect();
-    for name in dashboard_metrics() {
-        assert!(
-            catalogue.contains(name.as_str()),
-            "the dashboard queries {name}, which schemabridge does not export"
-        );
+    for dashboard in ["schemabridge.json", "schemabridge-archive.json"] {
+        for name in dashboard_metrics(dashboard) {
+            assert!(
+                catalogue.contains(name.as_str()),
+                "{dashboard} queries {name}, which schemabridge does not export"
+            );
+        }
     }
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
@@ -477,7 +432,7 @@ routes:
         "/metrics against the catalogue's `run` metrics"
     );
     // Every metric the dashboard queries is exported by this gateway.
-    for name in dashboard_metrics() {
+    for name in dashboard_metrics("schemabridge.json") {
         assert!(
             s.families.contains(&name) || s.samples.contains_key(&name),
             "the dashboard queries {name}, which /metrics does not export:\n{metrics_text}"

@@ -1,6 +1,7 @@
 //! Scraping the telemetry listener of a `schemabridge` child process: a free port for
 //! `telemetry.listen`, `GET` over plain HTTP/1.0, polling until an answer holds, and a parser for
-//! the Prometheus text exposition (samples by name and labels, families from `# TYPE`).
+//! the Prometheus text exposition (samples by name and labels, families from `# TYPE`), and the
+//! metric names a Grafana dashboard under deploy/grafana queries.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -146,4 +147,48 @@ impl Scrape {
         }
         out
     }
+}
+
+/// Every `schemabridge_*` name the dashboard's queries use, with histogram suffixes removed.
+pub fn dashboard_metrics(file: &str) -> BTreeSet<String> {
+    let path = format!("{}/deploy/grafana/{file}", env!("CARGO_MANIFEST_DIR"));
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read the dashboard"))
+            .expect("the dashboard is JSON");
+    let mut exprs = Vec::new();
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("expr" | "definition", serde_json::Value::String(s)) => {
+                            out.push(s.clone())
+                        }
+                        ("query", serde_json::Value::String(s)) => out.push(s.clone()),
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    walk(&dashboard, &mut exprs);
+    let name = regex::Regex::new(r"schemabridge_[a-z_]+").expect("regex");
+    let mut names = BTreeSet::new();
+    for expr in &exprs {
+        for m in name.find_iter(expr) {
+            let n = m.as_str();
+            let n = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| n.strip_suffix(s))
+                .unwrap_or(n);
+            names.insert(n.to_string());
+        }
+    }
+    assert!(
+        names.len() >= 10,
+        "the dashboard queries schemabridge metrics: {exprs:?}"
+    );
+    names
 }
