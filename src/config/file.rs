@@ -252,9 +252,10 @@ pub struct ArchiveFile {
     pub url: String,
     #[serde(default)]
     pub format: ArchiveFormat,
-    /// Avro container block codec (`format: avro`): `deflate` (default) or `null`.
-    #[serde(default)]
-    pub codec: ArchiveCodec,
+    /// Avro container block codec (`format: avro`): `deflate` (default) or `null`. `None`:
+    /// not written (an explicit `codec: null` is `Some(Null)`).
+    #[serde(default, deserialize_with = "present_codec")]
+    pub codec: Option<ArchiveCodec>,
     /// Parquet column compression (`format: parquet`): `zstd` (default), `snappy` or `none`.
     #[serde(default)]
     pub compression: Option<ArchiveCompression>,
@@ -316,6 +317,11 @@ impl<'de> Deserialize<'de> for ArchiveCodec {
             )),
         }
     }
+}
+
+/// A `codec` key that is present, whatever it holds (`null` included: see [`ArchiveCodec`]).
+fn present_codec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ArchiveCodec>, D::Error> {
+    ArchiveCodec::deserialize(d).map(Some)
 }
 
 /// A Parquet file's column compression.

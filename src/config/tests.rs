@@ -466,6 +466,24 @@ fn an_archive_route_parses_into_its_store_with_defaults() {
     assert_eq!(c.routes[0].target, "");
     assert_eq!(a.format, ArchiveFormat::Avro);
     assert_eq!(a.codec, ArchiveCodec::Deflate);
+    // An unquoted `codec: null` (YAML's null) is the codec named null, as is a quoted one.
+    for line in ["codec: null", "codec: \"null\"", "codec: deflate"] {
+        let with = ARCHIVE.replace(
+            "      roll: { records: 500 }\n",
+            &format!("      roll: {{ records: 500 }}\n      {line}\n"),
+        );
+        let c = Config::parse(&with).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let want = if line.ends_with("deflate") {
+            ArchiveCodec::Deflate
+        } else {
+            ArchiveCodec::Null
+        };
+        assert_eq!(
+            c.routes[0].archive.as_ref().expect("archive").codec,
+            want,
+            "{line}"
+        );
+    }
     assert_eq!(a.roll.records, 500);
     assert!(a.roll.bytes > 0 && a.roll.interval_ms > 0, "defaults");
     match &a.store {
@@ -605,11 +623,18 @@ fn archive_mistakes_are_named_by_their_key() {
         "{:?}",
         errors(&misspelt)
     );
-    let parquet_codec = parquet.replace("      compression: snappy\n", "      codec: null\n");
-    assert_eq!(
-        errors(&parquet_codec),
-        ["routes[0].archive.codec: only used with `format: avro`"]
-    );
+    // Either codec, the default one too: a parquet route with a `codec` is a mistake.
+    for codec in ["null", "deflate"] {
+        let parquet_codec = parquet.replace(
+            "      compression: snappy\n",
+            &format!("      codec: {codec}\n"),
+        );
+        assert_eq!(
+            errors(&parquet_codec),
+            ["routes[0].archive.codec: only used with `format: avro`"],
+            "codec: {codec}"
+        );
+    }
     let passthrough = ARCHIVE.replace(
         "      format: avro\n      reader: { subject: orders-value, version: 1 }\n",
         "      format: passthrough\n",

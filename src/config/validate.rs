@@ -11,8 +11,8 @@ use super::file::{
 };
 use super::kafka::{ClientRole, check_owned_keys};
 use super::{
-    ArchiveCodec, ArchiveConfig, ArchiveFormat, ArchiveStore, Config, ConfigError, ConfigErrors,
-    ErrorPolicy, Format, LossyPolicy, Output, PartConfig, ReaderConfig, ReaderSource, RegistryAuth,
+    ArchiveConfig, ArchiveFormat, ArchiveStore, Config, ConfigError, ConfigErrors, ErrorPolicy,
+    Format, LossyPolicy, Output, PartConfig, ReaderConfig, ReaderSource, RegistryAuth,
     RegistryConfig, RegistrySource, RouteConfig, SecretRef, SourceTopics, SubjectVersion,
     TargetRegistryConfig,
 };
@@ -411,7 +411,7 @@ fn archive(at: &str, a: ArchiveFile, p: &mut Problems) -> Option<ArchiveConfig> 
         24 * HOUR_MS,
     );
     bounded(p, &key("part_bytes"), a.part_bytes, 5 << 30);
-    if a.format == ArchiveFormat::Parquet && a.codec != ArchiveCodec::default() {
+    if a.format == ArchiveFormat::Parquet && a.codec.is_some() {
         p.add(key("codec"), "only used with `format: avro`");
     }
     if a.format == ArchiveFormat::Avro && a.compression.is_some() {
@@ -506,7 +506,7 @@ fn archive(at: &str, a: ArchiveFile, p: &mut Problems) -> Option<ArchiveConfig> 
     Some(ArchiveConfig {
         store: store?,
         format: a.format,
-        codec: a.codec,
+        codec: a.codec.unwrap_or_default(),
         compression: a.compression.unwrap_or_default(),
         row_group_bytes: a.row_group_bytes,
         dictionary: a.dictionary.unwrap_or_default(),
