@@ -61,21 +61,14 @@ impl Outage {
             health.registry_outage(true);
         }
         self.after_revocations(consumer, generation());
-        if self.paused.is_none() {
-            match consumer.assignment() {
-                Ok(a) => {
-                    if let Err(e) = consumer.pause(&a) {
-                        tracing::warn!(error = %e, "cannot pause partitions during the registry outage");
-                    }
-                    self.paused = Some(a);
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot read the assignment"),
-            }
-        }
+        self.pause(consumer);
         health.heartbeat();
         while let Some(polled) = consumer.poll(KEEPALIVE_POLL) {
-            // A rebalance runs inside `poll`: what it revoked is forgotten before noting more.
-            self.after_revocations(consumer, generation());
+            // A rebalance runs inside `poll`: what it revoked is forgotten, and what it assigned
+            // paused, before noting more (unpaused, a busy partition would keep this loop going).
+            if self.after_revocations(consumer, generation()) {
+                self.pause(consumer);
+            }
             if let Ok(m) = polled {
                 let (t, p) = (m.topic(), m.partition());
                 if !self.rewind.iter().any(|(rt, rp, _)| rt == t && *rp == p) {
@@ -85,11 +78,32 @@ impl Outage {
         }
     }
 
-    /// Forgets the rewinds of partitions revoked since the last check (see [`Outage`]); the
-    /// assignment is paused again at the next `keepalive`.
-    fn after_revocations<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, now: u64) {
-        if now == self.generation {
+    /// Pauses the current assignment unless it is paused already.
+    fn pause<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        if self.paused.is_some() {
             return;
+        }
+        match consumer.assignment() {
+            Ok(a) => {
+                if let Err(e) = consumer.pause(&a) {
+                    tracing::warn!(error = %e, "cannot pause partitions during the registry outage");
+                }
+                self.paused = Some(a);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the assignment"),
+        }
+    }
+
+    /// Forgets the rewinds of partitions revoked since the last check (see [`Outage`]) and
+    /// resumes what was paused: the caller pauses the assignment as it is now. `true` when
+    /// there were revocations.
+    fn after_revocations<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        now: u64,
+    ) -> bool {
+        if now == self.generation {
+            return false;
         }
         self.generation = now;
         match consumer.rebalance_protocol() {
@@ -103,10 +117,11 @@ impl Outage {
             }
             _ => self.rewind.clear(),
         }
-        // Resume what was paused and is still assigned; the next keepalive pauses what is now.
+        // Resume what was paused and is still assigned; the caller pauses what is now.
         if let Some(paused) = self.paused.take() {
             let _ = consumer.resume(&paused);
         }
+        true
     }
 
     /// Resumes after an outage: rewinds partitions whose messages were polled and not
