@@ -63,12 +63,19 @@ impl Outage {
         self.after_revocations(consumer, generation());
         self.pause(consumer);
         health.heartbeat();
-        while let Some(polled) = consumer.poll(KEEPALIVE_POLL) {
-            // A rebalance runs inside `poll`: what it revoked is forgotten, and what it assigned
-            // paused, before noting more (unpaused, a busy partition would keep this loop going).
+        // Until nothing arrives, or a second at most (a partition that would not pause must not
+        // keep the caller from its lookup).
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            let polled = consumer.poll(KEEPALIVE_POLL);
+            // A rebalance runs inside `poll` (which then returns nothing): what it revoked is
+            // forgotten, and what it assigned paused, before noting more.
             if self.after_revocations(consumer, generation()) {
                 self.pause(consumer);
             }
+            let Some(polled) = polled else {
+                break;
+            };
             if let Ok(m) = polled {
                 let (t, p) = (m.topic(), m.partition());
                 if !self.rewind.iter().any(|(rt, rp, _)| rt == t && *rp == p) {
