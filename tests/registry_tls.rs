@@ -20,6 +20,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use support::scrape::free_port;
+
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use schemabridge::config::Config;
@@ -145,14 +147,6 @@ async fn registry_client_needs_the_ca_and_the_client_certificate() {
     let (ok_after, failed_after) = front.handshakes();
     assert_eq!(ok_after, ok_before, "{}", front.log_text());
     assert_eq!(failed_after, failed_before + 1, "{}", front.log_text());
-}
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// `GET /metrics` over HTTP/1.0; `None` when nothing answers yet.
