@@ -15,6 +15,7 @@
 use std::fs::File;
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use arrow_schema::Schema as ArrowSchema;
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::arrow_writer::ArrowWriter;
@@ -102,13 +103,15 @@ impl Default for ParquetOptions {
 }
 
 impl ParquetOptions {
-    /// The writer properties these options mean for files of `arrow` (the `avro.schema`
-    /// metadata included).
+    /// The writer properties these options mean for a file whose first batch is `first` (its
+    /// schema is every batch's; the `avro.schema` metadata included). A file with no rows
+    /// passes an empty batch.
     pub fn writer_properties(
         &self,
         schema_json: &str,
-        arrow: &ArrowSchema,
+        first: &RecordBatch,
     ) -> Result<WriterProperties, ArchiveError> {
+        let arrow: &ArrowSchema = first.schema_ref();
         let compression = match self.compression {
             ParquetCompression::Zstd(level) => {
                 Compression::ZSTD(ZstdLevel::try_new(level).map_err(|e| ArchiveError::Output {
@@ -156,7 +159,12 @@ const BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// One Parquet file being written.
 pub struct ParquetFile {
-    writer: ArrowWriter<File>,
+    /// The file, until the first batch (or `finish`) opens the writer on it: the writer
+    /// properties are chosen from that batch.
+    sink: Option<File>,
+    writer: Option<ArrowWriter<File>>,
+    options: ParquetOptions,
+    schema: Arc<ReaderSchema>,
     columns: Columns,
     records: u64,
     /// The writer's bytes (written, plus the open row group's estimate) as of the last batch:
@@ -174,11 +182,11 @@ impl ParquetFile {
             Columns::new(Arc::clone(schema.shape())).map_err(|e| ArchiveError::Output {
                 why: format!("parquet: {e}"),
             })?;
-        let props = options.writer_properties(schema.text(), columns.schema())?;
-        let writer = ArrowWriter::try_new(sink, Arc::clone(columns.schema()), Some(props))
-            .map_err(parquet_err)?;
         Ok(ParquetFile {
-            writer,
+            sink: Some(sink),
+            writer: None,
+            options,
+            schema: Arc::clone(schema),
             columns,
             records: 0,
             writer_bytes: 0,
@@ -195,9 +203,26 @@ impl ParquetFile {
             .map_err(|e| ArchiveError::Output {
                 why: format!("parquet: {e}"),
             })?;
-        self.writer.write(&batch).map_err(parquet_err)?;
-        self.writer_bytes = self.writer.bytes_written() + self.writer.in_progress_size();
+        let writer = self.writer_for(&batch)?;
+        writer.write(&batch).map_err(parquet_err)?;
+        self.writer_bytes = writer.bytes_written() + writer.in_progress_size();
         Ok(())
+    }
+
+    /// The writer, opened on the first batch with the properties the options choose for it.
+    fn writer_for(&mut self, first: &RecordBatch) -> Result<&mut ArrowWriter<File>, ArchiveError> {
+        if self.writer.is_none() {
+            let sink = self.sink.take().ok_or_else(|| ArchiveError::Output {
+                why: "parquet: the file is gone".into(),
+            })?;
+            let props = self.options.writer_properties(self.schema.text(), first)?;
+            let writer = ArrowWriter::try_new(sink, Arc::clone(self.columns.schema()), Some(props))
+                .map_err(parquet_err)?;
+            self.writer = Some(writer);
+        }
+        self.writer.as_mut().ok_or_else(|| ArchiveError::Output {
+            why: "parquet: no writer".into(),
+        })
     }
 }
 
@@ -233,7 +258,13 @@ impl RecordFile for ParquetFile {
 
     fn finish(mut self: Box<Self>) -> Result<File, ArchiveError> {
         self.write_batch()?;
-        let file = self.writer.into_inner().map_err(parquet_err)?;
+        // A file with no rows gets its writer (and footer) now.
+        let empty = RecordBatch::new_empty(Arc::clone(self.columns.schema()));
+        self.writer_for(&empty)?;
+        let writer = self.writer.take().ok_or_else(|| ArchiveError::Output {
+            why: "parquet: no writer".into(),
+        })?;
+        let file = writer.into_inner().map_err(parquet_err)?;
         file.sync_all().map_err(|e| ArchiveError::Output {
             why: format!("parquet: sync: {e}"),
         })?;
@@ -256,7 +287,10 @@ mod tests {
             ..ParquetOptions::default()
         };
         let props = options
-            .writer_properties(schema.text(), columns.schema())
+            .writer_properties(
+                schema.text(),
+                &RecordBatch::new_empty(Arc::clone(columns.schema())),
+            )
             .unwrap();
         let parquet = ArrowSchemaConverter::new()
             .convert(columns.schema())

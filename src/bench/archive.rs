@@ -400,17 +400,31 @@ fn value_path(
     datums: &[(usize, Vec<u8>)],
     path: &Path,
 ) -> Result<(), String> {
-    let sink = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let props = options
-        .writer_properties(schema.text(), arrow_schema)
-        .map_err(|e| e.to_string())?;
-    let mut writer = ArrowWriter::try_new(sink, Arc::clone(arrow_schema), Some(props))
-        .map_err(|e| e.to_string())?;
+    let mut sink = Some(File::create(path).map_err(|e| format!("{}: {e}", path.display()))?);
+    let mut writer = None;
+    // The writer opens on the first batch, with the properties the options choose for it (as
+    // `ParquetFile` does).
+    let mut open = |first: &RecordBatch| -> Result<ArrowWriter<File>, String> {
+        let props = options
+            .writer_properties(schema.text(), first)
+            .map_err(|e| e.to_string())?;
+        let sink = sink.take().ok_or("the file is gone")?;
+        ArrowWriter::try_new(sink, Arc::clone(arrow_schema), Some(props)).map_err(|e| e.to_string())
+    };
     for chunk in datums.chunks(BATCH_ROWS) {
         let values = resolve_chunk(writers, readers, chunk)?;
         let batch = values_to_batch(arrow_schema, &values)?;
-        writer.write(&batch).map_err(|e| e.to_string())?;
+        if writer.is_none() {
+            writer = Some(open(&batch)?);
+        }
+        if let Some(w) = writer.as_mut() {
+            w.write(&batch).map_err(|e| e.to_string())?;
+        }
     }
+    let writer = match writer {
+        Some(w) => w,
+        None => open(&RecordBatch::new_empty(Arc::clone(arrow_schema)))?,
+    };
     let file = writer.into_inner().map_err(|e| e.to_string())?;
     file.sync_all().map_err(|e| e.to_string())
 }
