@@ -219,6 +219,7 @@ enum ToArg {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum DictionaryArg {
+    Auto,
     Text,
     All,
     None,
@@ -227,6 +228,7 @@ enum DictionaryArg {
 impl From<DictionaryArg> for schemabridge::archive::ParquetDictionary {
     fn from(d: DictionaryArg) -> Self {
         match d {
+            DictionaryArg::Auto => Self::Auto,
             DictionaryArg::Text => Self::Text,
             DictionaryArg::All => Self::All,
             DictionaryArg::None => Self::None,
@@ -383,8 +385,9 @@ enum BenchCommand {
         /// Row group size in bytes (estimated encoded size).
         #[arg(long, default_value_t = 128 * 1024 * 1024)]
         row_group_bytes: u64,
-        /// Dictionary-encoded columns (both engines): text (strings, enums, bytes; the
-        /// archive's default), all, none.
+        /// Dictionary-encoded columns (both engines): auto (the archive's default: strings,
+        /// enums and bytes, except strings and bytes mostly distinct in a file's first batch),
+        /// text (strings, enums, bytes), all, none.
         #[arg(long, value_enum)]
         dictionary: Option<DictionaryArg>,
         /// Min/max statistics: none, row-group, page (both engines); default the archive's.

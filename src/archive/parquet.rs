@@ -2,7 +2,8 @@
 //! walk into Arrow builders (`columnar`) and writes the batches with parquet's `ArrowWriter`.
 //!
 //! Owns: [`ParquetOptions`] (compression, row group size in bytes, which columns are
-//! dictionary-encoded, statistics level), the writer properties, the
+//! dictionary-encoded, statistics level), the writer properties (chosen per file when its first
+//! batch is in hand: `ParquetDictionary::Auto` looks at that batch's text columns), the
 //! `avro.schema` key-value metadata (the reader schema's JSON) and batching. Must not: choose
 //! file names or storage, or lay values out itself (`columnar` maps Avro types to Arrow).
 //!
@@ -12,11 +13,13 @@
 //! Recursive record types cannot be columns: opening a Parquet file for such a schema is an
 //! error (Avro container output still works for them).
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
-use arrow_schema::Schema as ArrowSchema;
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, Schema as ArrowSchema};
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::arrow_writer::ArrowWriter;
 use parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
@@ -26,6 +29,48 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use super::ArchiveError;
 use super::columnar::Columns;
 use super::output::{ReaderSchema, RecordFile};
+
+/// For each leaf column of `batch`, depth first (the order of Parquet's columns: a struct's
+/// fields, a list's items, a map's keys then values), whether it is a string or bytes column
+/// more than half of whose values are distinct.
+fn mostly_distinct_leaves(batch: &RecordBatch, out: &mut Vec<bool>) {
+    fn leaves(array: &dyn Array, out: &mut Vec<bool>) {
+        match array.data_type() {
+            DataType::Struct(_) => {
+                for c in array.as_struct().columns() {
+                    leaves(c.as_ref(), out);
+                }
+            }
+            DataType::List(_) => leaves(array.as_list::<i32>().values().as_ref(), out),
+            DataType::Map(..) => {
+                let map = array.as_map();
+                leaves(map.keys().as_ref(), out);
+                leaves(map.values().as_ref(), out);
+            }
+            DataType::Utf8 => out.push(mostly_distinct(
+                array.as_string::<i32>().iter().flatten().map(str::as_bytes),
+            )),
+            DataType::Binary => {
+                out.push(mostly_distinct(array.as_binary::<i32>().iter().flatten()))
+            }
+            _ => out.push(false),
+        }
+    }
+    for c in batch.columns() {
+        leaves(c.as_ref(), out);
+    }
+}
+
+/// More than half of `values` are distinct (none: no).
+fn mostly_distinct<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
+    let mut seen = HashSet::with_capacity(values.size_hint().0);
+    let mut n = 0usize;
+    for v in values {
+        seen.insert(v);
+        n += 1;
+    }
+    seen.len() * 2 > n
+}
 
 /// Parquet compression codecs offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,13 +115,20 @@ pub struct ParquetOptions {
 /// Which columns are dictionary-encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ParquetDictionary {
+    /// As `Text`, except that a string or bytes column more than half of whose values are
+    /// distinct in the file's first batch (order ids, SKUs, postcodes, hashes) is written plain:
+    /// there a dictionary costs hashing every value into a table that keeps growing, and with
+    /// zstd over the pages the file comes out no smaller (the reference records: 4% larger).
+    /// Enums are always dictionary-encoded. The choice is made once per file, from its first
+    /// batch (8,192 rows or the whole file), and is the same in every row group.
+    #[default]
+    Auto,
     /// Strings, enums and bytes (Parquet's BYTE_ARRAY columns), where repeated values are
     /// common (cities, currencies, statuses) and a dictionary saves space and lets readers keep
     /// them as categoricals. Numbers, booleans, dates, timestamps, decimals, uuids and other
     /// fixed-size values are written plain: in event data they are mostly distinct (ids,
     /// amounts, times, hashes), so a dictionary is hashing work until the writer falls back at
     /// 1 MiB of distinct values, and zstd compresses the plain values about as well.
-    #[default]
     Text,
     /// Every column (parquet's own default).
     All,
@@ -130,12 +182,25 @@ impl ParquetOptions {
         let mut builder = WriterProperties::builder()
             .set_compression(compression)
             .set_dictionary_enabled(self.dictionary == ParquetDictionary::All);
-        if self.dictionary == ParquetDictionary::Text {
+        if matches!(
+            self.dictionary,
+            ParquetDictionary::Text | ParquetDictionary::Auto
+        ) {
             let parquet = ArrowSchemaConverter::new()
                 .convert(arrow)
                 .map_err(parquet_err)?;
-            for column in parquet.columns() {
-                if column.physical_type() == PhysicalType::BYTE_ARRAY {
+            let mut distinct = Vec::with_capacity(parquet.num_columns());
+            if self.dictionary == ParquetDictionary::Auto {
+                mostly_distinct_leaves(first, &mut distinct);
+                if distinct.len() != parquet.num_columns() {
+                    // Not the leaves the writer sees: decide nothing (as `Text`).
+                    distinct.clear();
+                }
+            }
+            for (i, column) in parquet.columns().iter().enumerate() {
+                if column.physical_type() == PhysicalType::BYTE_ARRAY
+                    && !distinct.get(i).copied().unwrap_or(false)
+                {
                     builder = builder.set_column_dictionary_enabled(column.path().clone(), true);
                 }
             }
@@ -278,20 +343,28 @@ mod tests {
 
     const ORDER_V1: &str = include_str!("../../proto/orders/order_v1.avsc");
 
-    /// Each column of the reference reader's file: (dotted path, dictionary-encoded).
-    fn dictionary_columns(dictionary: ParquetDictionary) -> Vec<(String, bool)> {
-        let schema = ReaderSchema::new(crate::avro::Schema::parse_str(ORDER_V1).unwrap()).unwrap();
-        let columns = Columns::new(Arc::clone(schema.shape())).unwrap();
+    /// Each column of a reference reader's file whose first batch holds `records` reference
+    /// orders: (dotted path, dictionary-encoded).
+    // apache-avro 0.22 deprecates `to_avro_datum` for a builder API; it only encodes test data.
+    #[allow(deprecated)]
+    fn dictionary_columns(dictionary: ParquetDictionary, records: usize) -> Vec<(String, bool)> {
+        let reader = crate::avro::Schema::parse_str(ORDER_V1).unwrap();
+        let schema = ReaderSchema::new(reader.clone()).unwrap();
+        let mut columns = Columns::new(Arc::clone(schema.shape())).unwrap();
+        let mut rng = crate::bench::Rng(7);
+        for i in 0..records {
+            let order = crate::demo::orders::order_v1(i, &mut rng);
+            columns
+                .append(&apache_avro::to_avro_datum(&reader, order).unwrap())
+                .unwrap();
+        }
+        let first = columns.take_batch().unwrap();
+        assert_eq!(first.num_rows(), records);
         let options = ParquetOptions {
             dictionary,
             ..ParquetOptions::default()
         };
-        let props = options
-            .writer_properties(
-                schema.text(),
-                &RecordBatch::new_empty(Arc::clone(columns.schema())),
-            )
-            .unwrap();
+        let props = options.writer_properties(schema.text(), &first).unwrap();
         let parquet = ArrowSchemaConverter::new()
             .convert(columns.schema())
             .unwrap();
@@ -301,6 +374,38 @@ mod tests {
             .map(|c| (c.path().string(), props.dictionary_enabled(c.path())))
             .collect()
     }
+
+    /// Whether the leaf column `name` (a dotted path's last part) is dictionary-encoded.
+    fn enabled(columns: &[(String, bool)], name: &str) -> bool {
+        columns
+            .iter()
+            .find(|(path, _)| path == name || path.ends_with(&format!(".{name}")))
+            .map(|(_, on)| *on)
+            .unwrap_or_else(|| panic!("no column {name} in {columns:?}"))
+    }
+
+    const TEXT: [&str; 12] = [
+        "order_id",
+        "status",
+        "currency",
+        "line1",
+        "city",
+        "postcode",
+        "country",
+        "sku",
+        "tags.list.item",
+        "key",
+        "value",
+        "source",
+    ];
+    const NUMBERS: [&str; 6] = [
+        "customer_id",
+        "placed_at",
+        "amount_cents",
+        "discount",
+        "qty",
+        "unit_cents",
+    ];
 
     #[test]
     fn bytes_counts_the_writer_as_of_the_last_batch_and_the_pending_rows() {
@@ -339,32 +444,73 @@ mod tests {
     }
 
     #[test]
-    fn text_columns_are_dictionary_encoded_and_numbers_are_plain_by_default() {
-        let columns = dictionary_columns(ParquetDictionary::default());
-        let enabled = |name: &str| {
-            columns
-                .iter()
-                .find(|(path, _)| path == name || path.ends_with(&format!(".{name}")))
-                .map(|(_, on)| *on)
-                .unwrap_or_else(|| panic!("no column {name} in {columns:?}"))
-        };
-        for text in [
-            "order_id", "status", "currency", "city", "sku", "key", "source",
-        ] {
-            assert!(enabled(text), "{text} not dictionary-encoded: {columns:?}");
+    fn text_columns_are_dictionary_encoded_and_numbers_are_plain_with_text() {
+        let columns = dictionary_columns(ParquetDictionary::Text, 2000);
+        for text in TEXT {
+            assert!(
+                enabled(&columns, text),
+                "{text} not dictionary-encoded: {columns:?}"
+            );
         }
-        for number in [
-            "customer_id",
-            "placed_at",
-            "amount_cents",
-            "discount",
-            "qty",
-        ] {
-            assert!(!enabled(number), "{number} dictionary-encoded: {columns:?}");
+        for number in NUMBERS {
+            assert!(
+                !enabled(&columns, number),
+                "{number} dictionary-encoded: {columns:?}"
+            );
         }
-        let all = dictionary_columns(ParquetDictionary::All);
+        let all = dictionary_columns(ParquetDictionary::All, 10);
         assert!(all.iter().all(|(_, on)| *on), "{all:?}");
-        let none = dictionary_columns(ParquetDictionary::None);
+        let none = dictionary_columns(ParquetDictionary::None, 10);
         assert!(none.iter().all(|(_, on)| !*on), "{none:?}");
+    }
+
+    #[test]
+    fn auto_writes_text_columns_plain_when_most_of_the_first_batch_is_distinct() {
+        assert_eq!(ParquetDictionary::default(), ParquetDictionary::Auto);
+        // 2,000 reference orders: order ids are unique, SKUs (1 to 3 an order, of 100,000),
+        // postcodes (of 90,000) and street lines (of about 5,000) mostly distinct; statuses,
+        // currencies, cities, countries, tags, attribute keys and values and sources repeat.
+        let columns = dictionary_columns(ParquetDictionary::Auto, 2000);
+        for distinct in ["order_id", "sku", "postcode", "line1"] {
+            assert!(
+                !enabled(&columns, distinct),
+                "{distinct} dictionary-encoded: {columns:?}"
+            );
+        }
+        for repeated in [
+            "status",
+            "currency",
+            "city",
+            "country",
+            "tags.list.item",
+            "key",
+            "value",
+            "source",
+        ] {
+            assert!(
+                enabled(&columns, repeated),
+                "{repeated} not dictionary-encoded: {columns:?}"
+            );
+        }
+        for number in NUMBERS {
+            assert!(
+                !enabled(&columns, number),
+                "{number} dictionary-encoded: {columns:?}"
+            );
+        }
+        // A file with no rows: as `Text`.
+        assert_eq!(
+            dictionary_columns(ParquetDictionary::Auto, 0),
+            dictionary_columns(ParquetDictionary::Text, 0)
+        );
+    }
+
+    #[test]
+    fn mostly_distinct_means_more_than_half() {
+        let b = |v: &[&'static str]| v.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
+        assert!(!mostly_distinct(b(&[]).into_iter()));
+        assert!(mostly_distinct(b(&["a"]).into_iter()));
+        assert!(!mostly_distinct(b(&["a", "b", "a", "b"]).into_iter()));
+        assert!(mostly_distinct(b(&["a", "b", "c", "a"]).into_iter()));
     }
 }

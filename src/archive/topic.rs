@@ -267,6 +267,7 @@ fn file_format(a: &ArchiveConfig) -> Result<FileFormat, String> {
             },
             row_group_bytes: a.row_group_bytes,
             dictionary: match a.dictionary {
+                ArchiveDictionary::Auto => super::ParquetDictionary::Auto,
                 ArchiveDictionary::Text => super::ParquetDictionary::Text,
                 ArchiveDictionary::All => super::ParquetDictionary::All,
                 ArchiveDictionary::None => super::ParquetDictionary::None,

@@ -262,8 +262,9 @@ pub struct ArchiveFile {
     /// Parquet: a row group is closed once its encoded size reaches this many bytes.
     #[serde(default = "defaults::row_group_bytes")]
     pub row_group_bytes: u64,
-    /// Parquet: which columns are dictionary-encoded: `text` (default: strings, enums, bytes),
-    /// `all` or `none`.
+    /// Parquet: which columns are dictionary-encoded: `auto` (default: strings, enums and
+    /// bytes, except strings and bytes mostly distinct in a file's first batch), `text`
+    /// (strings, enums, bytes), `all` or `none`.
     #[serde(default)]
     pub dictionary: Option<ArchiveDictionary>,
     /// Parquet: min/max statistics: `page` (default: per row group and per page), `row_group`
@@ -339,8 +340,11 @@ pub enum ArchiveCompression {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ArchiveDictionary {
-    /// Strings, enums and bytes.
+    /// Strings, enums and bytes, except strings and bytes mostly distinct in a file's first
+    /// batch.
     #[default]
+    Auto,
+    /// Strings, enums and bytes.
     Text,
     All,
     None,

@@ -573,15 +573,16 @@ fn archive_mistakes_are_named_by_their_key() {
         (a.format, a.compression, a.row_group_bytes),
         (ArchiveFormat::Parquet, ArchiveCompression::Snappy, 1 << 20)
     );
-    // The Parquet defaults: text columns dictionary-encoded, page statistics.
+    // The Parquet defaults: text columns dictionary-encoded unless mostly distinct, page
+    // statistics.
     assert_eq!(
         (a.dictionary, a.statistics),
-        (ArchiveDictionary::Text, ArchiveStatistics::Page)
+        (ArchiveDictionary::Auto, ArchiveStatistics::Page)
     );
     let summary = c.summary().join("\n");
     assert!(
         summary.contains(
-            "format parquet compression snappy dictionary text statistics page row_group_bytes \
+            "format parquet compression snappy dictionary auto statistics page row_group_bytes \
              1048576"
         ),
         "{summary}"
