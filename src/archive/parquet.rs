@@ -506,6 +506,57 @@ mod tests {
     }
 
     #[test]
+    fn auto_sees_the_leaf_columns_the_writer_sees_for_every_kind_of_column() {
+        // Every Avro type and the layouts of `columnar` (nullable and other unions, nested
+        // records, arrays and maps, enums, fixed, decimals, uuids, null): one entry per Parquet
+        // leaf column, in Parquet's order, or `auto` would silently decide nothing.
+        let schema = r#"{"type":"record","name":"R","fields":[
+            {"name":"n","type":"null"},
+            {"name":"b","type":"boolean"},
+            {"name":"i","type":"int"},
+            {"name":"d","type":{"type":"int","logicalType":"date"}},
+            {"name":"l","type":"long"},
+            {"name":"f","type":"float"},
+            {"name":"g","type":"double"},
+            {"name":"by","type":"bytes"},
+            {"name":"s","type":"string"},
+            {"name":"u","type":{"type":"string","logicalType":"uuid"}},
+            {"name":"fx","type":{"type":"fixed","name":"F","size":4}},
+            {"name":"dec","type":{"type":"bytes","logicalType":"decimal","precision":9,"scale":2}},
+            {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"]}},
+            {"name":"opt","type":["null","string"]},
+            {"name":"choice","type":["null","int","string",
+                {"type":"record","name":"C","fields":[{"name":"x","type":"string"}]}]},
+            {"name":"inner","type":{"type":"record","name":"I","fields":[
+                {"name":"t","type":"string"},
+                {"name":"tags","type":{"type":"array","items":"string"}}]}},
+            {"name":"groups","type":{"type":"array","items":{"type":"map","values":
+                {"type":"record","name":"G","fields":[{"name":"k","type":"bytes"},
+                {"name":"v","type":["null","long"]}]}}}},
+            {"name":"m","type":{"type":"map","values":{"type":"array","items":"string"}}}
+        ]}"#;
+        let schema = ReaderSchema::new(crate::avro::Schema::parse_str(schema).unwrap()).unwrap();
+        let columns = Columns::new(Arc::clone(schema.shape())).unwrap();
+        let parquet = ArrowSchemaConverter::new()
+            .convert(columns.schema())
+            .unwrap();
+        let mut leaves = Vec::new();
+        mostly_distinct_leaves(
+            &RecordBatch::new_empty(Arc::clone(columns.schema())),
+            &mut leaves,
+        );
+        assert_eq!(
+            leaves.len(),
+            parquet.num_columns(),
+            "{:?}",
+            parquet.columns()
+        );
+        // 14 scalar fields, 3 union branches, 2 in `inner`, a map key and 2 in `groups`, a map
+        // key and an item in `m`.
+        assert_eq!(parquet.num_columns(), 24, "{:?}", parquet.columns());
+    }
+
+    #[test]
     fn mostly_distinct_means_more_than_half() {
         let b = |v: &[&'static str]| v.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
         assert!(!mostly_distinct(b(&[]).into_iter()));
