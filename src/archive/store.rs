@@ -227,11 +227,14 @@ impl Store {
 
     /// Uploads the finished spool `file` (`size` bytes) as `relative`: visible only once
     /// complete. One PUT up to `part_bytes`, else a multipart upload (aborted on failure).
+    /// `progress` is called after each PUT or part that went in (the caller's liveness: a long
+    /// upload that moves is not a stall).
     pub async fn upload(
         &self,
         relative: &str,
         file: &mut File,
         size: u64,
+        progress: impl Fn(),
     ) -> Result<(), StoreError> {
         let key = self.key(relative);
         let path = Path::from(key.as_str());
@@ -248,6 +251,7 @@ impl Store {
                 .put(&path, PutPayload::from(buf))
                 .await
                 .map_err(self.err("put", &key))?;
+            progress();
             return Ok(());
         }
         let mut upload = self
@@ -265,6 +269,7 @@ impl Store {
                     .put_part(PutPayload::from(buf))
                     .await
                     .map_err(self.err("upload a part of", &key))?;
+                progress();
                 left -= n;
             }
             upload
@@ -278,5 +283,66 @@ impl Store {
             let _ = upload.abort().await;
         }
         parts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A local store with `part_bytes`-sized parts, in a fresh directory.
+    fn local(part_bytes: u64, name: &str) -> (Store, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("schemabridge-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir).unwrap();
+        let store = Store {
+            inner: Arc::new(fs),
+            prefix: String::new(),
+            local: Some(dir.clone()),
+            part_bytes,
+            url: format!("file://{}", dir.display()),
+        };
+        (store, dir)
+    }
+
+    /// Uploads `bytes` as `out/f` and returns how often `progress` was called.
+    fn upload(store: &Store, dir: &FsPath, bytes: &[u8]) -> usize {
+        let spool = dir.join("spool");
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&spool)
+            .unwrap();
+        file.write_all(bytes).unwrap();
+        let calls = std::cell::Cell::new(0);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(store.upload("out/f", &mut file, bytes.len() as u64, || {
+                calls.set(calls.get() + 1)
+            }))
+            .unwrap();
+        calls.get()
+    }
+
+    #[test]
+    fn an_upload_reports_progress_after_each_part() {
+        let (store, dir) = local(1000, "parts");
+        let bytes: Vec<u8> = (0..3500u32).map(|i| (i % 251) as u8).collect();
+        // Three full parts and a half one: four calls, and the object is the whole file.
+        assert_eq!(upload(&store, &dir, &bytes), 4);
+        assert_eq!(std::fs::read(dir.join("out/f")).unwrap(), bytes);
+        // Up to one part: one PUT, one call.
+        assert_eq!(upload(&store, &dir, &bytes[..1000]), 1);
+        assert_eq!(std::fs::read(dir.join("out/f")).unwrap(), &bytes[..1000]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

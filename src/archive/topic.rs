@@ -8,8 +8,8 @@
 //! `<prefix>/topic=<topic>/dt=<YYYY-MM-DD>/<topic>+<partition>+<first>-<last>.<ext>` (date of
 //! the record timestamp, UTC), rolling (records, bytes, interval, or a new date), when offsets
 //! are committed, and what the archive reports to telemetry (its `ArchiveEvents` handles,
-//! consumer lag, liveness from its loop and readiness from its assignment, the registry and
-//! failures). Must not: lay out records in a file (`output` formats do), talk to storage other
+//! consumer lag, liveness from its loop and its uploads' parts, and readiness from its
+//! assignment, the registry and failures). Must not: lay out records in a file (`output` formats do), talk to storage other
 //! than through [`Store`], or name a metric (`telemetry::events` does).
 //!
 //! Exactly once into files. A partition has at most one open file at a time; records go into
@@ -435,8 +435,9 @@ impl Shared {
             self.format.extension()
         );
         let store = self.store.clone();
+        let health = Arc::clone(&self.health);
         self.runtime
-            .block_on(store.upload(&name, &mut file, size))
+            .block_on(store.upload(&name, &mut file, size, || health.heartbeat()))
             .map_err(self.store_err())?;
         tracing::info!(route = %self.route, file = %name, records, bytes = size, "file archived");
         self.events.upload.record(started.elapsed());
