@@ -171,11 +171,14 @@ impl Columns {
                 why: why.clone(),
             });
         }
-        let shape = Arc::clone(&self.shape);
         if self.fallible {
-            shape.walk(datum, &mut Check { shape: &shape })?;
+            self.shape.walk(datum, &mut Check { shape: &self.shape })?;
         }
-        if let Err(e) = shape.walk(datum, self) {
+        let mut append = Append {
+            shape: &self.shape,
+            cols: &mut self.cols,
+        };
+        if let Err(e) = self.shape.walk(datum, &mut append) {
             self.broken = Some(format!("an earlier datum failed half-way ({e})"));
             return Err(e);
         }
@@ -370,7 +373,16 @@ impl Columns {
         };
         Ok(arr)
     }
+}
 
+/// The visitor one datum is appended with: the shape (for names) and the builders, borrowed
+/// apart from the `Columns` that own them (no per-record reference counting).
+struct Append<'a> {
+    shape: &'a Shape,
+    cols: &'a mut [Col],
+}
+
+impl Append<'_> {
     /// Appends a null at node `id` (and a placeholder null in every child column under it, so
     /// that struct children keep their parent's length).
     fn null_deep(&mut self, id: NodeId) -> Result<(), ShapeError> {
@@ -546,7 +558,7 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-impl Visitor for Columns {
+impl Visitor for Append<'_> {
     #[inline]
     fn null(&mut self, id: NodeId) -> Result<(), ShapeError> {
         if let Col::Null(n) = self.col(id)? {
