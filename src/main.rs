@@ -202,7 +202,8 @@ struct TranscodeArgs {
     /// Avro output codec; default the inputs' codec when they all have the same, else deflate.
     #[arg(long, value_enum)]
     codec: Option<CodecArg>,
-    /// Parquet output compression (zstd at level 3 by default).
+    /// Parquet output compression: zstd (the default; level 1, as Arrow's writers), snappy or
+    /// none.
     #[arg(long, value_enum)]
     compression: Option<CompressionArg>,
     /// Input container files, read in order; a pattern (`'archive/*.avro'`, quoted so that the
@@ -722,7 +723,7 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
         ToArg::Parquet => FileFormat::Parquet(ParquetOptions {
             compression: match args.compression {
                 None => ParquetOptions::default().compression,
-                Some(CompressionArg::Zstd) => ParquetCompression::Zstd(3),
+                Some(CompressionArg::Zstd) => ParquetCompression::default(),
                 Some(CompressionArg::Snappy) => ParquetCompression::Snappy,
                 Some(CompressionArg::None) => ParquetCompression::None,
             },

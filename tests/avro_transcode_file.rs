@@ -458,7 +458,7 @@ fn archives_become_one_parquet_file_that_pyarrow_reads_as_fastavro_resolves_them
         b.as_os_str(),
     ]);
     assert!(
-        stdout.contains("400 records from 2 files written as Parquet (zstd level 3)"),
+        stdout.contains("400 records from 2 files written as Parquet (zstd level 1)"),
         "{stdout}"
     );
     let python = python::python_with(&[

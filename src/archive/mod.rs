@@ -21,7 +21,9 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-pub use self::parquet::{ParquetCompression, ParquetDictionary, ParquetOptions, ParquetStatistics};
+pub use self::parquet::{
+    ParquetCompression, ParquetDictionary, ParquetOptions, ParquetStatistics, ZSTD_LEVEL,
+};
 use crate::avro;
 pub use container::AvroCodec;
 pub use output::{FileFormat, ReaderSchema, RecordFile};

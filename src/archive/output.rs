@@ -68,7 +68,7 @@ pub enum FileFormat {
 }
 
 impl FileFormat {
-    /// `Avro (deflate codec)`, `Parquet (zstd level 3)`, for reports.
+    /// `Avro (deflate codec)`, `Parquet (zstd level 1)`, for reports.
     pub fn describe(&self) -> String {
         match self {
             FileFormat::Avro { codec } => format!("Avro ({} codec)", codec.name()),

@@ -258,10 +258,11 @@ fn file_format(a: &ArchiveConfig) -> Result<FileFormat, String> {
                 ArchiveCodec::Null => AvroCodec::Null,
             },
         }),
-        // zstd level 3 unless the route says otherwise.
         ArchiveFormat::Parquet => Ok(FileFormat::Parquet(super::ParquetOptions {
             compression: match a.compression {
-                ArchiveCompression::Zstd => super::ParquetCompression::Zstd(3),
+                ArchiveCompression::Zstd => super::ParquetCompression::Zstd(
+                    a.compression_level.unwrap_or(super::ZSTD_LEVEL),
+                ),
                 ArchiveCompression::Snappy => super::ParquetCompression::Snappy,
                 ArchiveCompression::None => super::ParquetCompression::None,
             },

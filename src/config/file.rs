@@ -259,6 +259,9 @@ pub struct ArchiveFile {
     /// Parquet column compression (`format: parquet`): `zstd` (default), `snappy` or `none`.
     #[serde(default)]
     pub compression: Option<ArchiveCompression>,
+    /// Parquet: zstd's level, 1 to 22 (`compression: zstd`; default 1, Arrow's).
+    #[serde(default)]
+    pub compression_level: Option<i32>,
     /// Parquet: a row group is closed once its encoded size reaches this many bytes.
     #[serde(default = "defaults::row_group_bytes")]
     pub row_group_bytes: u64,
@@ -329,7 +332,7 @@ fn present_codec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Archiv
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ArchiveCompression {
-    /// zstd, level 3.
+    /// zstd, at `compression_level` (default 1).
     #[default]
     Zstd,
     Snappy,

@@ -182,6 +182,8 @@ pub struct ArchiveConfig {
     pub format: ArchiveFormat,
     pub codec: ArchiveCodec,
     pub compression: ArchiveCompression,
+    /// zstd's level (with `ArchiveCompression::Zstd`); `None`: the writer's default.
+    pub compression_level: Option<i32>,
     pub row_group_bytes: u64,
     pub dictionary: ArchiveDictionary,
     pub statistics: ArchiveStatistics,

@@ -180,9 +180,14 @@ fn route(r: &RouteConfig) -> String {
             let layout = match a.format {
                 super::ArchiveFormat::Avro => format!("format avro codec {:?}", a.codec),
                 super::ArchiveFormat::Parquet => format!(
-                    "format parquet compression {:?} dictionary {:?} statistics {} \
+                    "format parquet compression {} dictionary {:?} statistics {} \
                      row_group_bytes {}",
-                    a.compression,
+                    match (a.compression, a.compression_level) {
+                        (super::ArchiveCompression::Zstd, Some(level)) => {
+                            format!("zstd level {level}")
+                        }
+                        (other, _) => format!("{other:?}"),
+                    },
                     a.dictionary,
                     // As the config spells it.
                     match a.statistics {

@@ -604,14 +604,60 @@ fn archive_mistakes_are_named_by_their_key() {
     );
     let avro_parquet_options = ARCHIVE.replace(
         "      roll:",
-        "      dictionary: all\n      statistics: none\n      roll:",
+        "      dictionary: all\n      statistics: none\n      compression_level: 3\n      roll:",
     );
     assert_eq!(
         errors(&avro_parquet_options),
         [
             "routes[0].archive.dictionary: only used with `format: parquet`",
-            "routes[0].archive.statistics: only used with `format: parquet`"
+            "routes[0].archive.statistics: only used with `format: parquet`",
+            "routes[0].archive.compression_level: only used with `format: parquet`"
         ]
+    );
+    // zstd's level: the writer's default unless given, 1 to 22, and only with zstd.
+    assert_eq!(a.compression_level, None);
+    let zstd = |level: &str| {
+        parquet.replace(
+            "      compression: snappy\n",
+            &format!("      compression: zstd\n      compression_level: {level}\n"),
+        )
+    };
+    let c = Config::parse(&zstd("3")).unwrap();
+    let a = c.routes[0].archive.as_ref().expect("archive");
+    assert_eq!(
+        (a.compression, a.compression_level),
+        (ArchiveCompression::Zstd, Some(3))
+    );
+    let summary = c.summary().join("\n");
+    assert!(
+        summary.contains("format parquet compression zstd level 3 dictionary auto"),
+        "{summary}"
+    );
+    for level in ["0", "23", "-1"] {
+        assert_eq!(
+            errors(&zstd(level)),
+            [format!(
+                "routes[0].archive.compression_level: {level} is not a zstd level: 1 to 22"
+            )]
+        );
+    }
+    let snappy_level = parquet.replace(
+        "      compression: snappy\n",
+        "      compression: snappy\n      compression_level: 3\n",
+    );
+    assert_eq!(
+        errors(&snappy_level),
+        ["routes[0].archive.compression_level: only used with `compression: zstd`"]
+    );
+    let default_zstd_level = parquet.replace(
+        "      compression: snappy\n",
+        "      compression_level: 9\n",
+    );
+    let c = Config::parse(&default_zstd_level).unwrap();
+    let a = c.routes[0].archive.as_ref().expect("archive");
+    assert_eq!(
+        (a.compression, a.compression_level),
+        (ArchiveCompression::Zstd, Some(9))
     );
     let misspelt = parquet.replace(
         "      compression: snappy\n",

@@ -11,10 +11,10 @@ use super::file::{
 };
 use super::kafka::{ClientRole, check_owned_keys};
 use super::{
-    ArchiveConfig, ArchiveFormat, ArchiveStore, Config, ConfigError, ConfigErrors, ErrorPolicy,
-    Format, LossyPolicy, Output, PartConfig, ReaderConfig, ReaderSource, RegistryAuth,
-    RegistryConfig, RegistrySource, RouteConfig, SecretRef, SourceTopics, SubjectVersion,
-    TargetRegistryConfig,
+    ArchiveCompression, ArchiveConfig, ArchiveFormat, ArchiveStore, Config, ConfigError,
+    ConfigErrors, ErrorPolicy, Format, LossyPolicy, Output, PartConfig, ReaderConfig, ReaderSource,
+    RegistryAuth, RegistryConfig, RegistrySource, RouteConfig, SecretRef, SourceTopics,
+    SubjectVersion, TargetRegistryConfig,
 };
 
 /// Collects every problem found, each with its key path.
@@ -423,9 +423,25 @@ fn archive(at: &str, a: ArchiveFile, p: &mut Problems) -> Option<ArchiveConfig> 
     for (set, name) in [
         (a.dictionary.is_some(), "dictionary"),
         (a.statistics.is_some(), "statistics"),
+        (a.compression_level.is_some(), "compression_level"),
     ] {
         if a.format == ArchiveFormat::Avro && set {
             p.add(key(name), "only used with `format: parquet`");
+        }
+    }
+    if let Some(level) = a.compression_level
+        && a.format == ArchiveFormat::Parquet
+    {
+        if a.compression.unwrap_or_default() != ArchiveCompression::Zstd {
+            p.add(
+                key("compression_level"),
+                "only used with `compression: zstd`",
+            );
+        } else if !(1..=22).contains(&level) {
+            p.add(
+                key("compression_level"),
+                format!("{level} is not a zstd level: 1 to 22"),
+            );
         }
     }
     bounded(p, &key("row_group_bytes"), a.row_group_bytes, 1 << 40);
@@ -508,6 +524,7 @@ fn archive(at: &str, a: ArchiveFile, p: &mut Problems) -> Option<ArchiveConfig> 
         format: a.format,
         codec: a.codec.unwrap_or_default(),
         compression: a.compression.unwrap_or_default(),
+        compression_level: a.compression_level,
         row_group_bytes: a.row_group_bytes,
         dictionary: a.dictionary.unwrap_or_default(),
         statistics: a.statistics.unwrap_or_default(),
