@@ -9,8 +9,9 @@
 //! the record timestamp, UTC), rolling (records, bytes, interval, or a new date), when offsets
 //! are committed, and what the archive reports to telemetry (its `ArchiveEvents` handles,
 //! consumer lag, liveness from its loop and its uploads' parts, and readiness from its
-//! assignment, the registry and failures). Must not: lay out records in a file (`output` formats do), talk to storage other
-//! than through [`Store`], or name a metric (`telemetry::events` does).
+//! assignment, the registry and failures). Must not: lay out records in a file (`output`
+//! formats do), talk to storage other than through [`Store`], or name a metric
+//! (`telemetry::events` does).
 //!
 //! Exactly once into files. A partition has at most one open file at a time; records go into
 //! it in offset order and it is uploaded before the next one starts, so the files of a
