@@ -33,7 +33,7 @@ use super::output::{ReaderSchema, RecordFile};
 /// For each leaf column of `batch`, depth first (the order of Parquet's columns: a struct's
 /// fields, a list's items, a map's keys then values), whether it is a string or bytes column
 /// more than half of whose values are distinct.
-fn mostly_distinct_leaves(batch: &RecordBatch, out: &mut Vec<bool>) {
+fn mostly_distinct_leaves(batch: &RecordBatch) -> Vec<bool> {
     fn leaves(array: &dyn Array, out: &mut Vec<bool>) {
         match array.data_type() {
             DataType::Struct(_) => {
@@ -56,9 +56,11 @@ fn mostly_distinct_leaves(batch: &RecordBatch, out: &mut Vec<bool>) {
             _ => out.push(false),
         }
     }
+    let mut out = Vec::new();
     for c in batch.columns() {
-        leaves(c.as_ref(), out);
+        leaves(c.as_ref(), &mut out);
     }
+    out
 }
 
 /// More than half of `values` are distinct (none: no).
@@ -195,9 +197,9 @@ impl ParquetOptions {
             let parquet = ArrowSchemaConverter::new()
                 .convert(arrow)
                 .map_err(parquet_err)?;
-            let mut distinct = Vec::with_capacity(parquet.num_columns());
+            let mut distinct = Vec::new();
             if self.dictionary == ParquetDictionary::Auto {
-                mostly_distinct_leaves(first, &mut distinct);
+                distinct = mostly_distinct_leaves(first);
                 if distinct.len() != parquet.num_columns() {
                     // Not the leaves the writer sees: decide nothing (as `Text`).
                     distinct.clear();
@@ -228,12 +230,18 @@ const BATCH_ROWS: usize = 8192;
 /// ...or reader-encoded bytes, whichever comes first.
 const BATCH_BYTES: usize = 16 * 1024 * 1024;
 
+/// The file, until the first batch (or `finish`) opens the writer on it with the properties
+/// chosen from that batch.
+enum Writer {
+    Waiting(File),
+    Open(Box<ArrowWriter<File>>),
+    /// Only while the writer is being opened (an error there leaves it so).
+    Gone,
+}
+
 /// One Parquet file being written.
 pub struct ParquetFile {
-    /// The file, until the first batch (or `finish`) opens the writer on it: the writer
-    /// properties are chosen from that batch.
-    sink: Option<File>,
-    writer: Option<ArrowWriter<File>>,
+    writer: Writer,
     options: ParquetOptions,
     schema: Arc<ReaderSchema>,
     columns: Columns,
@@ -254,8 +262,7 @@ impl ParquetFile {
                 why: format!("parquet: {e}"),
             })?;
         Ok(ParquetFile {
-            sink: Some(sink),
-            writer: None,
+            writer: Writer::Waiting(sink),
             options,
             schema: Arc::clone(schema),
             columns,
@@ -282,18 +289,20 @@ impl ParquetFile {
 
     /// The writer, opened on the first batch with the properties the options choose for it.
     fn writer_for(&mut self, first: &RecordBatch) -> Result<&mut ArrowWriter<File>, ArchiveError> {
-        if self.writer.is_none() {
-            let sink = self.sink.take().ok_or_else(|| ArchiveError::Output {
-                why: "parquet: the file is gone".into(),
-            })?;
+        if let Writer::Waiting(_) = self.writer
+            && let Writer::Waiting(sink) = std::mem::replace(&mut self.writer, Writer::Gone)
+        {
             let props = self.options.writer_properties(self.schema.text(), first)?;
             let writer = ArrowWriter::try_new(sink, Arc::clone(self.columns.schema()), Some(props))
                 .map_err(parquet_err)?;
-            self.writer = Some(writer);
+            self.writer = Writer::Open(Box::new(writer));
         }
-        self.writer.as_mut().ok_or_else(|| ArchiveError::Output {
-            why: "parquet: no writer".into(),
-        })
+        match &mut self.writer {
+            Writer::Open(w) => Ok(w),
+            _ => Err(ArchiveError::Output {
+                why: "parquet: the writer could not be opened".into(),
+            }),
+        }
     }
 }
 
@@ -332,9 +341,11 @@ impl RecordFile for ParquetFile {
         // A file with no rows gets its writer (and footer) now.
         let empty = RecordBatch::new_empty(Arc::clone(self.columns.schema()));
         self.writer_for(&empty)?;
-        let writer = self.writer.take().ok_or_else(|| ArchiveError::Output {
-            why: "parquet: no writer".into(),
-        })?;
+        let Writer::Open(writer) = std::mem::replace(&mut self.writer, Writer::Gone) else {
+            return Err(ArchiveError::Output {
+                why: "parquet: the writer could not be opened".into(),
+            });
+        };
         let file = writer.into_inner().map_err(parquet_err)?;
         file.sync_all().map_err(|e| ArchiveError::Output {
             why: format!("parquet: sync: {e}"),
@@ -381,13 +392,20 @@ mod tests {
             .collect()
     }
 
-    /// Whether the leaf column `name` (a dotted path's last part) is dictionary-encoded.
-    fn enabled(columns: &[(String, bool)], name: &str) -> bool {
-        columns
-            .iter()
-            .find(|(path, _)| path == name || path.ends_with(&format!(".{name}")))
-            .map(|(_, on)| *on)
-            .unwrap_or_else(|| panic!("no column {name} in {columns:?}"))
+    /// Asserts that each leaf column of `names` (a dotted path's last parts) is
+    /// dictionary-encoded or not, as `on` says.
+    fn assert_dictionary(columns: &[(String, bool)], names: &[&str], on: bool) {
+        for name in names {
+            let enabled = columns
+                .iter()
+                .find(|(path, _)| path == name || path.ends_with(&format!(".{name}")))
+                .map(|(_, on)| *on)
+                .unwrap_or_else(|| panic!("no column {name} in {columns:?}"));
+            assert_eq!(
+                enabled, on,
+                "{name} dictionary-encoded: {enabled}: {columns:?}"
+            );
+        }
     }
 
     const TEXT: [&str; 12] = [
@@ -452,18 +470,8 @@ mod tests {
     #[test]
     fn text_columns_are_dictionary_encoded_and_numbers_are_plain_with_text() {
         let columns = dictionary_columns(ParquetDictionary::Text, 2000);
-        for text in TEXT {
-            assert!(
-                enabled(&columns, text),
-                "{text} not dictionary-encoded: {columns:?}"
-            );
-        }
-        for number in NUMBERS {
-            assert!(
-                !enabled(&columns, number),
-                "{number} dictionary-encoded: {columns:?}"
-            );
-        }
+        assert_dictionary(&columns, &TEXT, true);
+        assert_dictionary(&columns, &NUMBERS, false);
         let all = dictionary_columns(ParquetDictionary::All, 10);
         assert!(all.iter().all(|(_, on)| *on), "{all:?}");
         let none = dictionary_columns(ParquetDictionary::None, 10);
@@ -477,33 +485,22 @@ mod tests {
         // postcodes (of 90,000) and street lines (of about 5,000) mostly distinct; statuses,
         // currencies, cities, countries, tags, attribute keys and values and sources repeat.
         let columns = dictionary_columns(ParquetDictionary::Auto, 2000);
-        for distinct in ["order_id", "sku", "postcode", "line1"] {
-            assert!(
-                !enabled(&columns, distinct),
-                "{distinct} dictionary-encoded: {columns:?}"
-            );
-        }
-        for repeated in [
-            "status",
-            "currency",
-            "city",
-            "country",
-            "tags.list.item",
-            "key",
-            "value",
-            "source",
-        ] {
-            assert!(
-                enabled(&columns, repeated),
-                "{repeated} not dictionary-encoded: {columns:?}"
-            );
-        }
-        for number in NUMBERS {
-            assert!(
-                !enabled(&columns, number),
-                "{number} dictionary-encoded: {columns:?}"
-            );
-        }
+        assert_dictionary(&columns, &["order_id", "sku", "postcode", "line1"], false);
+        assert_dictionary(
+            &columns,
+            &[
+                "status",
+                "currency",
+                "city",
+                "country",
+                "tags.list.item",
+                "key",
+                "value",
+                "source",
+            ],
+            true,
+        );
+        assert_dictionary(&columns, &NUMBERS, false);
         // A file with no rows: as `Text`.
         assert_eq!(
             dictionary_columns(ParquetDictionary::Auto, 0),
@@ -546,11 +543,7 @@ mod tests {
         let parquet = ArrowSchemaConverter::new()
             .convert(columns.schema())
             .unwrap();
-        let mut leaves = Vec::new();
-        mostly_distinct_leaves(
-            &RecordBatch::new_empty(Arc::clone(columns.schema())),
-            &mut leaves,
-        );
+        let leaves = mostly_distinct_leaves(&RecordBatch::new_empty(Arc::clone(columns.schema())));
         assert_eq!(
             leaves.len(),
             parquet.num_columns(),
