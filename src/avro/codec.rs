@@ -62,7 +62,14 @@ fn varint_slow(rest: &[u8]) -> Result<(i64, usize), VarintFail> {
 /// Reads one zig-zag varint `long` from the start of `buf` and advances `buf` past it: the one
 /// varint reader for everything outside the executor's cursor (container-file headers, the
 /// Confluent message indexes, the JSON renderer). Same limits as the cursor: at most ten bytes.
+#[inline]
 pub(crate) fn read_long(buf: &mut &[u8]) -> Result<i64, VarintFail> {
+    if let Some((&b, tail)) = buf.split_first()
+        && b < 0x80
+    {
+        *buf = tail;
+        return Ok(unzigzag(u64::from(b)));
+    }
     let (value, used) = varint_slow(buf)?;
     *buf = buf.get(used..).unwrap_or(&[]);
     Ok(value)
@@ -350,7 +357,19 @@ mod tests {
             let mut c = Cursor::new(&out);
             assert_eq!(c.read_long().map_err(|e| e.to_string()), Ok(v));
             assert_eq!(c.remaining(), 0);
+            // The free reader (one-byte fast path, then the slow one) takes exactly the
+            // varint and leaves what follows.
+            out.push(0x7f);
+            let mut rest = &out[..];
+            assert_eq!(read_long(&mut rest), Ok(v));
+            assert_eq!(rest, [0x7f]);
         }
+        assert_eq!(read_long(&mut &[0x80u8][..]), Err(VarintFail::Truncated));
+        assert_eq!(
+            read_long(&mut &[0xffu8; 11][..]),
+            Err(VarintFail::Malformed)
+        );
+        assert_eq!(read_long(&mut &[][..]), Err(VarintFail::Truncated));
         // 11 continuation bytes: malformed, not a panic or an endless loop.
         let bad = [0xffu8; 11];
         assert!(matches!(
