@@ -23,7 +23,10 @@ const KEEPALIVE_POLL: Duration = Duration::from_millis(100);
 /// A registry outage in progress: the assigned partitions are paused and the consumer keeps
 /// being polled, so the member stays in its group (`max.poll.interval.ms`) and serves
 /// rebalances. A message that was already fetched and arrives anyway is not processed: its
-/// partition is rewound to it when the outage ends.
+/// partition is rewound to it when the outage ends. librdkafka purges a partition's prefetched
+/// messages when it is paused and resumes it from the application's position (its maintainers
+/// in confluentinc/librdkafka#2052 and confluent-kafka-go#260), so with librdkafka the rewind
+/// list stays empty and is a defence; no test makes a message arrive while paused.
 ///
 /// A rebalance during the outage (the caller's `generation`, its count of revocations, moves):
 /// a revoked partition's position is set anew by its next assignment (its committed offset), so
