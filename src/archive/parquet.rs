@@ -49,10 +49,12 @@ fn mostly_distinct_leaves(batch: &RecordBatch) -> Vec<bool> {
             }
             DataType::Utf8 => out.push(mostly_distinct(
                 array.as_string::<i32>().iter().flatten().map(str::as_bytes),
+                array.len() - array.null_count(),
             )),
-            DataType::Binary => {
-                out.push(mostly_distinct(array.as_binary::<i32>().iter().flatten()))
-            }
+            DataType::Binary => out.push(mostly_distinct(
+                array.as_binary::<i32>().iter().flatten(),
+                array.len() - array.null_count(),
+            )),
             _ => out.push(false),
         }
     }
@@ -63,15 +65,22 @@ fn mostly_distinct_leaves(batch: &RecordBatch) -> Vec<bool> {
     out
 }
 
-/// More than half of `values` are distinct (none: no).
-fn mostly_distinct<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
-    let mut seen = HashSet::with_capacity(values.size_hint().0);
-    let mut n = 0usize;
-    for v in values {
+/// More than half of `values` (`n` of them) are distinct (none: no). Stops as soon as the
+/// answer is known: once more than half were distinct, or once the values left could not get
+/// there even if each were new, so a column reads about half of its values either way.
+fn mostly_distinct<'a>(values: impl Iterator<Item = &'a [u8]>, n: usize) -> bool {
+    let needed = n / 2 + 1;
+    let mut seen = HashSet::with_capacity(needed);
+    for (i, v) in values.enumerate() {
         seen.insert(v);
-        n += 1;
+        if seen.len() >= needed {
+            return true;
+        }
+        if seen.len() + n.saturating_sub(i + 1) < needed {
+            return false;
+        }
     }
-    seen.len() * 2 > n
+    false
 }
 
 /// Parquet compression codecs offered.
@@ -558,9 +567,21 @@ mod tests {
     #[test]
     fn mostly_distinct_means_more_than_half() {
         let b = |v: &[&'static str]| v.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
-        assert!(!mostly_distinct(b(&[]).into_iter()));
-        assert!(mostly_distinct(b(&["a"]).into_iter()));
-        assert!(!mostly_distinct(b(&["a", "b", "a", "b"]).into_iter()));
-        assert!(mostly_distinct(b(&["a", "b", "c", "a"]).into_iter()));
+        let check = |v: &[&'static str]| mostly_distinct(b(v).into_iter(), v.len());
+        assert!(!check(&[]));
+        assert!(check(&["a"]));
+        assert!(!check(&["a", "b", "a", "b"]));
+        assert!(check(&["a", "b", "c", "a"]));
+        // The early exits give the answer of counting everything: every sequence of up to 7
+        // values over an alphabet of 4.
+        for len in 0..=7u32 {
+            for code in 0..4usize.pow(len) {
+                let values: Vec<&'static str> = (0..len)
+                    .map(|i| ["a", "b", "c", "d"][code / 4usize.pow(i) % 4])
+                    .collect();
+                let distinct = values.iter().collect::<HashSet<_>>().len();
+                assert_eq!(check(&values), distinct * 2 > values.len(), "{values:?}");
+            }
+        }
     }
 }
