@@ -9,7 +9,8 @@
 //!   writer, the archive's default options) into a file in a temporary directory.
 //!
 //! Profiling: with `SCHEMABRIDGE_PROFILE_PASSES=N` set, the binary skips criterion and runs only
-//! the builders stage N times, so an instruction counter sees nothing else:
+//! the builders stage N times (the whole file with `SCHEMABRIDGE_PROFILE_STAGE=parquet_file`),
+//! so a profiler or an instruction counter sees nothing else:
 //! `SCHEMABRIDGE_PROFILE_PASSES=20 perf stat -e instructions:u target/release/deps/archive-*`.
 
 use std::hint::black_box;
@@ -62,6 +63,17 @@ fn builders(schema: &ReaderSchema, datums: &[Vec<u8>]) -> usize {
     rows + black_box(columns.take_batch().expect("batch")).num_rows()
 }
 
+/// The datums through the archive's Parquet `RecordFile` (default options) into `path`.
+fn parquet_file(schema: &Arc<ReaderSchema>, datums: &[Vec<u8>], path: &std::path::Path) {
+    let sink = std::fs::File::create(path).expect("file");
+    let format = FileFormat::Parquet(ParquetOptions::default());
+    let mut file = output::open(format, schema, sink).expect("open");
+    for d in datums {
+        file.append(black_box(d)).expect("append");
+    }
+    file.finish().expect("finish");
+}
+
 fn stages(c: &mut Criterion) {
     let (schema, datums) = reader_datums();
     let mut group = c.benchmark_group("archive_order_v1");
@@ -73,23 +85,27 @@ fn stages(c: &mut Criterion) {
     std::fs::create_dir_all(&dir).expect("temporary directory");
     let path = dir.join("archive.parquet");
     group.bench_function("parquet_file", |b| {
-        b.iter(|| {
-            let sink = std::fs::File::create(&path).expect("file");
-            let format = FileFormat::Parquet(ParquetOptions::default());
-            let mut file = output::open(format, &schema, sink).expect("open");
-            for d in &datums {
-                file.append(black_box(d)).expect("append");
-            }
-            file.finish().expect("finish");
-        })
+        b.iter(|| parquet_file(&schema, &datums, &path))
     });
     group.finish();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The builders alone, `passes` times over the records (see the module docs).
+/// The builders alone, `passes` times over the records (see the module docs); with
+/// `SCHEMABRIDGE_PROFILE_STAGE=parquet_file`, the whole file instead.
 fn profile(passes: usize) {
     let (schema, datums) = reader_datums();
+    if std::env::var("SCHEMABRIDGE_PROFILE_STAGE").as_deref() == Ok("parquet_file") {
+        let dir = std::env::temp_dir().join(format!("schemabridge-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let path = dir.join("archive.parquet");
+        for _ in 0..passes {
+            parquet_file(&schema, &datums, &path);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!("{} files written", passes);
+        return;
+    }
     let rows: usize = (0..passes).map(|_| builders(&schema, &datums)).sum();
     eprintln!("{rows} rows built");
 }
