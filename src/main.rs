@@ -121,7 +121,8 @@ enum Command {
         timeout_secs: u64,
     },
     /// Rewrite Avro object container files, each written with its own writer schema (from its
-    /// header), into ONE file written with the reader schema, through the gateway's compiled
+    /// header), into ONE file written with the reader schema (an Avro container, or Parquet
+    /// with `--to parquet` or an OUT ending in `.parquet`), through the gateway's compiled
     /// plan: `transcode --reader-schema R.avsc -o OUT 'archive/*.avro' more.avro`, or the short
     /// form `transcode --reader-schema R.avsc IN OUT`. On any error OUTPUT is not created.
     Transcode(TranscodeArgs),
@@ -206,6 +207,22 @@ struct TranscodeArgs {
     /// none.
     #[arg(long, value_enum)]
     compression: Option<CompressionArg>,
+    /// Parquet output with zstd: its level, 1-22 (the route key `compression_level`).
+    #[arg(long, value_name = "1-22", value_parser = clap::value_parser!(i32).range(1..=22))]
+    compression_level: Option<i32>,
+    /// Parquet output: dictionary-encoded columns, as the route key `dictionary`: auto (the
+    /// default: strings, enums and bytes, except strings and bytes mostly distinct in the
+    /// file's first batch), text (strings, enums, bytes), all, none.
+    #[arg(long, value_enum)]
+    dictionary: Option<DictionaryArg>,
+    /// Parquet output: min/max statistics, as the route key `statistics`: page (the default:
+    /// per row group and a page index), row-group, none.
+    #[arg(long, value_enum)]
+    statistics: Option<StatisticsArg>,
+    /// Parquet output: a row group is closed once its estimated encoded size reaches this
+    /// (the route key `row_group_bytes`; default 128 MiB).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    row_group_bytes: Option<u64>,
     /// Input container files, read in order; a pattern (`'archive/*.avro'`, quoted so that the
     /// shell leaves it alone) stands for the files it matches, sorted by name.
     #[arg(value_name = "FILE", required = true)]
@@ -663,15 +680,13 @@ fn check(
     }
 }
 
-fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
-    use schemabridge::archive::{
-        self, AvroCodec, FileFormat, ParquetCompression, ParquetOptions, ReaderSchema,
-    };
+fn transcode(mut args: TranscodeArgs) -> anyhow::Result<()> {
+    use schemabridge::archive::{self, FileFormat, ReaderSchema};
     use schemabridge::schema::ParsedSchema;
     use schemabridge::schema::arg::{self, SchemaArg};
 
-    let mut files = args.files;
-    let output = match args.output {
+    let mut files = std::mem::take(&mut args.files);
+    let output = match args.output.take() {
         Some(o) => o,
         None if files.len() == 2 => PathBuf::from(files.pop().unwrap_or_default()),
         None => anyhow::bail!(
@@ -680,7 +695,25 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
             files.len()
         ),
     };
+    let to = args.to.unwrap_or(
+        if output
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+        {
+            ToArg::Parquet
+        } else {
+            ToArg::Avro
+        },
+    );
+    let format = transcode_format(&args, to)?;
     let inputs = expand_inputs(&files)?;
+    let format = match format {
+        Some(format) => format,
+        // Avro output without --codec: the inputs' codec when they all have the same.
+        None => FileFormat::Avro {
+            codec: archive::common_codec(&inputs)?,
+        },
+    };
     let reader_arg = match (args.reader_schema, args.reader_subject) {
         (Some(file), _) => SchemaArg::File(file),
         (None, Some(subject)) => SchemaArg::Subject {
@@ -703,40 +736,6 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
         anyhow::bail!("{origin}: transcode writes Avro records; this is a Protobuf schema");
     };
     let reader = ReaderSchema::new(reader)?;
-    let to = args.to.unwrap_or(
-        if output
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
-        {
-            ToArg::Parquet
-        } else {
-            ToArg::Avro
-        },
-    );
-    if to == ToArg::Parquet && args.codec.is_some() {
-        anyhow::bail!("--codec is for Avro output; Parquet output takes --compression");
-    }
-    if to == ToArg::Avro && args.compression.is_some() {
-        anyhow::bail!("--compression is for Parquet output; Avro output takes --codec");
-    }
-    let format = match to {
-        ToArg::Parquet => FileFormat::Parquet(ParquetOptions {
-            compression: match args.compression {
-                None => ParquetOptions::default().compression,
-                Some(CompressionArg::Zstd) => ParquetCompression::default(),
-                Some(CompressionArg::Snappy) => ParquetCompression::Snappy,
-                Some(CompressionArg::None) => ParquetCompression::None,
-            },
-            ..ParquetOptions::default()
-        }),
-        ToArg::Avro => FileFormat::Avro {
-            codec: match args.codec {
-                Some(CodecArg::Null) => AvroCodec::Null,
-                Some(CodecArg::Deflate) => AvroCodec::Deflate,
-                None => archive::common_codec(&inputs)?,
-            },
-        },
-    };
     let stats = archive::transcode_files(&inputs, &reader, &origin, format, &output)?;
     for input in &stats.inputs {
         let how = if input.identity {
@@ -768,6 +767,61 @@ fn transcode(args: TranscodeArgs) -> anyhow::Result<()> {
         format.describe(),
     );
     Ok(())
+}
+
+/// The output format `transcode`'s flags ask for, checked before anything is read: a flag
+/// for the other format is an error naming it. None: Avro output without `--codec` (the
+/// inputs' codec decides).
+fn transcode_format(
+    args: &TranscodeArgs,
+    to: ToArg,
+) -> anyhow::Result<Option<schemabridge::archive::FileFormat>> {
+    use schemabridge::archive::{AvroCodec, FileFormat, ParquetCompression, ParquetOptions};
+    let parquet_flags = [
+        (args.compression.is_some(), "--compression"),
+        (args.compression_level.is_some(), "--compression-level"),
+        (args.dictionary.is_some(), "--dictionary"),
+        (args.statistics.is_some(), "--statistics"),
+        (args.row_group_bytes.is_some(), "--row-group-bytes"),
+    ];
+    match to {
+        ToArg::Avro => {
+            if let Some((_, flag)) = parquet_flags.iter().find(|(set, _)| *set) {
+                anyhow::bail!(
+                    "{flag} is for Parquet output (--to parquet or an OUT ending in .parquet); \
+                     Avro output takes --codec"
+                );
+            }
+            Ok(args.codec.map(|codec| FileFormat::Avro {
+                codec: match codec {
+                    CodecArg::Null => AvroCodec::Null,
+                    CodecArg::Deflate => AvroCodec::Deflate,
+                },
+            }))
+        }
+        ToArg::Parquet => {
+            if args.codec.is_some() {
+                anyhow::bail!("--codec is for Avro output; Parquet output takes --compression");
+            }
+            let defaults = ParquetOptions::default();
+            let compression = match (args.compression, args.compression_level) {
+                (None | Some(CompressionArg::Zstd), Some(level)) => ParquetCompression::Zstd(level),
+                (None, None) => defaults.compression,
+                (Some(CompressionArg::Zstd), None) => ParquetCompression::default(),
+                (Some(CompressionArg::Snappy), None) => ParquetCompression::Snappy,
+                (Some(CompressionArg::None), None) => ParquetCompression::None,
+                (Some(_), Some(_)) => {
+                    anyhow::bail!("--compression-level is for zstd compression only")
+                }
+            };
+            Ok(Some(FileFormat::Parquet(ParquetOptions {
+                compression,
+                row_group_bytes: args.row_group_bytes.unwrap_or(defaults.row_group_bytes),
+                dictionary: args.dictionary.map_or(defaults.dictionary, Into::into),
+                statistics: args.statistics.map_or(defaults.statistics, Into::into),
+            })))
+        }
+    }
 }
 
 /// Input arguments as files: an argument naming no file but holding a glob pattern stands for

@@ -500,3 +500,107 @@ fn archives_become_one_parquet_file_that_pyarrow_reads_as_fastavro_resolves_them
         format!("400 {}", field_names("proto/orders/order_v1.avsc"))
     );
 }
+
+/// The Parquet writer options a route has (`compression_level`, `dictionary`, `statistics`)
+/// are `transcode` flags too, and reach the file: pyarrow finds zstd on every column chunk, no
+/// dictionary page and no min/max statistics (with the defaults order_id and status would have
+/// both), and the rows fastavro's resolution gives.
+#[test]
+fn parquet_writer_flags_reach_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = repo("proto/orders/order_v1.avsc");
+    let input = dir.path().join("orders.avro");
+    v2_file(&input, 300, 41);
+    let output = dir.path().join("orders.parquet");
+    let stdout = schemabridge_ok(&[
+        "transcode".as_ref(),
+        "--reader-schema".as_ref(),
+        v1.as_os_str(),
+        "--compression-level".as_ref(),
+        "9".as_ref(),
+        "--dictionary".as_ref(),
+        "none".as_ref(),
+        "--statistics".as_ref(),
+        "none".as_ref(),
+        input.as_os_str(),
+        output.as_os_str(),
+    ]);
+    assert!(
+        stdout.contains("300 records from 1 file written as Parquet (zstd level 9)"),
+        "{stdout}"
+    );
+    let python = python::python_with(&[
+        (python::FASTAVRO, "fastavro"),
+        ("pyarrow==26.0.1", "pyarrow"),
+    ]);
+    let check = Command::new(&python)
+        .arg("-c")
+        .arg(
+            "import sys, json, fastavro, pyarrow.parquet as pq\n\
+             reader = fastavro.parse_schema(json.load(open(sys.argv[1])))\n\
+             want = [r['order_id'] for r in fastavro.reader(open(sys.argv[3], 'rb'), reader_schema=reader)]\n\
+             m = pq.read_metadata(sys.argv[2])\n\
+             chunks = [m.row_group(g).column(c) for g in range(m.num_row_groups) for c in range(m.num_columns)]\n\
+             assert pq.read_table(sys.argv[2]).column('order_id').to_pylist() == want\n\
+             print(len(want), sorted({c.compression for c in chunks}),\n\
+             \x20     any(c.has_dictionary_page for c in chunks),\n\
+             \x20     any(c.is_stats_set and c.statistics.has_min_max for c in chunks))\n",
+        )
+        .arg(&v1)
+        .arg(&output)
+        .arg(&input)
+        .output()
+        .expect("run python");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout).trim(),
+        "300 ['ZSTD'] False False"
+    );
+}
+
+/// A Parquet flag with Avro output, or a zstd level with another compression, is a usage
+/// error naming the flag, before any input is read: nothing is written.
+#[test]
+fn parquet_flags_with_avro_output_fail_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = repo("proto/orders/order_v1.avsc");
+    let input = dir.path().join("orders.avro");
+    v2_file(&input, 10, 42);
+    for (args, out, flag) in [
+        (&["--dictionary", "none"][..], "out.avro", "--dictionary"),
+        (
+            &["--statistics", "row-group"][..],
+            "out.avro",
+            "--statistics",
+        ),
+        (
+            &["--compression-level", "3"][..],
+            "out.avro",
+            "--compression-level",
+        ),
+        (
+            &["--compression", "snappy", "--compression-level", "3"][..],
+            "out.parquet",
+            "--compression-level",
+        ),
+    ] {
+        let output = dir.path().join(out);
+        let run = Command::new(env!("CARGO_BIN_EXE_schemabridge"))
+            .arg("transcode")
+            .arg("--reader-schema")
+            .arg(&v1)
+            .args(args)
+            .arg(&input)
+            .arg(&output)
+            .output()
+            .expect("run schemabridge");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+        assert!(!output.exists(), "{args:?} wrote {}", output.display());
+    }
+}
