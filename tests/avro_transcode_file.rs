@@ -32,8 +32,20 @@ fn transcode(reader: &Path, input: &Path, output: &Path) -> (Output, String, Str
 
 /// Runs a Python snippet in the fastavro venv with `args`; returns its stdout.
 fn py(code: &str, args: &[&Path]) -> String {
-    let python = python::fastavro_python();
-    let out = Command::new(&python)
+    py_in(&python::fastavro_python(), code, args)
+}
+
+/// Runs a Python snippet in a venv with fastavro and pyarrow; returns its stdout.
+fn py_pyarrow(code: &str, args: &[&Path]) -> String {
+    let python = python::python_with(&[
+        (python::FASTAVRO, "fastavro"),
+        ("pyarrow==26.0.1", "pyarrow"),
+    ]);
+    py_in(&python, code, args)
+}
+
+fn py_in(python: &Path, code: &str, args: &[&Path]) -> String {
+    let out = Command::new(python)
         .arg("-c")
         .arg(code)
         .args(args)
@@ -461,42 +473,27 @@ fn archives_become_one_parquet_file_that_pyarrow_reads_as_fastavro_resolves_them
         stdout.contains("400 records from 2 files written as Parquet (zstd level 1)"),
         "{stdout}"
     );
-    let python = python::python_with(&[
-        (python::FASTAVRO, "fastavro"),
-        ("pyarrow==26.0.1", "pyarrow"),
-    ]);
-    let check = Command::new(&python)
-        .arg("-c")
-        .arg(
-            "import sys, json, fastavro, pyarrow.parquet as pq\n\
-             reader = fastavro.parse_schema(json.load(open(sys.argv[1])))\n\
-             want = []\n\
-             for p in sys.argv[3:]:\n\
-             \x20   want += list(fastavro.reader(open(p, 'rb'), reader_schema=reader))\n\
-             t = pq.read_table(sys.argv[2])\n\
-             rows = t.to_pylist()\n\
-             assert len(rows) == len(want), (len(rows), len(want))\n\
-             for i, (g, w) in enumerate(zip(rows, want)):\n\
-             \x20   for k in ('order_id', 'customer_id', 'amount_cents', 'quantity', 'currency', 'source', 'discount', 'tags'):\n\
-             \x20       assert g[k] == w[k], (i, k, g[k], w[k])\n\
-             \x20   assert g['status'] == w['status'], (i, g['status'], w['status'])\n\
-             \x20   assert g['shipping'] == w['shipping'], (i, g['shipping'], w['shipping'])\n\
-             \x20   assert sorted(g['attributes']) == sorted(w['attributes'].items()), i\n\
-             \x20   assert int(g['placed_at'].timestamp() * 1000) == int(w['placed_at'].timestamp() * 1000), i\n\
-             print(len(rows), ','.join(t.schema.names))\n",
-        )
-        .arg(&v1)
-        .arg(&output)
-        .args([&a, &b])
-        .output()
-        .expect("run python");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
+    let check = py_pyarrow(
+        "import sys, json, fastavro, pyarrow.parquet as pq\n\
+         reader = fastavro.parse_schema(json.load(open(sys.argv[1])))\n\
+         want = []\n\
+         for p in sys.argv[3:]:\n\
+         \x20   want += list(fastavro.reader(open(p, 'rb'), reader_schema=reader))\n\
+         t = pq.read_table(sys.argv[2])\n\
+         rows = t.to_pylist()\n\
+         assert len(rows) == len(want), (len(rows), len(want))\n\
+         for i, (g, w) in enumerate(zip(rows, want)):\n\
+         \x20   for k in ('order_id', 'customer_id', 'amount_cents', 'quantity', 'currency', 'source', 'discount', 'tags'):\n\
+         \x20       assert g[k] == w[k], (i, k, g[k], w[k])\n\
+         \x20   assert g['status'] == w['status'], (i, g['status'], w['status'])\n\
+         \x20   assert g['shipping'] == w['shipping'], (i, g['shipping'], w['shipping'])\n\
+         \x20   assert sorted(g['attributes']) == sorted(w['attributes'].items()), i\n\
+         \x20   assert int(g['placed_at'].timestamp() * 1000) == int(w['placed_at'].timestamp() * 1000), i\n\
+         print(len(rows), ','.join(t.schema.names))\n",
+        &[&v1, &output, &a, &b],
     );
     assert_eq!(
-        String::from_utf8_lossy(&check.stdout).trim(),
+        check.trim(),
         format!("400 {}", field_names("proto/orders/order_v1.avsc"))
     );
 }
@@ -529,37 +526,19 @@ fn parquet_writer_flags_reach_the_file() {
         stdout.contains("300 records from 1 file written as Parquet (zstd level 9)"),
         "{stdout}"
     );
-    let python = python::python_with(&[
-        (python::FASTAVRO, "fastavro"),
-        ("pyarrow==26.0.1", "pyarrow"),
-    ]);
-    let check = Command::new(&python)
-        .arg("-c")
-        .arg(
-            "import sys, json, fastavro, pyarrow.parquet as pq\n\
-             reader = fastavro.parse_schema(json.load(open(sys.argv[1])))\n\
-             want = [r['order_id'] for r in fastavro.reader(open(sys.argv[3], 'rb'), reader_schema=reader)]\n\
-             m = pq.read_metadata(sys.argv[2])\n\
-             chunks = [m.row_group(g).column(c) for g in range(m.num_row_groups) for c in range(m.num_columns)]\n\
-             assert pq.read_table(sys.argv[2]).column('order_id').to_pylist() == want\n\
-             print(len(want), sorted({c.compression for c in chunks}),\n\
-             \x20     any(c.has_dictionary_page for c in chunks),\n\
-             \x20     any(c.is_stats_set and c.statistics.has_min_max for c in chunks))\n",
-        )
-        .arg(&v1)
-        .arg(&output)
-        .arg(&input)
-        .output()
-        .expect("run python");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
+    let check = py_pyarrow(
+        "import sys, json, fastavro, pyarrow.parquet as pq\n\
+         reader = fastavro.parse_schema(json.load(open(sys.argv[1])))\n\
+         want = [r['order_id'] for r in fastavro.reader(open(sys.argv[3], 'rb'), reader_schema=reader)]\n\
+         m = pq.read_metadata(sys.argv[2])\n\
+         chunks = [m.row_group(g).column(c) for g in range(m.num_row_groups) for c in range(m.num_columns)]\n\
+         assert pq.read_table(sys.argv[2]).column('order_id').to_pylist() == want\n\
+         print(len(want), sorted({c.compression for c in chunks}),\n\
+         \x20     any(c.has_dictionary_page for c in chunks),\n\
+         \x20     any(c.is_stats_set and c.statistics.has_min_max for c in chunks))\n",
+        &[&v1, &output, &input],
     );
-    assert_eq!(
-        String::from_utf8_lossy(&check.stdout).trim(),
-        "300 ['ZSTD'] False False"
-    );
+    assert_eq!(check.trim(), "300 ['ZSTD'] False False");
 }
 
 /// A Parquet flag with Avro output, or a zstd level with another compression, is a usage
