@@ -61,7 +61,10 @@ pub struct SourceContext {
     assigned: Mutex<Vec<(String, i32)>>,
     /// A delivery failure inside a callback; the loop stops on it.
     failure: Mutex<Option<DeliveryError>>,
-    /// Revocations seen: a message resolved across one is dropped, not sent.
+    /// Revocations seen (a registry outage forgets the rewinds of partitions revoked meanwhile).
+    /// Whether a message in hand may still be sent is its own partition's business
+    /// (`Slots::current`), not this count's: under the cooperative protocol a revocation leaves
+    /// most partitions where they are.
     generation: AtomicU64,
     /// How long a revoke may wait for in-flight records.
     revoke_timeout: Duration,
@@ -369,7 +372,7 @@ fn consume(
             Some(Err(e)) => errors.log(&e),
             Some(Ok(msg)) => {
                 since_service += 1;
-                let (pos, settled, rewinds) = {
+                let (pos, settled, epoch) = {
                     let d = lock(delivery);
                     // Not assigned (revoked since it was fetched): its new owner consumes it.
                     let Some(slot) = d.slots().lookup(msg.topic(), msg.partition()) else {
@@ -382,7 +385,7 @@ fn consume(
                     (
                         pos,
                         slot_routes.get(slot as usize).copied().flatten(),
-                        d.rewinds(),
+                        d.slots().epoch(slot),
                     )
                 };
                 let Some((route, same)) = settled else {
@@ -394,8 +397,8 @@ fn consume(
                 let mut io = MessageIo {
                     consumer,
                     delivery,
-                    generation: consumer.context().generation.load(Ordering::Acquire),
-                    rewinds,
+                    slot: pos.slot,
+                    epoch,
                     outage: &mut outage,
                 };
                 let flow = worker.handle(routes.get(route), same, pos, &msg, &mut io)?;
@@ -420,18 +423,16 @@ fn consume(
 struct MessageIo<'a> {
     consumer: &'a Source,
     delivery: &'a Shared,
-    /// The revocation count when the message was polled.
-    generation: u64,
-    /// The rewind count when the message was polled.
-    rewinds: u64,
+    /// The message's partition's slot and its epoch when the message was polled.
+    slot: u16,
+    epoch: u64,
     outage: &'a mut Outage,
 }
 
 impl Io for MessageIo<'_> {
     fn delivery(&mut self) -> Option<MutexGuard<'_, Delivery>> {
         let d = lock(self.delivery);
-        let now = self.consumer.context().generation.load(Ordering::Acquire);
-        (now == self.generation && d.rewinds() == self.rewinds).then_some(d)
+        d.slots().current(self.slot, self.epoch).then_some(d)
     }
 
     fn idle(&mut self) {

@@ -33,8 +33,9 @@ pub enum Flow {
 
 /// What the worker needs from the pipeline thread around one message.
 pub trait Io {
-    /// The delivery mode, locked for one send or skip; `None` when the message's partition was
-    /// revoked while it was being resolved (it is dropped: its new owner consumes it).
+    /// The delivery mode, locked for one send or skip; `None` when the message's own partition
+    /// was revoked (or, exactly-once, rewound by an aborted transaction) while it was being
+    /// resolved: it is dropped, and consumed again where its partition resumes.
     fn delivery(&mut self) -> Option<MutexGuard<'_, Delivery>>;
     /// Called about every second while a registry lookup blocks (an outage): keeps the
     /// consumer in its group with its partitions paused.

@@ -38,8 +38,6 @@ pub struct ExactlyOnce {
     acks: Vec<Ack>,
     /// A record of the open transaction was not delivered: it must abort.
     abortable: Option<KafkaError>,
-    /// Aborts so far (each rewinds the consumer).
-    pub(super) rewinds: u64,
     events: DeliveryEvents,
 }
 
@@ -121,7 +119,6 @@ impl ExactlyOnce {
             op_timeout: limits.op_timeout,
             acks: Vec::with_capacity(1024),
             abortable: None,
-            rewinds: 0,
             events: DeliveryEvents::new(),
         })
     }
@@ -360,7 +357,6 @@ impl ExactlyOnce {
         self.acks.clear();
         self.abortable = None;
         self.reset();
-        self.rewinds += 1;
         for (topic, partition, offset) in self.slots.rewind() {
             if let Err(e) =
                 consumer.seek(&topic, partition, Offset::Offset(offset), self.op_timeout)

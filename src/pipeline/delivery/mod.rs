@@ -254,15 +254,6 @@ impl Delivery {
         each!(self, d => d.service(consumer))
     }
 
-    /// How often the consumer was rewound (exactly-once aborts): a message polled before a
-    /// rewind is consumed again after it, so the copy in hand must not be sent.
-    pub fn rewinds(&self) -> u64 {
-        match self {
-            Delivery::AtLeastOnce(_) => 0,
-            Delivery::ExactlyOnce(d) => d.rewinds,
-        }
-    }
-
     /// While consumption is paused (registry outage): commits what is done so far, including an
     /// open transaction.
     pub fn flush_during_pause<C: ConsumerContext>(

@@ -63,14 +63,19 @@ pub struct Slot {
     committed: Option<i64>,
     /// Exactly-once: the first offset consumed in the open transaction (where to rewind).
     pub txn_first: Option<i64>,
+    /// Unique to this assignment of the partition, and renewed when it is rewound: a message
+    /// polled under another epoch is consumed again from where the partition resumes, so the
+    /// copy in hand must not be sent (see [`Slots::current`]).
+    epoch: u64,
 }
 
 impl Slot {
-    fn new(topic: &str, partition: i32) -> Slot {
+    fn new(topic: &str, partition: i32, epoch: u64) -> Slot {
         Slot {
             topic: topic.to_string(),
             partition,
             active: true,
+            epoch,
             pending: VecDeque::new(),
             done_through: None,
             committed: None,
@@ -106,6 +111,8 @@ pub struct Slots {
     /// topic → partition number → slot, for the active slots.
     by_topic: HashMap<String, Vec<Option<u16>>>,
     free: Vec<u16>,
+    /// The last epoch handed out.
+    epochs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,16 +139,18 @@ impl Slots {
             if self.lookup(topic, partition).is_some() {
                 continue;
             }
+            self.epochs += 1;
+            let epoch = self.epochs;
             let idx = match self.free.pop() {
                 Some(i) => {
-                    self.slots[i as usize] = Slot::new(topic, partition);
+                    self.slots[i as usize] = Slot::new(topic, partition, epoch);
                     i
                 }
                 None => {
                     if self.slots.len() >= MAX_SLOTS {
                         return Err(SlotError::TooManyPartitions);
                     }
-                    self.slots.push(Slot::new(topic, partition));
+                    self.slots.push(Slot::new(topic, partition, epoch));
                     (self.slots.len() - 1) as u16
                 }
             };
@@ -187,6 +196,21 @@ impl Slots {
 
     pub fn get(&self, slot: u16) -> &Slot {
         &self.slots[slot as usize]
+    }
+
+    /// The epoch of an active slot, when its message is polled.
+    pub fn epoch(&self, slot: u16) -> u64 {
+        self.slots.get(slot as usize).map_or(0, |s| s.epoch)
+    }
+
+    /// Whether a message polled from `slot` under `epoch` may still be sent: its partition has
+    /// stayed assigned and has not been rewound since. Revocations and rewinds of other
+    /// partitions do not matter (under the cooperative protocol most partitions stay put, and
+    /// their positions are already past the message in hand, so dropping it would lose it).
+    pub fn current(&self, slot: u16, epoch: u64) -> bool {
+        self.slots
+            .get(slot as usize)
+            .is_some_and(|s| s.active && s.epoch == epoch)
     }
 
     /// Records a consumed message; `bytes` are in flight for it until `ack` (0 and `done`: a skip
@@ -317,6 +341,8 @@ impl Slots {
             slot.pending.clear();
             if let Some(first) = slot.txn_first.take() {
                 slot.done_through = Some(first);
+                self.epochs += 1;
+                slot.epoch = self.epochs;
                 out.push((slot.topic.clone(), slot.partition, first));
             }
         }
@@ -423,5 +449,36 @@ mod tests {
             s.consumed(pos(&s, "in", 0, o), 0, true).unwrap();
         }
         assert_eq!(s.rewind(), vec![("in".to_string(), 0, 3)]);
+    }
+
+    /// A message in hand stays sendable across the revocation of other partitions (the
+    /// cooperative protocol's usual case: its partition's position is already past it), and
+    /// only its own partition's revocation, reassignment (even into the same slot) or rewind
+    /// makes it stale.
+    #[test]
+    fn a_message_in_hand_is_stale_only_when_its_own_partition_moved() {
+        let mut s = slots_with(&[("in", 0), ("in", 1), ("in", 2)]);
+        let p2 = s.lookup("in", 2).unwrap();
+        let held = s.epoch(p2);
+        assert!(s.current(p2, held));
+        // Another partition revoked, then assigned back.
+        s.revoke([("in", 0)]);
+        s.assign([("in", 0)]).unwrap();
+        assert!(s.current(p2, held), "other partitions moved");
+        // An abort rewinds partition 1 (consumed in the transaction), not partition 2.
+        s.consumed(pos(&s, "in", 1, 7), 0, true).unwrap();
+        assert_eq!(s.rewind(), vec![("in".to_string(), 1, 7)]);
+        assert!(s.current(p2, held), "another partition rewound");
+        // Its own partition revoked: stale, and still stale once assigned back into its slot.
+        s.revoke([("in", 2)]);
+        assert!(!s.current(p2, held), "revoked");
+        s.assign([("in", 2)]).unwrap();
+        assert_eq!(s.lookup("in", 2), Some(p2), "the freed slot is reused");
+        assert!(!s.current(p2, held), "revoked and assigned back");
+        // Its own partition rewound by an abort: stale.
+        let again = s.epoch(p2);
+        s.consumed(pos(&s, "in", 2, 40), 0, true).unwrap();
+        assert_eq!(s.rewind(), vec![("in".to_string(), 2, 40)]);
+        assert!(!s.current(p2, again), "rewound");
     }
 }
