@@ -745,9 +745,13 @@ async fn registry_outage_across_a_rebalance_at_least_once() {
 
 /// The same under the cooperative protocol (`cooperative-sticky` in both members): the
 /// gateway gives up only the newcomer's share and gets it back incrementally while it waits,
-/// which runs the cooperative branch of `Outage`'s revocation handling. (Its rewind list was
-/// empty at those points in the runs looked at: this checks that the gateway stays in the
-/// group and loses nothing, not the rewinds themselves.)
+/// which runs the cooperative branch of `Outage`'s revocation handling. When the newcomer's
+/// share is not the partition of the message held by the outage, that message must still be
+/// sent (its partition stays assigned, with its position past it): dropping it on any
+/// revocation lost it here once in a clean-clone CI run. Which partition moves is the
+/// assignor's choice, so a run covers one case or the other; `Slots::current` has the unit
+/// test. (The rewind list was empty at these points in the runs looked at: librdkafka purges
+/// paused partitions' prefetched messages.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_outage_across_a_cooperative_rebalance_at_least_once() {
     registry_outage_across_a_rebalance(&[("partition.assignment.strategy", "cooperative-sticky")])
