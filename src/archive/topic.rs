@@ -125,6 +125,22 @@ pub struct ArchiveSummary {
 
 /// The archive route `route` (index into `routes`), or the only archive route when `None`.
 pub fn pick_route(cfg: &Config, route: Option<&str>) -> Result<usize, TopicError> {
+    // The rebalance callback hands partitions over whole (it finishes and commits the revoked
+    // partitions' files, then unassigns): an eager assignor only. (The value is not echoed: it
+    // is a librdkafka property's.)
+    if cfg
+        .source
+        .librdkafka
+        .get("partition.assignment.strategy")
+        .is_some_and(|s| s.contains("cooperative"))
+    {
+        return Err(TopicError::Route(
+            "source.librdkafka.partition.assignment.strategy: the archive takes an eager \
+             assignor only (range, roundrobin; librdkafka's default): it finishes and commits \
+             the revoked partitions' files inside each rebalance. cooperative-sticky is for `run`"
+                .to_string(),
+        ));
+    }
     match route {
         Some(name) => match cfg.routes.iter().position(|r| r.name == name) {
             Some(i) if cfg.routes[i].archive.is_some() => Ok(i),
@@ -1216,5 +1232,31 @@ mod tests {
             Some(("a.b-c".into(), 3, 120, 245))
         );
         assert_eq!(parse_file_name("topic=x/dt=y/README"), None);
+    }
+
+    #[test]
+    fn a_cooperative_assignor_is_refused_naming_the_key() {
+        let config = |strategy: &str| {
+            Config::parse(&format!(
+                "source:\n  bootstrap_servers: localhost:9092\n  librdkafka:\n    \
+                 partition.assignment.strategy: {strategy}\ngroup_id: bridge\nregistry:\n  \
+                 url: http://localhost:8081\nroutes:\n  - name: lake\n    source: {{ topics: \
+                 [orders] }}\n    archive:\n      url: file:///tmp/lake\n    value:\n      \
+                 format: avro\n      reader: {{ subject: orders-value, version: 1 }}\n      \
+                 dlq: orders-dlq\n"
+            ))
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let e = pick_route(&config("roundrobin,cooperative-sticky"), None).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("source.librdkafka.partition.assignment.strategy: "),
+            "{e}"
+        );
+        assert!(
+            !e.to_string().contains("roundrobin,"),
+            "the value is echoed: {e}"
+        );
+        assert_eq!(pick_route(&config("range,roundrobin"), None).unwrap(), 0);
     }
 }
