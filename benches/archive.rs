@@ -17,6 +17,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group};
+
+#[path = "support/profiling.rs"]
+mod profiling;
 use schemabridge::archive::columnar::Columns;
 use schemabridge::archive::output;
 use schemabridge::archive::{FileFormat, ParquetOptions, ReaderSchema};
@@ -113,11 +116,5 @@ fn profile(passes: usize) {
 criterion_group!(benches, stages);
 
 fn main() {
-    match std::env::var("SCHEMABRIDGE_PROFILE_PASSES") {
-        Ok(n) => profile(n.parse().expect("SCHEMABRIDGE_PROFILE_PASSES is a number")),
-        Err(_) => {
-            benches();
-            Criterion::default().configure_from_args().final_summary();
-        }
-    }
+    profiling::main(benches, profile);
 }

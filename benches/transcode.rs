@@ -9,6 +9,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group};
+
+#[path = "support/profiling.rs"]
+mod profiling;
 use schemabridge::avro::{self, Schema};
 use schemabridge::bench::{apply_reader_aliases, random_datums};
 
@@ -71,11 +74,5 @@ fn profile(passes: usize) {
 criterion_group!(benches, reference_pair);
 
 fn main() {
-    match std::env::var("SCHEMABRIDGE_PROFILE_PASSES") {
-        Ok(n) => profile(n.parse().expect("SCHEMABRIDGE_PROFILE_PASSES is a number")),
-        Err(_) => {
-            benches();
-            Criterion::default().configure_from_args().final_summary();
-        }
-    }
+    profiling::main(benches, profile);
 }
