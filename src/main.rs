@@ -806,8 +806,7 @@ fn transcode_format(
             let defaults = ParquetOptions::default();
             let compression = match (args.compression, args.compression_level) {
                 (None | Some(CompressionArg::Zstd), Some(level)) => ParquetCompression::Zstd(level),
-                (None, None) => defaults.compression,
-                (Some(CompressionArg::Zstd), None) => ParquetCompression::default(),
+                (None | Some(CompressionArg::Zstd), None) => defaults.compression,
                 (Some(CompressionArg::Snappy), None) => ParquetCompression::Snappy,
                 (Some(CompressionArg::None), None) => ParquetCompression::None,
                 (Some(_), Some(_)) => {

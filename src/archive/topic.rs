@@ -123,7 +123,8 @@ pub struct ArchiveSummary {
     pub tombstones: u64,
 }
 
-/// The archive route `route` (index into `routes`), or the only archive route when `None`.
+/// The archive route `route` (index into `routes`), or the only archive route when `None`;
+/// first, the source settings the archive cannot run with are refused, naming the key.
 pub fn pick_route(cfg: &Config, route: Option<&str>) -> Result<usize, TopicError> {
     // The rebalance callback hands partitions over whole (it finishes and commits the revoked
     // partitions' files, then unassigns): an eager assignor only. (The value is not echoed: it
