@@ -61,6 +61,9 @@ pub struct ArchiveBench {
     /// and resolving alone (the compiled plan; `from_avro_datum`), with the Arrow builders
     /// (batches taken), and the whole path with the Parquet writer.
     pub stages_ns: [[f64; 3]; 2],
+    /// Each round's ratio (schemabridge's pass against the apache-avro pass that follows it),
+    /// in round order: how much the machine moved the figure during the run.
+    pub round_ratios: Vec<f64>,
     pub ratio: f64,
 }
 
@@ -122,6 +125,15 @@ impl ArchiveBench {
             "to Arrow batches only (no Parquet writer): ratio {:.1}\n",
             to_arrow(self.stages_ns[1]) / to_arrow(self.stages_ns[0])
         );
+        let mut sorted = self.round_ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        if let (Some(low), Some(high)) = (sorted.first(), sorted.last()) {
+            let _ = writeln!(
+                s,
+                "ratio per round (each round times schemabridge, then apache-avro): {:.1} to {:.1}",
+                low, high
+            );
+        }
         let _ = writeln!(
             s,
             "same values in both engines' Arrow batches: {}",
@@ -194,11 +206,12 @@ pub fn archive(
 
     let round_time = min_time / ROUNDS as u32;
     let (mut ours, mut theirs) = (f64::INFINITY, f64::INFINITY);
+    let mut round_ratios = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
-        let secs = time(round_time, || {
+        let ours_secs = time(round_time, || {
             schemabridge_path(&plans, &schema, options, datums, &ours_path)
         })?;
-        ours = ours.min(secs);
+        ours = ours.min(ours_secs);
         let secs = time(round_time, || {
             value_path(
                 writers,
@@ -211,6 +224,7 @@ pub fn archive(
             )
         })?;
         theirs = theirs.min(secs);
+        round_ratios.push(secs / ours_secs);
     }
     // Where each engine's time goes: the same loops stopped after decoding, then after the
     // builders.
@@ -267,6 +281,7 @@ pub fn archive(
             [stages[1][0], stages[1][1], theirs],
         ]
         .map(|engine| engine.map(|secs| secs / n * 1e9)),
+        round_ratios,
     })
 }
 
@@ -914,6 +929,13 @@ mod tests {
             );
         }
         assert!(b.engines.iter().all(|e| e.file_bytes > 0));
+        assert_eq!(b.round_ratios.len(), ROUNDS);
+        assert!(
+            b.round_ratios.iter().all(|r| *r > 0.0 && r.is_finite()),
+            "{:?}",
+            b.round_ratios
+        );
+        assert!(b.table().contains("ratio per round ("), "{}", b.table());
     }
 
     #[test]
