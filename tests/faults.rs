@@ -787,6 +787,15 @@ enum Newcomer {
     TakesTheIdleTopic,
 }
 
+impl Newcomer {
+    fn topic(self) -> &'static str {
+        match self {
+            Newcomer::Shares => SOURCE,
+            Newcomer::TakesTheIdleTopic => IDLE,
+        }
+    }
+}
+
 async fn registry_outage_across_a_rebalance(strategy: &[(&str, &str)], newcomer: Newcomer) {
     let cluster = match newcomer {
         Newcomer::Shares => Cluster::start(&topics()),
@@ -818,11 +827,7 @@ async fn registry_outage_across_a_rebalance(strategy: &[(&str, &str)], newcomer:
         ("heartbeat.interval.ms", "300"),
     ];
     member_settings.extend_from_slice(strategy);
-    let topic = match newcomer {
-        Newcomer::Shares => SOURCE,
-        Newcomer::TakesTheIdleTopic => IDLE,
-    };
-    let member = GroupMember::join(&fx.bootstrap, &fx.group, topic, &member_settings);
+    let member = GroupMember::join(&fx.bootstrap, &fx.group, newcomer.topic(), &member_settings);
     let deadline = Instant::now() + Duration::from_secs(30);
     while member.assignment().is_empty() {
         assert!(

@@ -125,9 +125,12 @@ impl ArchiveBench {
             "to Arrow batches only (no Parquet writer): ratio {:.1}\n",
             to_arrow(self.stages_ns[1]) / to_arrow(self.stages_ns[0])
         );
-        let mut sorted = self.round_ratios.clone();
-        sorted.sort_by(f64::total_cmp);
-        if let (Some(low), Some(high)) = (sorted.first(), sorted.last()) {
+        if !self.round_ratios.is_empty() {
+            let rounds = self.round_ratios.iter().copied();
+            let (low, high) = (
+                rounds.clone().fold(f64::INFINITY, f64::min),
+                rounds.fold(0.0, f64::max),
+            );
             let _ = writeln!(
                 s,
                 "ratio per round (each round times schemabridge, then apache-avro): {:.1} to {:.1}",
