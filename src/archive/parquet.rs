@@ -1,11 +1,13 @@
 //! Parquet output: a [`RecordFile`] that feeds each reader-encoded datum through the shape's
-//! walk into Arrow builders (`columnar`) and writes the batches with parquet's `ArrowWriter`.
+//! walk into Arrow builders (`columnar`) and hands the batches to a [`BatchWriter`]
+//! (parquet's `ArrowWriter`).
 //!
 //! Owns: [`ParquetOptions`] (compression, row group size in bytes, which columns are
 //! dictionary-encoded, statistics level), the writer properties (chosen per file when its first
 //! batch is in hand: `ParquetDictionary::Auto` looks at that batch's text columns), the
-//! `avro.schema` key-value metadata (the reader schema's JSON) and batching. Must not: choose
-//! file names or storage, or lay values out itself (`columnar` maps Avro types to Arrow).
+//! `avro.schema` key-value metadata (the reader schema's JSON), batching and the batch writer.
+//! Must not: choose file names or storage, or lay values out itself (`columnar` maps Avro types
+//! to Arrow).
 //!
 //! Parquet has no union type: a union other than `["null", T]` is a struct with one nullable
 //! field per non-null branch, named after the branch type (`int`, `string`, a record's full
@@ -19,7 +21,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
-use arrow_schema::{DataType, Schema as ArrowSchema};
+use arrow_schema::{DataType, Schema as ArrowSchema, SchemaRef};
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::arrow::arrow_writer::ArrowWriter;
 use parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
@@ -248,52 +250,64 @@ enum Writer {
     Gone,
 }
 
-/// One Parquet file being written.
-pub struct ParquetFile {
+/// Arrow batches into one Parquet file: parquet's `ArrowWriter`, opened on the first batch with
+/// the properties the options choose for it (the `avro.schema` metadata included). What
+/// `ParquetFile` writes its batches with, and what `bench archive` hands its baseline's batches
+/// to, so both are written the same way.
+pub struct BatchWriter {
     writer: Writer,
     options: ParquetOptions,
     schema: Arc<ReaderSchema>,
-    columns: Columns,
-    records: u64,
-    /// The writer's bytes (written, plus the open row group's estimate) as of the last batch:
-    /// they change only when a batch goes in, and `bytes` is asked after every record.
-    writer_bytes: usize,
+    arrow_schema: SchemaRef,
+    /// The writer's bytes (written, plus the open row group's estimate) as of the last batch.
+    bytes: usize,
 }
 
-impl ParquetFile {
-    pub fn create(
+impl BatchWriter {
+    /// A writer of batches of `arrow_schema` (the reader schema's columns) onto `sink`.
+    pub fn new(
         schema: &Arc<ReaderSchema>,
+        arrow_schema: SchemaRef,
         options: ParquetOptions,
         sink: File,
-    ) -> Result<ParquetFile, ArchiveError> {
-        let columns =
-            Columns::new(Arc::clone(schema.shape())).map_err(|e| ArchiveError::Output {
-                why: format!("parquet: {e}"),
-            })?;
-        Ok(ParquetFile {
+    ) -> BatchWriter {
+        BatchWriter {
             writer: Writer::Waiting(sink),
             options,
             schema: Arc::clone(schema),
-            columns,
-            records: 0,
-            writer_bytes: 0,
-        })
+            arrow_schema,
+            bytes: 0,
+        }
     }
 
-    fn write_batch(&mut self) -> Result<(), ArchiveError> {
-        if self.columns.rows() == 0 {
-            return Ok(());
-        }
-        let batch = self
-            .columns
-            .take_batch()
-            .map_err(|e| ArchiveError::Output {
-                why: format!("parquet: {e}"),
-            })?;
+    /// Writes `batch` (the first one also opens the writer).
+    pub fn write(&mut self, batch: RecordBatch) -> Result<(), ArchiveError> {
         let writer = self.writer_for(&batch)?;
         writer.write(&batch).map_err(parquet_err)?;
-        self.writer_bytes = writer.bytes_written() + writer.in_progress_size();
+        self.bytes = writer.bytes_written() + writer.in_progress_size();
         Ok(())
+    }
+
+    /// Written bytes plus the open row group's estimated encoded size, as of the last batch.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Writes the footer (a file with no batches gets its writer now), flushes and syncs, and
+    /// hands the file back.
+    pub fn finish(mut self) -> Result<File, ArchiveError> {
+        let empty = RecordBatch::new_empty(Arc::clone(&self.arrow_schema));
+        self.writer_for(&empty)?;
+        let Writer::Open(writer) = std::mem::replace(&mut self.writer, Writer::Gone) else {
+            return Err(ArchiveError::Output {
+                why: "parquet: the writer could not be opened".into(),
+            });
+        };
+        let file = writer.into_inner().map_err(parquet_err)?;
+        file.sync_all().map_err(|e| ArchiveError::Output {
+            why: format!("parquet: sync: {e}"),
+        })?;
+        Ok(file)
     }
 
     /// The writer, opened on the first batch with the properties the options choose for it.
@@ -302,7 +316,7 @@ impl ParquetFile {
             && let Writer::Waiting(sink) = std::mem::replace(&mut self.writer, Writer::Gone)
         {
             let props = self.options.writer_properties(self.schema.text(), first)?;
-            let writer = ArrowWriter::try_new(sink, Arc::clone(self.columns.schema()), Some(props))
+            let writer = ArrowWriter::try_new(sink, Arc::clone(&self.arrow_schema), Some(props))
                 .map_err(parquet_err)?;
             self.writer = Writer::Open(Box::new(writer));
         }
@@ -318,6 +332,44 @@ impl ParquetFile {
 fn parquet_err(e: parquet::errors::ParquetError) -> ArchiveError {
     ArchiveError::Output {
         why: format!("parquet: {e}"),
+    }
+}
+
+/// One Parquet file being written.
+pub struct ParquetFile {
+    writer: BatchWriter,
+    columns: Columns,
+    records: u64,
+}
+
+impl ParquetFile {
+    pub fn create(
+        schema: &Arc<ReaderSchema>,
+        options: ParquetOptions,
+        sink: File,
+    ) -> Result<ParquetFile, ArchiveError> {
+        let columns =
+            Columns::new(Arc::clone(schema.shape())).map_err(|e| ArchiveError::Output {
+                why: format!("parquet: {e}"),
+            })?;
+        Ok(ParquetFile {
+            writer: BatchWriter::new(schema, Arc::clone(columns.schema()), options, sink),
+            columns,
+            records: 0,
+        })
+    }
+
+    fn write_batch(&mut self) -> Result<(), ArchiveError> {
+        if self.columns.rows() == 0 {
+            return Ok(());
+        }
+        let batch = self
+            .columns
+            .take_batch()
+            .map_err(|e| ArchiveError::Output {
+                why: format!("parquet: {e}"),
+            })?;
+        self.writer.write(batch)
     }
 }
 
@@ -342,24 +394,12 @@ impl RecordFile for ParquetFile {
     /// Written bytes plus the open row group's estimated encoded size, as of the last batch,
     /// plus the reader-encoded size of rows not yet handed to the writer.
     fn bytes(&self) -> u64 {
-        (self.writer_bytes + self.columns.pending_bytes()) as u64
+        (self.writer.bytes() + self.columns.pending_bytes()) as u64
     }
 
     fn finish(mut self: Box<Self>) -> Result<File, ArchiveError> {
         self.write_batch()?;
-        // A file with no rows gets its writer (and footer) now.
-        let empty = RecordBatch::new_empty(Arc::clone(self.columns.schema()));
-        self.writer_for(&empty)?;
-        let Writer::Open(writer) = std::mem::replace(&mut self.writer, Writer::Gone) else {
-            return Err(ArchiveError::Output {
-                why: "parquet: the writer could not be opened".into(),
-            });
-        };
-        let file = writer.into_inner().map_err(parquet_err)?;
-        file.sync_all().map_err(|e| ArchiveError::Output {
-            why: format!("parquet: sync: {e}"),
-        })?;
-        Ok(file)
+        self.writer.finish()
     }
 }
 

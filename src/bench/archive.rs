@@ -29,11 +29,11 @@ use arrow_array::{
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
-use parquet::arrow::arrow_writer::ArrowWriter;
 
 use super::transcode::apply_reader_aliases;
 use crate::archive::columnar::Columns;
 use crate::archive::output::{self, FileFormat, ReaderSchema};
+use crate::archive::parquet::BatchWriter;
 use crate::archive::{ParquetCompression, ParquetOptions};
 use crate::avro::{self, Plan};
 
@@ -413,38 +413,20 @@ fn value_path(
     writers: &[Schema],
     readers: &[Schema],
     arrow_schema: &SchemaRef,
-    schema: &ReaderSchema,
+    schema: &Arc<ReaderSchema>,
     options: ParquetOptions,
     datums: &[(usize, Vec<u8>)],
     path: &Path,
 ) -> Result<(), String> {
-    let mut sink = Some(File::create(path).map_err(|e| format!("{}: {e}", path.display()))?);
-    let mut writer = None;
-    // The writer opens on the first batch, with the properties the options choose for it (as
-    // `ParquetFile` does).
-    let mut open = |first: &RecordBatch| -> Result<ArrowWriter<File>, String> {
-        let props = options
-            .writer_properties(schema.text(), first)
-            .map_err(|e| e.to_string())?;
-        let sink = sink.take().ok_or("the file is gone")?;
-        ArrowWriter::try_new(sink, Arc::clone(arrow_schema), Some(props)).map_err(|e| e.to_string())
-    };
+    let sink = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut writer = BatchWriter::new(schema, Arc::clone(arrow_schema), options, sink);
     for chunk in datums.chunks(BATCH_ROWS) {
         let values = resolve_chunk(writers, readers, chunk)?;
         let batch = values_to_batch(arrow_schema, &values)?;
-        if writer.is_none() {
-            writer = Some(open(&batch)?);
-        }
-        if let Some(w) = writer.as_mut() {
-            w.write(&batch).map_err(|e| e.to_string())?;
-        }
+        writer.write(batch).map_err(|e| e.to_string())?;
     }
-    let writer = match writer {
-        Some(w) => w,
-        None => open(&RecordBatch::new_empty(Arc::clone(arrow_schema)))?,
-    };
-    let file = writer.into_inner().map_err(|e| e.to_string())?;
-    file.sync_all().map_err(|e| e.to_string())
+    writer.finish().map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// Both engines' batches for all datums, compared column by column (map columns by their
