@@ -1,13 +1,15 @@
 //! Parquet output: a [`RecordFile`] that feeds each reader-encoded datum through the shape's
 //! walk into Arrow builders (`columnar`) and hands the batches to a [`BatchWriter`]
-//! (parquet's `ArrowWriter`).
+//! (parquet's `ArrowWriter` on a thread of the file's own, which encodes one batch while the
+//! caller builds the next).
 //!
 //! Owns: [`ParquetOptions`] (compression, row group size in bytes, which columns are
 //! dictionary-encoded, statistics level), the writer properties (chosen per file when its first
 //! batch is in hand: `ParquetDictionary::Auto` looks at that batch's text columns), the
-//! `avro.schema` key-value metadata (the reader schema's JSON), batching and the batch writer.
-//! Must not: choose file names or storage, or lay values out itself (`columnar` maps Avro types
-//! to Arrow).
+//! `avro.schema` key-value metadata (the reader schema's JSON), batching, and the encoding
+//! thread (started with the file, stopped by `finish` or by dropping the file). Must not:
+//! choose file names or storage, or lay values out itself (`columnar` maps Avro types to
+//! Arrow).
 //!
 //! Parquet has no union type: a union other than `["null", T]` is a struct with one nullable
 //! field per non-null branch, named after the branch type (`int`, `string`, a record's full
@@ -18,6 +20,9 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
@@ -241,91 +246,190 @@ const BATCH_ROWS: usize = 8192;
 /// ...or reader-encoded bytes, whichever comes first.
 const BATCH_BYTES: usize = 16 * 1024 * 1024;
 
-/// The file, until the first batch (or `finish`) opens the writer on it with the properties
-/// chosen from that batch.
-enum Writer {
-    Waiting(File),
-    Open(Box<ArrowWriter<File>>),
-    /// Only while the writer is being opened (an error there leaves it so).
-    Gone,
-}
-
 /// Arrow batches into one Parquet file: parquet's `ArrowWriter`, opened on the first batch with
 /// the properties the options choose for it (the `avro.schema` metadata included). What
 /// `ParquetFile` writes its batches with, and what `bench archive` hands its baseline's batches
 /// to, so both are written the same way.
+///
+/// The writer lives on a thread of the file's own, which encodes each batch (levels,
+/// dictionaries, statistics, compression) while the caller builds the next one. A batch is
+/// handed over only once the previous one is encoded, so the caller runs at most one batch
+/// ahead and memory stays at two batches. An encoding error surfaces at the next `write` or at
+/// `finish`; a writer dropped unfinished stops its thread and waits for it.
 pub struct BatchWriter {
-    writer: Writer,
-    options: ParquetOptions,
-    schema: Arc<ReaderSchema>,
-    arrow_schema: SchemaRef,
-    /// The writer's bytes (written, plus the open row group's estimate) as of the last batch.
-    bytes: usize,
+    /// The encoding thread's inbox (None once closed), and the thread.
+    batches: Option<SyncSender<RecordBatch>>,
+    thread: Option<JoinHandle<Result<File, ArchiveError>>>,
+    /// What the thread reports after each batch it has encoded.
+    progress: Arc<Progress>,
+    /// Batches handed over so far, and the caller's estimate for the last one.
+    sent: usize,
+    in_flight: usize,
+}
+
+/// The encoding thread's progress: batches encoded, and the writer's bytes (written, plus the
+/// open row group's estimate) after the last of them; and whether the file was dropped
+/// unfinished (then the thread writes no footer).
+#[derive(Default)]
+struct Progress {
+    batches: AtomicUsize,
+    bytes: AtomicUsize,
+    abandoned: AtomicBool,
 }
 
 impl BatchWriter {
-    /// A writer of batches of `arrow_schema` (the reader schema's columns) onto `sink`.
+    /// A writer of batches of `arrow_schema` (the reader schema's columns) onto `sink`, with
+    /// its encoding thread started.
     pub fn new(
         schema: &Arc<ReaderSchema>,
         arrow_schema: SchemaRef,
         options: ParquetOptions,
         sink: File,
-    ) -> BatchWriter {
-        BatchWriter {
-            writer: Writer::Waiting(sink),
-            options,
-            schema: Arc::clone(schema),
-            arrow_schema,
-            bytes: 0,
-        }
+    ) -> Result<BatchWriter, ArchiveError> {
+        // Rendezvous: `write` returns once the thread has taken the batch, which it does only
+        // when done with the one before.
+        let (batches, inbox) = sync_channel::<RecordBatch>(0);
+        let progress = Arc::new(Progress::default());
+        let (schema, reports) = (Arc::clone(schema), Arc::clone(&progress));
+        let thread = std::thread::Builder::new()
+            .name("parquet-encoder".into())
+            .spawn(move || encode(&options, &schema, arrow_schema, sink, &inbox, &reports))
+            .map_err(|e| ArchiveError::Output {
+                why: format!("parquet: cannot start the encoding thread: {e}"),
+            })?;
+        Ok(BatchWriter {
+            batches: Some(batches),
+            thread: Some(thread),
+            progress,
+            sent: 0,
+            in_flight: 0,
+        })
     }
 
-    /// Writes `batch` (the first one also opens the writer).
-    pub fn write(&mut self, batch: RecordBatch) -> Result<(), ArchiveError> {
-        let writer = self.writer_for(&batch)?;
-        writer.write(&batch).map_err(parquet_err)?;
-        self.bytes = writer.bytes_written() + writer.in_progress_size();
+    /// Hands `batch` to the encoding thread once it is done with the previous one. `estimate`
+    /// is what [`BatchWriter::bytes`] counts for it until it is encoded (`ParquetFile`: its
+    /// reader-encoded size).
+    pub fn write(&mut self, batch: RecordBatch, estimate: usize) -> Result<(), ArchiveError> {
+        let sent = match &self.batches {
+            Some(batches) => batches.send(batch).is_ok(),
+            None => false,
+        };
+        if !sent {
+            // The thread stopped: it returns why.
+            return Err(self.stop().err().unwrap_or_else(gone));
+        }
+        self.sent += 1;
+        self.in_flight = estimate;
         Ok(())
     }
 
-    /// Written bytes plus the open row group's estimated encoded size, as of the last batch.
+    /// Written bytes plus the open row group's estimated encoded size, as of the last batch
+    /// encoded, plus the estimate for a batch still being encoded.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        let encoded = self.progress.batches.load(Ordering::Acquire);
+        let in_flight = if encoded < self.sent {
+            self.in_flight
+        } else {
+            0
+        };
+        self.progress.bytes.load(Ordering::Acquire) + in_flight
     }
 
-    /// Writes the footer (a file with no batches gets its writer now), flushes and syncs, and
-    /// hands the file back.
+    /// Waits for the batch in flight, has the footer written (a file with no batches gets its
+    /// writer now), syncs, and hands the file back.
     pub fn finish(mut self) -> Result<File, ArchiveError> {
-        let empty = RecordBatch::new_empty(Arc::clone(&self.arrow_schema));
-        self.writer_for(&empty)?;
-        let Writer::Open(writer) = std::mem::replace(&mut self.writer, Writer::Gone) else {
-            return Err(ArchiveError::Output {
-                why: "parquet: the writer could not be opened".into(),
-            });
-        };
-        let file = writer.into_inner().map_err(parquet_err)?;
+        let file = self.stop()?;
         file.sync_all().map_err(|e| ArchiveError::Output {
             why: format!("parquet: sync: {e}"),
         })?;
         Ok(file)
     }
 
-    /// The writer, opened on the first batch with the properties the options choose for it.
-    fn writer_for(&mut self, first: &RecordBatch) -> Result<&mut ArrowWriter<File>, ArchiveError> {
-        if let Writer::Waiting(_) = self.writer
-            && let Writer::Waiting(sink) = std::mem::replace(&mut self.writer, Writer::Gone)
-        {
-            let props = self.options.writer_properties(self.schema.text(), first)?;
-            let writer = ArrowWriter::try_new(sink, Arc::clone(&self.arrow_schema), Some(props))
-                .map_err(parquet_err)?;
-            self.writer = Writer::Open(Box::new(writer));
+    /// Closes the thread's inbox and waits for it: the finished file, or why it stopped.
+    fn stop(&mut self) -> Result<File, ArchiveError> {
+        self.batches = None;
+        let thread = self.thread.take().ok_or_else(gone)?;
+        thread.join().map_err(|panic| ArchiveError::Output {
+            why: format!(
+                "parquet: the encoding thread panicked: {}",
+                panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or(panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(no message)")
+            ),
+        })?
+    }
+}
+
+#[cfg(test)]
+impl BatchWriter {
+    /// Until every batch handed over is encoded.
+    fn wait_encoded(&self) {
+        while self.progress.batches.load(Ordering::Acquire) < self.sent {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        match &mut self.writer {
-            Writer::Open(w) => Ok(w),
-            _ => Err(ArchiveError::Output {
-                why: "parquet: the writer could not be opened".into(),
-            }),
+    }
+}
+
+impl Drop for BatchWriter {
+    /// A file dropped unfinished is garbage: its thread stops without writing the footer (or
+    /// flushing the open row group), and does not outlive it.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.progress.abandoned.store(true, Ordering::Release);
+            let _ = self.stop();
         }
+    }
+}
+
+/// The encoding thread: every batch from `inbox` into the writer (opened on the first one),
+/// then, once the inbox is closed, the footer (unless the file was abandoned); the file,
+/// flushed.
+fn encode(
+    options: &ParquetOptions,
+    schema: &ReaderSchema,
+    arrow_schema: SchemaRef,
+    sink: File,
+    inbox: &Receiver<RecordBatch>,
+    progress: &Progress,
+) -> Result<File, ArchiveError> {
+    let mut writer = None;
+    let mut sink = Some(sink);
+    let mut open = |first: &RecordBatch| -> Result<ArrowWriter<File>, ArchiveError> {
+        let props = options.writer_properties(schema.text(), first)?;
+        let sink = sink.take().ok_or_else(gone)?;
+        ArrowWriter::try_new(sink, Arc::clone(&arrow_schema), Some(props)).map_err(parquet_err)
+    };
+    for batch in inbox {
+        if progress.abandoned.load(Ordering::Acquire) {
+            break;
+        }
+        let w = match &mut writer {
+            Some(w) => w,
+            None => writer.insert(open(&batch)?),
+        };
+        w.write(&batch).map_err(parquet_err)?;
+        progress
+            .bytes
+            .store(w.bytes_written() + w.in_progress_size(), Ordering::Release);
+        progress.batches.fetch_add(1, Ordering::AcqRel);
+    }
+    if progress.abandoned.load(Ordering::Acquire) {
+        return Err(ArchiveError::Output {
+            why: "parquet: the file was dropped unfinished".into(),
+        });
+    }
+    let writer = match writer {
+        Some(w) => w,
+        None => open(&RecordBatch::new_empty(Arc::clone(&arrow_schema)))?,
+    };
+    writer.into_inner().map_err(parquet_err)
+}
+
+fn gone() -> ArchiveError {
+    ArchiveError::Output {
+        why: "parquet: the writer is gone after an earlier error".into(),
     }
 }
 
@@ -353,7 +457,7 @@ impl ParquetFile {
                 why: format!("parquet: {e}"),
             })?;
         Ok(ParquetFile {
-            writer: BatchWriter::new(schema, Arc::clone(columns.schema()), options, sink),
+            writer: BatchWriter::new(schema, Arc::clone(columns.schema()), options, sink)?,
             columns,
             records: 0,
         })
@@ -363,13 +467,14 @@ impl ParquetFile {
         if self.columns.rows() == 0 {
             return Ok(());
         }
+        let estimate = self.columns.pending_bytes();
         let batch = self
             .columns
             .take_batch()
             .map_err(|e| ArchiveError::Output {
                 why: format!("parquet: {e}"),
             })?;
-        self.writer.write(batch)
+        self.writer.write(batch, estimate)
     }
 }
 
@@ -391,8 +496,9 @@ impl RecordFile for ParquetFile {
         self.records
     }
 
-    /// Written bytes plus the open row group's estimated encoded size, as of the last batch,
-    /// plus the reader-encoded size of rows not yet handed to the writer.
+    /// Written bytes plus the open row group's estimated encoded size, as of the last batch
+    /// encoded, plus the reader-encoded size of the rows in flight and of those not yet handed
+    /// to the writer.
     fn bytes(&self) -> u64 {
         (self.writer.bytes() + self.columns.pending_bytes()) as u64
     }
@@ -494,8 +600,7 @@ mod tests {
             std::process::id()
         ));
         let sink = File::create(&path).unwrap();
-        let mut file: Box<dyn RecordFile> =
-            Box::new(ParquetFile::create(&schema, ParquetOptions::default(), sink).unwrap());
+        let mut file = ParquetFile::create(&schema, ParquetOptions::default(), sink).unwrap();
         // A reader-encoded datum: the string "row-00000" (length 9, zig-zag 18).
         let datum = |i: usize| {
             let mut d = vec![18u8];
@@ -507,13 +612,214 @@ mod tests {
         }
         assert_eq!(file.bytes(), ((BATCH_ROWS - 1) * 10) as u64, "all pending");
         file.append(&datum(BATCH_ROWS - 1)).unwrap();
-        let after_batch = file.bytes();
-        assert!(after_batch > 0, "the batch went to the writer");
+        // The batch is on the encoding thread: counted at its reader-encoded size until it is
+        // encoded, then at the writer's figure.
+        let handed_over = file.bytes();
         file.append(&datum(BATCH_ROWS)).unwrap();
-        assert_eq!(file.bytes(), after_batch + 10, "one row pending on top");
+        let in_flight = (BATCH_ROWS * 10) as u64;
+        let writer = file.bytes() - 10;
+        assert!(
+            handed_over == in_flight || handed_over == writer,
+            "{handed_over}: neither the batch's {in_flight} nor the writer's {writer}"
+        );
+        file.writer.wait_encoded();
+        let writer = file.bytes() - 10;
+        assert!(
+            writer > 0 && writer != in_flight,
+            "the writer's own figure: {writer}"
+        );
+        assert_eq!(
+            file.writer.progress.bytes.load(Ordering::Acquire) as u64,
+            writer
+        );
         assert_eq!(file.records(), BATCH_ROWS as u64 + 1);
-        file.finish().unwrap();
+        Box::new(file).finish().unwrap();
         let _ = std::fs::remove_file(&path);
+    }
+
+    fn strings_schema() -> Arc<ReaderSchema> {
+        ReaderSchema::new(
+            crate::avro::Schema::parse_str(
+                r#"{"type":"record","name":"R","fields":[{"name":"s","type":"string"}]}"#,
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// The reader encoding of a record of `strings_schema` (shorter than 64 bytes: its length
+    /// is one zig-zag byte).
+    fn string_datum(s: &str) -> Vec<u8> {
+        assert!(s.len() < 64);
+        let mut d = vec![(s.len() * 2) as u8];
+        d.extend(s.as_bytes());
+        d
+    }
+
+    #[test]
+    fn batches_encoded_on_the_thread_read_back_in_order_with_the_schema_metadata() {
+        let schema = strings_schema();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.parquet");
+        let mut file = ParquetFile::create(
+            &schema,
+            ParquetOptions::default(),
+            File::create(&path).unwrap(),
+        )
+        .unwrap();
+        // Two full batches, one partial: three hand-overs, the last at `finish`.
+        let rows: Vec<String> = (0..2 * BATCH_ROWS + 1000)
+            .map(|i| format!("r{i}"))
+            .collect();
+        for r in &rows {
+            file.append(&string_datum(r)).unwrap();
+        }
+        Box::new(file).finish().unwrap();
+
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            File::open(&path).unwrap(),
+        )
+        .unwrap();
+        let metadata = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .cloned();
+        let avro = metadata
+            .unwrap_or_default()
+            .into_iter()
+            .find(|kv| kv.key == "avro.schema")
+            .and_then(|kv| kv.value);
+        assert_eq!(avro.as_deref(), Some(schema.text()));
+        let mut read = Vec::new();
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap();
+            read.extend(
+                batch
+                    .column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|s| s.unwrap().to_string()),
+            );
+        }
+        assert_eq!(read, rows);
+    }
+
+    #[test]
+    fn a_file_with_no_rows_is_a_valid_parquet_file_with_the_columns() {
+        let schema = strings_schema();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.parquet");
+        let file = ParquetFile::create(
+            &schema,
+            ParquetOptions::default(),
+            File::create(&path).unwrap(),
+        )
+        .unwrap();
+        Box::new(file).finish().unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            File::open(&path).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(reader.metadata().file_metadata().num_rows(), 0);
+        assert_eq!(reader.schema().field(0).name(), "s");
+    }
+
+    #[test]
+    fn an_encoding_error_comes_back_from_the_next_write_and_then_finish_says_so() {
+        let schema = strings_schema();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mismatch.parquet");
+        let strings = Columns::new(Arc::clone(schema.shape())).unwrap();
+        let mut writer = BatchWriter::new(
+            &schema,
+            Arc::clone(strings.schema()),
+            ParquetOptions::default(),
+            File::create(&path).unwrap(),
+        )
+        .unwrap();
+        // A batch whose column is not the writer's: the thread fails on it.
+        let numbers = Arc::new(ArrowSchema::new(vec![arrow_schema::Field::new(
+            "s",
+            DataType::Int64,
+            false,
+        )]));
+        let bad = RecordBatch::try_new(
+            numbers,
+            vec![Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3]))],
+        )
+        .unwrap();
+        writer.write(bad.clone(), 0).unwrap();
+        let err = writer.write(bad, 0).unwrap_err().to_string();
+        assert!(err.contains("parquet"), "{err}");
+        let err = writer.finish().unwrap_err().to_string();
+        assert!(
+            err.contains("the writer is gone after an earlier error"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_sink_that_cannot_be_written_fails_finish_naming_the_cause() {
+        let schema = strings_schema();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("read-only.parquet");
+        File::create(&path).unwrap();
+        // Opened for reading only: every write to it fails.
+        let mut file = ParquetFile::create(
+            &schema,
+            ParquetOptions::default(),
+            File::open(&path).unwrap(),
+        )
+        .unwrap();
+        for i in 0..BATCH_ROWS + 5 {
+            file.append(&string_datum(&format!("r{i}"))).unwrap_or(());
+        }
+        let err = Box::new(file).finish().unwrap_err().to_string();
+        assert!(err.starts_with("parquet: "), "{err}");
+        assert!(
+            std::fs::metadata(&path).unwrap().len() == 0,
+            "nothing was written"
+        );
+    }
+
+    #[test]
+    fn a_file_dropped_unfinished_stops_its_thread_without_writing_the_footer() {
+        let schema = strings_schema();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dropped.parquet");
+        let mut file = ParquetFile::create(
+            &schema,
+            ParquetOptions::default(),
+            File::create(&path).unwrap(),
+        )
+        .unwrap();
+        for i in 0..BATCH_ROWS {
+            file.append(&string_datum(&format!("r{i}"))).unwrap();
+        }
+        let progress = Arc::clone(&file.writer.progress);
+        drop(file);
+        // Dropping joined the thread (it may or may not have encoded the batch it was handed).
+        assert!(progress.abandoned.load(Ordering::Acquire));
+        assert!(progress.batches.load(Ordering::Acquire) <= 1);
+        assert_eq!(
+            Arc::strong_count(&progress),
+            1,
+            "the thread's handle is gone"
+        );
+        // Nothing past the leading magic, if the writer got that far: no footer, no rows.
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            bytes.is_empty() || bytes == b"PAR1",
+            "{} bytes",
+            bytes.len()
+        );
+        assert!(
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                File::open(&path).unwrap()
+            )
+            .is_err()
+        );
     }
 
     #[test]
