@@ -1,13 +1,15 @@
 //! Parquet output: a [`RecordFile`] that feeds each reader-encoded datum through the shape's
-//! walk into Arrow builders (`columnar`) and hands the batches to a [`BatchWriter`]
-//! (parquet's `ArrowWriter` on a thread of the file's own, which encodes one batch while the
-//! caller builds the next).
+//! walk into Arrow builders (`columnar`) and hands the batches to a [`BatchWriter`], which
+//! encodes one batch on a thread of the file's own while the caller builds the next; that
+//! thread and a helper each encode about half of the batch's leaf columns (parquet's column
+//! writers, under the file layout of its `ArrowWriter`).
 //!
 //! Owns: [`ParquetOptions`] (compression, row group size in bytes, which columns are
 //! dictionary-encoded, statistics level), the writer properties (chosen per file when its first
 //! batch is in hand: `ParquetDictionary::Auto` looks at that batch's text columns), the
-//! `avro.schema` key-value metadata (the reader schema's JSON), batching, and the encoding
-//! thread (started with the file, stopped by `finish` or by dropping the file). Must not:
+//! `avro.schema` key-value metadata (the reader schema's JSON), batching, the encoding threads
+//! (started with the file, stopped by `finish` or by dropping the file), which leaf columns
+//! each encodes, and when a row group closes. Must not:
 //! choose file names or storage, or lay values out itself (`columnar` maps Avro types to
 //! Arrow).
 //!
@@ -21,17 +23,22 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, Schema as ArrowSchema, SchemaRef};
 use parquet::arrow::ArrowSchemaConverter;
-use parquet::arrow::arrow_writer::ArrowWriter;
+use parquet::arrow::arrow_writer::{
+    ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory, ArrowWriter,
+    compute_leaves,
+};
 use parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 
 use super::ArchiveError;
 use super::columnar::Columns;
@@ -246,13 +253,15 @@ const BATCH_ROWS: usize = 8192;
 /// ...or reader-encoded bytes, whichever comes first.
 const BATCH_BYTES: usize = 16 * 1024 * 1024;
 
-/// Arrow batches into one Parquet file: parquet's `ArrowWriter`, opened on the first batch with
-/// the properties the options choose for it (the `avro.schema` metadata included). What
+/// Arrow batches into one Parquet file, laid out as parquet's `ArrowWriter` lays it out and
+/// opened on the first batch with the properties the options choose for it (the `avro.schema`
+/// metadata included). What
 /// `ParquetFile` writes its batches with, and what `bench archive` hands its baseline's batches
 /// to, so both are written the same way.
 ///
 /// The writer lives on a thread of the file's own, which encodes each batch (levels,
-/// dictionaries, statistics, compression) while the caller builds the next one. A batch is
+/// dictionaries, statistics, compression; with a helper thread, see `Encoder`) while the
+/// caller builds the next one. A batch is
 /// handed over only once the previous one is encoded, so the caller runs at most one batch
 /// ahead and memory stays at two batches. An encoding error surfaces at the next `write` or at
 /// `finish`; a writer dropped unfinished stops its thread and waits for it.
@@ -394,25 +403,22 @@ fn encode(
     inbox: &Receiver<RecordBatch>,
     progress: &Progress,
 ) -> Result<File, ArchiveError> {
-    let mut writer = None;
+    let mut encoder = None;
     let mut sink = Some(sink);
-    let mut open = |first: &RecordBatch| -> Result<ArrowWriter<File>, ArchiveError> {
-        let props = options.writer_properties(schema.text(), first)?;
+    let mut open = |first: &RecordBatch| -> Result<Encoder, ArchiveError> {
         let sink = sink.take().ok_or_else(gone)?;
-        ArrowWriter::try_new(sink, Arc::clone(&arrow_schema), Some(props)).map_err(parquet_err)
+        Encoder::open(options, schema, Arc::clone(&arrow_schema), sink, first)
     };
     for batch in inbox {
         if progress.abandoned.load(Ordering::Acquire) {
             break;
         }
-        let w = match &mut writer {
-            Some(w) => w,
-            None => writer.insert(open(&batch)?),
+        let e = match &mut encoder {
+            Some(e) => e,
+            None => encoder.insert(open(&batch)?),
         };
-        w.write(&batch).map_err(parquet_err)?;
-        progress
-            .bytes
-            .store(w.bytes_written() + w.in_progress_size(), Ordering::Release);
+        e.write(&batch)?;
+        progress.bytes.store(e.bytes(), Ordering::Release);
         progress.batches.fetch_add(1, Ordering::AcqRel);
     }
     if progress.abandoned.load(Ordering::Acquire) {
@@ -420,11 +426,329 @@ fn encode(
             why: "parquet: the file was dropped unfinished".into(),
         });
     }
-    let writer = match writer {
-        Some(w) => w,
+    let encoder = match encoder {
+        Some(e) => e,
         None => open(&RecordBatch::new_empty(Arc::clone(&arrow_schema)))?,
     };
-    writer.into_inner().map_err(parquet_err)
+    encoder.close()
+}
+
+/// One file's Parquet encoding, on its encoding thread: what `ArrowWriter` does, with each row
+/// group's column writers (one per leaf column) split between this thread and a helper, so
+/// that a batch's leaves are encoded by two threads at once. The split is made once per file
+/// from its first batch, by the leaves' sizes there, so both halves hold about as much data.
+/// A row group closes once its estimated encoded size reaches the options' `row_group_bytes`
+/// after a batch (so it can exceed that by up to one batch), and its column chunks are
+/// written in leaf order, as `ArrowWriter` writes them.
+struct Encoder {
+    file: SerializedFileWriter<File>,
+    factory: ArrowRowGroupWriterFactory,
+    arrow_schema: SchemaRef,
+    /// Per leaf column, in Parquet's order: whether the helper encodes it.
+    helper_leaves: Vec<bool>,
+    /// This thread's column writers in the open row group, with their leaf index.
+    own: Vec<(usize, ArrowColumnWriter)>,
+    helper: Helper,
+    /// Rows in the open row group (0: none is open).
+    rows: usize,
+    /// The helper's estimated encoded size of its columns, as of the last batch.
+    helper_bytes: usize,
+    row_group_bytes: usize,
+}
+
+impl Encoder {
+    fn open(
+        options: &ParquetOptions,
+        schema: &ReaderSchema,
+        arrow_schema: SchemaRef,
+        sink: File,
+        first: &RecordBatch,
+    ) -> Result<Encoder, ArchiveError> {
+        let props = options.writer_properties(schema.text(), first)?;
+        // `ArrowWriter` lays out the file (the Parquet schema, the Arrow schema in its
+        // metadata); its lower half writes the row groups built here.
+        let (file, factory) = ArrowWriter::try_new(sink, Arc::clone(&arrow_schema), Some(props))
+            .and_then(ArrowWriter::into_serialized_writer)
+            .map_err(parquet_err)?;
+        let leaves = file.schema_descr().num_columns();
+        Ok(Encoder {
+            helper_leaves: split_leaves(first, leaves),
+            file,
+            factory,
+            arrow_schema,
+            own: Vec::new(),
+            helper: Helper::start()?,
+            rows: 0,
+            helper_bytes: 0,
+            row_group_bytes: usize::try_from(options.row_group_bytes.max(1)).unwrap_or(usize::MAX),
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), ArchiveError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.rows == 0 {
+            self.open_row_group()?;
+        }
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        let fields = self.arrow_schema.fields().iter();
+        let mut helper = self.helper_leaves.iter();
+        for (field, column) in fields.zip(batch.columns()) {
+            for leaf in compute_leaves(field, column).map_err(parquet_err)? {
+                match helper.next() {
+                    Some(true) => theirs.push(leaf),
+                    Some(false) => mine.push(leaf),
+                    None => return Err(leaf_mismatch()),
+                }
+            }
+        }
+        if helper.next().is_some() {
+            return Err(leaf_mismatch());
+        }
+        self.helper.send(Job::Encode(theirs))?;
+        let mut own = self.own.iter_mut().zip(&mine);
+        let encoded = own.try_for_each(|((_, writer), leaf)| writer.write(leaf));
+        // The helper's answer is taken either way, so the next job finds it idle.
+        let helper = match self.helper.receive()? {
+            Done::Encoded(bytes) => bytes.map_err(parquet_err)?,
+            Done::Closed(_) => return Err(helper_confused()),
+        };
+        encoded.map_err(parquet_err)?;
+        self.helper_bytes = helper;
+        self.rows += batch.num_rows();
+        if self.in_progress_size() >= self.row_group_bytes {
+            self.close_row_group()?;
+        }
+        Ok(())
+    }
+
+    /// The open row group's estimated encoded size.
+    fn in_progress_size(&self) -> usize {
+        let own = self.own.iter().map(|(_, w)| w.get_estimated_total_bytes());
+        own.sum::<usize>() + self.helper_bytes
+    }
+
+    /// Bytes written, plus the open row group's estimated encoded size.
+    fn bytes(&self) -> usize {
+        self.file.bytes_written() + self.in_progress_size()
+    }
+
+    fn open_row_group(&mut self) -> Result<(), ArchiveError> {
+        let index = self.file.flushed_row_groups().len();
+        let writers = self
+            .factory
+            .create_column_writers(index)
+            .map_err(parquet_err)?;
+        if writers.len() != self.helper_leaves.len() {
+            return Err(leaf_mismatch());
+        }
+        let mut theirs = Vec::new();
+        for (leaf, (writer, helper)) in writers.into_iter().zip(&self.helper_leaves).enumerate() {
+            if *helper {
+                theirs.push((leaf, writer));
+            } else {
+                self.own.push((leaf, writer));
+            }
+        }
+        self.helper.send(Job::Writers(theirs))
+    }
+
+    /// Closes both halves' column writers and writes the row group, chunks in leaf order.
+    fn close_row_group(&mut self) -> Result<(), ArchiveError> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        self.helper.send(Job::Close)?;
+        let own = std::mem::take(&mut self.own).into_iter();
+        let mine: Result<Vec<_>, _> = own.map(|(i, w)| w.close().map(|c| (i, c))).collect();
+        let theirs = match self.helper.receive()? {
+            Done::Closed(chunks) => chunks.map_err(parquet_err)?,
+            Done::Encoded(_) => return Err(helper_confused()),
+        };
+        let mut chunks = mine.map_err(parquet_err)?;
+        chunks.extend(theirs);
+        chunks.sort_unstable_by_key(|(leaf, _)| *leaf);
+        let mut row_group = self.file.next_row_group().map_err(parquet_err)?;
+        for (_, chunk) in chunks {
+            chunk
+                .append_to_row_group(&mut row_group)
+                .map_err(parquet_err)?;
+        }
+        row_group.close().map_err(parquet_err)?;
+        self.rows = 0;
+        self.helper_bytes = 0;
+        Ok(())
+    }
+
+    /// The last row group, then the footer; the file.
+    fn close(mut self) -> Result<File, ArchiveError> {
+        self.close_row_group()?;
+        self.file.into_inner().map_err(parquet_err)
+    }
+}
+
+/// Per leaf column of `first`'s schema (`leaves` of them, Parquet's order): whether the helper
+/// encodes it. Largest first, each leaf goes to the half with less data so far, a leaf's
+/// size being its values' bytes in `first` plus 8 per value (what every value costs the
+/// encoder beyond its bytes: levels, statistics, a dictionary lookup). Leaves that cannot be
+/// measured (an empty batch, a layout `leaf_sizes` does not know) alternate.
+fn split_leaves(first: &RecordBatch, leaves: usize) -> Vec<bool> {
+    let sizes = leaf_sizes(first);
+    if sizes.len() != leaves || first.num_rows() == 0 {
+        return (0..leaves).map(|i| i % 2 == 1).collect();
+    }
+    let mut order: Vec<usize> = (0..leaves).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+    let (mut mine, mut theirs) = (0usize, 0usize);
+    let mut helper = vec![false; leaves];
+    for i in order {
+        if theirs < mine {
+            helper[i] = true;
+            theirs += sizes[i];
+        } else {
+            mine += sizes[i];
+        }
+    }
+    helper
+}
+
+/// For each leaf column of `batch`, depth first (Parquet's order, as `mostly_distinct_leaves`
+/// walks it): its values' bytes plus 8 per value.
+fn leaf_sizes(batch: &RecordBatch) -> Vec<usize> {
+    fn leaves(array: &dyn Array, out: &mut Vec<usize>) {
+        match array.data_type() {
+            DataType::Struct(_) => {
+                for c in array.as_struct().columns() {
+                    leaves(c.as_ref(), out);
+                }
+            }
+            DataType::List(_) => leaves(array.as_list::<i32>().values().as_ref(), out),
+            DataType::Map(..) => {
+                let map = array.as_map();
+                leaves(map.keys().as_ref(), out);
+                leaves(map.values().as_ref(), out);
+            }
+            _ => out.push(array.get_buffer_memory_size() + 8 * array.len()),
+        }
+    }
+    let mut out = Vec::new();
+    for c in batch.columns() {
+        leaves(c.as_ref(), &mut out);
+    }
+    out
+}
+
+/// What the encoding thread asks of its helper.
+enum Job {
+    /// The helper's column writers for a new row group.
+    Writers(Vec<(usize, ArrowColumnWriter)>),
+    /// One batch's leaves for those writers, in their order.
+    Encode(Vec<ArrowLeafColumn>),
+    /// Close the writers and hand their chunks back.
+    Close,
+}
+
+/// The helper's answers: its columns' estimated encoded size after a batch, or its chunks.
+enum Done {
+    Encoded(Result<usize, ParquetError>),
+    Closed(Result<Vec<(usize, ArrowColumnChunk)>, ParquetError>),
+}
+
+/// The helper thread, which encodes its share of each batch's leaf columns; it stops when the
+/// encoder drops its end (and is waited for then).
+struct Helper {
+    jobs: Option<Sender<Job>>,
+    done: Receiver<Done>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Helper {
+    fn start() -> Result<Helper, ArchiveError> {
+        let (jobs, inbox) = channel::<Job>();
+        let (answers, done) = channel::<Done>();
+        let thread = std::thread::Builder::new()
+            .name("parquet-helper".into())
+            .spawn(move || {
+                let mut writers: Vec<(usize, ArrowColumnWriter)> = Vec::new();
+                for job in inbox {
+                    let answer = match job {
+                        Job::Writers(w) => {
+                            writers = w;
+                            continue;
+                        }
+                        Job::Encode(leaves) => Done::Encoded(
+                            writers
+                                .iter_mut()
+                                .zip(&leaves)
+                                .try_for_each(|((_, w), leaf)| w.write(leaf))
+                                .map(|()| {
+                                    writers
+                                        .iter()
+                                        .map(|(_, w)| w.get_estimated_total_bytes())
+                                        .sum()
+                                }),
+                        ),
+                        Job::Close => Done::Closed(
+                            std::mem::take(&mut writers)
+                                .into_iter()
+                                .map(|(i, w)| w.close().map(|c| (i, c)))
+                                .collect(),
+                        ),
+                    };
+                    if answers.send(answer).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| ArchiveError::Output {
+                why: format!("parquet: cannot start the encoding helper thread: {e}"),
+            })?;
+        Ok(Helper {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, job: Job) -> Result<(), ArchiveError> {
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(job).is_ok());
+        if sent { Ok(()) } else { Err(helper_gone()) }
+    }
+
+    fn receive(&self) -> Result<Done, ArchiveError> {
+        self.done.recv().map_err(|_| helper_gone())
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn leaf_mismatch() -> ArchiveError {
+    ArchiveError::Output {
+        why: "parquet: a batch's leaf columns are not the file's".into(),
+    }
+}
+
+fn helper_gone() -> ArchiveError {
+    ArchiveError::Output {
+        why: "parquet: the encoding helper thread stopped".into(),
+    }
+}
+
+fn helper_confused() -> ArchiveError {
+    ArchiveError::Output {
+        why: "parquet: the encoding helper answered out of turn".into(),
+    }
 }
 
 fn gone() -> ArchiveError {
@@ -703,6 +1027,74 @@ mod tests {
             );
         }
         assert_eq!(read, rows);
+    }
+
+    /// Reads a Parquet file back with parquet's own Arrow reader, all rows in one batch; and
+    /// its row groups' row counts.
+    fn read_back(path: &std::path::Path) -> (RecordBatch, Vec<i64>) {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            File::open(path).unwrap(),
+        )
+        .unwrap();
+        let groups: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        let rows = groups.iter().sum::<i64>() as usize;
+        let mut batches = reader.with_batch_size(rows).build().unwrap();
+        let batch = batches.next().unwrap().unwrap();
+        assert!(batches.next().is_none(), "one batch");
+        (batch, groups)
+    }
+
+    // apache-avro 0.22 deprecates `to_avro_datum` for a builder API; it only encodes test data.
+    #[test]
+    #[allow(deprecated)]
+    fn nested_columns_split_between_two_threads_read_back_as_built_in_every_row_group() {
+        // The reference reader: a struct, lists of structs and of strings, a map, an enum, a
+        // nullable double: 19 leaf columns, about half encoded by each thread.
+        let reader = crate::avro::Schema::parse_str(ORDER_V1).unwrap();
+        let schema = ReaderSchema::new(reader.clone()).unwrap();
+        let mut rng = crate::bench::Rng(11);
+        let datums: Vec<Vec<u8>> = (0..2 * BATCH_ROWS + 500)
+            .map(|i| {
+                let order = crate::demo::orders::order_v1(i, &mut rng);
+                apache_avro::to_avro_datum(&reader, order).unwrap()
+            })
+            .collect();
+        let mut expected = Columns::new(Arc::clone(schema.shape())).unwrap();
+        for d in &datums {
+            expected.append(d).unwrap();
+        }
+        let expected = expected.take_batch().unwrap();
+        let first = expected.slice(0, BATCH_ROWS);
+        let split = split_leaves(&first, 19);
+        assert_eq!(split.len(), 19);
+        assert!(
+            (6..=13).contains(&split.iter().filter(|h| **h).count()),
+            "both threads get leaves: {split:?}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orders.parquet");
+        // A row group closes after every batch.
+        let options = ParquetOptions {
+            row_group_bytes: 1,
+            ..ParquetOptions::default()
+        };
+        let mut file = ParquetFile::create(&schema, options, File::create(&path).unwrap()).unwrap();
+        for d in &datums {
+            file.append(d).unwrap();
+        }
+        Box::new(file).finish().unwrap();
+        let (read, groups) = read_back(&path);
+        assert_eq!(groups, vec![BATCH_ROWS as i64, BATCH_ROWS as i64, 500]);
+        assert_eq!(read.schema(), expected.schema());
+        for (i, (got, want)) in read.columns().iter().zip(expected.columns()).enumerate() {
+            assert_eq!(got.as_ref(), want.as_ref(), "column {i}");
+        }
     }
 
     #[test]
