@@ -3,9 +3,9 @@
 //! schemabridge (compiled plan, reader-bytes visitor, Arrow builders, Parquet) and by the path a
 //! user would otherwise write in Rust (apache-avro `from_avro_datum` with the reader schema into
 //! `Value`s, then Arrow builders), with the same Arrow schema, Parquet writer options and batch
-//! writer (`archive::parquet::BatchWriter`, which encodes each batch on a second thread while
-//! the next is built), in one run: records/s by the wall clock and CPU time per record (both
-//! threads); and each engine by stage (decoding, Arrow builders, Parquet writer). The reference
+//! writer (`archive::parquet::BatchWriter`, which encodes each batch on two threads of its own
+//! while the next is built), in one run: records/s by the wall clock and CPU time per record
+//! (every thread); and each engine by stage (decoding, Arrow builders, Parquet writer). The reference
 //! schemas get the reference records (`crate::demo::orders`), any other schema random ones.
 //!
 //! Owns: timing, the value-path baseline, which records each writer gets, and the table. Must
@@ -48,7 +48,7 @@ pub struct ArchiveEngine {
     /// Size of the Parquet file it wrote.
     pub file_bytes: u64,
     /// CPU time per record in the fastest round, all threads together (the Parquet encoding
-    /// thread included); None where the process's CPU time cannot be read.
+    /// threads included); None where the process's CPU time cannot be read.
     pub cpu_ns_per_record: Option<f64>,
 }
 
@@ -105,10 +105,10 @@ impl ArchiveBench {
         }
         let _ = writeln!(
             s,
-            "(fastest of {} interleaved rounds per engine; MB/s of writer-encoded input; both \
-             engines hand their batches to the same Parquet batch writer, which encodes each \
-             batch on a second thread while the next is built, so records/s is wall-clock and \
-             CPU ns/record counts both threads)\n",
+            "(fastest of {} interleaved rounds per engine; MB/s of writer-encoded input;\n \
+             both engines build batches on one thread and hand them to the same Parquet batch\n \
+             writer, which encodes each on two threads of its own while the next is built:\n \
+             records/s is by the wall clock, CPU ns/record counts every thread)\n",
             self.rounds
         );
         let _ = writeln!(
