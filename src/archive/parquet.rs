@@ -9,9 +9,8 @@
 //! batch is in hand: `ParquetDictionary::Auto` looks at that batch's text columns), the
 //! `avro.schema` key-value metadata (the reader schema's JSON), batching, the encoding threads
 //! (started with the file, stopped by `finish` or by dropping the file), which leaf columns
-//! each encodes, and when a row group closes. Must not:
-//! choose file names or storage, or lay values out itself (`columnar` maps Avro types to
-//! Arrow).
+//! each encodes, and when a row group closes. Must not: choose file names or storage, or lay
+//! values out itself (`columnar` maps Avro types to Arrow).
 //!
 //! Parquet has no union type: a union other than `["null", T]` is a struct with one nullable
 //! field per non-null branch, named after the branch type (`int`, `string`, a record's full
@@ -44,11 +43,10 @@ use super::ArchiveError;
 use super::columnar::Columns;
 use super::output::{ReaderSchema, RecordFile};
 
-/// For each leaf column of `batch`, depth first (the order of Parquet's columns: a struct's
-/// fields, a list's items, a map's keys then values), whether it is a string or bytes column
-/// more than half of whose values are distinct.
-fn mostly_distinct_leaves(batch: &RecordBatch) -> Vec<bool> {
-    fn leaves(array: &dyn Array, out: &mut Vec<bool>) {
+/// The leaf arrays of `batch`, depth first: the order of Parquet's columns (a struct's fields,
+/// a list's items, a map's keys then values).
+fn leaf_arrays(batch: &RecordBatch) -> Vec<&dyn Array> {
+    fn leaves<'a>(array: &'a dyn Array, out: &mut Vec<&'a dyn Array>) {
         match array.data_type() {
             DataType::Struct(_) => {
                 for c in array.as_struct().columns() {
@@ -61,15 +59,7 @@ fn mostly_distinct_leaves(batch: &RecordBatch) -> Vec<bool> {
                 leaves(map.keys().as_ref(), out);
                 leaves(map.values().as_ref(), out);
             }
-            DataType::Utf8 => out.push(mostly_distinct(
-                array.as_string::<i32>().iter().flatten().map(str::as_bytes),
-                array.len() - array.null_count(),
-            )),
-            DataType::Binary => out.push(mostly_distinct(
-                array.as_binary::<i32>().iter().flatten(),
-                array.len() - array.null_count(),
-            )),
-            _ => out.push(false),
+            _ => out.push(array),
         }
     }
     let mut out = Vec::new();
@@ -77,6 +67,25 @@ fn mostly_distinct_leaves(batch: &RecordBatch) -> Vec<bool> {
         leaves(c.as_ref(), &mut out);
     }
     out
+}
+
+/// For each leaf column of `batch` (Parquet's order), whether it is a string or bytes column
+/// more than half of whose values are distinct.
+fn mostly_distinct_leaves(batch: &RecordBatch) -> Vec<bool> {
+    leaf_arrays(batch)
+        .into_iter()
+        .map(|array| match array.data_type() {
+            DataType::Utf8 => mostly_distinct(
+                array.as_string::<i32>().iter().flatten().map(str::as_bytes),
+                array.len() - array.null_count(),
+            ),
+            DataType::Binary => mostly_distinct(
+                array.as_binary::<i32>().iter().flatten(),
+                array.len() - array.null_count(),
+            ),
+            _ => false,
+        })
+        .collect()
 }
 
 /// More than half of `values` (`n` of them) are distinct (none: no). Stops as soon as the
@@ -255,16 +264,15 @@ const BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// Arrow batches into one Parquet file, laid out as parquet's `ArrowWriter` lays it out and
 /// opened on the first batch with the properties the options choose for it (the `avro.schema`
-/// metadata included). What
-/// `ParquetFile` writes its batches with, and what `bench archive` hands its baseline's batches
-/// to, so both are written the same way.
+/// metadata included). What `ParquetFile` writes its batches with, and what `bench archive`
+/// hands its baseline's batches to, so both are written the same way.
 ///
 /// The writer lives on a thread of the file's own, which encodes each batch (levels,
 /// dictionaries, statistics, compression; with a helper thread, see `Encoder`) while the
-/// caller builds the next one. A batch is
-/// handed over only once the previous one is encoded, so the caller runs at most one batch
-/// ahead and memory stays at two batches. An encoding error surfaces at the next `write` or at
-/// `finish`; a writer dropped unfinished stops its thread and waits for it.
+/// caller builds the next one. A batch is handed over only once the previous one is encoded,
+/// so the caller runs at most one batch ahead and memory stays at two batches. An encoding
+/// error surfaces at the next `write` or at `finish`; a writer dropped unfinished stops its
+/// threads, without writing the footer, and waits for them.
 pub struct BatchWriter {
     /// The encoding thread's inbox (None once closed), and the thread.
     batches: Option<SyncSender<RecordBatch>>,
@@ -592,7 +600,7 @@ impl Encoder {
 /// encodes it. Largest first, each leaf goes to the half with less data so far, a leaf's
 /// size being its values' bytes in `first` plus 8 per value (what every value costs the
 /// encoder beyond its bytes: levels, statistics, a dictionary lookup). Leaves that cannot be
-/// measured (an empty batch, a layout `leaf_sizes` does not know) alternate.
+/// measured (an empty batch, a layout `leaf_arrays` does not know) alternate.
 fn split_leaves(first: &RecordBatch, leaves: usize) -> Vec<bool> {
     let sizes = leaf_sizes(first);
     if sizes.len() != leaves || first.num_rows() == 0 {
@@ -613,30 +621,12 @@ fn split_leaves(first: &RecordBatch, leaves: usize) -> Vec<bool> {
     helper
 }
 
-/// For each leaf column of `batch`, depth first (Parquet's order, as `mostly_distinct_leaves`
-/// walks it): its values' bytes plus 8 per value.
+/// For each leaf column of `batch` (Parquet's order): its values' bytes plus 8 per value.
 fn leaf_sizes(batch: &RecordBatch) -> Vec<usize> {
-    fn leaves(array: &dyn Array, out: &mut Vec<usize>) {
-        match array.data_type() {
-            DataType::Struct(_) => {
-                for c in array.as_struct().columns() {
-                    leaves(c.as_ref(), out);
-                }
-            }
-            DataType::List(_) => leaves(array.as_list::<i32>().values().as_ref(), out),
-            DataType::Map(..) => {
-                let map = array.as_map();
-                leaves(map.keys().as_ref(), out);
-                leaves(map.values().as_ref(), out);
-            }
-            _ => out.push(array.get_buffer_memory_size() + 8 * array.len()),
-        }
-    }
-    let mut out = Vec::new();
-    for c in batch.columns() {
-        leaves(c.as_ref(), &mut out);
-    }
-    out
+    leaf_arrays(batch)
+        .into_iter()
+        .map(|array| array.get_buffer_memory_size() + 8 * array.len())
+        .collect()
 }
 
 /// What the encoding thread asks of its helper.
