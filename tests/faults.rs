@@ -768,9 +768,9 @@ async fn registry_outage_across_a_cooperative_rebalance_at_least_once() {
 /// on any revocation lost a record in a clean-clone CI run once, when the assignor happened to
 /// choose so in the test above; here it is certain (per-assignment epochs, `Slots::current`).
 /// With the old rule (any revocation drops the held message) this test loses it (a run
-/// printed "1 of 3000 input offsets lost ..., first: [(0, 500)]"). Here the newcomer gets both idle partitions
-/// whether or not the paused gateway is still in the group, so that it stays (and keeps the
-/// held message's partition) is what the two tests above check.
+/// printed "1 of 3000 input offsets lost ..., first: [(0, 500)]"). Here the newcomer gets both
+/// idle partitions whether or not the paused gateway is still in the group, so that it stays
+/// (and keeps the held message's partition) is what the two tests above check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_outage_while_a_cooperative_rebalance_moves_other_partitions_at_least_once() {
     registry_outage_across_a_rebalance(COOPERATIVE, Newcomer::TakesTheIdleTopic).await;

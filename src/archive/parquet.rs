@@ -970,17 +970,30 @@ mod tests {
         d
     }
 
+    /// A Parquet file of `strings_schema` with the default options at `name` in a new
+    /// temporary directory (kept while the first value lives), and its path.
+    fn strings_file(name: &str) -> (tempfile::TempDir, std::path::PathBuf, ParquetFile) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        let sink = File::create(&path).unwrap();
+        let file = ParquetFile::create(&strings_schema(), ParquetOptions::default(), sink).unwrap();
+        (dir, path, file)
+    }
+
+    /// parquet's own Arrow reader on the file at `path`.
+    fn reader(
+        path: &std::path::Path,
+    ) -> parquet::errors::Result<parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder<File>>
+    {
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            File::open(path).unwrap(),
+        )
+    }
+
     #[test]
     fn batches_encoded_on_the_thread_read_back_in_order_with_the_schema_metadata() {
         let schema = strings_schema();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("rows.parquet");
-        let mut file = ParquetFile::create(
-            &schema,
-            ParquetOptions::default(),
-            File::create(&path).unwrap(),
-        )
-        .unwrap();
+        let (_dir, path, mut file) = strings_file("rows.parquet");
         // Two full batches, one partial: three hand-overs, the last at `finish`.
         let rows: Vec<String> = (0..2 * BATCH_ROWS + 1000)
             .map(|i| format!("r{i}"))
@@ -990,10 +1003,7 @@ mod tests {
         }
         Box::new(file).finish().unwrap();
 
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            File::open(&path).unwrap(),
-        )
-        .unwrap();
+        let reader = reader(&path).unwrap();
         let metadata = reader
             .metadata()
             .file_metadata()
@@ -1022,10 +1032,7 @@ mod tests {
     /// Reads a Parquet file back with parquet's own Arrow reader, all rows in one batch; and
     /// its row groups' row counts.
     fn read_back(path: &std::path::Path) -> (RecordBatch, Vec<i64>) {
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            File::open(path).unwrap(),
-        )
-        .unwrap();
+        let reader = reader(path).unwrap();
         let groups: Vec<i64> = reader
             .metadata()
             .row_groups()
@@ -1089,20 +1096,9 @@ mod tests {
 
     #[test]
     fn a_file_with_no_rows_is_a_valid_parquet_file_with_the_columns() {
-        let schema = strings_schema();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("empty.parquet");
-        let file = ParquetFile::create(
-            &schema,
-            ParquetOptions::default(),
-            File::create(&path).unwrap(),
-        )
-        .unwrap();
+        let (_dir, path, file) = strings_file("empty.parquet");
         Box::new(file).finish().unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            File::open(&path).unwrap(),
-        )
-        .unwrap();
+        let reader = reader(&path).unwrap();
         assert_eq!(reader.metadata().file_metadata().num_rows(), 0);
         assert_eq!(reader.schema().field(0).name(), "s");
     }
@@ -1167,15 +1163,7 @@ mod tests {
 
     #[test]
     fn a_file_dropped_unfinished_stops_its_thread_without_writing_the_footer() {
-        let schema = strings_schema();
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dropped.parquet");
-        let mut file = ParquetFile::create(
-            &schema,
-            ParquetOptions::default(),
-            File::create(&path).unwrap(),
-        )
-        .unwrap();
+        let (_dir, path, mut file) = strings_file("dropped.parquet");
         for i in 0..BATCH_ROWS {
             file.append(&string_datum(&format!("r{i}"))).unwrap();
         }
@@ -1196,12 +1184,7 @@ mod tests {
             "{} bytes",
             bytes.len()
         );
-        assert!(
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                File::open(&path).unwrap()
-            )
-            .is_err()
-        );
+        assert!(reader(&path).is_err());
     }
 
     #[test]
