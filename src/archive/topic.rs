@@ -1121,13 +1121,15 @@ impl Job {
             })
         })?;
         let writer_id = framed.schema_id;
-        let (plan, _) = block_on(
+        let before = self.schemas.registry_lookups();
+        let plan = block_on(
             &self.runtime,
             self.schemas
                 .plan(writer_id, MessageIndexes::default(), &self.reader),
-            &self.registry,
             idle,
         );
+        self.registry
+            .resolved(self.schemas.registry_lookups() != before);
         let plan = plan.map_err(|e| match e {
             ResolveError::Cancelled => None,
             ResolveError::Failed(f) => Some(f),

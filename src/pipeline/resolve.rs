@@ -30,6 +30,11 @@ impl Resolver {
         self.schemas.readers(target)
     }
 
+    /// Writer schemas asked of the registry so far (see [`Schemas::registry_lookups`]).
+    pub fn registry_lookups(&self) -> u64 {
+        self.schemas.registry_lookups()
+    }
+
     /// Resolves one framed `input` to `reader`, appending the result (framed, or JSON) to `out`
     /// and the dropped writer fields that held data to `lossy`; returns the writer schema id.
     pub async fn resolve(

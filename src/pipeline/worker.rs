@@ -59,23 +59,15 @@ pub struct Worker {
 
 /// Runs `fut` to completion on this (non-runtime) thread: a cache hit completes on the first
 /// poll without touching the runtime; a miss blocks this thread until the registry answers,
-/// calling `idle` every `IDLE_EVERY` meanwhile. Counts which of the two it was (a registry
-/// answer fast enough to arrive within the first poll, on loopback, counts as a hit).
-pub fn block_on<F: Future>(
-    runtime: &Handle,
-    fut: F,
-    registry: &RegistryEvents,
-    idle: &mut dyn FnMut(),
-) -> (F::Output, bool) {
+/// calling `idle` every `IDLE_EVERY` meanwhile.
+pub fn block_on<F: Future>(runtime: &Handle, fut: F, idle: &mut dyn FnMut()) -> F::Output {
     let mut fut = pin!(fut);
     if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        registry.cache_hits.increment(1);
-        return (v, true);
+        return v;
     }
-    registry.cache_misses.increment(1);
     loop {
         match runtime.block_on(tokio::time::timeout(IDLE_EVERY, fut.as_mut())) {
-            Ok(v) => return (v, false),
+            Ok(v) => return v,
             Err(_) => idle(),
         }
     }
@@ -107,9 +99,9 @@ impl Worker {
         // A reader the refresh task re-selected applies from this message on, to all of it.
         route.take_up_readers();
         // Transcode latency: every TRANSCODE_SAMPLE_EVERY-th message, so the clock is not read
-        // per message; recorded only when no registry wait was in it.
+        // per message; recorded only when it asked the registry for nothing.
         let sampled = (self.summary.consumed % TRANSCODE_SAMPLE_EVERY == 0).then(Instant::now);
-        let mut all_hits = true;
+        let lookups_before = self.resolver.registry_lookups();
         // Resolve key then value; the first failure decides the message's fate.
         let mut writer_id = None;
         let mut failure: Option<(Part, PartFailure)> = None;
@@ -124,13 +116,14 @@ impl Worker {
                 continue;
             };
             self.lossy.clear();
-            let (resolved, hit) = block_on(
+            let before = self.resolver.registry_lookups();
+            let resolved = block_on(
                 &self.runtime,
                 self.resolver.resolve(input, &reader, buf, &mut self.lossy),
-                &self.registry,
                 &mut || io.idle(),
             );
-            all_hits &= hit;
+            self.registry
+                .resolved(self.resolver.registry_lookups() != before);
             match resolved {
                 Ok(id) => {
                     if !self.lossy.is_empty()
@@ -151,7 +144,7 @@ impl Worker {
             }
         }
         if let Some(started) = sampled
-            && all_hits
+            && self.resolver.registry_lookups() == lookups_before
             && failure.is_none()
         {
             route

@@ -61,6 +61,8 @@ pub struct Schemas {
     /// Parsed writer schemas by id, and (with a TTL) ids the registry does not have.
     writers: Cache<SchemaId, Result<Arc<ParsedSchema>, PartFailure>>,
     plans: Cache<PlanKey, PlanResult>,
+    /// Writer schemas asked of the registry so far (the writer cache's misses).
+    lookups: u64,
 }
 
 impl Schemas {
@@ -77,7 +79,15 @@ impl Schemas {
             policy,
             writers: Cache::new(policy.capacity),
             plans: Cache::new(policy.capacity),
+            lookups: 0,
         }
+    }
+
+    /// How many writer schemas this layer has asked the registry for so far. A caller that
+    /// compares it before and after a [`Schemas::plan`] knows whether that answer came from the
+    /// caches or waited for the registry, however fast the registry answered.
+    pub fn registry_lookups(&self) -> u64 {
+        self.lookups
     }
 
     /// Fetches and parses a route part's reader schema, retrying while the registry is down.
@@ -134,6 +144,7 @@ impl Schemas {
         if let Some(s) = self.writers.get(&id) {
             return s.clone().map_err(ResolveError::Failed);
         }
+        self.lookups += 1;
         let with_id = |e: ResolveError| match e {
             ResolveError::Failed(mut f) => {
                 f.writer_id = Some(id);

@@ -164,14 +164,14 @@ pub const CATALOGUE: &[Metric] = &[
         Kind::Counter,
         Exporter::Both,
         "",
-        "key/value resolutions answered from the schema and plan caches, without waiting for the registry",
+        "key/value resolutions answered from the schema and plan caches, without asking the registry",
     ),
     m(
         REGISTRY_CACHE_MISSES,
         Kind::Counter,
         Exporter::Both,
         "",
-        "key/value resolutions that waited for the schema registry (a fetch, or retries during an outage)",
+        "key/value resolutions that asked the schema registry for a writer schema (however fast it answered, or however long it was down)",
     ),
     m(
         REGISTRY_REQUESTS,
@@ -478,6 +478,17 @@ impl RegistryEvents {
             outages: metrics::counter!(REGISTRY_OUTAGES),
             paused_seconds: metrics::counter!(REGISTRY_PAUSED_SECONDS),
             available,
+        }
+    }
+}
+
+impl RegistryEvents {
+    /// Counts one key/value resolution: a cache miss when it asked the registry for a schema.
+    pub fn resolved(&self, asked_registry: bool) {
+        if asked_registry {
+            self.cache_misses.increment(1);
+        } else {
+            self.cache_hits.increment(1);
         }
     }
 }
