@@ -307,10 +307,17 @@ impl BatchWriter {
         // when done with the one before.
         let (batches, inbox) = sync_channel::<RecordBatch>(0);
         let progress = Arc::new(Progress::default());
-        let (schema, reports) = (Arc::clone(schema), Arc::clone(&progress));
+        let reports = Arc::clone(&progress);
+        let lazy = Lazy {
+            options,
+            schema: Arc::clone(schema),
+            arrow_schema,
+            sink: Some(sink),
+            encoder: None,
+        };
         let thread = std::thread::Builder::new()
             .name("parquet-encoder".into())
-            .spawn(move || encode(&options, &schema, arrow_schema, sink, &inbox, &reports))
+            .spawn(move || encode(lazy, &inbox, &reports))
             .map_err(|e| ArchiveError::Output {
                 why: format!("parquet: cannot start the encoding thread: {e}"),
             })?;
@@ -400,33 +407,62 @@ impl Drop for BatchWriter {
     }
 }
 
-/// The encoding thread: every batch from `inbox` into the writer (opened on the first one),
-/// then, once the inbox is closed, the footer (unless the file was abandoned); the file,
-/// flushed.
-fn encode(
-    options: &ParquetOptions,
-    schema: &ReaderSchema,
+/// A file's encoder before and after its first batch: what it needs to open one, then the
+/// encoder. Dropped unfinished, it writes no footer.
+struct Lazy {
+    options: ParquetOptions,
+    schema: Arc<ReaderSchema>,
     arrow_schema: SchemaRef,
-    sink: File,
+    sink: Option<File>,
+    encoder: Option<Encoder>,
+}
+
+impl Lazy {
+    /// Encodes `batch` (opening the encoder on the first); the writer's bytes after it.
+    fn write(&mut self, batch: &RecordBatch) -> Result<usize, ArchiveError> {
+        if self.encoder.is_none() {
+            self.encoder = Some(self.open(batch)?);
+        }
+        let encoder = self.encoder.as_mut().ok_or_else(gone)?;
+        encoder.write(batch)?;
+        Ok(encoder.bytes())
+    }
+
+    fn open(&mut self, first: &RecordBatch) -> Result<Encoder, ArchiveError> {
+        let sink = self.sink.take().ok_or_else(gone)?;
+        let schema = &self.schema;
+        Encoder::open(
+            &self.options,
+            schema,
+            Arc::clone(&self.arrow_schema),
+            sink,
+            first,
+        )
+    }
+
+    /// The footer (a file with no batches gets its encoder now); the file, flushed.
+    fn finish(mut self) -> Result<File, ArchiveError> {
+        let encoder = match self.encoder.take() {
+            Some(e) => e,
+            None => self.open(&RecordBatch::new_empty(Arc::clone(&self.arrow_schema)))?,
+        };
+        encoder.close()
+    }
+}
+
+/// The encoding thread: every batch from `inbox` into the file, then, once the inbox is
+/// closed, the footer (unless the file was abandoned); the file, flushed.
+fn encode(
+    mut lazy: Lazy,
     inbox: &Receiver<RecordBatch>,
     progress: &Progress,
 ) -> Result<File, ArchiveError> {
-    let mut encoder = None;
-    let mut sink = Some(sink);
-    let mut open = |first: &RecordBatch| -> Result<Encoder, ArchiveError> {
-        let sink = sink.take().ok_or_else(gone)?;
-        Encoder::open(options, schema, Arc::clone(&arrow_schema), sink, first)
-    };
     for batch in inbox {
         if progress.abandoned.load(Ordering::Acquire) {
             break;
         }
-        let e = match &mut encoder {
-            Some(e) => e,
-            None => encoder.insert(open(&batch)?),
-        };
-        e.write(&batch)?;
-        progress.bytes.store(e.bytes(), Ordering::Release);
+        let bytes = lazy.write(&batch)?;
+        progress.bytes.store(bytes, Ordering::Release);
         progress.batches.fetch_add(1, Ordering::AcqRel);
     }
     if progress.abandoned.load(Ordering::Acquire) {
@@ -434,11 +470,7 @@ fn encode(
             why: "parquet: the file was dropped unfinished".into(),
         });
     }
-    let encoder = match encoder {
-        Some(e) => e,
-        None => open(&RecordBatch::new_empty(Arc::clone(&arrow_schema)))?,
-    };
-    encoder.close()
+    lazy.finish()
 }
 
 /// One file's Parquet encoding, on its encoding thread: what `ArrowWriter` does, with each row
