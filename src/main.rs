@@ -223,6 +223,11 @@ struct TranscodeArgs {
     /// (the route key `row_group_bytes`; default 128 MiB).
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     row_group_bytes: Option<u64>,
+    /// Parquet output: threads that encode the file's batches while the next is read, as the
+    /// route key `encoding_threads`: 2 (the default: one, and a helper sharing its columns),
+    /// 1, or 0 (encoded on the reading thread).
+    #[arg(long, value_name = "0-2", value_parser = clap::value_parser!(u8).range(0..=2))]
+    encoding_threads: Option<u8>,
     /// Input container files, read in order; a pattern (`'archive/*.avro'`, quoted so that the
     /// shell leaves it alone) stands for the files it matches, sorted by name.
     #[arg(value_name = "FILE", required = true)]
@@ -411,6 +416,11 @@ enum BenchCommand {
         /// Min/max statistics: none, row-group, page (both engines); default the archive's.
         #[arg(long, value_enum)]
         statistics: Option<StatisticsArg>,
+        /// The Parquet writer's encoding threads per file (both engines): 2 (the archive's
+        /// default), 1, or 0 (encoded on the thread that builds the batches).
+        #[arg(long, value_name = "0-2", default_value_t = 2,
+              value_parser = clap::value_parser!(u8).range(0..=2))]
+        encoding_threads: u8,
     },
     /// `bench pipeline`'s contender (a): copies records from --from to --to until SIGTERM.
     #[command(hide = true)]
@@ -535,6 +545,7 @@ fn main() -> ExitCode {
             row_group_bytes,
             dictionary,
             statistics,
+            encoding_threads,
         }) => report(
             schemabridge::bench::archive::run(&schemabridge::bench::archive::ArchiveArgs {
                 writer_schemas,
@@ -551,6 +562,7 @@ fn main() -> ExitCode {
                     schemabridge::archive::ParquetOptions::default().statistics,
                     StatisticsArg::into,
                 ),
+                encoding_threads,
             })
             .map(|table| println!("{table}"))
             .map_err(anyhow::Error::msg),
@@ -783,6 +795,7 @@ fn transcode_format(
         (args.dictionary.is_some(), "--dictionary"),
         (args.statistics.is_some(), "--statistics"),
         (args.row_group_bytes.is_some(), "--row-group-bytes"),
+        (args.encoding_threads.is_some(), "--encoding-threads"),
     ];
     match to {
         ToArg::Avro => {
@@ -818,6 +831,7 @@ fn transcode_format(
                 row_group_bytes: args.row_group_bytes.unwrap_or(defaults.row_group_bytes),
                 dictionary: args.dictionary.map_or(defaults.dictionary, Into::into),
                 statistics: args.statistics.map_or(defaults.statistics, Into::into),
+                encoding_threads: args.encoding_threads.unwrap_or(defaults.encoding_threads),
             })))
         }
     }

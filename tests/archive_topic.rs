@@ -755,7 +755,7 @@ async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() 
     let (registry, v1_id, v2_id) = registry_with_orders().await;
     let produced = produce(&cluster, inputs(120, 2, v1_id, v2_id, false)).await;
     let archive = format!(
-        "      url: \"file://{}\"\n      format: parquet\n      dictionary: none\n      statistics: none\n      roll: {{ records: 25, interval_ms: 300 }}",
+        "      url: \"file://{}\"\n      format: parquet\n      dictionary: none\n      statistics: none\n      encoding_threads: 0\n      roll: {{ records: 25, interval_ms: 300 }}",
         out.display()
     );
     let group = format!("archive-c-{}", std::process::id());
@@ -779,7 +779,8 @@ async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() 
     assert!(keys.iter().all(|k| k.ends_with(".parquet")), "{keys:?}");
     ranges(&keys);
     // pyarrow reads each file's order_id column; it must be the inputs' ids at the offsets the
-    // file's name covers, in offset order. The route's `dictionary: none` and `statistics: none`
+    // file's name covers, in offset order (the archive thread encoded them itself:
+    // `encoding_threads: 0`). The route's `dictionary: none` and `statistics: none`
     // reach the writer: no column chunk has a dictionary page or min/max statistics (with the
     // defaults, order_id would have both).
     let python = python_with(&[("pyarrow==26.0.1", "pyarrow")]);

@@ -498,8 +498,8 @@ fn archives_become_one_parquet_file_that_pyarrow_reads_as_fastavro_resolves_them
     );
 }
 
-/// The Parquet writer options a route has (`compression_level`, `dictionary`, `statistics`)
-/// are `transcode` flags too, and reach the file: pyarrow finds zstd on every column chunk, no
+/// The Parquet writer options a route has (`compression_level`, `dictionary`, `statistics`,
+/// `encoding_threads`) are `transcode` flags too, and reach the file: pyarrow finds zstd on every column chunk, no
 /// dictionary page and no min/max statistics (with the defaults order_id and status would have
 /// both), and the rows fastavro's resolution gives.
 #[test]
@@ -519,6 +519,8 @@ fn parquet_writer_flags_reach_the_file() {
         "none".as_ref(),
         "--statistics".as_ref(),
         "none".as_ref(),
+        "--encoding-threads".as_ref(),
+        "1".as_ref(),
         input.as_os_str(),
         output.as_os_str(),
     ]);
@@ -560,6 +562,11 @@ fn parquet_flags_with_avro_output_fail_naming_the_flag() {
             &["--compression-level", "3"][..],
             "out.avro",
             "--compression-level",
+        ),
+        (
+            &["--encoding-threads", "0"][..],
+            "out.avro",
+            "--encoding-threads",
         ),
         (
             &["--compression", "snappy", "--compression-level", "3"][..],

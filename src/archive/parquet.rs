@@ -150,6 +150,11 @@ pub struct ParquetOptions {
     /// Min/max statistics: none, per row group (what readers prune row groups by), or also
     /// per page (a page index).
     pub statistics: ParquetStatistics,
+    /// Threads that encode each open file's batches: 2 (one encodes a batch while the caller
+    /// builds the next, with a helper encoding about half of its columns), 1 (no helper) or 0
+    /// (each batch is encoded on the caller's thread when it is full); more counts as 2. The
+    /// file's bytes are the same whichever it is.
+    pub encoding_threads: u8,
 }
 
 /// Which columns are dictionary-encoded.
@@ -190,6 +195,7 @@ impl Default for ParquetOptions {
             row_group_bytes: 128 * 1024 * 1024,
             dictionary: ParquetDictionary::default(),
             statistics: ParquetStatistics::Page,
+            encoding_threads: 2,
         }
     }
 }
@@ -267,13 +273,25 @@ const BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// metadata included). What `ParquetFile` writes its batches with, and what `bench archive`
 /// hands its baseline's batches to, so both are written the same way.
 ///
-/// The writer lives on a thread of the file's own, which encodes each batch (levels,
-/// dictionaries, statistics, compression; with a helper thread, see `Encoder`) while the
-/// caller builds the next one. A batch is handed over only once the previous one is encoded,
-/// so the caller runs at most one batch ahead and memory stays at two batches. An encoding
-/// error surfaces at the next `write` or at `finish`; a writer dropped unfinished stops its
-/// threads, without writing the footer, and waits for them.
+/// With `encoding_threads` 1 or 2 the writer lives on a thread of the file's own, which
+/// encodes each batch (levels, dictionaries, statistics, compression; with 2, together with a
+/// helper thread, see `Encoder`) while the caller builds the next one. A batch is handed over
+/// only once the previous one is encoded, so the caller runs at most one batch ahead and
+/// memory stays at two batches. An encoding error surfaces at the next `write` or at
+/// `finish`; a writer dropped unfinished stops its threads, without writing the footer, and
+/// waits for them. With 0, `write` encodes the batch before it returns.
 pub struct BatchWriter {
+    mode: Mode,
+}
+
+enum Mode {
+    /// Encoding on the caller's thread; None after an error.
+    Inline(Option<Box<Lazy>>),
+    Thread(Threaded),
+}
+
+/// A file's encoding thread, seen from the caller.
+struct Threaded {
     /// The encoding thread's inbox (None once closed), and the thread.
     batches: Option<SyncSender<RecordBatch>>,
     thread: Option<JoinHandle<Result<File, ArchiveError>>>,
@@ -296,18 +314,13 @@ struct Progress {
 
 impl BatchWriter {
     /// A writer of batches of `arrow_schema` (the reader schema's columns) onto `sink`, with
-    /// its encoding thread started.
+    /// its encoding thread started (unless `options.encoding_threads` is 0).
     pub fn new(
         schema: &Arc<ReaderSchema>,
         arrow_schema: SchemaRef,
         options: ParquetOptions,
         sink: File,
     ) -> Result<BatchWriter, ArchiveError> {
-        // Rendezvous: `write` returns once the thread has taken the batch, which it does only
-        // when done with the one before.
-        let (batches, inbox) = sync_channel::<RecordBatch>(0);
-        let progress = Arc::new(Progress::default());
-        let reports = Arc::clone(&progress);
         let lazy = Lazy {
             options,
             schema: Arc::clone(schema),
@@ -315,6 +328,16 @@ impl BatchWriter {
             sink: Some(sink),
             encoder: None,
         };
+        if options.encoding_threads == 0 {
+            return Ok(BatchWriter {
+                mode: Mode::Inline(Some(Box::new(lazy))),
+            });
+        }
+        // Rendezvous: `write` returns once the thread has taken the batch, which it does only
+        // when done with the one before.
+        let (batches, inbox) = sync_channel::<RecordBatch>(0);
+        let progress = Arc::new(Progress::default());
+        let reports = Arc::clone(&progress);
         let thread = std::thread::Builder::new()
             .name("parquet-encoder".into())
             .spawn(move || encode(lazy, &inbox, &reports))
@@ -322,18 +345,57 @@ impl BatchWriter {
                 why: format!("parquet: cannot start the encoding thread: {e}"),
             })?;
         Ok(BatchWriter {
-            batches: Some(batches),
-            thread: Some(thread),
-            progress,
-            sent: 0,
-            in_flight: 0,
+            mode: Mode::Thread(Threaded {
+                batches: Some(batches),
+                thread: Some(thread),
+                progress,
+                sent: 0,
+                in_flight: 0,
+            }),
         })
     }
 
-    /// Hands `batch` to the encoding thread once it is done with the previous one. `estimate`
-    /// is what [`BatchWriter::bytes`] counts for it until it is encoded (`ParquetFile`: its
-    /// reader-encoded size).
+    /// Hands `batch` to the encoding thread once it is done with the previous one (or, with
+    /// no encoding thread, encodes it). `estimate` is what [`BatchWriter::bytes`] counts for
+    /// it until it is encoded (`ParquetFile`: its reader-encoded size).
     pub fn write(&mut self, batch: RecordBatch, estimate: usize) -> Result<(), ArchiveError> {
+        match &mut self.mode {
+            Mode::Inline(lazy) => {
+                let written = lazy.as_mut().ok_or_else(gone)?.write(&batch);
+                if written.is_err() {
+                    *lazy = None;
+                }
+                written.map(drop)
+            }
+            Mode::Thread(t) => t.write(batch, estimate),
+        }
+    }
+
+    /// Written bytes plus the open row group's estimated encoded size, as of the last batch
+    /// encoded, plus the estimate for a batch still being encoded.
+    pub fn bytes(&self) -> usize {
+        match &self.mode {
+            Mode::Inline(lazy) => lazy.as_deref().map_or(0, Lazy::bytes),
+            Mode::Thread(t) => t.bytes(),
+        }
+    }
+
+    /// Waits for the batch in flight, has the footer written (a file with no batches gets its
+    /// writer now), syncs, and hands the file back.
+    pub fn finish(mut self) -> Result<File, ArchiveError> {
+        let file = match &mut self.mode {
+            Mode::Inline(lazy) => lazy.take().ok_or_else(gone)?.finish(),
+            Mode::Thread(t) => t.stop(),
+        }?;
+        file.sync_all().map_err(|e| ArchiveError::Output {
+            why: format!("parquet: sync: {e}"),
+        })?;
+        Ok(file)
+    }
+}
+
+impl Threaded {
+    fn write(&mut self, batch: RecordBatch, estimate: usize) -> Result<(), ArchiveError> {
         let sent = match &self.batches {
             Some(batches) => batches.send(batch).is_ok(),
             None => false,
@@ -347,9 +409,7 @@ impl BatchWriter {
         Ok(())
     }
 
-    /// Written bytes plus the open row group's estimated encoded size, as of the last batch
-    /// encoded, plus the estimate for a batch still being encoded.
-    pub fn bytes(&self) -> usize {
+    fn bytes(&self) -> usize {
         let encoded = self.progress.batches.load(Ordering::Acquire);
         let in_flight = if encoded < self.sent {
             self.in_flight
@@ -357,16 +417,6 @@ impl BatchWriter {
             0
         };
         self.progress.bytes.load(Ordering::Acquire) + in_flight
-    }
-
-    /// Waits for the batch in flight, has the footer written (a file with no batches gets its
-    /// writer now), syncs, and hands the file back.
-    pub fn finish(mut self) -> Result<File, ArchiveError> {
-        let file = self.stop()?;
-        file.sync_all().map_err(|e| ArchiveError::Output {
-            why: format!("parquet: sync: {e}"),
-        })?;
-        Ok(file)
     }
 
     /// Closes the thread's inbox and waits for it: the finished file, or why it stopped.
@@ -388,15 +438,25 @@ impl BatchWriter {
 
 #[cfg(test)]
 impl BatchWriter {
+    /// The encoding thread's progress reports (None: no encoding thread).
+    fn progress(&self) -> Option<&Arc<Progress>> {
+        match &self.mode {
+            Mode::Inline(_) => None,
+            Mode::Thread(t) => Some(&t.progress),
+        }
+    }
+
     /// Until every batch handed over is encoded.
     fn wait_encoded(&self) {
-        while self.progress.batches.load(Ordering::Acquire) < self.sent {
-            std::thread::sleep(std::time::Duration::from_millis(1));
+        if let Mode::Thread(t) = &self.mode {
+            while t.progress.batches.load(Ordering::Acquire) < t.sent {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
         }
     }
 }
 
-impl Drop for BatchWriter {
+impl Drop for Threaded {
     /// A file dropped unfinished is garbage: its thread stops without writing the footer (or
     /// flushing the open row group), and does not outlive it.
     fn drop(&mut self) {
@@ -426,6 +486,10 @@ impl Lazy {
         let encoder = self.encoder.as_mut().ok_or_else(gone)?;
         encoder.write(batch)?;
         Ok(encoder.bytes())
+    }
+
+    fn bytes(&self) -> usize {
+        self.encoder.as_ref().map_or(0, Encoder::bytes)
     }
 
     fn open(&mut self, first: &RecordBatch) -> Result<Encoder, ArchiveError> {
@@ -488,7 +552,8 @@ struct Encoder {
     helper_leaves: Vec<bool>,
     /// This thread's column writers in the open row group, with their leaf index.
     own: Vec<(usize, ArrowColumnWriter)>,
-    helper: Helper,
+    /// None with fewer than two encoding threads: this thread encodes every leaf.
+    helper: Option<Helper>,
     /// Rows in the open row group (0: none is open).
     rows: usize,
     /// The helper's estimated encoded size of its columns, as of the last batch.
@@ -511,13 +576,19 @@ impl Encoder {
             .and_then(ArrowWriter::into_serialized_writer)
             .map_err(parquet_err)?;
         let leaves = file.schema_descr().num_columns();
+        let helper = (options.encoding_threads >= 2)
+            .then(Helper::start)
+            .transpose()?;
         Ok(Encoder {
-            helper_leaves: split_leaves(first, leaves),
+            helper_leaves: match helper {
+                Some(_) => split_leaves(first, leaves),
+                None => vec![false; leaves],
+            },
             file,
             factory,
             arrow_schema,
             own: Vec::new(),
-            helper: Helper::start()?,
+            helper,
             rows: 0,
             helper_bytes: 0,
             row_group_bytes: usize::try_from(options.row_group_bytes.max(1)).unwrap_or(usize::MAX),
@@ -546,16 +617,19 @@ impl Encoder {
         if helper.next().is_some() {
             return Err(leaf_mismatch());
         }
-        self.helper.send(Job::Encode(theirs))?;
+        if let Some(helper) = &self.helper {
+            helper.send(Job::Encode(theirs))?;
+        }
         let mut own = self.own.iter_mut().zip(&mine);
         let encoded = own.try_for_each(|((_, writer), leaf)| writer.write(leaf));
         // The helper's answer is taken either way, so the next job finds it idle.
-        let helper = match self.helper.receive()? {
-            Done::Encoded(bytes) => bytes.map_err(parquet_err)?,
-            Done::Closed(_) => return Err(helper_confused()),
-        };
+        if let Some(helper) = &self.helper {
+            self.helper_bytes = match helper.receive()? {
+                Done::Encoded(bytes) => bytes.map_err(parquet_err)?,
+                Done::Closed(_) => return Err(helper_confused()),
+            };
+        }
         encoded.map_err(parquet_err)?;
-        self.helper_bytes = helper;
         self.rows += batch.num_rows();
         if self.in_progress_size() >= self.row_group_bytes {
             self.close_row_group()?;
@@ -591,7 +665,10 @@ impl Encoder {
                 self.own.push((leaf, writer));
             }
         }
-        self.helper.send(Job::Writers(theirs))
+        match &self.helper {
+            Some(helper) => helper.send(Job::Writers(theirs)),
+            None => Ok(()),
+        }
     }
 
     /// Closes both halves' column writers and writes the row group, chunks in leaf order.
@@ -599,12 +676,15 @@ impl Encoder {
         if self.rows == 0 {
             return Ok(());
         }
-        self.helper.send(Job::Close)?;
+        if let Some(helper) = &self.helper {
+            helper.send(Job::Close)?;
+        }
         let own = std::mem::take(&mut self.own).into_iter();
         let mine: Result<Vec<_>, _> = own.map(|(i, w)| w.close().map(|c| (i, c))).collect();
-        let theirs = match self.helper.receive()? {
-            Done::Closed(chunks) => chunks.map_err(parquet_err)?,
-            Done::Encoded(_) => return Err(helper_confused()),
+        let theirs = match self.helper.as_ref().map(Helper::receive).transpose()? {
+            Some(Done::Closed(chunks)) => chunks.map_err(parquet_err)?,
+            Some(Done::Encoded(_)) => return Err(helper_confused()),
+            None => Vec::new(),
         };
         let mut chunks = mine.map_err(parquet_err)?;
         chunks.extend(theirs);
@@ -975,7 +1055,11 @@ mod tests {
             "the writer's own figure: {writer}"
         );
         assert_eq!(
-            file.writer.progress.bytes.load(Ordering::Acquire) as u64,
+            file.writer
+                .progress()
+                .unwrap()
+                .bytes
+                .load(Ordering::Acquire) as u64,
             writer
         );
         assert_eq!(file.records(), BATCH_ROWS as u64 + 1);
@@ -1082,6 +1166,7 @@ mod tests {
     #[test]
     #[allow(deprecated)]
     fn nested_columns_split_between_two_threads_read_back_as_built_in_every_row_group() {
+        // ... and the file is the same byte for byte on one encoding thread, or none.
         // The reference reader: a struct, lists of structs and of strings, a map, an enum, a
         // nullable double: 19 leaf columns, about half encoded by each thread.
         let reader = crate::avro::Schema::parse_str(ORDER_V1).unwrap();
@@ -1107,17 +1192,30 @@ mod tests {
         );
 
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orders.parquet");
-        // A row group closes after every batch.
-        let options = ParquetOptions {
-            row_group_bytes: 1,
-            ..ParquetOptions::default()
+        let write = |encoding_threads: u8| {
+            let path = dir
+                .path()
+                .join(format!("orders-{encoding_threads}.parquet"));
+            // A row group closes after every batch.
+            let options = ParquetOptions {
+                row_group_bytes: 1,
+                encoding_threads,
+                ..ParquetOptions::default()
+            };
+            let sink = File::create(&path).unwrap();
+            let mut file = ParquetFile::create(&schema, options, sink).unwrap();
+            for d in &datums {
+                file.append(d).unwrap();
+            }
+            Box::new(file).finish().unwrap();
+            path
         };
-        let mut file = ParquetFile::create(&schema, options, File::create(&path).unwrap()).unwrap();
-        for d in &datums {
-            file.append(d).unwrap();
+        let path = write(2);
+        let bytes = std::fs::read(&path).unwrap();
+        for threads in [1, 0] {
+            let other = std::fs::read(write(threads)).unwrap();
+            assert!(other == bytes, "{threads} encoding threads: another file");
         }
-        Box::new(file).finish().unwrap();
         let (read, groups) = read_back(&path);
         assert_eq!(groups, vec![BATCH_ROWS as i64, BATCH_ROWS as i64, 500]);
         assert_eq!(read.schema(), expected.schema());
@@ -1170,6 +1268,45 @@ mod tests {
     }
 
     #[test]
+    fn without_an_encoding_thread_the_error_comes_back_from_the_write_itself() {
+        let schema = strings_schema();
+        let dir = tempfile::tempdir().unwrap();
+        let strings = Columns::new(Arc::clone(schema.shape())).unwrap();
+        let options = ParquetOptions {
+            encoding_threads: 0,
+            ..ParquetOptions::default()
+        };
+        let sink = File::create(dir.path().join("inline.parquet")).unwrap();
+        let mut writer =
+            BatchWriter::new(&schema, Arc::clone(strings.schema()), options, sink).unwrap();
+        assert!(writer.progress().is_none(), "no encoding thread");
+        let good = RecordBatch::try_new(
+            Arc::clone(strings.schema()),
+            vec![Arc::new(arrow_array::StringArray::from(vec!["a", "b"]))],
+        )
+        .unwrap();
+        writer.write(good, 0).unwrap();
+        assert!(writer.bytes() > 0, "encoded before `write` returned");
+        let numbers = Arc::new(ArrowSchema::new(vec![arrow_schema::Field::new(
+            "s",
+            DataType::Int64,
+            false,
+        )]));
+        let bad = RecordBatch::try_new(
+            numbers,
+            vec![Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3]))],
+        )
+        .unwrap();
+        let err = writer.write(bad, 0).unwrap_err().to_string();
+        assert!(err.starts_with("parquet: "), "{err}");
+        let err = writer.finish().unwrap_err().to_string();
+        assert!(
+            err.contains("the writer is gone after an earlier error"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_sink_that_cannot_be_written_fails_finish_naming_the_cause() {
         let schema = strings_schema();
         let dir = tempfile::tempdir().unwrap();
@@ -1199,7 +1336,7 @@ mod tests {
         for i in 0..BATCH_ROWS {
             file.append(&string_datum(&format!("r{i}"))).unwrap();
         }
-        let progress = Arc::clone(&file.writer.progress);
+        let progress = Arc::clone(file.writer.progress().unwrap());
         drop(file);
         // Dropping joined the thread (it may or may not have encoded the batch it was handed).
         assert!(progress.abandoned.load(Ordering::Acquire));

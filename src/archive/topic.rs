@@ -296,6 +296,7 @@ fn file_format(a: &ArchiveConfig) -> Result<FileFormat, String> {
                 ArchiveStatistics::RowGroup => super::ParquetStatistics::RowGroup,
                 ArchiveStatistics::None => super::ParquetStatistics::None,
             },
+            encoding_threads: a.encoding_threads,
         })),
     }
 }

@@ -69,6 +69,8 @@ pub struct ArchiveBench {
     /// Each round's ratio (schemabridge's pass against the apache-avro pass that follows it),
     /// in round order: how much the machine moved the figure during the run.
     pub round_ratios: Vec<f64>,
+    /// The Parquet writer's encoding threads per file (both engines).
+    pub encoding_threads: u8,
     pub ratio: f64,
 }
 
@@ -103,11 +105,16 @@ impl ArchiveBench {
                 cpu(e)
             );
         }
+        let encoding = match self.encoding_threads {
+            0 => "on the same thread",
+            1 => "on a thread of its own while the next is built",
+            _ => "on two threads of its own while the next is built",
+        };
         let _ = writeln!(
             s,
             "(fastest of {} interleaved rounds per engine; MB/s of writer-encoded input;\n \
              both engines build batches on one thread and hand them to the same Parquet batch\n \
-             writer, which encodes each on two threads of its own while the next is built:\n \
+             writer, which encodes each {encoding}:\n \
              records/s is by the wall clock, CPU ns/record counts every thread)\n",
             self.rounds
         );
@@ -318,6 +325,7 @@ pub fn archive(
         ]
         .map(|engine| engine.map(|secs| secs / n * 1e9)),
         round_ratios,
+        encoding_threads: options.encoding_threads.min(2),
     })
 }
 
@@ -797,6 +805,8 @@ pub struct ArchiveArgs {
     pub dictionary: crate::archive::ParquetDictionary,
     /// Min/max statistics written (both engines).
     pub statistics: crate::archive::ParquetStatistics,
+    /// The Parquet writer's encoding threads per file, 0 to 2 (both engines).
+    pub encoding_threads: u8,
 }
 
 /// The reference pair, as `proto/orders/` (and `../shared/bench/`) hold it.
@@ -834,6 +844,7 @@ pub fn run(args: &ArchiveArgs) -> Result<String, String> {
         row_group_bytes: args.row_group_bytes.max(1),
         dictionary: args.dictionary,
         statistics: args.statistics,
+        encoding_threads: args.encoding_threads,
     };
     let b = archive(
         &writers,

@@ -274,6 +274,11 @@ pub struct ArchiveFile {
     /// or `none`.
     #[serde(default)]
     pub statistics: Option<ArchiveStatistics>,
+    /// Parquet: threads that encode each open file's batches, 0 to 2 (default 2: one encodes
+    /// a batch while the archive thread builds the next, with a helper sharing its columns; 1:
+    /// no helper; 0: the archive thread encodes each batch itself).
+    #[serde(default)]
+    pub encoding_threads: Option<u8>,
     #[serde(default)]
     pub roll: RollFile,
     /// Multipart upload part size; files larger than one part are uploaded in parts (S3 needs

@@ -187,6 +187,8 @@ pub struct ArchiveConfig {
     pub row_group_bytes: u64,
     pub dictionary: ArchiveDictionary,
     pub statistics: ArchiveStatistics,
+    /// Parquet encoding threads per open file, 0 to 2.
+    pub encoding_threads: u8,
     pub roll: Roll,
     pub part_bytes: u64,
     pub spool_dir: Option<PathBuf>,

@@ -181,7 +181,7 @@ fn route(r: &RouteConfig) -> String {
                 super::ArchiveFormat::Avro => format!("format avro codec {:?}", a.codec),
                 super::ArchiveFormat::Parquet => format!(
                     "format parquet compression {} dictionary {:?} statistics {} \
-                     row_group_bytes {}",
+                     row_group_bytes {} encoding_threads {}",
                     match (a.compression, a.compression_level) {
                         (super::ArchiveCompression::Zstd, Some(level)) => {
                             format!("zstd level {level}")
@@ -195,7 +195,8 @@ fn route(r: &RouteConfig) -> String {
                         super::ArchiveStatistics::RowGroup => "row_group",
                         super::ArchiveStatistics::None => "none",
                     },
-                    a.row_group_bytes
+                    a.row_group_bytes,
+                    a.encoding_threads
                 ),
             }
             .to_lowercase();

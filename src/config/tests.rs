@@ -583,7 +583,7 @@ fn archive_mistakes_are_named_by_their_key() {
     assert!(
         summary.contains(
             "format parquet compression snappy dictionary auto statistics page row_group_bytes \
-             1048576"
+             1048576 encoding_threads 2"
         ),
         "{summary}"
     );
@@ -604,15 +604,33 @@ fn archive_mistakes_are_named_by_their_key() {
     );
     let avro_parquet_options = ARCHIVE.replace(
         "      roll:",
-        "      dictionary: all\n      statistics: none\n      compression_level: 3\n      roll:",
+        "      dictionary: all\n      statistics: none\n      compression_level: 3\n      \
+         encoding_threads: 1\n      roll:",
     );
     assert_eq!(
         errors(&avro_parquet_options),
         [
             "routes[0].archive.dictionary: only used with `format: parquet`",
             "routes[0].archive.statistics: only used with `format: parquet`",
-            "routes[0].archive.compression_level: only used with `format: parquet`"
+            "routes[0].archive.compression_level: only used with `format: parquet`",
+            "routes[0].archive.encoding_threads: only used with `format: parquet`"
         ]
+    );
+    // Encoding threads per open file: 2 unless given, 0 to 2.
+    assert_eq!(a.encoding_threads, 2);
+    let threads = |n: &str| {
+        parquet.replace(
+            "      compression: snappy\n",
+            &format!("      compression: snappy\n      encoding_threads: {n}\n"),
+        )
+    };
+    let c = Config::parse(&threads("0")).unwrap();
+    let a0 = c.routes[0].archive.as_ref().expect("archive");
+    assert_eq!(a0.encoding_threads, 0);
+    assert!(c.summary().join("\n").contains("encoding_threads 0"));
+    assert_eq!(
+        errors(&threads("3")),
+        ["routes[0].archive.encoding_threads: 3 is not 0, 1 or 2 (threads per open file)"]
     );
     // zstd's level: the writer's default unless given, 1 to 22, and only with zstd.
     assert_eq!(a.compression_level, None);

@@ -424,6 +424,7 @@ fn archive(at: &str, a: ArchiveFile, p: &mut Problems) -> Option<ArchiveConfig> 
         (a.dictionary.is_some(), "dictionary"),
         (a.statistics.is_some(), "statistics"),
         (a.compression_level.is_some(), "compression_level"),
+        (a.encoding_threads.is_some(), "encoding_threads"),
     ] {
         if a.format == ArchiveFormat::Avro && set {
             p.add(key(name), "only used with `format: parquet`");
@@ -445,6 +446,14 @@ fn archive(at: &str, a: ArchiveFile, p: &mut Problems) -> Option<ArchiveConfig> 
         }
     }
     bounded(p, &key("row_group_bytes"), a.row_group_bytes, 1 << 40);
+    if let Some(threads) = a.encoding_threads
+        && threads > 2
+    {
+        p.add(
+            key("encoding_threads"),
+            format!("{threads} is not 0, 1 or 2 (threads per open file)"),
+        );
+    }
     let store = match url::Url::parse(&a.url) {
         Err(e) => {
             p.add(key("url"), format!("not a URL: {e}"));
@@ -528,6 +537,7 @@ fn archive(at: &str, a: ArchiveFile, p: &mut Problems) -> Option<ArchiveConfig> 
         row_group_bytes: a.row_group_bytes,
         dictionary: a.dictionary.unwrap_or_default(),
         statistics: a.statistics.unwrap_or_default(),
+        encoding_threads: a.encoding_threads.unwrap_or(2),
         roll: a.roll,
         part_bytes: a.part_bytes,
         spool_dir: a.spool_dir,
