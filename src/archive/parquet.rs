@@ -1,15 +1,16 @@
 //! Parquet output: a [`RecordFile`] that feeds each reader-encoded datum through the shape's
 //! walk into Arrow builders (`columnar`) and hands the batches to a [`BatchWriter`], which
-//! encodes one batch on a thread of the file's own while the caller builds the next; that
-//! thread and a helper each encode about half of the batch's leaf columns (parquet's column
-//! writers, under the file layout of its `ArrowWriter`).
+//! (by default) encodes one batch on a thread of the file's own while the caller builds the
+//! next; that thread and a helper each encode about half of the batch's leaf columns (parquet's
+//! column writers, under the file layout of its `ArrowWriter`). With fewer encoding threads
+//! the helper's share, or all of the encoding, stays on the caller's side.
 //!
 //! Owns: [`ParquetOptions`] (compression, row group size in bytes, which columns are
-//! dictionary-encoded, statistics level), the writer properties (chosen per file when its first
-//! batch is in hand: `ParquetDictionary::Auto` looks at that batch's text columns), the
-//! `avro.schema` key-value metadata (the reader schema's JSON), batching, the encoding threads
-//! (started with the file, stopped by `finish` or by dropping the file), which leaf columns
-//! each encodes, and when a row group closes. Must not: choose file names or storage, or lay
+//! dictionary-encoded, statistics level, encoding threads), the writer properties (chosen per
+//! file when its first batch is in hand: `ParquetDictionary::Auto` looks at that batch's text
+//! columns), the `avro.schema` key-value metadata (the reader schema's JSON), batching, the
+//! encoding threads (started with the file, stopped by `finish` or by dropping the file),
+//! which leaf columns each encodes, and when a row group closes. Must not: choose file names or storage, or lay
 //! values out itself (`columnar` maps Avro types to Arrow).
 //!
 //! Parquet has no union type: a union other than `["null", T]` is a struct with one nullable
@@ -537,10 +538,12 @@ fn encode(
     lazy.finish()
 }
 
-/// One file's Parquet encoding, on its encoding thread: what `ArrowWriter` does, with each row
-/// group's column writers (one per leaf column) split between this thread and a helper, so
-/// that a batch's leaves are encoded by two threads at once. The split is made once per file
-/// from its first batch, by the leaves' sizes there, so both halves hold about as much data.
+/// One file's Parquet encoding, on its encoding thread (or, with no encoding thread, the
+/// caller's): what `ArrowWriter` does, with each row group's column writers (one per leaf
+/// column) split between this thread and a helper when there is one (`encoding_threads` 2),
+/// so that a batch's leaves are encoded by two threads at once. The split is made once per
+/// file from its first batch, by the leaves' sizes there, so both halves hold about as much
+/// data.
 /// A row group closes once its estimated encoded size reaches the options' `row_group_bytes`
 /// after a batch (so it can exceed that by up to one batch), and its column chunks are
 /// written in leaf order, as `ArrowWriter` writes them.
