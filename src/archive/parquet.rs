@@ -1236,6 +1236,20 @@ mod tests {
         assert_eq!(reader.schema().field(0).name(), "s");
     }
 
+    /// A batch whose column `s` is a number: not the strings file's, so encoding it fails.
+    fn not_the_writers_batch() -> RecordBatch {
+        let numbers = Arc::new(ArrowSchema::new(vec![arrow_schema::Field::new(
+            "s",
+            DataType::Int64,
+            false,
+        )]));
+        RecordBatch::try_new(
+            numbers,
+            vec![Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3]))],
+        )
+        .unwrap()
+    }
+
     #[test]
     fn an_encoding_error_comes_back_from_the_next_write_and_then_finish_says_so() {
         let schema = strings_schema();
@@ -1250,16 +1264,7 @@ mod tests {
         )
         .unwrap();
         // A batch whose column is not the writer's: the thread fails on it.
-        let numbers = Arc::new(ArrowSchema::new(vec![arrow_schema::Field::new(
-            "s",
-            DataType::Int64,
-            false,
-        )]));
-        let bad = RecordBatch::try_new(
-            numbers,
-            vec![Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3]))],
-        )
-        .unwrap();
+        let bad = not_the_writers_batch();
         writer.write(bad.clone(), 0).unwrap();
         let err = writer.write(bad, 0).unwrap_err().to_string();
         assert!(err.contains("parquet"), "{err}");
@@ -1290,16 +1295,7 @@ mod tests {
         .unwrap();
         writer.write(good, 0).unwrap();
         assert!(writer.bytes() > 0, "encoded before `write` returned");
-        let numbers = Arc::new(ArrowSchema::new(vec![arrow_schema::Field::new(
-            "s",
-            DataType::Int64,
-            false,
-        )]));
-        let bad = RecordBatch::try_new(
-            numbers,
-            vec![Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3]))],
-        )
-        .unwrap();
+        let bad = not_the_writers_batch();
         let err = writer.write(bad, 0).unwrap_err().to_string();
         assert!(err.starts_with("parquet: "), "{err}");
         let err = writer.finish().unwrap_err().to_string();
