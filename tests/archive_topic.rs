@@ -746,6 +746,9 @@ fn moto_multipart_seen(log: &Path) -> bool {
         .contains("uploadId=")
 }
 
+/// A Parquet route: each file's order ids are the inputs' at the offsets its name covers, in
+/// offset order; one v1 record whose order_id is not UTF-8 (the plan copies strings as they
+/// are; Parquet cannot hold it) is dead-lettered with why, and the records around it archived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() {
     let dir = scratch_dir("archive-parquet");
@@ -753,7 +756,23 @@ async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() 
     let _ = std::fs::remove_dir_all(&out);
     let cluster = Cluster::start(&[(TOPIC, 2), (DLQ, 1)]);
     let (registry, v1_id, v2_id) = registry_with_orders().await;
-    let produced = produce(&cluster, inputs(120, 2, v1_id, v2_id, false)).await;
+    let mut items = inputs(120, 2, v1_id, v2_id, false);
+    // A copy of a v1 input (partition 0, in the middle) with its order_id's first byte 0xff:
+    // a datum that decodes, but whose string is not UTF-8.
+    let (mut bad, _) = items[60].clone();
+    let mut value = bad.value.take().expect("value");
+    assert_eq!(&value[..5], &framed(v1_id, &[])[..], "a v1 input");
+    value[6] = 0xff; // after the framing, the order_id's length, then its first byte
+    bad.value = Some(value.clone());
+    bad.key = Some(b"not-utf8".to_vec());
+    items.insert(61, (bad, (None, None)));
+    let produced = produce(&cluster, items).await;
+    let not_utf8 = produced
+        .iter()
+        .find(|p| p.writer.is_none())
+        .expect("bad input")
+        .clone();
+    let dead = BTreeSet::from([(not_utf8.partition, not_utf8.offset)]);
     let archive = format!(
         "      url: \"file://{}\"\n      format: parquet\n      dictionary: none\n      statistics: none\n      encoding_threads: 0\n      roll: {{ records: 25, interval_ms: 300 }}",
         out.display()
@@ -761,9 +780,8 @@ async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() 
     let group = format!("archive-c-{}", std::process::id());
     let yaml = config_yaml(&cluster.bootstrap, &registry.url, &group, &archive);
     let mut run = archiver(&dir, 0, &yaml);
-    let none = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !covered(&produced, &local_files(&out), &none) {
+    while !covered(&produced, &local_files(&out), &dead) {
         assert!(run.running(), "archive exited:\n{}", run.log_text());
         assert!(
             Instant::now() < deadline,
@@ -810,6 +828,7 @@ async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() 
     let files: Vec<(Vec<String>, bool, bool)> = serde_json::from_slice(&got.stdout).expect("json");
     let by_offset: BTreeMap<(i32, i64), String> = produced
         .iter()
+        .filter(|p| !dead.contains(&(p.partition, p.offset)))
         .map(|p| ((p.partition, p.offset), p.order.clone().expect("order")))
         .collect();
     let mut total = 0;
@@ -817,11 +836,36 @@ async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() 
         assert!(!dictionary, "{k} has a dictionary page");
         assert!(!statistics, "{k} has min/max statistics");
         let (_, p, first, last) = parse_file_name(k).expect("name");
-        let want: Vec<String> = (first..=last).map(|o| by_offset[&(p, o)].clone()).collect();
+        let want: Vec<String> = (first..=last)
+            .filter_map(|o| by_offset.get(&(p, o)).cloned())
+            .collect();
         assert_eq!(ids, want, "{k}");
         total += ids.len();
     }
-    assert_eq!(total, produced.len(), "every record once");
+    assert_eq!(total, produced.len() - 1, "every good record once");
+
+    // The record Parquet cannot hold: in the DLQ with its original bytes and why.
+    let dlq = cluster
+        .consume(
+            &[DLQ],
+            1,
+            Duration::from_secs(20),
+            Duration::from_millis(300),
+        )
+        .await;
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    let d = &dlq[0];
+    assert_eq!(d.value.as_deref(), Some(&value[..]));
+    assert_eq!(d.key.as_deref(), Some(&b"not-utf8"[..]));
+    assert_eq!(d.header(dlq_headers::KIND).as_deref(), Some("datum"));
+    assert_eq!(
+        d.header(dlq_headers::ERROR).as_deref(),
+        Some("the record cannot be written as Parquet: order_id: a string that is not UTF-8")
+    );
+    assert_eq!(
+        d.header(dlq_headers::OFFSET),
+        Some(not_utf8.offset.to_string())
+    );
 }
 
 /// A registry outage while the archive meets a writer id it has not seen: it waits (the record

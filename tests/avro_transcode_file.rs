@@ -260,6 +260,40 @@ fn a_corrupted_datum_fails_naming_record_and_field_and_writes_nothing() {
     );
 }
 
+/// A string that is not UTF-8 decodes (the plan copies strings as they are), but no reader of
+/// the output could read it: both formats refuse the record, naming it and the field, and
+/// write nothing.
+#[test]
+fn a_string_that_is_not_utf8_fails_naming_record_and_field_in_both_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, _) = inputs(dir.path());
+    let mut bytes = std::fs::read(&input).unwrap();
+    let at = first_block_data(&bytes);
+    assert_eq!(&bytes[at + 1..at + 5], b"ord-", "order_id's first bytes");
+    bytes[at + 1] = 0xff;
+    let bad = dir.path().join("not-utf8.avro");
+    std::fs::write(&bad, bytes).unwrap();
+    for out_name in ["out.avro", "out.parquet"] {
+        let output = dir.path().join(out_name);
+        let before = files_in(dir.path());
+        let (out, _, stderr) = transcode(&repo("proto/orders/order_v1.avsc"), &bad, &output);
+        assert!(!out.status.success(), "{out_name}: must fail");
+        assert!(
+            stderr.contains(&format!(
+                "{}: record 0 (block 0) cannot be written: order_id: a string that is not UTF-8",
+                bad.display()
+            )),
+            "{out_name}: {stderr}"
+        );
+        assert!(!output.exists(), "{out_name}");
+        assert_eq!(
+            files_in(dir.path()),
+            before,
+            "{out_name}: no file left behind"
+        );
+    }
+}
+
 /// Runs the binary with `args`, asserts that it succeeded, and returns its stdout.
 fn schemabridge_ok(args: &[&std::ffi::OsStr]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_schemabridge"))

@@ -15,10 +15,13 @@
 //! FixedSizeBinary(16) with the `arrow.uuid` extension, duration and other fixed →
 //! FixedSizeBinary, bytes → Binary, string → Utf8, null → Null.
 //!
-//! A datum whose values the Arrow types cannot hold (a uuid string that is not a UUID, a decimal
-//! wider than its Arrow type) is rejected before anything is appended when the schema has such
-//! types; a datum that is not valid reader encoding at all (a bug upstream: datums come from the
-//! compiled plan) leaves the builders inconsistent, so the columns refuse further use.
+//! A datum holding a value its column cannot (a string that is not UTF-8, a uuid string that is
+//! not a UUID, uuid bytes not 16 long, a decimal wider than its Arrow type) is rejected
+//! ([`AppendError::Rejected`]): the walk goes on with a placeholder in that column, so every
+//! builder stays one row longer, and [`Columns::take_batch`] leaves the datum's row out. The
+//! columns take the next datum as if it had not been offered. A datum that is not valid reader
+//! encoding at all (a bug upstream: datums come from the compiled plan) leaves the builders
+//! inconsistent, so the columns refuse further use ([`AppendError::Broken`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,19 +31,22 @@ use arrow_array::builder::{
     FixedSizeBinaryBuilder, Float32Builder, Float64Builder, GenericByteBuilder, Int32Builder,
     Int64Builder, StringBuilder,
 };
-use arrow_array::types::ByteArrayType;
+use arrow_array::types::{ByteArrayType, Decimal128Type, Decimal256Type, DecimalType};
 use arrow_array::types::{
     Date32Type, Int32Type, Time32MillisecondType, Time64MicrosecondType, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType,
 };
 use arrow_array::{
-    Array, ArrayRef, DictionaryArray, Int32Array, Int64Array, ListArray, MapArray, NullArray,
-    RecordBatch, StringArray, StructArray,
+    Array, ArrayRef, BooleanArray, DictionaryArray, Int32Array, Int64Array, ListArray, MapArray,
+    NullArray, RecordBatch, StringArray, StructArray,
 };
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer, ScalarBuffer, i256};
 use arrow_schema::{DataType, Field, Fields, Schema as ArrowSchema, SchemaRef, TimeUnit};
+use thiserror::Error;
 
-use super::shape::{Kind, Logical, NodeId, Shape, ShapeError, Visitor};
+use super::shape::{
+    Kind, Logical, NodeId, Shape, ShapeError, Visitor, not_a_uuid, not_utf8, parse_uuid,
+};
 
 /// What a node's values become.
 #[derive(Debug)]
@@ -69,8 +75,9 @@ enum Col {
     Fixed(FixedSizeBinaryBuilder),
     /// uuid as text, stored as its 16 bytes.
     UuidText(FixedSizeBinaryBuilder),
-    Dec128(Decimal128Builder),
-    Dec256(Decimal256Builder),
+    /// With its precision (values wider are rejected).
+    Dec128(Decimal128Builder, u8),
+    Dec256(Decimal256Builder, u8),
     Enum(Int32Builder),
     Struct {
         nulls: NullBufferBuilder,
@@ -89,6 +96,19 @@ enum Col {
     },
 }
 
+/// Why [`Columns::append`] did not take a datum.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum AppendError {
+    /// The datum holds a value its column cannot (the first such value says which): it is left
+    /// out of the batch, and the columns take the next datum.
+    #[error("{0}")]
+    Rejected(ShapeError),
+    /// The datum is not valid reader encoding, or an earlier one was not: the columns take
+    /// nothing more.
+    #[error("{0}")]
+    Broken(ShapeError),
+}
+
 /// Columns being built for one file, cut into batches with [`Columns::take_batch`].
 #[derive(Debug)]
 pub struct Columns {
@@ -97,11 +117,12 @@ pub struct Columns {
     /// Each node's Arrow field (as a child of its parent), by node id.
     fields: Vec<Option<Arc<Field>>>,
     schema: SchemaRef,
+    /// Rows in the builders since the last batch (rejected ones included).
     rows: usize,
-    /// Reader-encoded bytes appended since the last batch (a proxy for the builders' size).
+    /// The rows (since the last batch) of rejected datums, to leave out of the batch.
+    rejected: Vec<usize>,
+    /// Reader-encoded bytes taken since the last batch (a proxy for the builders' size).
     pending_bytes: usize,
-    /// The schema has values a datum can hold that Arrow cannot (uuid text, decimals).
-    fallible: bool,
     broken: Option<String>,
 }
 
@@ -126,7 +147,6 @@ impl Columns {
             shape: &shape,
             cols: (0..n).map(|_| Col::None).collect(),
             fields: vec![None; n],
-            fallible: false,
         };
         b.node(root, "root", false)?;
         let schema = match b.fields.get(root as usize).cloned().flatten() {
@@ -136,15 +156,15 @@ impl Columns {
             },
             None => return Err(ShapeError::Schema("root has no column".into())),
         };
-        let (cols, fields, fallible) = (b.cols, b.fields, b.fallible);
+        let (cols, fields) = (b.cols, b.fields);
         Ok(Columns {
             shape,
             cols,
             fields,
             schema,
             rows: 0,
+            rejected: Vec::new(),
             pending_bytes: 0,
-            fallible,
             broken: None,
         })
     }
@@ -154,7 +174,7 @@ impl Columns {
         &self.schema
     }
 
-    /// Rows appended since the last batch.
+    /// Rows in the builders since the last batch (those of rejected datums included).
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -163,31 +183,36 @@ impl Columns {
         self.pending_bytes
     }
 
-    /// Appends one reader-encoded datum as a row.
-    pub fn append(&mut self, datum: &[u8]) -> Result<(), ShapeError> {
+    /// Appends one reader-encoded datum as a row (see [`AppendError`] for what an error
+    /// leaves behind).
+    pub fn append(&mut self, datum: &[u8]) -> Result<(), AppendError> {
         if let Some(why) = &self.broken {
-            return Err(ShapeError::Value {
+            return Err(AppendError::Broken(ShapeError::Value {
                 node: "columns".into(),
                 why: why.clone(),
-            });
-        }
-        if self.fallible {
-            self.shape.walk(datum, &mut Check { shape: &self.shape })?;
+            }));
         }
         let mut append = Append {
             shape: &self.shape,
             cols: &mut self.cols,
+            rejected: None,
         };
         if let Err(e) = self.shape.walk(datum, &mut append) {
             self.broken = Some(format!("an earlier datum failed half-way ({e})"));
-            return Err(e);
+            return Err(AppendError::Broken(e));
         }
+        let rejected = append.rejected.take();
         self.rows += 1;
+        if let Some(why) = rejected {
+            self.rejected.push(self.rows - 1);
+            return Err(AppendError::Rejected(why));
+        }
         self.pending_bytes += datum.len();
         Ok(())
     }
 
-    /// The rows appended since the last batch, as one batch; the builders start over.
+    /// The rows taken since the last batch (not those of rejected datums), as one batch,
+    /// which may have no rows; the builders start over.
     pub fn take_batch(&mut self) -> Result<RecordBatch, ShapeError> {
         let root = self.shape.root();
         let rows = std::mem::take(&mut self.rows);
@@ -197,12 +222,23 @@ impl Columns {
             Some(s) => s.columns().to_vec(),
             None => return Err(ShapeError::Schema("root is not a struct".into())),
         };
-        RecordBatch::try_new_with_options(
+        let batch = RecordBatch::try_new_with_options(
             Arc::clone(&self.schema),
             columns,
             &arrow_array::RecordBatchOptions::new().with_row_count(Some(rows)),
         )
-        .map_err(|e| arrow_err("batch", e))
+        .map_err(|e| arrow_err("batch", e))?;
+        if self.rejected.is_empty() {
+            return Ok(batch);
+        }
+        let mut keep = vec![true; rows];
+        for r in self.rejected.drain(..) {
+            if let Some(k) = keep.get_mut(r) {
+                *k = false;
+            }
+        }
+        arrow_select::filter::filter_record_batch(&batch, &BooleanArray::from(keep))
+            .map_err(|e| arrow_err("batch", e))
     }
 
     fn field_type(&self, id: NodeId) -> Result<DataType, ShapeError> {
@@ -270,14 +306,14 @@ impl Columns {
             Col::Binary(b) => Arc::new(renew_bytes(b).finish()),
             Col::Utf8(b) => Arc::new(renew_bytes(b).finish()),
             Col::Fixed(b) | Col::UuidText(b) => Arc::new(b.finish()),
-            Col::Dec128(b) => Arc::new(match dt {
+            Col::Dec128(b, _) => Arc::new(match dt {
                 DataType::Decimal128(p, s) => b
                     .finish()
                     .with_precision_and_scale(p, s)
                     .map_err(|e| arrow_err("decimal", e))?,
                 _ => b.finish(),
             }),
-            Col::Dec256(b) => Arc::new(match dt {
+            Col::Dec256(b, _) => Arc::new(match dt {
                 DataType::Decimal256(p, s) => b
                     .finish()
                     .with_precision_and_scale(p, s)
@@ -380,6 +416,8 @@ impl Columns {
 struct Append<'a> {
     shape: &'a Shape,
     cols: &'a mut [Col],
+    /// The first value of the datum its column could not take (a placeholder went in instead).
+    rejected: Option<ShapeError>,
 }
 
 impl Append<'_> {
@@ -429,10 +467,30 @@ impl Append<'_> {
             Col::Binary(b) => b.append_null(),
             Col::Utf8(b) => b.append_null(),
             Col::Fixed(b) | Col::UuidText(b) => b.append_null(),
-            Col::Dec128(b) => b.append_null(),
-            Col::Dec256(b) => b.append_null(),
+            Col::Dec128(b, _) => b.append_null(),
+            Col::Dec256(b, _) => b.append_null(),
         }
         Ok(())
+    }
+
+    /// Notes that the datum is rejected (the first reason is kept); the caller appends a
+    /// placeholder so that the walk can go on.
+    #[cold]
+    fn reject(&mut self, id: NodeId, why: String) {
+        if self.rejected.is_none() {
+            self.rejected = Some(ShapeError::Value {
+                node: self.shape.path(id),
+                why,
+            });
+        }
+    }
+
+    /// The width of node `id`'s fixed-size column (a fixed's size; uuid bytes: 16).
+    fn fixed_width(&self, id: NodeId) -> usize {
+        match self.shape.node(id).map(|n| &n.kind) {
+            Some(Kind::Fixed { size }) => *size,
+            _ => 16,
+        }
     }
 
     fn mismatch(&self, id: NodeId, what: &str) -> ShapeError {
@@ -494,6 +552,19 @@ fn push_offset(offsets: &mut Vec<i32>, n: u64) -> Result<(), ShapeError> {
     Ok(())
 }
 
+/// Why a decimal (`unscaled`: its unscaled value where it fits the Arrow type at all; `bytes`:
+/// its Avro bytes) is refused by a column of `precision` digits.
+#[cold]
+fn too_many_digits(unscaled: Option<String>, bytes: &[u8], precision: u8) -> String {
+    match unscaled {
+        Some(x) => format!("the unscaled decimal {x} has more than {precision} digits"),
+        None => format!(
+            "a {}-byte decimal has more than {precision} digits",
+            bytes.len()
+        ),
+    }
+}
+
 /// Big-endian two's complement (Avro's decimal bytes) as an i128, if it fits.
 fn be_i128(b: &[u8]) -> Option<i128> {
     if b.len() > 16 {
@@ -540,22 +611,6 @@ fn be_i256(b: &[u8]) -> Option<i256> {
     let mut a = [fill; 32];
     a[32 - b.len()..].copy_from_slice(b);
     Some(i256::from_be_bytes(a))
-}
-
-/// A UUID's canonical text form (8-4-4-4-12 hex digits) as its 16 bytes.
-fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let b = s.as_bytes();
-    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    let mut hex = b.iter().filter(|c| **c != b'-');
-    for o in &mut out {
-        let hi = (*hex.next()? as char).to_digit(16)?;
-        let lo = (*hex.next()? as char).to_digit(16)?;
-        *o = (hi * 16 + lo) as u8;
-    }
-    Some(out)
 }
 
 impl Visitor for Append<'_> {
@@ -623,23 +678,38 @@ impl Visitor for Append<'_> {
                 b.append_value(v);
                 Ok(())
             }
-            Col::Fixed(b) => b
-                .append_value(v)
-                .map_err(|e| arrow_err("fixed-size bytes", e)),
-            Col::Dec128(b) => match be_i128(v) {
-                Some(x) => {
-                    b.append_value(x);
-                    Ok(())
+            Col::Fixed(b) => {
+                if b.append_value(v).is_err() {
+                    let width = self.fixed_width(id);
+                    if let Col::Fixed(b) = self.col(id)? {
+                        b.append_value(vec![0; width])
+                            .map_err(|e| arrow_err("fixed-size bytes", e))?;
+                    }
+                    self.reject(
+                        id,
+                        format!("{} bytes where the column holds {width}", v.len()),
+                    );
                 }
-                None => Err(self.mismatch(id, "too wide decimal")),
-            },
-            Col::Dec256(b) => match be_i256(v) {
-                Some(x) => {
-                    b.append_value(x);
-                    Ok(())
+                Ok(())
+            }
+            Col::Dec128(b, p) => {
+                let (p, x) = (*p, be_i128(v));
+                let fits = x.filter(|x| Decimal128Type::is_valid_decimal_precision(*x, p));
+                b.append_value(fits.unwrap_or(0));
+                if fits.is_none() {
+                    self.reject(id, too_many_digits(x.map(|x| x.to_string()), v, p));
                 }
-                None => Err(self.mismatch(id, "too wide decimal")),
-            },
+                Ok(())
+            }
+            Col::Dec256(b, p) => {
+                let (p, x) = (*p, be_i256(v));
+                let fits = x.filter(|x| Decimal256Type::is_valid_decimal_precision(*x, p));
+                b.append_value(fits.unwrap_or(i256::ZERO));
+                if fits.is_none() {
+                    self.reject(id, too_many_digits(x.map(|x| x.to_string()), v, p));
+                }
+                Ok(())
+            }
             _ => Err(self.mismatch(id, "bytes")),
         }
     }
@@ -650,12 +720,30 @@ impl Visitor for Append<'_> {
                 b.append_value(v);
                 Ok(())
             }
-            Col::UuidText(b) => match parse_uuid(v) {
-                Some(u) => b.append_value(u).map_err(|e| arrow_err("uuid", e)),
-                None => Err(self.mismatch(id, "non-UUID string")),
-            },
+            Col::UuidText(b) => {
+                let u = parse_uuid(v);
+                b.append_value(u.unwrap_or_default())
+                    .map_err(|e| arrow_err("uuid", e))?;
+                if u.is_none() {
+                    self.reject(id, not_a_uuid(v));
+                }
+                Ok(())
+            }
             _ => Err(self.mismatch(id, "string")),
         }
+    }
+    #[cold]
+    fn invalid_utf8(&mut self, id: NodeId, key: bool, _at: usize) -> Result<(), ShapeError> {
+        match (self.col(id)?, key) {
+            (Col::Map { keys, .. }, true) => keys.append_value(""),
+            (Col::Utf8(b), false) => b.append_value(""),
+            (Col::UuidText(b), false) => b
+                .append_value([0u8; 16])
+                .map_err(|e| arrow_err("uuid", e))?,
+            _ => return Err(self.mismatch(id, "string")),
+        }
+        self.reject(id, not_utf8(key));
+        Ok(())
     }
     #[inline]
     fn fixed(&mut self, id: NodeId, v: &[u8]) -> Result<(), ShapeError> {
@@ -742,53 +830,11 @@ impl Visitor for Append<'_> {
     }
 }
 
-/// The first pass for schemas with values Arrow may refuse: checks them, appends nothing.
-struct Check<'s> {
-    shape: &'s Shape,
-}
-
-impl Visitor for Check<'_> {
-    fn bytes(&mut self, id: NodeId, v: &[u8]) -> Result<(), ShapeError> {
-        let Some(node) = self.shape.node(id) else {
-            return Ok(());
-        };
-        let ok = match node.logical {
-            Logical::Decimal { precision, .. } if precision > 38 => be_i256(v).is_some(),
-            Logical::Decimal { .. } => be_i128(v).is_some(),
-            Logical::Uuid => v.len() == 16,
-            _ => true,
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(ShapeError::Value {
-                node: node.name.clone(),
-                why: format!("{} bytes do not fit the column's type", v.len()),
-            })
-        }
-    }
-    fn fixed(&mut self, id: NodeId, v: &[u8]) -> Result<(), ShapeError> {
-        self.bytes(id, v)
-    }
-    fn string(&mut self, id: NodeId, v: &str) -> Result<(), ShapeError> {
-        match self.shape.node(id) {
-            Some(n) if n.logical == Logical::Uuid && parse_uuid(v).is_none() => {
-                Err(ShapeError::Value {
-                    node: n.name.clone(),
-                    why: format!("{v:?} is not a UUID"),
-                })
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
 /// Builds the columns and fields, node by node from the root.
 struct Build<'s> {
     shape: &'s Shape,
     cols: Vec<Col>,
     fields: Vec<Option<Arc<Field>>>,
-    fallible: bool,
 }
 
 impl Build<'_> {
@@ -836,7 +882,6 @@ impl Build<'_> {
             (Kind::Float, _) => (Col::F32(Float32Builder::new()), DataType::Float32, nullable),
             (Kind::Double, _) => (Col::F64(Float64Builder::new()), DataType::Float64, nullable),
             (Kind::Bytes | Kind::Fixed { .. }, Logical::Decimal { precision, scale }) => {
-                self.fallible = true;
                 let bad = || ShapeError::Schema(format!("{}: decimal out of range", node.name));
                 let s = i8::try_from(scale).map_err(|_| bad())?;
                 if precision > 38 {
@@ -845,21 +890,20 @@ impl Build<'_> {
                         .filter(|p| *p <= 76)
                         .ok_or_else(bad)?;
                     (
-                        Col::Dec256(Decimal256Builder::new()),
+                        Col::Dec256(Decimal256Builder::new(), p),
                         DataType::Decimal256(p, s),
                         nullable,
                     )
                 } else {
                     let p = precision as u8;
                     (
-                        Col::Dec128(Decimal128Builder::new()),
+                        Col::Dec128(Decimal128Builder::new(), p),
                         DataType::Decimal128(p, s),
                         nullable,
                     )
                 }
             }
             (Kind::Bytes | Kind::Fixed { .. }, Logical::Uuid) => {
-                self.fallible = true;
                 meta.insert("ARROW:extension:name".to_string(), UUID_EXTENSION.into());
                 meta.insert("ARROW:extension:metadata".to_string(), String::new());
                 (
@@ -869,7 +913,6 @@ impl Build<'_> {
                 )
             }
             (Kind::String, Logical::Uuid) => {
-                self.fallible = true;
                 meta.insert("ARROW:extension:name".to_string(), UUID_EXTENSION.into());
                 meta.insert("ARROW:extension:metadata".to_string(), String::new());
                 (

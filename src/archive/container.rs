@@ -2,16 +2,20 @@
 //! datums with their count and size, null and deflate codecs.
 //!
 //! Owns: reading a container's header and blocks, and writing them; [`ContainerFile`] is the
-//! Avro format behind the output seam. Must not: resolve schemas
+//! Avro format behind the output seam, which checks each datum's strings before taking it (the
+//! compiled plan copies strings without re-validating them, and a reader of the file would
+//! refuse one that is not UTF-8, or a uuid string that is not a UUID). Must not: resolve schemas
 //! (`avro` does) or decide what goes into a file (the callers do); no I/O beyond the reader or
 //! writer it is handed.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::ArchiveError;
-use super::output::RecordFile;
+use super::output::{ReaderSchema, RecordFile};
+use super::shape::{Logical, NodeId, Shape, ShapeError, Visitor, not_a_uuid, not_utf8, parse_uuid};
 use crate::avro::write_long;
 
 const MAGIC: &[u8; 4] = b"Obj\x01";
@@ -43,6 +47,8 @@ const BLOCK_BYTES: usize = 64 * 1024;
 /// datums are gathered into blocks of about [`BLOCK_BYTES`], each compressed with the file's
 /// codec and followed by the sync marker.
 pub(crate) struct ContainerFile {
+    /// The reader schema, walked to check each datum's strings.
+    shape: Arc<Shape>,
     out: BufWriter<File>,
     codec: Codec,
     sync: [u8; 16],
@@ -57,13 +63,19 @@ pub(crate) struct ContainerFile {
 
 impl ContainerFile {
     /// Writes the header (schema JSON and codec in the metadata, a fresh sync marker) to `sink`.
-    pub(crate) fn create(schema: &str, codec: Codec, sink: File) -> Result<Self, ArchiveError> {
+    pub(crate) fn create(
+        reader: &ReaderSchema,
+        codec: Codec,
+        sink: File,
+    ) -> Result<Self, ArchiveError> {
+        let schema = reader.text();
         let sync = new_sync_marker();
         let mut header = Vec::with_capacity(schema.len() + 64);
         write_header(&mut header, schema, codec, &sync).map_err(output_err)?;
         let mut out = BufWriter::with_capacity(BLOCK_BYTES, sink);
         out.write_all(&header).map_err(output_err)?;
         Ok(ContainerFile {
+            shape: Arc::clone(reader.shape()),
             out,
             codec,
             sync,
@@ -99,8 +111,38 @@ impl ContainerFile {
     }
 }
 
+/// The check a datum passes before it goes into a container file: every string (map keys
+/// included) is UTF-8, and every uuid string is a UUID.
+struct Strings<'s> {
+    shape: &'s Shape,
+}
+
+impl Visitor for Strings<'_> {
+    fn string(&mut self, id: NodeId, v: &str) -> Result<(), ShapeError> {
+        match self.shape.node(id) {
+            Some(n) if n.logical == Logical::Uuid && parse_uuid(v).is_none() => {
+                Err(ShapeError::Value {
+                    node: self.shape.path(id),
+                    why: not_a_uuid(v),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+    fn invalid_utf8(&mut self, id: NodeId, key: bool, _at: usize) -> Result<(), ShapeError> {
+        Err(ShapeError::Value {
+            node: self.shape.path(id),
+            why: not_utf8(key),
+        })
+    }
+}
+
 impl RecordFile for ContainerFile {
     fn append(&mut self, datum: &[u8]) -> Result<(), ArchiveError> {
+        let shape = &*self.shape;
+        shape
+            .walk(datum, &mut Strings { shape })
+            .map_err(|e| ArchiveError::Rejected { why: e.to_string() })?;
         self.block.extend_from_slice(datum);
         self.block_records += 1;
         self.records += 1;

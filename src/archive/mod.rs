@@ -43,6 +43,11 @@ pub enum ArchiveError {
     /// Writing an output file (its sink or its format).
     #[error("{why}")]
     Output { why: String },
+    /// A datum holding a value the output cannot (a string that is not UTF-8, a uuid string
+    /// that is not a UUID; in Parquet also uuid bytes not 16 long or a decimal too wide for its
+    /// column): none of it went into the file, which takes the next datum.
+    #[error("{why}")]
+    Rejected { why: String },
     #[error("{}: schema: {why}", path.display())]
     Schema { path: PathBuf, why: String },
     /// (The engine's errors are boxed to keep `Result<_, ArchiveError>` small.)

@@ -41,7 +41,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 
 use super::ArchiveError;
-use super::columnar::Columns;
+use super::columnar::{AppendError, Columns};
 use super::output::{ReaderSchema, RecordFile};
 
 /// The leaf arrays of `batch`, depth first: the order of Parquet's columns (a struct's fields,
@@ -903,17 +903,26 @@ impl ParquetFile {
             .map_err(|e| ArchiveError::Output {
                 why: format!("parquet: {e}"),
             })?;
+        if batch.num_rows() == 0 {
+            return Ok(()); // only rejected datums' rows
+        }
         self.writer.write(batch, estimate)
     }
 }
 
 impl RecordFile for ParquetFile {
     fn append(&mut self, datum: &[u8]) -> Result<(), ArchiveError> {
-        self.columns
-            .append(datum)
-            .map_err(|e| ArchiveError::Output {
-                why: format!("parquet: record {}: {e}", self.records),
-            })?;
+        match self.columns.append(datum) {
+            Ok(()) => {}
+            Err(AppendError::Rejected(e)) => {
+                return Err(ArchiveError::Rejected { why: e.to_string() });
+            }
+            Err(AppendError::Broken(e)) => {
+                return Err(ArchiveError::Output {
+                    why: format!("parquet: record {}: {e}", self.records),
+                });
+            }
+        }
         self.records += 1;
         if self.columns.rows() >= BATCH_ROWS || self.columns.pending_bytes() >= BATCH_BYTES {
             self.write_batch()?;

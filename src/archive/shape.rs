@@ -146,6 +146,12 @@ pub trait Visitor {
     fn string(&mut self, node: NodeId, v: &str) -> Result<(), ShapeError> {
         Ok(())
     }
+    /// A string (`key`: a map key) at byte `at` whose bytes are not UTF-8, in place of
+    /// `string` (or `map_key`). The default stops the walk with [`ShapeError::Utf8`]; a visitor
+    /// that returns `Ok` has the walk go on with the next value.
+    fn invalid_utf8(&mut self, node: NodeId, key: bool, at: usize) -> Result<(), ShapeError> {
+        Err(ShapeError::Utf8 { at })
+    }
     fn fixed(&mut self, node: NodeId, v: &[u8]) -> Result<(), ShapeError> {
         Ok(())
     }
@@ -217,6 +223,68 @@ impl Shape {
         self.nodes.get(id as usize)
     }
 
+    /// Where node `id` is in a datum, for messages: field names from the root record joined
+    /// by `.`, `[]` for an array's items, `{}` for a map's values, a union's branches by their
+    /// type name in `<>` unless the union is `["null", T]` (`shipping.city`, `items[].sku`,
+    /// `attributes{}`); the node's type name where it is not under the root.
+    pub fn path(&self, id: NodeId) -> String {
+        let mut seen = vec![false; self.nodes.len()];
+        let mut at = Vec::new();
+        if id == self.root || self.find(self.root, id, &mut seen, &mut at) {
+            let mut path = String::new();
+            for step in at.iter().rev() {
+                path.push_str(step);
+            }
+            let path = path.strip_prefix('.').unwrap_or(&path).to_string();
+            if !path.is_empty() {
+                return path;
+            }
+        }
+        self.node(id)
+            .map_or_else(|| format!("node {id}"), |n| n.name.clone())
+    }
+
+    /// Depth-first search for `target` under `from`; on the way back, `at` gets each step
+    /// (innermost first).
+    fn find(&self, from: NodeId, target: NodeId, seen: &mut [bool], at: &mut Vec<String>) -> bool {
+        match seen.get_mut(from as usize) {
+            Some(s) if !*s => *s = true,
+            _ => return false,
+        }
+        let Some(node) = self.node(from) else {
+            return false;
+        };
+        let kids: Vec<(NodeId, String)> = match &node.kind {
+            Kind::Record { fields } => fields.iter().map(|(n, f)| (*f, format!(".{n}"))).collect(),
+            Kind::Array { items } => vec![(*items, "[]".into())],
+            Kind::Map { values } => vec![(*values, "{}".into())],
+            Kind::Union { branches } => {
+                let nullable = branches.len() == 2
+                    && branches
+                        .iter()
+                        .any(|b| matches!(self.node(*b).map(|n| &n.kind), Some(Kind::Null)));
+                branches
+                    .iter()
+                    .map(|b| {
+                        let step = match self.node(*b) {
+                            Some(n) if !nullable => format!("<{}>", n.name),
+                            _ => String::new(),
+                        };
+                        (*b, step)
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        for (kid, step) in kids {
+            if kid == target || self.find(kid, target, seen, at) {
+                at.push(step);
+                return true;
+            }
+        }
+        false
+    }
+
     /// The name of the first named type found used inside itself, if any.
     pub fn is_recursive(&self) -> Option<&str> {
         self.recursive.as_deref()
@@ -239,6 +307,34 @@ impl Shape {
         }
         Ok(())
     }
+}
+
+/// A UUID's canonical text form (8-4-4-4-12 hex digits) as its 16 bytes.
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let b = s.as_bytes();
+    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut hex = b.iter().filter(|c| **c != b'-');
+    for o in &mut out {
+        let hi = (*hex.next()? as char).to_digit(16)?;
+        let lo = (*hex.next()? as char).to_digit(16)?;
+        *o = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// Why a string (`key`: a map key) that is not UTF-8 is refused, in the same words by every
+/// output format.
+pub fn not_utf8(key: bool) -> String {
+    let what = if key { "a map key" } else { "a string" };
+    format!("{what} that is not UTF-8")
+}
+
+/// Why a uuid string that is not a UUID is refused.
+pub fn not_a_uuid(v: &str) -> String {
+    format!("{v:?} is not a UUID")
 }
 
 fn collect<'s>(schema: &'s Schema, ns: Option<&str>, names: &mut HashMap<String, &'s Schema>) {
@@ -462,11 +558,12 @@ impl<'b> Walk<'_, 'b> {
             .ok_or(ShapeError::Length { len: n, at })
     }
 
+    /// A string's text, or `Err(at)` where its bytes (skipped) are not UTF-8.
     #[inline]
-    fn str(&mut self) -> Result<&'b str, ShapeError> {
+    fn str(&mut self) -> Result<Result<&'b str, usize>, ShapeError> {
         let n = self.len()?;
         let at = self.pos;
-        std::str::from_utf8(self.take(n)?).map_err(|_| ShapeError::Utf8 { at })
+        Ok(std::str::from_utf8(self.take(n)?).map_err(|_| at))
     }
 
     /// Next block's item count; `None` at the terminating zero.
@@ -528,10 +625,10 @@ impl<'b> Walk<'_, 'b> {
                 let b = self.take(n)?;
                 v.bytes(id, b)
             }
-            Kind::String => {
-                let s = self.str()?;
-                v.string(id, s)
-            }
+            Kind::String => match self.str()? {
+                Ok(s) => v.string(id, s),
+                Err(at) => v.invalid_utf8(id, false, at),
+            },
             Kind::Fixed { size } => {
                 let b = self.take(*size)?;
                 v.fixed(id, b)
@@ -578,8 +675,10 @@ impl<'b> Walk<'_, 'b> {
                 let mut count = 0u64;
                 while let Some(n) = self.block()? {
                     for _ in 0..n {
-                        let k = self.str()?;
-                        v.map_key(id, k)?;
+                        match self.str()? {
+                            Ok(k) => v.map_key(id, k)?,
+                            Err(at) => v.invalid_utf8(id, true, at)?,
+                        }
                         self.nested(*values, v)?;
                     }
                     count += n;
@@ -759,5 +858,28 @@ mod tests {
             Err(ShapeError::TooDeep)
         );
         assert!(shape.walk(&[0x02, 0x00], &mut Trace::default()).is_ok());
+    }
+
+    /// Paths name a value by its fields, `[]`, `{}` and (in unions other than `["null", T]`)
+    /// the branch type; the root and a recursive record's repeat are found too.
+    #[test]
+    fn paths_name_values_from_the_root() {
+        let schema = Schema::parse_str(
+            r#"{"type":"record","name":"R","fields":[
+                {"name":"a","type":["null","string"]},
+                {"name":"b","type":["int",{"type":"array","items":{"type":"map","values":"string"}}]},
+                {"name":"next","type":["null","R"]}
+            ]}"#,
+        )
+        .unwrap();
+        let shape = Shape::compile(&schema).unwrap();
+        let paths: Vec<String> = (0..shape.nodes().len() as NodeId)
+            .map(|id| shape.path(id))
+            .collect();
+        for want in ["R", "a", "b<int>", "b<array>[]{}", "next"] {
+            assert!(paths.iter().any(|p| p == want), "{want} in {paths:?}");
+        }
+        assert_eq!(shape.path(shape.root()), "R");
+        assert_eq!(shape.path(NodeId::MAX), format!("node {}", NodeId::MAX));
     }
 }

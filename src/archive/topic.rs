@@ -1083,9 +1083,29 @@ impl Job {
             let Some(open) = s.open.as_mut() else {
                 return Ok(());
             };
-            open.file
-                .append(datum)
-                .map_err(|source| TopicError::File { route, source })?;
+            match open.file.append(datum) {
+                Ok(()) => {}
+                Err(ArchiveError::Rejected { why }) => {
+                    // Not in the file (a file it would have opened is dropped): the error
+                    // policy deals with the message, as with one that cannot be resolved.
+                    if open.file.records() == 0 {
+                        s.open = None;
+                    }
+                    let failure = PartFailure {
+                        kind: FailureKind::Datum,
+                        message: format!(
+                            "the record cannot be written as {}: {why}",
+                            shared.format.name()
+                        ),
+                        writer_id: m
+                            .payload()
+                            .and_then(|p| wire::parse(p).ok())
+                            .map(|f| f.schema_id),
+                    };
+                    return self.fail(shared, &key, m, failure);
+                }
+                Err(source) => return Err(TopicError::File { route, source }),
+            }
             open.last = offset;
             s.consumed = Some(offset + 1);
             open.file.records() >= roll.records || open.file.bytes() >= roll.bytes

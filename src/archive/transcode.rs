@@ -163,7 +163,17 @@ fn copy_file(
             if loss.is_lossy() {
                 stats.lossy_records += 1;
             }
-            file.append(&datum)?;
+            file.append(&datum).map_err(|e| match e {
+                ArchiveError::Rejected { why } => ArchiveError::Output {
+                    why: format!(
+                        "{}: record {} (block {}) cannot be written: {why}",
+                        input.display(),
+                        stats.records,
+                        stats.blocks
+                    ),
+                },
+                other => other,
+            })?;
             rest = &rest[used..];
             stats.records += 1;
         }
