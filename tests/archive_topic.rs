@@ -34,7 +34,7 @@ use schemabridge::archive::topic::{parse_file_name, utc_date};
 use schemabridge::config::Config;
 use schemabridge::pipeline::dlq_headers;
 use schemabridge::telemetry::events::CATALOGUE;
-use support::kafka::{Cluster, Input};
+use support::kafka::{Cluster, Input, Received};
 use support::membership::GroupMember;
 use support::moto;
 use support::orders::{
@@ -382,16 +382,7 @@ async fn a_local_archive_holds_every_record_once_and_the_bad_one_is_dead_lettere
     assert_eq!(checked, produced.len() - 1, "every good record once");
 
     // The bad record: in the DLQ with its original bytes and the reason.
-    let dlq = cluster
-        .consume(
-            &[DLQ],
-            1,
-            Duration::from_secs(20),
-            Duration::from_millis(300),
-        )
-        .await;
-    assert_eq!(dlq.len(), 1, "{dlq:?}");
-    let d = &dlq[0];
+    let d = &the_one_dead_letter(&cluster).await;
     assert_eq!(
         d.value.as_deref(),
         Some(&b"plain text, no Confluent framing"[..])
@@ -407,6 +398,20 @@ async fn a_local_archive_holds_every_record_once_and_the_bad_one_is_dead_lettere
     );
     assert_eq!(d.header(dlq_headers::OFFSET), Some(bad.offset.to_string()));
     assert_eq!(d.header(dlq_headers::ROUTE).as_deref(), Some(ROUTE));
+}
+
+/// The DLQ's only message (it must hold exactly one).
+async fn the_one_dead_letter(cluster: &Cluster) -> Received {
+    let mut dlq = cluster
+        .consume(
+            &[DLQ],
+            1,
+            Duration::from_secs(20),
+            Duration::from_millis(300),
+        )
+        .await;
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    dlq.remove(0)
 }
 
 /// `/metrics` of the local run once every record is in a file: what was produced, what the
@@ -845,16 +850,7 @@ async fn c_parquet_archive_files_hold_each_partitions_records_in_offset_order() 
     assert_eq!(total, produced.len() - 1, "every good record once");
 
     // The record Parquet cannot hold: in the DLQ with its original bytes and why.
-    let dlq = cluster
-        .consume(
-            &[DLQ],
-            1,
-            Duration::from_secs(20),
-            Duration::from_millis(300),
-        )
-        .await;
-    assert_eq!(dlq.len(), 1, "{dlq:?}");
-    let d = &dlq[0];
+    let d = &the_one_dead_letter(&cluster).await;
     assert_eq!(d.value.as_deref(), Some(&value[..]));
     assert_eq!(d.key.as_deref(), Some(&b"not-utf8"[..]));
     assert_eq!(d.header(dlq_headers::KIND).as_deref(), Some("datum"));
