@@ -16,7 +16,7 @@
 //! FixedSizeBinary, bytes → Binary, string → Utf8, null → Null.
 //!
 //! A datum holding a value its column cannot (a string that is not UTF-8, a uuid string that is
-//! not a UUID, uuid bytes not 16 long, a decimal wider than its Arrow type) is rejected
+//! not a UUID, uuid bytes not 16 long, a decimal with more digits than its precision) is rejected
 //! ([`AppendError::Rejected`]): the walk goes on with a placeholder in that column, so every
 //! builder stays one row longer, and [`Columns::take_batch`] leaves the datum's row out. The
 //! columns take the next datum as if it had not been offered. A datum that is not valid reader
