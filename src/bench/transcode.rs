@@ -167,16 +167,37 @@ impl<'s> Gen<'s, '_> {
                 write_long(out, s.len() as i64);
                 out.extend(s.as_bytes());
             }
-            Schema::Decimal(d) => match &d.inner {
-                apache_avro::schema::InnerDecimalSchema::Bytes => {
-                    self.datum(&Schema::Bytes, ns, depth, out)?
+            Schema::Decimal(d) => {
+                // An unscaled value with at most `precision` digits (and at most 18), either
+                // sign, as big-endian two's complement: minimal for bytes, sign-extended to a
+                // fixed's size.
+                let digits = d.precision.clamp(1, 18) as u32;
+                let magnitude = self.rng.below(10u64.pow(digits)) as i64;
+                let v = if self.rng.below(2) == 0 {
+                    magnitude
+                } else {
+                    -magnitude
+                };
+                let be = v.to_be_bytes();
+                let sign = if v < 0 { 0xff } else { 0 };
+                // Drop leading sign bytes whose next byte carries the same sign bit.
+                let mut skip = 0;
+                while skip < 7 && be[skip] == sign && (be[skip + 1] & 0x80) == (sign & 0x80) {
+                    skip += 1;
                 }
-                apache_avro::schema::InnerDecimalSchema::Fixed(f) => {
-                    for _ in 0..f.size {
-                        out.push(self.rng.below(256) as u8);
+                let minimal = &be[skip..];
+                match &d.inner {
+                    apache_avro::schema::InnerDecimalSchema::Bytes => {
+                        write_long(out, minimal.len() as i64);
+                        out.extend_from_slice(minimal);
+                    }
+                    apache_avro::schema::InnerDecimalSchema::Fixed(f) => {
+                        let pad = f.size.saturating_sub(minimal.len());
+                        out.extend(std::iter::repeat_n(sign, pad));
+                        out.extend_from_slice(&minimal[minimal.len().saturating_sub(f.size)..]);
                     }
                 }
-            },
+            }
             Schema::Array(a) => {
                 let n = if depth >= MAX_DEPTH {
                     0
@@ -619,6 +640,38 @@ mod tests {
             apache_avro::from_avro_datum(&recursive, &mut slice, None).unwrap();
             assert!(slice.is_empty());
         }
+    }
+
+    /// Random decimals hold at most their precision's digits (Parquet refuses wider ones), as
+    /// minimal bytes or sign-extended to a fixed's size, of either sign.
+    #[test]
+    fn random_decimals_fit_their_precision() {
+        let schema = Schema::parse_str(
+            r#"{"type":"record","name":"R","fields":[
+                {"name":"d2","type":{"type":"bytes","logicalType":"decimal","precision":2}},
+                {"name":"d9","type":{"type":"fixed","name":"F","size":5,
+                    "logicalType":"decimal","precision":9,"scale":3}}]}"#,
+        )
+        .unwrap();
+        let unscaled = |b: &[u8]| {
+            let fill = if b[0] & 0x80 != 0 { 0xff } else { 0 };
+            let mut a = [fill; 16];
+            a[16 - b.len()..].copy_from_slice(b);
+            i128::from_be_bytes(a)
+        };
+        let (mut negative, mut widest) = (0, [0i128; 2]);
+        for d in random_datums(&schema, 500, 3).unwrap() {
+            let mut rest = &d[..];
+            let n = avro::read_long(&mut rest).unwrap() as usize;
+            assert!((1..=8).contains(&n), "{n} bytes");
+            let (d2, d9) = (unscaled(&rest[..n]), unscaled(&rest[n..]));
+            assert_eq!(rest.len(), n + 5, "a 5-byte fixed after the bytes");
+            assert!(d2.abs() < 100 && d9.abs() < 1_000_000_000, "{d2} {d9}");
+            negative += usize::from(d2 < 0) + usize::from(d9 < 0);
+            widest = [widest[0].max(d2.abs()), widest[1].max(d9.abs())];
+        }
+        assert!(negative > 0, "both signs");
+        assert!(widest[0] >= 90 && widest[1] >= 900_000_000, "{widest:?}");
     }
 
     #[test]
