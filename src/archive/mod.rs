@@ -44,8 +44,8 @@ pub enum ArchiveError {
     #[error("{why}")]
     Output { why: String },
     /// A datum holding a value the output cannot (a string that is not UTF-8, a uuid string
-    /// that is not a UUID; in Parquet also uuid bytes not 16 long or a decimal too wide for its
-    /// column): none of it went into the file, which takes the next datum.
+    /// that is not a UUID; in Parquet also uuid bytes not 16 long or a decimal with more digits
+    /// than its precision): none of it went into the file, which takes the next datum.
     #[error("{why}")]
     Rejected { why: String },
     #[error("{}: schema: {why}", path.display())]
