@@ -5,9 +5,10 @@
 //! the schema its own way.
 //!
 //! Owns: the shape (logical types kept: date, time-millis/micros, timestamp-*, local-timestamp-*,
-//! decimal on bytes or fixed, uuid, duration), named-type lookup, and the bounds-checked walk.
+//! decimal on bytes or fixed, uuid, duration), named-type lookup, the bounds-checked walk, and
+//! what every output format says about a value it refuses (its path from the root, and why).
 //! Must not: resolve writer data (the input is already in the reader's encoding), allocate per
-//! datum, do I/O, or panic on any input. Varints are read by `crate::avro::read_long`, the
+//! datum (only a refusal's message does), do I/O, or panic on any input. Varints are read by `crate::avro::read_long`, the
 //! crate's one varint reader.
 //!
 //! A named type used in several places gets a node per place (each place is its own column);
