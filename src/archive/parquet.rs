@@ -10,8 +10,8 @@
 //! file when its first batch is in hand: `ParquetDictionary::Auto` looks at that batch's text
 //! columns), the `avro.schema` key-value metadata (the reader schema's JSON), batching, the
 //! encoding threads (started with the file, stopped by `finish` or by dropping the file),
-//! which leaf columns each encodes, and when a row group closes. Must not: choose file names or storage, or lay
-//! values out itself (`columnar` maps Avro types to Arrow).
+//! which leaf columns each encodes, and when a row group closes. Must not: choose file names
+//! or storage, or lay values out itself (`columnar` maps Avro types to Arrow).
 //!
 //! Parquet has no union type: a union other than `["null", T]` is a struct with one nullable
 //! field per non-null branch, named after the branch type (`int`, `string`, a record's full
@@ -495,14 +495,8 @@ impl Lazy {
 
     fn open(&mut self, first: &RecordBatch) -> Result<Encoder, ArchiveError> {
         let sink = self.sink.take().ok_or_else(gone)?;
-        let schema = &self.schema;
-        Encoder::open(
-            &self.options,
-            schema,
-            Arc::clone(&self.arrow_schema),
-            sink,
-            first,
-        )
+        let arrow_schema = Arc::clone(&self.arrow_schema);
+        Encoder::open(&self.options, &self.schema, arrow_schema, sink, first)
     }
 
     /// The footer (a file with no batches gets its encoder now); the file, flushed.
@@ -1277,6 +1271,11 @@ mod tests {
         writer.write(bad.clone(), 0).unwrap();
         let err = writer.write(bad, 0).unwrap_err().to_string();
         assert!(err.contains("parquet"), "{err}");
+        assert_gone(writer);
+    }
+
+    /// `finish` after an encoding error: the writer is gone.
+    fn assert_gone(writer: BatchWriter) {
         let err = writer.finish().unwrap_err().to_string();
         assert!(
             err.contains("the writer is gone after an earlier error"),
@@ -1307,11 +1306,7 @@ mod tests {
         let bad = not_the_writers_batch();
         let err = writer.write(bad, 0).unwrap_err().to_string();
         assert!(err.starts_with("parquet: "), "{err}");
-        let err = writer.finish().unwrap_err().to_string();
-        assert!(
-            err.contains("the writer is gone after an earlier error"),
-            "{err}"
-        );
+        assert_gone(writer);
     }
 
     #[test]

@@ -480,9 +480,7 @@ impl RegistryEvents {
             available,
         }
     }
-}
 
-impl RegistryEvents {
     /// Counts one key/value resolution: a cache miss when it asked the registry for a schema.
     pub fn resolved(&self, asked_registry: bool) {
         if asked_registry {
