@@ -3,7 +3,9 @@
 //!
 //! Owns: the transactional producer, the open transaction (begun on the first record or skip of
 //! a batch, committed after `transaction_ms` or `transaction_max_records` or
-//! `max_in_flight_bytes`, and before partitions are revoked or the gateway stops), and recovery:
+//! `max_in_flight_bytes`, and before partitions are revoked or the gateway stops), the plain
+//! group copy of the committed offsets (see `commit`: the only copy on brokers whose
+//! TxnOffsetCommit stores nothing, such as librdkafka's mock cluster), and recovery:
 //! on an abortable error the transaction is aborted and the consumer rewound to the first offset
 //! of the batch on each partition, so the batch is consumed and produced again; on fencing the
 //! gateway stops with an error that says so. A read_committed consumer of the targets sees every
@@ -234,15 +236,41 @@ impl ExactlyOnce {
     /// and rewinds the consumer to the start of the batch. `handover`: the partitions are about
     /// to go to another member (revoke, shutdown), so the group copy of the offsets is committed
     /// synchronously.
+    ///
+    /// The group copy: a committed transaction holds its offsets already (KIP-447), and
+    /// committing the same offsets through the group as well changes nothing on Kafka; it keeps
+    /// progress on brokers whose TxnOffsetCommit does not store offsets (librdkafka's mock
+    /// cluster, where it is the only copy). After each transaction it is asynchronous (a failure
+    /// is logged by the source's commit callback). At a handover it is synchronous, so the next
+    /// owner does not fetch the offsets before it lands, and it covers every partition this
+    /// member owns, open transaction or not, so it also repairs an asynchronous copy that failed
+    /// (a group rebalancing refuses plain offset commits on some brokers).
     fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         deadline: Instant,
         handover: bool,
     ) -> Result<(), DeliveryError> {
-        if self.open.is_none() {
-            return Ok(());
+        if self.open.is_some() {
+            self.commit_open(consumer, deadline, handover)?;
         }
+        if handover {
+            let owned = self.slots.all_committable();
+            if !owned.is_empty()
+                && let Err(e) = consumer.commit(&tpl(&owned), rdkafka::consumer::CommitMode::Sync)
+            {
+                tracing::warn!(error = %e, "the group copy of the committed offsets failed at a handover (the transactions hold them on Kafka)");
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_open<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        deadline: Instant,
+        handover: bool,
+    ) -> Result<(), DeliveryError> {
         let started = Instant::now();
         let offsets = self.slots.in_transaction();
         let result = self.try_commit(consumer, &offsets, deadline);
@@ -251,19 +279,8 @@ impl ExactlyOnce {
                 self.events
                     .transaction_seconds
                     .record(started.elapsed().as_secs_f64());
-                // The transaction committed these offsets already (KIP-447). Committing the same
-                // offsets through the group as well changes nothing on Kafka, and keeps progress
-                // on brokers whose TxnOffsetCommit does not persist offsets (librdkafka's mock
-                // cluster). Asynchronous: a failure only means the transaction's copy counts. At
-                // a handover it is synchronous: the next owner must not fetch the offsets before
-                // this copy lands, where it is the only one (else it consumes the batch again).
-                if !offsets.is_empty() {
-                    let mode = if handover {
-                        rdkafka::consumer::CommitMode::Sync
-                    } else {
-                        rdkafka::consumer::CommitMode::Async
-                    };
-                    let _ = consumer.commit(&tpl(&offsets), mode);
+                if !offsets.is_empty() && !handover {
+                    let _ = consumer.commit(&tpl(&offsets), rdkafka::consumer::CommitMode::Async);
                 }
                 self.slots.mark_all_done();
                 self.reset();
