@@ -244,7 +244,8 @@ impl ExactlyOnce {
     /// is logged by the source's commit callback). At a handover it is synchronous, so the next
     /// owner does not fetch the offsets before it lands, and it covers every partition this
     /// member owns, open transaction or not, so it also repairs an asynchronous copy that failed
-    /// (a group rebalancing refuses plain offset commits on some brokers).
+    /// (a group rebalancing refuses plain offset commits on some brokers). Failures of either
+    /// count in `schemabridge_commit_failures_total`.
     fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -259,6 +260,7 @@ impl ExactlyOnce {
             if !owned.is_empty()
                 && let Err(e) = consumer.commit(&tpl(&owned), rdkafka::consumer::CommitMode::Sync)
             {
+                self.events.commit_failures.increment(1);
                 tracing::warn!(error = %e, "the group copy of the committed offsets failed at a handover (the transactions hold them on Kafka)");
             }
         }
