@@ -474,7 +474,8 @@ impl ErrorLog {
 /// Commits `offsets` synchronously, then closes the consumer (leaving the group) and the
 /// producer, on a helper thread, waiting for it until `deadline` (plus a little): with the brokers
 /// down, a commit or a close can block far longer than the shutdown timeout allows. What was not
-/// committed is consumed again (at-least-once holds).
+/// committed is consumed again (at-least-once holds); under exactly-once these are the group copy
+/// of offsets the transactions hold on Kafka.
 fn close(consumer: Source, delivery: Shared, offsets: Vec<(String, i32, i64)>, deadline: Instant) {
     let (tx, rx) = std::sync::mpsc::channel();
     let closer = std::thread::Builder::new()
@@ -483,7 +484,7 @@ fn close(consumer: Source, delivery: Shared, offsets: Vec<(String, i32, i64)>, d
             if !offsets.is_empty() {
                 match consumer.commit(&super::delivery::tpl(&offsets), CommitMode::Sync) {
                     Ok(()) => tracing::info!("offsets committed"),
-                    Err(e) => tracing::warn!(error = %e, "final offset commit failed; the last messages will be consumed again"),
+                    Err(e) => tracing::warn!(error = %e, "final offset commit failed; at least once, the last messages will be consumed again (exactly once on Kafka, the transactions hold the offsets)"),
                 }
             }
             drop(consumer);

@@ -234,45 +234,23 @@ impl ExactlyOnce {
 
     /// Commits the open transaction with the consumed offsets; on an abortable failure aborts it
     /// and rewinds the consumer to the start of the batch. `handover`: the partitions are about
-    /// to go to another member (revoke, shutdown), so the group copy of the offsets is committed
-    /// synchronously.
+    /// to go to another member (revoke, shutdown): the group copy is left to the handover (see
+    /// [`ExactlyOnce::handover_copy`]).
     ///
     /// The group copy: a committed transaction holds its offsets already (KIP-447), and
     /// committing the same offsets through the group as well changes nothing on Kafka; it keeps
     /// progress on brokers whose TxnOffsetCommit does not store offsets (librdkafka's mock
     /// cluster, where it is the only copy). After each transaction it is asynchronous (a failure
-    /// is logged by the source's commit callback). At a handover it is synchronous, so the next
-    /// owner does not fetch the offsets before it lands, and it covers every partition this
-    /// member owns, open transaction or not, so it also repairs an asynchronous copy that failed
-    /// (a group rebalancing refuses plain offset commits on some brokers). Failures of either
-    /// count in `schemabridge_commit_failures_total`.
+    /// is logged and counted by the source's commit callback).
     fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         deadline: Instant,
         handover: bool,
     ) -> Result<(), DeliveryError> {
-        if self.open.is_some() {
-            self.commit_open(consumer, deadline, handover)?;
+        if self.open.is_none() {
+            return Ok(());
         }
-        if handover {
-            let owned = self.slots.all_committable();
-            if !owned.is_empty()
-                && let Err(e) = consumer.commit(&tpl(&owned), rdkafka::consumer::CommitMode::Sync)
-            {
-                self.events.commit_failures.increment(1);
-                tracing::warn!(error = %e, "the group copy of the committed offsets failed at a handover (the transactions hold them on Kafka)");
-            }
-        }
-        Ok(())
-    }
-
-    fn commit_open<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-        deadline: Instant,
-        handover: bool,
-    ) -> Result<(), DeliveryError> {
         let started = Instant::now();
         let offsets = self.slots.in_transaction();
         let result = self.try_commit(consumer, &offsets, deadline);
@@ -298,6 +276,14 @@ impl ExactlyOnce {
                 self.abort(consumer)
             }
         }
+    }
+
+    /// The group copy at a handover: every partition this member owns, open transaction or not,
+    /// so it also repairs an asynchronous copy that failed (a group that is rebalancing refuses
+    /// plain offset commits on some brokers). The caller commits it synchronously, so the next
+    /// owner does not fetch the offsets before it lands.
+    fn handover_copy(&mut self) -> Vec<(String, i32, i64)> {
+        self.slots.all_committable()
     }
 
     fn try_commit<C: ConsumerContext>(
@@ -395,7 +381,16 @@ impl ExactlyOnce {
         deadline: Instant,
     ) -> Result<(), DeliveryError> {
         let result = match how {
-            Revocation::Orderly => self.commit(consumer, deadline, true),
+            Revocation::Orderly => self.commit(consumer, deadline, true).map(|()| {
+                let owned = self.handover_copy();
+                if !owned.is_empty()
+                    && let Err(e) =
+                        consumer.commit(&tpl(&owned), rdkafka::consumer::CommitMode::Sync)
+                {
+                    self.events.commit_failures.increment(1);
+                    tracing::warn!(error = %e, "the group copy of the committed offsets failed at a revoke (the transactions hold them on Kafka)");
+                }
+            }),
             Revocation::Lost if self.open.is_some() => self.abort(consumer),
             Revocation::Lost => Ok(()),
         };
@@ -405,14 +400,15 @@ impl ExactlyOnce {
         result
     }
 
-    /// Shutdown: commits the open transaction (aborts it if that fails); nothing is left for
-    /// the caller to commit.
+    /// Shutdown: commits the open transaction (aborts it if that fails) and returns the group
+    /// copy of every owned partition's offsets for the caller's final commit (which runs on a
+    /// thread bounded by the shutdown timeout: with the brokers down a commit can block).
     pub fn finish<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         deadline: Instant,
     ) -> Result<Vec<(String, i32, i64)>, DeliveryError> {
         self.commit(consumer, deadline, true)?;
-        Ok(Vec::new())
+        Ok(self.handover_copy())
     }
 }

@@ -297,7 +297,8 @@ impl Delivery {
     }
 
     /// Shutdown: waits for in-flight records (until `deadline`); exactly-once commits its open
-    /// transaction. Returns the offsets still to commit (at-least-once), or the first failure.
+    /// transaction. Returns the offsets for the final commit (at-least-once: those not committed
+    /// yet; exactly-once: the group copy of every owned partition's), or the first failure.
     pub fn finish<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
