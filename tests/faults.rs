@@ -1131,3 +1131,50 @@ async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_and_a_second_
         &expected,
     );
 }
+
+/// Exactly once, the same: with the broker down, SIGTERM honours `shutdown_timeout_ms`, and a
+/// restart once the broker is back shows a read_committed reader every record once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_exactly_once() {
+    let cluster = Cluster::start(&[("orders", 3), ("orders-v1", 3), ("orders-dlq", 1)]);
+    let (registry, _v1, v2_id) = support::orders::registry_with_orders().await;
+    let (inputs, expected) = support::orders::v2_inputs(600, 3, v2_id, 32);
+    cluster.produce("orders", &inputs[..300]).await;
+    let group = format!("gw-{}", unique());
+    let dir = scratch_dir("shutdown-broker-down-exactly-once");
+    let yaml = |timeout_ms| {
+        shutdown_yaml(&cluster.bootstrap, &registry.url, &group, timeout_ms).replace(
+            "pipeline:\n",
+            &format!("pipeline:\n  delivery: exactly_once\n  transactional_id: txn-{group}\n"),
+        )
+    };
+
+    let mut gw = GatewayProcess::start(&dir, 1, &yaml(3000));
+    let first = cluster
+        .consume(&["orders-v1"], 1, WAIT, Duration::ZERO)
+        .await;
+    assert!(!first.is_empty());
+    cluster.mock.broker_down(1).expect("broker down");
+    let status = gw.terminate(Duration::from_secs(15)).await;
+    assert!(status.code().is_some(), "exited by itself: {status}");
+
+    cluster.mock.broker_up(1).expect("broker up");
+    cluster.produce("orders", &inputs[300..]).await;
+    let mut gw = GatewayProcess::start(&dir, 2, &yaml(10_000));
+    let out = cluster
+        .consume(
+            &["orders-v1", "orders-dlq"],
+            600,
+            WAIT,
+            Duration::from_millis(500),
+        )
+        .await;
+    let status = gw.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status}; log:\n{}", gw.log_tail());
+    assert!(out.iter().all(|m| m.topic == "orders-v1"));
+    assert_eq!(
+        support::orders::ids_by_partition(&out),
+        expected,
+        "every record once, in order"
+    );
+}
