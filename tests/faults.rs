@@ -1053,6 +1053,19 @@ fn signal(pid: u32, sig: &str) {
     assert!(sent.success(), "kill -{sig} {pid}");
 }
 
+/// Runs the gateway (run 1 in `dir`) with `yaml` until it forwarded a record, takes the broker
+/// down and sends SIGTERM: the process exits by itself within 15 s.
+async fn stopped_with_the_broker_down(cluster: &Cluster, dir: &std::path::Path, yaml: &str) {
+    let mut gw = GatewayProcess::start(dir, 1, yaml);
+    let first = cluster
+        .consume(&["orders-v1"], 1, WAIT, Duration::ZERO)
+        .await;
+    assert!(!first.is_empty());
+    cluster.mock.broker_down(1).expect("broker down");
+    let status = gw.terminate(Duration::from_secs(15)).await;
+    assert!(status.code().is_some(), "exited by itself: {status}");
+}
+
 /// With the broker down, SIGTERM honours `shutdown_timeout_ms` (it used to take ~90 s: the final
 /// commit and the group leave each blocked on the coordinator), and a second signal exits at
 /// once. Nothing is lost: a restart once the broker is back delivers every record.
@@ -1068,18 +1081,12 @@ async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_and_a_second_
     let targets = ["orders-v1", "orders-dlq"];
 
     // A 3 s timeout: the process is gone well before the old ~90 s.
-    let mut gw = GatewayProcess::start(
+    stopped_with_the_broker_down(
+        &cluster,
         &dir,
-        1,
         &shutdown_yaml(&cluster.bootstrap, &registry.url, &group, 3000),
-    );
-    let first = cluster
-        .consume(&["orders-v1"], 1, WAIT, Duration::ZERO)
-        .await;
-    assert!(!first.is_empty());
-    cluster.mock.broker_down(1).expect("broker down");
-    let status = gw.terminate(Duration::from_secs(15)).await;
-    assert!(status.code().is_some(), "exited by itself: {status}");
+    )
+    .await;
 
     // A 60 s timeout, and a second SIGTERM: it exits at once, not after 60 s. The second run
     // must have consumed something (new input), so that its final commit has to reach the
@@ -1149,14 +1156,7 @@ async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_exactly_once(
         )
     };
 
-    let mut gw = GatewayProcess::start(&dir, 1, &yaml(3000));
-    let first = cluster
-        .consume(&["orders-v1"], 1, WAIT, Duration::ZERO)
-        .await;
-    assert!(!first.is_empty());
-    cluster.mock.broker_down(1).expect("broker down");
-    let status = gw.terminate(Duration::from_secs(15)).await;
-    assert!(status.code().is_some(), "exited by itself: {status}");
+    stopped_with_the_broker_down(&cluster, &dir, &yaml(3000)).await;
 
     cluster.mock.broker_up(1).expect("broker up");
     cluster.produce("orders", &inputs[300..]).await;
