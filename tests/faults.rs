@@ -33,6 +33,8 @@
 //! the exactly-once process tests (SIGKILL, SIGTERM, restart) run on tansu, which stores
 //! transactional offsets and writes markers, but also shows aborted records to read_committed
 //! readers: there a SIGKILL lands only once the transaction before the pause is committed.
+//! (One exactly-once process test runs on the mock: SIGTERM with the broker down, taken down
+//! only once every transaction and the group copy of its offsets are committed.)
 //! Neither broker can show that records of an aborted transaction stay hidden; that needs an
 //! Apache Kafka broker.
 //!
@@ -1053,14 +1055,31 @@ fn signal(pid: u32, sig: &str) {
     assert!(sent.success(), "kill -{sig} {pid}");
 }
 
-/// Runs the gateway (run 1 in `dir`) with `yaml` until it forwarded a record, takes the broker
-/// down and sends SIGTERM: the process exits by itself within 15 s.
-async fn stopped_with_the_broker_down(cluster: &Cluster, dir: &std::path::Path, yaml: &str) {
+/// Runs the gateway (run 1 in `dir`) with `yaml` until it forwarded `forwarded` records (and,
+/// with `committed`, until that group's offsets on the 3 `orders` partitions reached that
+/// offset), takes the broker down and sends SIGTERM: the process exits by itself within 15 s.
+async fn stopped_with_the_broker_down(
+    cluster: &Cluster,
+    dir: &std::path::Path,
+    yaml: &str,
+    forwarded: usize,
+    committed: Option<(&str, i64)>,
+) {
     let mut gw = GatewayProcess::start(dir, 1, yaml);
-    let first = cluster
-        .consume(&["orders-v1"], 1, WAIT, Duration::ZERO)
+    let seen = cluster
+        .consume(&["orders-v1"], forwarded, WAIT, Duration::ZERO)
         .await;
-    assert!(!first.is_empty());
+    assert!(seen.len() >= forwarded, "forwarded {} records", seen.len());
+    if let Some((group, offset)) = committed {
+        let deadline = Instant::now() + WAIT;
+        while cluster.committed(group, "orders", 3) != vec![Some(offset); 3] {
+            assert!(
+                Instant::now() < deadline,
+                "offsets committed up to {offset}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     cluster.mock.broker_down(1).expect("broker down");
     let status = gw.terminate(Duration::from_secs(15)).await;
     assert!(status.code().is_some(), "exited by itself: {status}");
@@ -1085,6 +1104,8 @@ async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_and_a_second_
         &cluster,
         &dir,
         &shutdown_yaml(&cluster.bootstrap, &registry.url, &group, 3000),
+        1,
+        None,
     )
     .await;
 
@@ -1139,7 +1160,8 @@ async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_and_a_second_
     );
 }
 
-/// Exactly once, the same: with the broker down, SIGTERM honours `shutdown_timeout_ms`, and a
+/// Exactly once, the same: with the broker down, SIGTERM honours `shutdown_timeout_ms` (the
+/// group copy of the offsets is left to the final commit, abandoned at the deadline), and a
 /// restart once the broker is back shows a read_committed reader every record once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_exactly_once() {
@@ -1156,7 +1178,9 @@ async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_exactly_once(
         )
     };
 
-    stopped_with_the_broker_down(&cluster, &dir, &yaml(3000)).await;
+    // Every transaction committed, and the group copy of its offsets stored (the mock keeps no
+    // other copy and shows aborted records; see the header), before the broker goes down.
+    stopped_with_the_broker_down(&cluster, &dir, &yaml(3000), 300, Some((&group, 100))).await;
 
     cluster.mock.broker_up(1).expect("broker up");
     cluster.produce("orders", &inputs[300..]).await;
