@@ -133,8 +133,9 @@ struct Replicas {
 /// 400 ms, so the group gives b half the partitions part-way through it); then a leaves while
 /// the third batch (2,000) arrives. `protocol`: the group protocol (`group.protocol`); under
 /// the classic one the session timeout is 6 s, because the mock's classic group waits it less a
-/// second for members to join (44 s with librdkafka's default). Asserts that the scenario
-/// happened: a consumed part of the second batch and b the rest of it.
+/// second for members to join (44 s with librdkafka's default). Asserts that the first move
+/// came part-way through the second batch: a consumed more than the first batch and less than
+/// the first two.
 async fn replicas_join_and_leave(delivery: &str, protocol: &str) -> Replicas {
     let cluster = Cluster::start(&[("orders", 4), ("orders-v1", 4), ("orders-dlq", 1)]);
     let (registry, _v1, v2_id) = registry_with_orders().await;
