@@ -566,7 +566,7 @@ fn too_many_digits(unscaled: Option<String>, bytes: &[u8], precision: u8) -> Str
 }
 
 /// Big-endian two's complement (Avro's decimal bytes) as an i128, if it fits.
-fn be_i128(b: &[u8]) -> Option<i128> {
+pub(crate) fn be_i128(b: &[u8]) -> Option<i128> {
     if b.len() > 16 {
         // Wider, but still fits when the extra bytes are only sign extension.
         let (head, tail) = b.split_at(b.len() - 16);

@@ -653,12 +653,7 @@ mod tests {
                     "logicalType":"decimal","precision":9,"scale":3}}]}"#,
         )
         .unwrap();
-        let unscaled = |b: &[u8]| {
-            let fill = if b[0] & 0x80 != 0 { 0xff } else { 0 };
-            let mut a = [fill; 16];
-            a[16 - b.len()..].copy_from_slice(b);
-            i128::from_be_bytes(a)
-        };
+        let unscaled = |b: &[u8]| crate::archive::columnar::be_i128(b).expect("fits i128");
         let (mut negative, mut widest) = (0, [0i128; 2]);
         for d in random_datums(&schema, 500, 3).unwrap() {
             let mut rest = &d[..];
