@@ -235,7 +235,7 @@ impl ExactlyOnce {
     /// Commits the open transaction with the consumed offsets; on an abortable failure aborts it
     /// and rewinds the consumer to the start of the batch. `handover`: the partitions are about
     /// to go to another member (revoke, shutdown): the group copy is left to the handover (see
-    /// [`ExactlyOnce::handover_copy`]).
+    /// [`ExactlyOnce::commit_group_copy`]).
     ///
     /// The group copy: a committed transaction holds its offsets already (KIP-447), and
     /// committing the same offsets through the group as well changes nothing on Kafka; it keeps
@@ -278,12 +278,20 @@ impl ExactlyOnce {
         }
     }
 
-    /// The group copy at a handover: every partition this member owns, open transaction or not,
-    /// so it also repairs an asynchronous copy that failed (a group that is rebalancing refuses
-    /// plain offset commits on some brokers). The caller commits it synchronously, so the next
-    /// owner does not fetch the offsets before it lands.
-    fn handover_copy(&mut self) -> Vec<(String, i32, i64)> {
-        self.slots.all_committable()
+    /// The group copy at a revoke, committed synchronously so the next owner does not fetch the
+    /// offsets before it lands: every partition this member owns, open transaction or not, so it
+    /// also repairs an asynchronous copy that failed (a group that is rebalancing refuses plain
+    /// offset commits on some brokers). At shutdown `finish` hands the same copy to the final
+    /// commit.
+    fn commit_group_copy<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        let owned = self.slots.all_committable();
+        if owned.is_empty() {
+            return;
+        }
+        if let Err(e) = consumer.commit(&tpl(&owned), rdkafka::consumer::CommitMode::Sync) {
+            self.events.commit_failures.increment(1);
+            tracing::warn!(error = %e, "the group copy of the committed offsets failed at a revoke (the transactions hold them on Kafka)");
+        }
     }
 
     fn try_commit<C: ConsumerContext>(
@@ -381,16 +389,9 @@ impl ExactlyOnce {
         deadline: Instant,
     ) -> Result<(), DeliveryError> {
         let result = match how {
-            Revocation::Orderly => self.commit(consumer, deadline, true).map(|()| {
-                let owned = self.handover_copy();
-                if !owned.is_empty()
-                    && let Err(e) =
-                        consumer.commit(&tpl(&owned), rdkafka::consumer::CommitMode::Sync)
-                {
-                    self.events.commit_failures.increment(1);
-                    tracing::warn!(error = %e, "the group copy of the committed offsets failed at a revoke (the transactions hold them on Kafka)");
-                }
-            }),
+            Revocation::Orderly => self
+                .commit(consumer, deadline, true)
+                .map(|()| self.commit_group_copy(consumer)),
             Revocation::Lost if self.open.is_some() => self.abort(consumer),
             Revocation::Lost => Ok(()),
         };
@@ -409,6 +410,6 @@ impl ExactlyOnce {
         deadline: Instant,
     ) -> Result<Vec<(String, i32, i64)>, DeliveryError> {
         self.commit(consumer, deadline, true)?;
-        Ok(self.handover_copy())
+        Ok(self.slots.all_committable())
     }
 }
