@@ -8,8 +8,8 @@
 //! decimal on bytes or fixed, uuid, duration), named-type lookup, the bounds-checked walk, and
 //! what every output format says about a value it refuses (its path from the root, and why).
 //! Must not: resolve writer data (the input is already in the reader's encoding), allocate per
-//! datum (only a refusal's message does), do I/O, or panic on any input. Varints are read by `crate::avro::read_long`, the
-//! crate's one varint reader.
+//! datum (only a refusal's message does), do I/O, or panic on any input. Varints are read by
+//! `crate::avro::read_long`, the crate's one varint reader.
 //!
 //! A named type used in several places gets a node per place (each place is its own column);
 //! a named type used inside itself (a recursive type) is a cycle back to its ancestor node, and
