@@ -1019,8 +1019,16 @@ async fn process_terminated_mid_transaction_and_restarted_exactly_once() {
     sigterm_mid_stream(Delivery::ExactlyOnce, "sigterm-eos").await;
 }
 
-/// The gateway config for the broker-down shutdown test: one route, `shutdown_timeout_ms` set.
-fn shutdown_yaml(bootstrap: &str, registry: &str, group: &str, shutdown_timeout_ms: u64) -> String {
+/// The gateway config for the broker-down shutdown tests: one route, `shutdown_timeout_ms` and
+/// `delivery` set (and `transactional_id: txn-{group}`, which only exactly-once uses).
+fn shutdown_yaml(
+    bootstrap: &str,
+    registry: &str,
+    group: &str,
+    shutdown_timeout_ms: u64,
+    delivery: Delivery,
+) -> String {
+    let delivery_yaml = delivery.yaml();
     format!(
         r#"source:
   bootstrap_servers: "{bootstrap}"
@@ -1032,6 +1040,8 @@ registry:
   initial_backoff_ms: 10
   max_backoff_ms: 100
 pipeline:
+  delivery: {delivery_yaml}
+  transactional_id: txn-{group}
   commit_interval_ms: 200
   shutdown_timeout_ms: {shutdown_timeout_ms}
 routes:
@@ -1103,7 +1113,13 @@ async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_and_a_second_
     stopped_with_the_broker_down(
         &cluster,
         &dir,
-        &shutdown_yaml(&cluster.bootstrap, &registry.url, &group, 3000),
+        &shutdown_yaml(
+            &cluster.bootstrap,
+            &registry.url,
+            &group,
+            3000,
+            Delivery::AtLeastOnce,
+        ),
         1,
         None,
     )
@@ -1121,7 +1137,13 @@ async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_and_a_second_
     let mut gw = GatewayProcess::start(
         &dir,
         2,
-        &shutdown_yaml(&cluster.bootstrap, &registry.url, &group, 60_000),
+        &shutdown_yaml(
+            &cluster.bootstrap,
+            &registry.url,
+            &group,
+            60_000,
+            Delivery::AtLeastOnce,
+        ),
     );
     let seen = cluster
         .consume(&targets, written_by_first + 1, WAIT, Duration::ZERO)
@@ -1146,7 +1168,13 @@ async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_and_a_second_
     let mut gw = GatewayProcess::start(
         &dir,
         3,
-        &shutdown_yaml(&cluster.bootstrap, &registry.url, &group, 10_000),
+        &shutdown_yaml(
+            &cluster.bootstrap,
+            &registry.url,
+            &group,
+            10_000,
+            Delivery::AtLeastOnce,
+        ),
     );
     let out = cluster
         .consume(&targets, 600, WAIT, Duration::from_millis(500))
@@ -1172,9 +1200,12 @@ async fn sigterm_with_the_broker_down_honours_the_shutdown_timeout_exactly_once(
     let group = format!("gw-{}", unique());
     let dir = scratch_dir("shutdown-broker-down-exactly-once");
     let yaml = |timeout_ms| {
-        shutdown_yaml(&cluster.bootstrap, &registry.url, &group, timeout_ms).replace(
-            "pipeline:\n",
-            &format!("pipeline:\n  delivery: exactly_once\n  transactional_id: txn-{group}\n"),
+        shutdown_yaml(
+            &cluster.bootstrap,
+            &registry.url,
+            &group,
+            timeout_ms,
+            Delivery::ExactlyOnce,
         )
     };
 
