@@ -1,16 +1,17 @@
 //! Parquet output: a [`RecordFile`] that feeds each reader-encoded datum through the shape's
 //! walk into Arrow builders (`columnar`) and hands the batches to a [`BatchWriter`], which
 //! (by default) encodes one batch on a thread of the file's own while the caller builds the
-//! next; that thread and a helper each encode about half of the batch's leaf columns (parquet's
-//! column writers, under the file layout of its `ArrowWriter`). With fewer encoding threads
-//! the helper's share, or all of the encoding, stays on the caller's side.
+//! next. The batch's leaf columns (parquet's column writers, under the file layout of its
+//! `ArrowWriter`) are taken one at a time by whichever thread is free: that thread, a helper,
+//! and the caller once it has built the next batch and waits to hand it over. With fewer
+//! encoding threads there is no helper, or all of the encoding is on the caller's thread.
 //!
 //! Owns: [`ParquetOptions`] (compression, row group size in bytes, which columns are
 //! dictionary-encoded, statistics level, encoding threads), the writer properties (chosen per
 //! file when its first batch is in hand: `ParquetDictionary::Auto` looks at that batch's text
 //! columns), the `avro.schema` key-value metadata (the reader schema's JSON), batching, the
 //! encoding threads (started with the file, stopped by `finish` or by dropping the file),
-//! which leaf columns each encodes, and when a row group closes. Must not: choose file names
+//! how they share the leaf columns, and when a row group closes. Must not: choose file names
 //! or storage, or lay values out itself (`columnar` maps Avro types to Arrow).
 //!
 //! Parquet has no union type: a union other than `["null", T]` is a struct with one nullable
@@ -24,6 +25,7 @@ use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use arrow_array::cast::AsArray;
@@ -152,9 +154,10 @@ pub struct ParquetOptions {
     /// per page (a page index).
     pub statistics: ParquetStatistics,
     /// Threads that encode each open file's batches: 2 (one encodes a batch while the caller
-    /// builds the next, with a helper encoding about half of its columns), 1 (no helper) or 0
-    /// (each batch is encoded on the caller's thread when it is full); more counts as 2. The
-    /// file's bytes are the same whichever it is.
+    /// builds the next, with a helper taking columns of it too), 1 (no helper) or 0 (each
+    /// batch is encoded on the caller's thread when it is full); more counts as 2. With 1 or
+    /// 2, the caller also takes columns of the batch being encoded once it has built the next
+    /// and waits to hand it over. The file's bytes are the same whichever it is.
     pub encoding_threads: u8,
 }
 
@@ -278,7 +281,9 @@ const BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// encodes each batch (levels, dictionaries, statistics, compression; with 2, together with a
 /// helper thread, see `Encoder`) while the caller builds the next one. A batch is handed over
 /// only once the previous one is encoded, so the caller runs at most one batch ahead and
-/// memory stays at two batches. An encoding error surfaces at the next `write` or at
+/// memory stays at two batches; a caller that has built its next batch first takes columns of
+/// the one being encoded rather than wait idle (and, in `finish`, of the last batch and of the
+/// last row group's close). An encoding error surfaces at the next `write` or at
 /// `finish`; a writer dropped unfinished stops its threads, without writing the footer, and
 /// waits for them. With 0, `write` encodes the batch before it returns.
 pub struct BatchWriter {
@@ -298,6 +303,8 @@ struct Threaded {
     thread: Option<JoinHandle<Result<File, ArchiveError>>>,
     /// What the thread reports after each batch it has encoded.
     progress: Arc<Progress>,
+    /// The thread's work in progress, which the caller takes leaves of while it waits.
+    window: Arc<Window>,
     /// Batches handed over so far, and the caller's estimate for the last one.
     sent: usize,
     in_flight: usize,
@@ -322,26 +329,32 @@ impl BatchWriter {
         options: ParquetOptions,
         sink: File,
     ) -> Result<BatchWriter, ArchiveError> {
+        let window = (options.encoding_threads > 0).then(Arc::<Window>::default);
         let lazy = Lazy {
             options,
             schema: Arc::clone(schema),
             arrow_schema,
             sink: Some(sink),
             encoder: None,
+            window: window.clone(),
         };
-        if options.encoding_threads == 0 {
+        let Some(window) = window else {
             return Ok(BatchWriter {
                 mode: Mode::Inline(Some(Box::new(lazy))),
             });
-        }
+        };
         // Rendezvous: `write` returns once the thread has taken the batch, which it does only
         // when done with the one before.
         let (batches, inbox) = sync_channel::<RecordBatch>(0);
         let progress = Arc::new(Progress::default());
         let reports = Arc::clone(&progress);
+        let exit = Exit(Arc::clone(&window));
         let thread = std::thread::Builder::new()
             .name("parquet-encoder".into())
-            .spawn(move || encode(lazy, &inbox, &reports))
+            .spawn(move || {
+                let _exit = exit;
+                encode(lazy, &inbox, &reports)
+            })
             .map_err(|e| ArchiveError::Output {
                 why: format!("parquet: cannot start the encoding thread: {e}"),
             })?;
@@ -350,6 +363,7 @@ impl BatchWriter {
                 batches: Some(batches),
                 thread: Some(thread),
                 progress,
+                window,
                 sent: 0,
                 in_flight: 0,
             }),
@@ -397,6 +411,8 @@ impl BatchWriter {
 
 impl Threaded {
     fn write(&mut self, batch: RecordBatch, estimate: usize) -> Result<(), ArchiveError> {
+        // The thread takes this batch once done with the one before: help with that one.
+        self.window.help();
         let sent = match &self.batches {
             Some(batches) => batches.send(batch).is_ok(),
             None => false,
@@ -420,10 +436,12 @@ impl Threaded {
         self.progress.bytes.load(Ordering::Acquire) + in_flight
     }
 
-    /// Closes the thread's inbox and waits for it: the finished file, or why it stopped.
+    /// Closes the thread's inbox and waits for it, helping with the last batch and the last
+    /// row group's close: the finished file, or why it stopped.
     fn stop(&mut self) -> Result<File, ArchiveError> {
         self.batches = None;
         let thread = self.thread.take().ok_or_else(gone)?;
+        self.window.help_until_exit();
         thread.join().map_err(|panic| ArchiveError::Output {
             why: format!(
                 "parquet: the encoding thread panicked: {}",
@@ -476,6 +494,8 @@ struct Lazy {
     arrow_schema: SchemaRef,
     sink: Option<File>,
     encoder: Option<Encoder>,
+    /// The caller's view of the work in progress (None: this is the caller's thread).
+    window: Option<Arc<Window>>,
 }
 
 impl Lazy {
@@ -496,7 +516,15 @@ impl Lazy {
     fn open(&mut self, first: &RecordBatch) -> Result<Encoder, ArchiveError> {
         let sink = self.sink.take().ok_or_else(gone)?;
         let arrow_schema = Arc::clone(&self.arrow_schema);
-        Encoder::open(&self.options, &self.schema, arrow_schema, sink, first)
+        let window = self.window.clone();
+        Encoder::open(
+            &self.options,
+            &self.schema,
+            arrow_schema,
+            sink,
+            first,
+            window,
+        )
     }
 
     /// The footer (a file with no batches gets its encoder now); the file, flushed.
@@ -534,10 +562,12 @@ fn encode(
 
 /// One file's Parquet encoding, on its encoding thread (or, with no encoding thread, the
 /// caller's): what `ArrowWriter` does, with each row group's column writers (one per leaf
-/// column) split between this thread and a helper when there is one (`encoding_threads` 2),
-/// so that a batch's leaves are encoded by two threads at once. The split is made once per
-/// file from its first batch, by the leaves' sizes there, so both halves hold about as much
-/// data.
+/// column) shared by every thread that encodes. Each batch, and each row group's close, is one
+/// [`Work`] split by leaf: this thread takes leaves of it, and so do its helper
+/// (`encoding_threads` 2) and the caller while it waits to hand over its next batch or for the
+/// file to finish (through the [`Window`]). Leaves are taken costliest first (by their size in
+/// the file's first batch) by whichever thread is free, so no thread idles while another has
+/// a queue of its own.
 /// A row group closes once its estimated encoded size reaches the options' `row_group_bytes`
 /// after a batch (so it can exceed that by up to one batch), and its column chunks are
 /// written in leaf order, as `ArrowWriter` writes them.
@@ -545,18 +575,21 @@ struct Encoder {
     file: SerializedFileWriter<File>,
     factory: ArrowRowGroupWriterFactory,
     arrow_schema: SchemaRef,
-    /// Per leaf column, in Parquet's order: whether the helper encodes it.
-    helper_leaves: Vec<bool>,
-    /// This thread's column writers in the open row group, with their leaf index.
-    own: Vec<(usize, ArrowColumnWriter)>,
-    /// None with fewer than two encoding threads: this thread encodes every leaf.
+    /// Leaf indexes (Parquet's order), costliest first: the order their work is taken in.
+    order: Arc<[usize]>,
+    /// The open row group's column writers, by leaf (None: no row group is open).
+    writers: Option<Writers>,
+    /// None with fewer than two encoding threads.
     helper: Option<Helper>,
+    /// Where the caller finds the work in progress (None: encoding on the caller's thread).
+    window: Option<Arc<Window>>,
     /// Rows in the open row group (0: none is open).
     rows: usize,
-    /// The helper's estimated encoded size of its columns, as of the last batch.
-    helper_bytes: usize,
     row_group_bytes: usize,
 }
+
+/// A row group's column writers, by leaf; a writer is taken out when the row group closes.
+type Writers = Arc<[Mutex<Option<ArrowColumnWriter>>]>;
 
 impl Encoder {
     fn open(
@@ -565,6 +598,7 @@ impl Encoder {
         arrow_schema: SchemaRef,
         sink: File,
         first: &RecordBatch,
+        window: Option<Arc<Window>>,
     ) -> Result<Encoder, ArchiveError> {
         let props = options.writer_properties(schema.text(), first)?;
         // `ArrowWriter` lays out the file (the Parquet schema, the Arrow schema in its
@@ -577,17 +611,14 @@ impl Encoder {
             .then(Helper::start)
             .transpose()?;
         Ok(Encoder {
-            helper_leaves: match helper {
-                Some(_) => split_leaves(first, leaves),
-                None => vec![false; leaves],
-            },
+            order: costliest_first(first, leaves).into(),
             file,
             factory,
             arrow_schema,
-            own: Vec::new(),
+            writers: None,
             helper,
+            window,
             rows: 0,
-            helper_bytes: 0,
             row_group_bytes: usize::try_from(options.row_group_bytes.max(1)).unwrap_or(usize::MAX),
         })
     }
@@ -596,37 +627,19 @@ impl Encoder {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let mut leaves = Vec::with_capacity(self.order.len());
+        let fields = self.arrow_schema.fields().iter();
+        for (field, column) in fields.zip(batch.columns()) {
+            leaves.extend(compute_leaves(field, column).map_err(parquet_err)?);
+        }
+        if leaves.len() != self.order.len() {
+            return Err(leaf_mismatch());
+        }
         if self.rows == 0 {
             self.open_row_group()?;
         }
-        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
-        let fields = self.arrow_schema.fields().iter();
-        let mut helper = self.helper_leaves.iter();
-        for (field, column) in fields.zip(batch.columns()) {
-            for leaf in compute_leaves(field, column).map_err(parquet_err)? {
-                match helper.next() {
-                    Some(true) => theirs.push(leaf),
-                    Some(false) => mine.push(leaf),
-                    None => return Err(leaf_mismatch()),
-                }
-            }
-        }
-        if helper.next().is_some() {
-            return Err(leaf_mismatch());
-        }
-        if let Some(helper) = &self.helper {
-            helper.send(Job::Encode(theirs))?;
-        }
-        let mut own = self.own.iter_mut().zip(&mine);
-        let encoded = own.try_for_each(|((_, writer), leaf)| writer.write(leaf));
-        // The helper's answer is taken either way, so the next job finds it idle.
-        if let Some(helper) = &self.helper {
-            self.helper_bytes = match helper.receive()? {
-                Done::Encoded(bytes) => bytes.map_err(parquet_err)?,
-                Done::Closed(_) => return Err(helper_confused()),
-            };
-        }
-        encoded.map_err(parquet_err)?;
+        let writers = self.writers.clone().ok_or_else(gone)?;
+        self.run(Work::new(Step::Encode(leaves), writers, &self.order))?;
         self.rows += batch.num_rows();
         if self.in_progress_size() >= self.row_group_bytes {
             self.close_row_group()?;
@@ -634,10 +647,34 @@ impl Encoder {
         Ok(())
     }
 
+    /// Runs `work` with every thread that takes part: the helper and the caller are offered
+    /// it, this thread takes leaves too, then waits until all are done.
+    fn run(&self, work: Work) -> Result<Vec<(usize, ArrowColumnChunk)>, ArchiveError> {
+        let work = Arc::new(work);
+        if let Some(helper) = &self.helper {
+            helper.send(Arc::clone(&work))?;
+        }
+        if let Some(window) = &self.window {
+            window.publish(Some(Arc::clone(&work)));
+        }
+        work.take_leaves(false);
+        let done = work.wait();
+        if let Some(window) = &self.window {
+            window.publish(None);
+        }
+        done.map_err(parquet_err)
+    }
+
     /// The open row group's estimated encoded size.
     fn in_progress_size(&self) -> usize {
-        let own = self.own.iter().map(|(_, w)| w.get_estimated_total_bytes());
-        own.sum::<usize>() + self.helper_bytes
+        self.writers
+            .iter()
+            .flat_map(|w| w.iter())
+            .fold(0, |sum, w| {
+                sum + lock(w)
+                    .as_ref()
+                    .map_or(0, ArrowColumnWriter::get_estimated_total_bytes)
+            })
     }
 
     /// Bytes written, plus the open row group's estimated encoded size.
@@ -651,40 +688,20 @@ impl Encoder {
             .factory
             .create_column_writers(index)
             .map_err(parquet_err)?;
-        if writers.len() != self.helper_leaves.len() {
+        if writers.len() != self.order.len() {
             return Err(leaf_mismatch());
         }
-        let mut theirs = Vec::new();
-        for (leaf, (writer, helper)) in writers.into_iter().zip(&self.helper_leaves).enumerate() {
-            if *helper {
-                theirs.push((leaf, writer));
-            } else {
-                self.own.push((leaf, writer));
-            }
-        }
-        match &self.helper {
-            Some(helper) => helper.send(Job::Writers(theirs)),
-            None => Ok(()),
-        }
+        self.writers = Some(writers.into_iter().map(|w| Mutex::new(Some(w))).collect());
+        Ok(())
     }
 
-    /// Closes both halves' column writers and writes the row group, chunks in leaf order.
+    /// Closes the column writers and writes the row group, chunks in leaf order.
     fn close_row_group(&mut self) -> Result<(), ArchiveError> {
         if self.rows == 0 {
             return Ok(());
         }
-        if let Some(helper) = &self.helper {
-            helper.send(Job::Close)?;
-        }
-        let own = std::mem::take(&mut self.own).into_iter();
-        let mine: Result<Vec<_>, _> = own.map(|(i, w)| w.close().map(|c| (i, c))).collect();
-        let theirs = match self.helper.as_ref().map(Helper::receive).transpose()? {
-            Some(Done::Closed(chunks)) => chunks.map_err(parquet_err)?,
-            Some(Done::Encoded(_)) => return Err(helper_confused()),
-            None => Vec::new(),
-        };
-        let mut chunks = mine.map_err(parquet_err)?;
-        chunks.extend(theirs);
+        let writers = self.writers.take().ok_or_else(gone)?;
+        let mut chunks = self.run(Work::new(Step::Close, writers, &self.order))?;
         chunks.sort_unstable_by_key(|(leaf, _)| *leaf);
         let mut row_group = self.file.next_row_group().map_err(parquet_err)?;
         for (_, chunk) in chunks {
@@ -694,7 +711,6 @@ impl Encoder {
         }
         row_group.close().map_err(parquet_err)?;
         self.rows = 0;
-        self.helper_bytes = 0;
         Ok(())
     }
 
@@ -705,29 +721,18 @@ impl Encoder {
     }
 }
 
-/// Per leaf column of `first`'s schema (`leaves` of them, Parquet's order): whether the helper
-/// encodes it. Largest first, each leaf goes to the half with less data so far, a leaf's
-/// size being its values' bytes in `first` plus 8 per value (what every value costs the
-/// encoder beyond its bytes: levels, statistics, a dictionary lookup). Leaves that cannot be
-/// measured (an empty batch, a layout `leaf_arrays` does not know) alternate.
-fn split_leaves(first: &RecordBatch, leaves: usize) -> Vec<bool> {
-    let sizes = leaf_sizes(first);
-    if sizes.len() != leaves || first.num_rows() == 0 {
-        return (0..leaves).map(|i| i % 2 == 1).collect();
-    }
+/// The leaf columns of `first`'s schema (`leaves` of them, Parquet's order), costliest first:
+/// a leaf's cost being its values' bytes in `first` plus 8 per value (what every value costs
+/// the encoder beyond its bytes: levels, statistics, a dictionary lookup). Taking the costly
+/// ones first keeps the threads' last leaves short. Leaves that cannot be measured (an empty
+/// batch, a layout `leaf_arrays` does not know) keep Parquet's order.
+fn costliest_first(first: &RecordBatch, leaves: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..leaves).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
-    let (mut mine, mut theirs) = (0usize, 0usize);
-    let mut helper = vec![false; leaves];
-    for i in order {
-        if theirs < mine {
-            helper[i] = true;
-            theirs += sizes[i];
-        } else {
-            mine += sizes[i];
-        }
+    let sizes = leaf_sizes(first);
+    if sizes.len() == leaves && first.num_rows() > 0 {
+        order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
     }
-    helper
+    order
 }
 
 /// For each leaf column of `batch` (Parquet's order): its values' bytes plus 8 per value.
@@ -738,88 +743,235 @@ fn leaf_sizes(batch: &RecordBatch) -> Vec<usize> {
         .collect()
 }
 
-/// What the encoding thread asks of its helper.
-enum Job {
-    /// The helper's column writers for a new row group.
-    Writers(Vec<(usize, ArrowColumnWriter)>),
-    /// One batch's leaves for those writers, in their order.
+/// One step of a row group's encoding, split by leaf column, that any number of threads take
+/// leaves of ([`Work::take_leaves`]) while the encoding thread waits for all of them
+/// ([`Work::wait`]). A writer gets one batch's leaf at a time and the batches in order: a
+/// batch's work is over before the next one's is made.
+struct Work {
+    step: Step,
+    writers: Writers,
+    order: Arc<[usize]>,
+    state: Mutex<WorkState>,
+    all_done: Condvar,
+}
+
+enum Step {
+    /// A batch's leaf columns, Parquet's order.
     Encode(Vec<ArrowLeafColumn>),
-    /// Close the writers and hand their chunks back.
+    /// Close the writers (the row group is complete).
     Close,
 }
 
-/// The helper's answers: its columns' estimated encoded size after a batch, or its chunks.
-enum Done {
-    Encoded(Result<usize, ParquetError>),
-    Closed(Result<Vec<(usize, ArrowColumnChunk)>, ParquetError>),
+struct WorkState {
+    /// The positions in `order` not taken yet: `head..tail`.
+    head: usize,
+    tail: usize,
+    /// Leaves done.
+    done: usize,
+    /// The first error; leaves taken after it are skipped.
+    error: Option<ParquetError>,
+    /// Closed chunks, with their leaf.
+    chunks: Vec<(usize, ArrowColumnChunk)>,
 }
 
-/// The helper thread, which encodes its share of each batch's leaf columns; it stops when the
-/// encoder drops its end (and is waited for then).
+impl Work {
+    fn new(step: Step, writers: Writers, order: &Arc<[usize]>) -> Work {
+        Work {
+            step,
+            writers,
+            order: Arc::clone(order),
+            state: Mutex::new(WorkState {
+                head: 0,
+                tail: order.len(),
+                done: 0,
+                error: None,
+                chunks: Vec::new(),
+            }),
+            all_done: Condvar::new(),
+        }
+    }
+
+    /// Takes leaves one at a time until none is left: the costliest left, or, `from_back`, the
+    /// cheapest (the helper's end, so that each leaf tends to stay with the same thread from
+    /// one batch to the next, its writer's state in that thread's cache). A panic in a column
+    /// writer is an error of the work, so that its waiter is not left waiting.
+    fn take_leaves(&self, from_back: bool) {
+        loop {
+            let (leaf, skip) = {
+                let mut state = lock(&self.state);
+                if state.head >= state.tail {
+                    return;
+                }
+                let at = if from_back {
+                    state.tail -= 1;
+                    state.tail
+                } else {
+                    state.head += 1;
+                    state.head - 1
+                };
+                let Some(&leaf) = self.order.get(at) else {
+                    return;
+                };
+                (leaf, state.error.is_some())
+            };
+            let outcome = if skip {
+                Ok(None)
+            } else {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.leaf(leaf)))
+                    .unwrap_or_else(|_| {
+                        Err(ParquetError::General(format!(
+                            "the writer of leaf column {leaf} panicked"
+                        )))
+                    })
+            };
+            let mut state = lock(&self.state);
+            match outcome {
+                Ok(Some(chunk)) => state.chunks.push((leaf, chunk)),
+                Ok(None) => {}
+                Err(e) => {
+                    state.error.get_or_insert(e);
+                }
+            }
+            state.done += 1;
+            if state.done == self.order.len() {
+                self.all_done.notify_all();
+            }
+        }
+    }
+
+    /// This step for one leaf: its column written, or its writer closed into a chunk.
+    fn leaf(&self, leaf: usize) -> Result<Option<ArrowColumnChunk>, ParquetError> {
+        let missing = || ParquetError::General(format!("no writer for leaf column {leaf}"));
+        let mut writer = lock(self.writers.get(leaf).ok_or_else(missing)?);
+        match &self.step {
+            Step::Encode(leaves) => {
+                let column = leaves.get(leaf).ok_or_else(missing)?;
+                writer.as_mut().ok_or_else(missing)?.write(column)?;
+                Ok(None)
+            }
+            Step::Close => Ok(Some(writer.take().ok_or_else(missing)?.close()?)),
+        }
+    }
+
+    /// Once every leaf is done: the closed chunks (none for a batch), or the first error.
+    fn wait(&self) -> Result<Vec<(usize, ArrowColumnChunk)>, ParquetError> {
+        let all = self.order.len();
+        let mut state = self
+            .all_done
+            .wait_while(lock(&self.state), |s| s.done < all)
+            .unwrap_or_else(PoisonError::into_inner);
+        match state.error.take() {
+            Some(e) => Err(e),
+            None => Ok(std::mem::take(&mut state.chunks)),
+        }
+    }
+}
+
+/// The work the encoding thread has in progress, where the caller finds it: it takes leaves
+/// of it while it waits to hand over its next batch, and until the file is finished.
+#[derive(Default)]
+struct Window {
+    state: Mutex<Published>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Published {
+    work: Option<Arc<Work>>,
+    /// Counts publications, so that the caller knows new work from work it has helped with.
+    serial: u64,
+    /// The encoding thread has returned (or panicked).
+    exited: bool,
+}
+
+impl Window {
+    fn publish(&self, work: Option<Arc<Work>>) {
+        let mut state = lock(&self.state);
+        state.work = work;
+        state.serial += 1;
+        self.changed.notify_all();
+    }
+
+    /// Takes leaves of the work in progress, if there is any.
+    fn help(&self) {
+        let work = lock(&self.state).work.clone();
+        if let Some(work) = work {
+            work.take_leaves(false);
+        }
+    }
+
+    /// Takes leaves of each work as it is published, until the encoding thread returns.
+    fn help_until_exit(&self) {
+        let mut seen = 0;
+        loop {
+            let work = {
+                let state = self
+                    .changed
+                    .wait_while(lock(&self.state), |s| {
+                        !s.exited && (s.work.is_none() || s.serial == seen)
+                    })
+                    .unwrap_or_else(PoisonError::into_inner);
+                if state.exited {
+                    return;
+                }
+                seen = state.serial;
+                state.work.clone()
+            };
+            if let Some(work) = work {
+                work.take_leaves(false);
+            }
+        }
+    }
+
+    fn exit(&self) {
+        lock(&self.state).exited = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Marks the window's encoding thread as returned when dropped (also by a panic).
+struct Exit(Arc<Window>);
+
+impl Drop for Exit {
+    fn drop(&mut self) {
+        self.0.exit();
+    }
+}
+
+/// A mutex's guard, also after a panic elsewhere (the data are plain counters and writers
+/// whose errors are reported on their own).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The helper thread, which takes leaves of each work it is handed; it stops when the encoder
+/// drops its end (and is waited for then).
 struct Helper {
-    jobs: Option<Sender<Job>>,
-    done: Receiver<Done>,
+    jobs: Option<Sender<Arc<Work>>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Helper {
     fn start() -> Result<Helper, ArchiveError> {
-        let (jobs, inbox) = channel::<Job>();
-        let (answers, done) = channel::<Done>();
+        let (jobs, inbox) = channel::<Arc<Work>>();
         let thread = std::thread::Builder::new()
             .name("parquet-helper".into())
-            .spawn(move || {
-                let mut writers: Vec<(usize, ArrowColumnWriter)> = Vec::new();
-                for job in inbox {
-                    let answer = match job {
-                        Job::Writers(w) => {
-                            writers = w;
-                            continue;
-                        }
-                        Job::Encode(leaves) => Done::Encoded(
-                            writers
-                                .iter_mut()
-                                .zip(&leaves)
-                                .try_for_each(|((_, w), leaf)| w.write(leaf))
-                                .map(|()| {
-                                    writers
-                                        .iter()
-                                        .map(|(_, w)| w.get_estimated_total_bytes())
-                                        .sum()
-                                }),
-                        ),
-                        Job::Close => Done::Closed(
-                            std::mem::take(&mut writers)
-                                .into_iter()
-                                .map(|(i, w)| w.close().map(|c| (i, c)))
-                                .collect(),
-                        ),
-                    };
-                    if answers.send(answer).is_err() {
-                        break;
-                    }
-                }
-            })
+            .spawn(move || inbox.into_iter().for_each(|work| work.take_leaves(true)))
             .map_err(|e| ArchiveError::Output {
                 why: format!("parquet: cannot start the encoding helper thread: {e}"),
             })?;
         Ok(Helper {
             jobs: Some(jobs),
-            done,
             thread: Some(thread),
         })
     }
 
-    fn send(&self, job: Job) -> Result<(), ArchiveError> {
+    fn send(&self, work: Arc<Work>) -> Result<(), ArchiveError> {
         let sent = self
             .jobs
             .as_ref()
-            .is_some_and(|jobs| jobs.send(job).is_ok());
+            .is_some_and(|jobs| jobs.send(work).is_ok());
         if sent { Ok(()) } else { Err(helper_gone()) }
-    }
-
-    fn receive(&self) -> Result<Done, ArchiveError> {
-        self.done.recv().map_err(|_| helper_gone())
     }
 }
 
@@ -841,12 +993,6 @@ fn leaf_mismatch() -> ArchiveError {
 fn helper_gone() -> ArchiveError {
     ArchiveError::Output {
         why: "parquet: the encoding helper thread stopped".into(),
-    }
-}
-
-fn helper_confused() -> ArchiveError {
-    ArchiveError::Output {
-        why: "parquet: the encoding helper answered out of turn".into(),
     }
 }
 
@@ -1171,10 +1317,11 @@ mod tests {
     // apache-avro 0.22 deprecates `to_avro_datum` for a builder API; it only encodes test data.
     #[test]
     #[allow(deprecated)]
-    fn nested_columns_split_between_two_threads_read_back_as_built_in_every_row_group() {
+    fn nested_columns_shared_between_threads_read_back_as_built_in_every_row_group() {
         // ... and the file is the same byte for byte on one encoding thread, or none.
         // The reference reader: a struct, lists of structs and of strings, a map, an enum, a
-        // nullable double: 19 leaf columns, about half encoded by each thread.
+        // nullable double: 19 leaf columns, shared by the encoding thread, its helper and
+        // the caller.
         let reader = crate::avro::Schema::parse_str(ORDER_V1).unwrap();
         let schema = ReaderSchema::new(reader.clone()).unwrap();
         let mut rng = crate::bench::Rng(11);
@@ -1190,11 +1337,18 @@ mod tests {
         }
         let expected = expected.take_batch().unwrap();
         let first = expected.slice(0, BATCH_ROWS);
-        let split = split_leaves(&first, 19);
-        assert_eq!(split.len(), 19);
+        let order = costliest_first(&first, 19);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..19).collect::<Vec<_>>(), "every leaf once");
+        let sizes = leaf_sizes(&first);
         assert!(
-            (6..=13).contains(&split.iter().filter(|h| **h).count()),
-            "both threads get leaves: {split:?}"
+            order.windows(2).all(|w| sizes[w[0]] >= sizes[w[1]]),
+            "costliest first: {order:?} {sizes:?}"
+        );
+        assert_ne!(
+            order, sorted,
+            "the sizes differ, so the order is not Parquet's"
         );
 
         let dir = tempfile::tempdir().unwrap();
@@ -1228,6 +1382,100 @@ mod tests {
         for (i, (got, want)) in read.columns().iter().zip(expected.columns()).enumerate() {
             assert_eq!(got.as_ref(), want.as_ref(), "column {i}");
         }
+    }
+
+    /// The leaf columns of a batch of `rows` rows of three columns (a string, a long, a
+    /// string).
+    fn three_leaves(rows: i64) -> Vec<ArrowLeafColumn> {
+        let text = |p: &str| {
+            arrow_array::StringArray::from_iter_values((0..rows).map(|i| format!("{p}{i}")))
+        };
+        let batch = RecordBatch::try_new(
+            three_columns(),
+            vec![
+                Arc::new(text("a")),
+                Arc::new(arrow_array::Int64Array::from_iter_values(0..rows)),
+                Arc::new(text("c")),
+            ],
+        )
+        .unwrap();
+        let mut leaves = Vec::new();
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            leaves.extend(compute_leaves(field, column).unwrap());
+        }
+        leaves
+    }
+
+    fn three_columns() -> SchemaRef {
+        use arrow_schema::Field;
+        Arc::new(ArrowSchema::new(vec![
+            Field::new("a", DataType::Utf8, false),
+            Field::new("b", DataType::Int64, false),
+            Field::new("c", DataType::Utf8, false),
+        ]))
+    }
+
+    /// The column writers of a row group of [`three_columns`].
+    fn three_writers() -> Writers {
+        let sink = tempfile::tempfile().unwrap();
+        let (_file, factory) = ArrowWriter::try_new(sink, three_columns(), None)
+            .and_then(ArrowWriter::into_serialized_writer)
+            .unwrap();
+        let writers = factory.create_column_writers(0).unwrap();
+        writers.into_iter().map(|w| Mutex::new(Some(w))).collect()
+    }
+
+    #[test]
+    fn a_work_taken_by_several_threads_at_once_does_each_leaf_once() {
+        let writers = three_writers();
+        let order: Arc<[usize]> = vec![2, 0, 1].into();
+        // Two batches, each taken by three threads at once from both ends, one after the
+        // other.
+        for _ in 0..2 {
+            let step = Step::Encode(three_leaves(1000));
+            let work = Arc::new(Work::new(step, Arc::clone(&writers), &order));
+            std::thread::scope(|s| {
+                for from_back in [false, true, false] {
+                    let work = Arc::clone(&work);
+                    s.spawn(move || work.take_leaves(from_back));
+                }
+            });
+            assert!(work.wait().unwrap().is_empty(), "a batch closes nothing");
+        }
+        let close = Work::new(Step::Close, Arc::clone(&writers), &order);
+        std::thread::scope(|s| {
+            s.spawn(|| close.take_leaves(true));
+            close.take_leaves(false);
+        });
+        let mut chunks = close.wait().unwrap();
+        chunks.sort_unstable_by_key(|(leaf, _)| *leaf);
+        let leaves: Vec<usize> = chunks.iter().map(|(leaf, _)| *leaf).collect();
+        assert_eq!(leaves, vec![0, 1, 2], "one chunk per leaf");
+        for (leaf, chunk) in &chunks {
+            let rows = chunk.close().rows_written;
+            assert_eq!(rows, 2000, "leaf {leaf}: both batches' rows, once each");
+        }
+        assert!(
+            writers.iter().all(|w| lock(w).is_none()),
+            "closed writers are taken"
+        );
+    }
+
+    #[test]
+    fn an_error_in_one_leaf_is_the_works_and_its_waiter_is_not_left_waiting() {
+        let mut leaves = three_leaves(10);
+        // The first two leaves swapped: the string writer gets the longs and the long writer
+        // the strings, so both writes fail. Taken from the back, the long writer's comes
+        // first, and the string writer's leaf is skipped after it.
+        leaves.swap(0, 1);
+        let order: Arc<[usize]> = vec![0, 1, 2].into();
+        let work = Work::new(Step::Encode(leaves), three_writers(), &order);
+        work.take_leaves(true);
+        let err = work.wait().unwrap_err().to_string();
+        assert!(err.contains("Utf8 to I64"), "the first error: {err}");
+        // Every leaf was counted, so a second take finds nothing and the wait is over.
+        work.take_leaves(false);
+        assert!(work.wait().is_ok(), "the error is reported once");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! user would otherwise write in Rust (apache-avro `from_avro_datum` with the reader schema into
 //! `Value`s, then Arrow builders), with the same Arrow schema, Parquet writer options and batch
 //! writer (`archive::parquet::BatchWriter`, which encodes each batch on two threads of its own
-//! while the next is built), in one run: records/s by the wall clock and CPU time per record
+//! while the next is built, the building thread joining in once it is done), in one run: records/s by the wall clock and CPU time per record
 //! (every thread); and each engine by stage (decoding, Arrow builders, Parquet writer). The reference
 //! schemas get the reference records (`crate::demo::orders`), any other schema random ones.
 //!
@@ -107,8 +107,14 @@ impl ArchiveBench {
         }
         let encoding = match self.encoding_threads {
             0 => "on the same thread",
-            1 => "on a thread of its own while the next is built",
-            _ => "on two threads of its own while the next is built",
+            1 => {
+                "on a thread of its own while the next is built,\n the building thread taking \
+                 columns too once it is done"
+            }
+            _ => {
+                "on two threads of its own while the next is built,\n the building thread \
+                 taking columns too once it is done"
+            }
         };
         let _ = writeln!(
             s,

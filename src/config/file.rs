@@ -275,8 +275,9 @@ pub struct ArchiveFile {
     #[serde(default)]
     pub statistics: Option<ArchiveStatistics>,
     /// Parquet: threads that encode each open file's batches, 0 to 2 (default 2: one encodes
-    /// a batch while the archive thread builds the next, with a helper sharing its columns; 1:
-    /// no helper; 0: the archive thread encodes each batch itself).
+    /// a batch while the archive thread builds the next, with a helper sharing its columns,
+    /// and the archive thread joins in once the next batch is built; 1: no helper; 0: the
+    /// archive thread encodes each batch itself).
     #[serde(default)]
     pub encoding_threads: Option<u8>,
     #[serde(default)]
