@@ -841,7 +841,7 @@ impl Work {
 
     /// This step for one leaf: its column written, or its writer closed into a chunk.
     fn leaf(&self, leaf: usize) -> Result<Option<ArrowColumnChunk>, ParquetError> {
-        let missing = || ParquetError::General(format!("no writer for leaf column {leaf}"));
+        let missing = || ParquetError::General(format!("leaf column {leaf}: no writer or values"));
         let mut writer = lock(self.writers.get(leaf).ok_or_else(missing)?);
         match &self.step {
             Step::Encode(leaves) => {
