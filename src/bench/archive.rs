@@ -4,9 +4,10 @@
 //! user would otherwise write in Rust (apache-avro `from_avro_datum` with the reader schema into
 //! `Value`s, then Arrow builders), with the same Arrow schema, Parquet writer options and batch
 //! writer (`archive::parquet::BatchWriter`, which encodes each batch on two threads of its own
-//! while the next is built, the building thread joining in once it is done), in one run: records/s by the wall clock and CPU time per record
-//! (every thread); and each engine by stage (decoding, Arrow builders, Parquet writer). The reference
-//! schemas get the reference records (`crate::demo::orders`), any other schema random ones.
+//! while the next is built, the building thread joining in once it is done), in one run:
+//! records/s by the wall clock and CPU time per record (every thread); and each engine by stage
+//! (decoding, Arrow builders, Parquet writer). The reference schemas get the reference records
+//! (`crate::demo::orders`), any other schema random ones.
 //!
 //! Owns: timing, the value-path baseline, which records each writer gets, and the table. Must
 //! not: be used by the gateway.
