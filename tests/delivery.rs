@@ -119,24 +119,20 @@ async fn trickle(bootstrap: String, topic: &str, inputs: Vec<Input>, chunk: usiz
     }
 }
 
-/// What a replicas test saw: the read_committed reader's records by partition, what b
-/// consumed, and the group's committed offsets at the end.
-struct Replicas {
-    got: BTreeMap<i32, Vec<String>>,
-    expected: BTreeMap<i32, Vec<String>>,
-    b_consumed: u64,
-    committed: Vec<Option<i64>>,
-}
-
 /// The partitions move twice while input arrives: replica a forwards a first batch of 3,000
 /// records alone; replica b joins while the second batch trickles in (100 records every
 /// 400 ms, so the group gives b half the partitions part-way through it); then a leaves while
 /// the third batch (2,000) arrives. `protocol`: the group protocol (`group.protocol`); under
 /// the classic one the session timeout is 6 s, because the mock's classic group waits it less a
-/// second for members to join (44 s with librdkafka's default). Asserts that the first move
-/// came part-way through the second batch: a consumed more than the first batch and less than
-/// the first two.
-async fn replicas_join_and_leave(delivery: &str, protocol: &str) -> Replicas {
+/// second for members to join (44 s with librdkafka's default). Asserts what both modes share:
+/// the first move came part-way through the second batch (a consumed more than the first batch
+/// and less than the first two), b consumed more than the third batch, and the group's offsets
+/// end at the last record. Returns the read_committed reader's ids by partition and the
+/// expected ones, for the mode's own check.
+async fn replicas_join_and_leave(
+    delivery: &str,
+    protocol: &str,
+) -> (BTreeMap<i32, Vec<String>>, BTreeMap<i32, Vec<String>>) {
     let cluster = Cluster::start(&[("orders", 4), ("orders-v1", 4), ("orders-dlq", 1)]);
     let (registry, _v1, v2_id) = registry_with_orders().await;
     let (inputs, expected) = v2_inputs(8000, 4, v2_id, 12);
@@ -195,30 +191,27 @@ async fn replicas_join_and_leave(delivery: &str, protocol: &str) -> Replicas {
         "a consumed {} records: the first move did not come during the second batch",
         a_summary.consumed
     );
-    Replicas {
-        got: ids_by_partition(&reader.received),
-        expected,
-        b_consumed: b_summary.consumed,
-        committed: cluster.committed(&group, "orders", 4),
-    }
+    assert!(
+        b_summary.consumed > 2000,
+        "b consumed {}",
+        b_summary.consumed
+    );
+    assert_eq!(cluster.committed(&group, "orders", 4), vec![Some(2000); 4]);
+    (ids_by_partition(&reader.received), expected)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_replicas_joining_and_leaving_mid_stream_lose_nothing() {
-    let r = replicas_join_and_leave("at_least_once", "classic").await;
-    assert_at_least_once_in_order(&r.got, &r.expected);
-    assert!(r.b_consumed > 2000, "b consumed {}", r.b_consumed);
-    assert_eq!(r.committed, vec![Some(2000); 4]);
+    let (got, expected) = replicas_join_and_leave("at_least_once", "classic").await;
+    assert_at_least_once_in_order(&got, &expected);
 }
 
 /// Under the KIP-848 protocol: on the mock, the classic one loses the offsets of transactions
 /// committed while a member joins (see the header).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_replicas_joining_and_leaving_mid_stream_duplicate_nothing() {
-    let r = replicas_join_and_leave("exactly_once", "consumer").await;
-    assert_exactly_once_in_order(&r.got, &r.expected);
-    assert!(r.b_consumed > 2000, "b consumed {}", r.b_consumed);
-    assert_eq!(r.committed, vec![Some(2000); 4]);
+    let (got, expected) = replicas_join_and_leave("exactly_once", "consumer").await;
+    assert_exactly_once_in_order(&got, &expected);
 }
 
 /// A record the source accepted but the producer's message.max.bytes refuses takes the route's
