@@ -4,7 +4,7 @@
 //! value with fastavro's own resolution of the same input datums
 //! (tests/support/parquet_oracle.py), and the Arrow types pyarrow sees.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -18,7 +18,7 @@
 //!   leaving the group meanwhile, the archive waits unready, stays in its group, and archives
 //!   every record once when the registry answers.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -10,10 +10,8 @@
 //! takes the same-type branch before an earlier promotable one in Rust (Java's rule), the first
 //! match in fastavro; it only shows for unions like `["double","int"]`.
 
-#[path = "support/avro_values.rs"]
-mod avro_values;
-#[path = "support/python.rs"]
-mod python;
+use crate::support::avro_values;
+use crate::support::python;
 
 use avro_values::normalize;
 

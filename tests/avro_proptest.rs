@@ -23,10 +23,8 @@
 //! into a reader union where two branches could take it (Java's "same type first" rule here,
 //! first match in fastavro), and named-type renames (apache-avro does not resolve type aliases).
 
-#[path = "support/avro_values.rs"]
-mod avro_values;
-#[path = "support/python.rs"]
-mod python;
+use crate::support::avro_values;
+use crate::support::python;
 
 use avro_values::{hex, normalize};
 

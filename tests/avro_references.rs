@@ -5,7 +5,7 @@
 //! The messages are encoded, and the output decoded, with hand-written self-contained schemas
 //! (the referenced type spelled out), so the test does not lean on the code under test.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

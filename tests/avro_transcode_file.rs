@@ -3,11 +3,8 @@
 //! fastavro's own resolution of the input; and the failures, which must name the field and
 //! leave neither the output nor a temporary file behind.
 
-#[path = "support/python.rs"]
-mod python;
-#[allow(dead_code)] // the other registry fronts are for other tests
-#[path = "support/registry.rs"]
-mod registry;
+use crate::support::python;
+use crate::support::registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

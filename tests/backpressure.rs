@@ -3,7 +3,7 @@
 //! memory, its peak resident memory stays under the bound the README states for its settings,
 //! and everything flows once the target is back.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! speed. The bench runs as a child process on a mock cluster this test starts, so that the
 //! test can read what the contenders wrote after the bench exits.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;

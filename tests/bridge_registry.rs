@@ -5,7 +5,7 @@
 //! consumer that only knows the target registry would: the schema fetched by the record's id
 //! from the target registry over HTTP, the bytes decoded with apache-avro.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;

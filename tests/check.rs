@@ -2,7 +2,7 @@
 //! binary against the registry double (real Confluent REST paths over HTTP), and with
 //! `--scan-topic` against librdkafka's mock cluster.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -16,7 +16,7 @@
 //! so the classic protocol is exactly-once there. The mock's KIP-848 group checks commits by
 //! member epoch and moves a partition only after its owner revoked it, as Kafka does.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -13,8 +13,7 @@
 //! `kubectl` on PATH; .ci/run installs it when missing). A missing tool is a test FAILURE saying
 //! what to install, never a skip. There is no Docker engine in CI: nothing builds the image.
 
-#[path = "support/python.rs"]
-mod python;
+use crate::support::python;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -6,11 +6,8 @@
 //! test checks explain against what the schema authors said, and that nothing else differs.
 //! The `--sample` "after" record is compared with fastavro's resolution of the same record.
 
-#[path = "support/python.rs"]
-mod python;
-#[allow(dead_code)] // the other registry fronts are for other tests
-#[path = "support/registry.rs"]
-mod registry;
+use crate::support::python;
+use crate::support::registry;
 
 use std::collections::BTreeSet;
 use std::io::Write;

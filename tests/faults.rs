@@ -39,7 +39,7 @@
 //! Apache Kafka broker.
 //!
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;

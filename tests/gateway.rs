@@ -2,7 +2,7 @@
 //! Confluent-compatible registry double over HTTP. Every test accounts for every input offset:
 //! each lands on the target topic or the DLQ.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

@@ -10,7 +10,7 @@
 //! - an id the registry does not have is asked for once per `registry.not_found_ttl_ms`, not
 //!   once per message.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;

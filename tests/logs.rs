@@ -3,7 +3,7 @@
 //! partition, offset, kind and reason (never the payload), rate-limited, with every line held
 //! back counted in a summary line.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

@@ -10,7 +10,7 @@
 //! target with the reader id and the content a v1 parser gets from the original bytes, none in
 //! the DLQ. Needs python3 (with venv) and PyPI access once, for `grpcio-tools`.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -9,8 +9,7 @@
 //! Python as FileDescriptorSets built here by protox from the registry-style texts, so no
 //! `protoc` is needed. Needs python3 (with venv) and PyPI access once, for `protobuf`.
 
-#[path = "support/python.rs"]
-mod pyvenv;
+use crate::support::python as pyvenv;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

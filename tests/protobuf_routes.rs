@@ -2,7 +2,7 @@
 //! references from the registry, message-index framing, the unknown-field policy, JSON output,
 //! and an incompatible change landing in the DLQ. Every input offset is accounted for.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! the mock Kafka cluster, the library gateway. A refresh that meets a registry outage keeps the
 //! current reader and tries again.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

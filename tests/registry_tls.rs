@@ -12,7 +12,7 @@
 //!   every input exactly once with the reader schema's content, so the first run dropped and
 //!   dead-lettered nothing.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};

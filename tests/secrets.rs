@@ -3,7 +3,7 @@
 //! an error, a metric label or `--help`, while the gateway runs against a registry and a broker
 //! that both fail.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -34,7 +34,7 @@
 //!   revoked and assigned twice (the join, then the ghost's session timeout) and the gateway
 //!   holds only part of its partitions until the ghost expires. That test is `#[ignore]`d.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

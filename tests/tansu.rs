@@ -8,7 +8,7 @@
 //! exactly-once is tested on the mock cluster only. Counts come from consuming, never from
 //! watermarks (tansu reports the first offset of the newest batch + 1 as the end offset).
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;

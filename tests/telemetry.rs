@@ -10,7 +10,7 @@
 //! Each test runs its own gateway process, so the process-global metrics recorder never mixes
 //! two tests' counters.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

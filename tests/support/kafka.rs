@@ -1,6 +1,5 @@
 //! Kafka for tests: librdkafka's mock cluster, plus produce/consume helpers and a gateway runner.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -28,10 +27,6 @@ impl Cluster {
         }
         let bootstrap = mock.bootstrap_servers();
         Cluster { mock, bootstrap }
-    }
-
-    pub fn producer(&self) -> FutureProducer {
-        idempotent_producer(&self.bootstrap)
     }
 
     /// Produces each input and waits for its ack; returns (partition, offset) per input.
@@ -166,10 +161,6 @@ impl Received {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    }
-
-    pub fn headers_map(&self) -> HashMap<String, Vec<u8>> {
-        self.headers.iter().cloned().collect()
     }
 }
 
@@ -455,11 +446,6 @@ pipeline:
             delivery = self.delivery,
             routes = self.route.yaml(),
         )
-    }
-
-    pub fn config(&self) -> Config {
-        let text = self.yaml();
-        Config::parse(&text).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
     }
 }
 

@@ -11,8 +11,12 @@
 //! - `moto`: moto's S3 API server (PyPI `moto[server]`) as a child process, for archive tests.
 //! - `process`: the real `schemabridge` binary as a child process (log file, SIGKILL/SIGTERM).
 //! - `scrape`: its telemetry listener: HTTP GETs and the Prometheus text format parsed.
-#![allow(dead_code)]
+//! - `avro_values`: apache-avro values in the JSON form `fastavro_oracle.py` prints, to compare.
+//! - `logs`: the binary with its stderr (its logs) in a file of its own.
+//! - `membership`: a second consumer-group member that records its rebalances and records.
+//! - `tls`: a throwaway PKI (rcgen) and an HTTPS front for the registry double.
 
+pub mod avro_values;
 pub mod kafka;
 pub mod logs;
 pub mod membership;

@@ -20,7 +20,6 @@ pub const ORDER_V2: &str = include_str!("../../proto/orders/order_v2.avsc");
 #[path = "../../src/demo/orders.rs"]
 mod generator;
 
-#[allow(unused_imports)] // not every test binary generates both versions
 pub use generator::{order_v1, order_v2};
 /// The generator's random numbers (SplitMix64), the benchmarks' `Rng`.
 pub use schemabridge::bench::Rng as SplitMix;

@@ -228,7 +228,11 @@ impl TansuBroker {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {port} within 30 s; its log:\n{}",
+                tail(&broker.log)
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         broker

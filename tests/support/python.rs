@@ -11,8 +11,6 @@
 //! minutes is taken to be left over from a killed process. Everything below runs under it, so
 //! no two processes ever create the venv or run pip at the same time.
 
-#![allow(dead_code)] // each test binary uses only some of these helpers
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -59,6 +57,9 @@ pub fn python_with(packages: &[(&str, &str)]) -> PathBuf {
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
+                // The venv is the cache: a second copy of every wheel in ~/.cache/pip is only
+                // disk, which CI has little of.
+                "--no-cache-dir",
             ])
             .args(&missing)
             .output()
